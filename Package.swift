@@ -1,0 +1,28 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "pyrycode-relay",
+    products: [
+        .executable(name: "pyrycode-relay", targets: ["pyrycode-relay"]),
+        .library(name: "Relay", targets: ["Relay"]),
+    ],
+    targets: [
+        // Kernel interfaces: epoll, eventfd, timerfd, signalfd, sockets.
+        .systemLibrary(name: "CEpoll", path: "Sources/CEpoll"),
+        // OpenSSL 3 and zlib.
+        .systemLibrary(
+            name: "CTLS", path: "Sources/CTLS", pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev", "zlib1g-dev"])]),
+        .target(
+            name: "Relay", dependencies: ["CEpoll", "CTLS"],
+            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]),
+        .executableTarget(name: "pyrycode-relay", dependencies: ["Relay"]),
+        // Test-only: an RFC 6455 echo server on our WebSocket layer, for Autobahn|Testsuite.
+        .executableTarget(name: "ws-echo", dependencies: ["Relay"]),
+        // libFuzzer targets; built with -sanitize=fuzzer by scripts/fuzz.sh, stubs otherwise.
+        .executableTarget(name: "fuzz-http", dependencies: ["Relay"]),
+        .executableTarget(name: "fuzz-frame", dependencies: ["Relay"]),
+        .testTarget(name: "RelayTests", dependencies: ["Relay"]),
+    ]
+)

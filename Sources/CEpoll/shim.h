@@ -1,0 +1,47 @@
+#ifndef PYRY_CEPOLL_SHIM_H
+#define PYRY_CEPOLL_SHIM_H
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <signal.h>
+#include <pthread.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <errno.h>
+#include <time.h>
+#include <string.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <dirent.h>
+#include <poll.h>
+
+/* glibc declares accept4 with a transparent union Swift cannot call. */
+static inline int pyry_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
+    return accept4(fd, addr, len, flags);
+}
+
+static inline int pyry_errno(void) { return errno; }
+
+/* Not every IP_ option is exported by older headers; the value is stable ABI (linux/in.h). */
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+static inline int pyry_ip_bind_address_no_port(void) { return IP_BIND_ADDRESS_NO_PORT; }
+
+static inline int pyry_sigmask_block(const sigset_t *set) {
+    return pthread_sigmask(SIG_BLOCK, set, NULL);
+}
+
+#endif

@@ -1,0 +1,27 @@
+#ifndef PYRY_CTLS_SHIM_H
+#define PYRY_CTLS_SHIM_H
+#include <openssl/ssl.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <openssl/pem.h>
+#include <zlib.h>
+
+/* Function-like macros Swift cannot import. */
+static inline int pyry_ssl_ctx_set_min_proto_version(SSL_CTX *ctx, int v) { return SSL_CTX_set_min_proto_version(ctx, v); }
+static inline long pyry_ssl_ctx_set_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_mode(ctx, mode); }
+static inline uint64_t pyry_ssl_ctx_set_options(SSL_CTX *ctx, uint64_t op) { return SSL_CTX_set_options(ctx, op); }
+static inline int pyry_ssl_ctx_set1_groups_list(SSL_CTX *ctx, const char *list) { return SSL_CTX_set1_groups_list(ctx, list); }
+static inline uint64_t pyry_ssl_op_no_compression(void) { return SSL_OP_NO_COMPRESSION; }
+static inline uint64_t pyry_ssl_op_no_renegotiation(void) { return SSL_OP_NO_RENEGOTIATION; }
+static inline uint64_t pyry_ssl_op_cipher_server_preference(void) { return SSL_OP_CIPHER_SERVER_PREFERENCE; }
+static inline long pyry_ssl_mode_release_buffers(void) { return SSL_MODE_RELEASE_BUFFERS; }
+static inline long pyry_ssl_mode_partial_write(void) { return SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER; }
+static inline int pyry_tls1_2_version(void) { return TLS1_2_VERSION; }
+static inline int pyry_deflate_init2(z_stream *s, int level, int bits, int mem) {
+    return deflateInit2(s, level, Z_DEFLATED, bits, mem, Z_DEFAULT_STRATEGY);
+}
+static inline int pyry_inflate_init2(z_stream *s, int bits) { return inflateInit2(s, bits); }
+
+#endif

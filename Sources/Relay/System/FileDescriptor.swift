@@ -1,0 +1,36 @@
+import CEpoll
+
+/// Sole owner of a file descriptor: closes it exactly once, in `close()` or `deinit`.
+/// Everyone else borrows `raw` (NIO `BaseSocket` convention).
+public final class FileDescriptor {
+    public private(set) var raw: Int32
+
+    public init(_ raw: Int32) { self.raw = raw }
+
+    public var isOpen: Bool { raw >= 0 }
+
+    public func close() {
+        guard raw >= 0 else { return }
+        // close(2) must not be retried on EINTR on Linux: the fd is already released.
+        _ = CEpoll.close(raw)
+        raw = -1
+    }
+
+    /// Hands the descriptor to a caller that will own it from now on.
+    public func release() -> Int32 {
+        let r = raw
+        raw = -1
+        return r
+    }
+
+    deinit { close() }
+}
+
+/// Number of open descriptors of this process (the fd-leak checks read it).
+public func openFileDescriptorCount() -> Int {
+    guard let dir = opendir("/proc/self/fd") else { return -1 }
+    defer { closedir(dir) }
+    var n = 0
+    while readdir(dir) != nil { n += 1 }
+    return n - 3  // ".", "..", and the directory stream's own fd
+}

@@ -1,0 +1,124 @@
+import CEpoll
+
+/// An IPv4 or IPv6 socket address, parsed from the Go-style listen syntax
+/// `host:port`, `:port` or `[v6]:port` (port 1–65535).
+public struct SocketAddress: Equatable, CustomStringConvertible {
+    public var storage = sockaddr_storage()
+    public var length: socklen_t = 0
+
+    public init() {}
+
+    public enum ParseError: Error, Equatable { case malformed, badPort, badHost }
+
+    public init(parsing text: String) throws(ParseError) {
+        var host: Substring
+        let portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { throw .malformed }
+            host = text[text.index(after: text.startIndex)..<close]
+            let rest = text[text.index(after: close)...]
+            guard rest.hasPrefix(":") else { throw .malformed }
+            portText = rest.dropFirst()
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { throw .malformed }
+            host = text[..<colon]
+            if host.contains(":") { throw .malformed }  // bare IPv6 needs brackets
+            portText = text[text.index(after: colon)...]
+        }
+        guard !portText.isEmpty, portText.allSatisfy({ $0.isASCII && $0.isNumber }), portText.count <= 5,
+              let port = Int(portText) else { throw .badPort }
+        guard (1...65535).contains(port) else { throw .badPort }
+        if host.isEmpty { host = "0.0.0.0" }
+        if host == "localhost" { host = "127.0.0.1" }
+        guard let a = SocketAddress(ip: String(host), port: UInt16(port)) else { throw .badHost }
+        self = a
+    }
+
+    /// A numeric IP literal and port; nil when `ip` is not an IP literal.
+    public init?(ip: String, port: UInt16) {
+        var v4 = sockaddr_in()
+        if inet_pton(AF_INET, ip, &v4.sin_addr) == 1 {
+            v4.sin_family = sa_family_t(AF_INET)
+            v4.sin_port = port.bigEndian
+            withUnsafeMutableBytes(of: &storage) { dst in
+                withUnsafeBytes(of: v4) { dst.copyMemory(from: $0) }
+            }
+            length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            return
+        }
+        var v6 = sockaddr_in6()
+        if inet_pton(AF_INET6, ip, &v6.sin6_addr) == 1 {
+            v6.sin6_family = sa_family_t(AF_INET6)
+            v6.sin6_port = port.bigEndian
+            withUnsafeMutableBytes(of: &storage) { dst in
+                withUnsafeBytes(of: v6) { dst.copyMemory(from: $0) }
+            }
+            length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+            return
+        }
+        return nil
+    }
+
+    public var family: Int32 { Int32(storage.ss_family) }
+
+    public var port: UInt16 {
+        withUnsafeBytes(of: storage) { raw in
+            family == AF_INET6
+                ? UInt16(bigEndian: raw.load(fromByteOffset: 2, as: UInt16.self))
+                : UInt16(bigEndian: raw.load(fromByteOffset: 2, as: UInt16.self))
+        }
+    }
+
+    /// The IP as text, no port (IPv4-mapped IPv6 shown as IPv4): the rate-limit key.
+    public var ipString: String {
+        var buf = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+        var s = storage
+        return withUnsafePointer(to: &s) { p -> String in
+            p.withMemoryRebound(to: UInt8.self, capacity: MemoryLayout<sockaddr_storage>.size) { bytes in
+                if family == AF_INET {
+                    p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
+                        var a = sin.pointee.sin_addr
+                        _ = inet_ntop(AF_INET, &a, &buf, socklen_t(buf.count))
+                    }
+                } else if family == AF_INET6 {
+                    p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
+                        var a = sin6.pointee.sin6_addr
+                        let b = withUnsafeBytes(of: a) { Array($0) }
+                        if b[0..<10].allSatisfy({ $0 == 0 }) && b[10] == 0xff && b[11] == 0xff {
+                            var v4 = in_addr()
+                            withUnsafeMutableBytes(of: &v4) { $0.copyBytes(from: b[12..<16]) }
+                            _ = inet_ntop(AF_INET, &v4, &buf, socklen_t(buf.count))
+                        } else {
+                            _ = inet_ntop(AF_INET6, &a, &buf, socklen_t(buf.count))
+                        }
+                    }
+                }
+                _ = bytes
+                return String(cString: buf)
+            }
+        }
+    }
+
+    public var isLoopback: Bool {
+        let ip = ipString
+        return ip.hasPrefix("127.") || ip == "::1"
+    }
+
+    public var description: String {
+        family == AF_INET6 ? "[\(ipString)]:\(port)" : "\(ipString):\(port)"
+    }
+
+    public static func == (a: SocketAddress, b: SocketAddress) -> Bool {
+        a.length == b.length && withUnsafeBytes(of: a.storage) { ra in
+            withUnsafeBytes(of: b.storage) { rb in memcmp(ra.baseAddress!, rb.baseAddress!, Int(a.length)) == 0 }
+        }
+    }
+
+    /// Calls `body` with a `sockaddr` pointer to this address.
+    public func withSockAddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws(Errno) -> R) throws(Errno) -> R {
+        var s = storage
+        return try withUnsafePointer(to: &s) { p throws(Errno) -> R in
+            try p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa throws(Errno) -> R in try body(sa, length) }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+print("fuzz-frame: build with scripts/fuzz.sh")

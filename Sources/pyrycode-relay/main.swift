@@ -1,0 +1,2 @@
+import Relay
+print("pyrycode-relay")
