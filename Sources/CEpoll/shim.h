@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <dirent.h>
 #include <poll.h>
+#include <sys/random.h>
 
 /* glibc declares accept4 with a transparent union Swift cannot call. */
 static inline int pyry_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
@@ -43,5 +44,18 @@ static inline int pyry_ip_bind_address_no_port(void) { return IP_BIND_ADDRESS_NO
 static inline int pyry_sigmask_block(const sigset_t *set) {
     return pthread_sigmask(SIG_BLOCK, set, NULL);
 }
+
+static inline void pyry_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
+
+/* Same transparent-union problem for the other sockaddr-taking calls under _GNU_SOURCE. */
+static inline int pyry_bind(int fd, const struct sockaddr *a, socklen_t l) { return bind(fd, a, l); }
+static inline int pyry_connect(int fd, const struct sockaddr *a, socklen_t l) { return connect(fd, a, l); }
+static inline int pyry_getsockname(int fd, struct sockaddr *a, socklen_t *l) { return getsockname(fd, a, l); }
+static inline int pyry_getpeername(int fd, struct sockaddr *a, socklen_t *l) { return getpeername(fd, a, l); }
+static inline ssize_t pyry_sendto(int fd, const void *b, size_t n, int flags, const struct sockaddr *a, socklen_t l) { return sendto(fd, b, n, flags, a, l); }
+static inline ssize_t pyry_recvfrom(int fd, void *b, size_t n, int flags, struct sockaddr *a, socklen_t *l) { return recvfrom(fd, b, n, flags, a, l); }
+
+/* open(2) is variadic, which Swift cannot call. */
+static inline int pyry_open(const char *path, int flags, int mode) { return open(path, flags, mode); }
 
 #endif

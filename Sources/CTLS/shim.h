@@ -1,5 +1,9 @@
 #ifndef PYRY_CTLS_SHIM_H
 #define PYRY_CTLS_SHIM_H
+/* Same feature macros as CEpoll: glibc types (fd_set) must be identical in both clang modules. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <openssl/ssl.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>

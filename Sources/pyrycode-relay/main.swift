@@ -1,2 +1,4 @@
+import CEpoll
 import Relay
-print("pyrycode-relay")
+
+exit(RelayApp.main(arguments: Array(CommandLine.arguments.dropFirst())))

@@ -62,39 +62,30 @@ public struct SocketAddress: Equatable, CustomStringConvertible {
     public var family: Int32 { Int32(storage.ss_family) }
 
     public var port: UInt16 {
-        withUnsafeBytes(of: storage) { raw in
-            family == AF_INET6
-                ? UInt16(bigEndian: raw.load(fromByteOffset: 2, as: UInt16.self))
-                : UInt16(bigEndian: raw.load(fromByteOffset: 2, as: UInt16.self))
-        }
+        // sin_port and sin6_port share offset 2.
+        withUnsafeBytes(of: storage) { UInt16(bigEndian: $0.loadUnaligned(fromByteOffset: 2, as: UInt16.self)) }
     }
 
     /// The IP as text, no port (IPv4-mapped IPv6 shown as IPv4): the rate-limit key.
     public var ipString: String {
-        var buf = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
-        var s = storage
-        return withUnsafePointer(to: &s) { p -> String in
-            p.withMemoryRebound(to: UInt8.self, capacity: MemoryLayout<sockaddr_storage>.size) { bytes in
+        withUnsafeBytes(of: storage) { raw -> String in
+            withUnsafeTemporaryAllocation(of: CChar.self, capacity: Int(INET6_ADDRSTRLEN) + 1) { buf -> String in
+                buf.initialize(repeating: 0)
+                let out = buf.baseAddress!
                 if family == AF_INET {
-                    p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
-                        var a = sin.pointee.sin_addr
-                        _ = inet_ntop(AF_INET, &a, &buf, socklen_t(buf.count))
-                    }
+                    // sockaddr_in: family(2) port(2) addr(4)
+                    _ = inet_ntop(AF_INET, raw.baseAddress! + 4, out, socklen_t(buf.count))
                 } else if family == AF_INET6 {
-                    p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
-                        var a = sin6.pointee.sin6_addr
-                        let b = withUnsafeBytes(of: a) { Array($0) }
-                        if b[0..<10].allSatisfy({ $0 == 0 }) && b[10] == 0xff && b[11] == 0xff {
-                            var v4 = in_addr()
-                            withUnsafeMutableBytes(of: &v4) { $0.copyBytes(from: b[12..<16]) }
-                            _ = inet_ntop(AF_INET, &v4, &buf, socklen_t(buf.count))
-                        } else {
-                            _ = inet_ntop(AF_INET6, &a, &buf, socklen_t(buf.count))
-                        }
+                    // sockaddr_in6: family(2) port(2) flowinfo(4) addr(16)
+                    let a = raw.baseAddress! + 8
+                    let b = UnsafeRawBufferPointer(start: a, count: 16)
+                    if b[0..<10].allSatisfy({ $0 == 0 }) && b[10] == 0xff && b[11] == 0xff {
+                        _ = inet_ntop(AF_INET, a + 12, out, socklen_t(buf.count))
+                    } else {
+                        _ = inet_ntop(AF_INET6, a, out, socklen_t(buf.count))
                     }
                 }
-                _ = bytes
-                return String(cString: buf)
+                return String(cString: out)
             }
         }
     }

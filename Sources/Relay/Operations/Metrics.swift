@@ -1,0 +1,116 @@
+import CEpoll
+
+/// The relay's counters, named as in the Go relay (SPEC §14) so dashboards keep working,
+/// rendered in the Prometheus text format 0.0.4. Plain stored integers: one thread.
+public final class Metrics {
+    public enum Endpoint: Int, CaseIterable { case server, client }
+    public enum UpgradeOutcome: Int, CaseIterable {
+        case accept, rejectHeaders, reject409, reject404, reject429, rejectRateLimit
+        var label: String {
+            ["accept", "reject_headers", "reject_409", "reject_404", "reject_429", "reject_rate_limit"][rawValue]
+        }
+    }
+    public enum RegisterFailure: Int, CaseIterable {
+        case noServer, serverInUse, phonesAtCap, ratelimit
+        var label: String { ["no_server", "server_in_use", "phones_at_cap", "ratelimit"][rawValue] }
+    }
+
+    public var framesPhoneToBinary = 0
+    public var framesBinaryToPhone = 0
+    public var bytesPhoneToBinary = 0
+    public var bytesBinaryToPhone = 0
+    public var graceExpiries = 0
+    public var upgrades = [Int](repeating: 0, count: Endpoint.allCases.count * UpgradeOutcome.allCases.count)
+    public var registerFailures = [Int](repeating: 0, count: RegisterFailure.allCases.count)
+    public var closedByCode: [UInt16: Int] = [:]
+    public var httpRejects: [Int: Int] = [:]
+    public var tlsHandshakesOK = 0
+    public var tlsHandshakesFailed = 0
+
+    public init() {}
+
+    public func upgrade(_ e: Endpoint, _ o: UpgradeOutcome) {
+        upgrades[e.rawValue * UpgradeOutcome.allCases.count + o.rawValue] += 1
+    }
+
+    public func registerFailure(_ k: RegisterFailure) { registerFailures[k.rawValue] += 1 }
+
+    public func closed(code: CloseCode?) {
+        closedByCode[code?.rawValue ?? 1006, default: 0] += 1
+    }
+
+    public struct Gauges {
+        public var connectedBinaries = 0
+        public var connectedPhones = 0
+        public var queuedBytes = 0
+        public var liveConnections = 0
+        public var halfOpen = 0
+        public init() {}
+    }
+
+    public func render(_ g: Gauges) -> [UInt8] {
+        var o = ""
+        o.reserveCapacity(4096)
+        func family(_ name: String, _ type: String, _ help: String) {
+            o += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+        }
+        family("pyrycode_relay_connected_binaries", "gauge", "Binaries currently connected (excludes binaries in grace).")
+        o += "pyrycode_relay_connected_binaries \(g.connectedBinaries)\n"
+        family("pyrycode_relay_connected_phones", "gauge", "Phones currently connected.")
+        o += "pyrycode_relay_connected_phones \(g.connectedPhones)\n"
+        family("pyrycode_relay_frames_forwarded_total", "counter", "Frames forwarded, by direction.")
+        o += "pyrycode_relay_frames_forwarded_total{direction=\"phone_to_binary\"} \(framesPhoneToBinary)\n"
+        o += "pyrycode_relay_frames_forwarded_total{direction=\"binary_to_phone\"} \(framesBinaryToPhone)\n"
+        family("pyrycode_relay_grace_expiries_total", "counter", "Grace periods that expired without a reclaim.")
+        o += "pyrycode_relay_grace_expiries_total \(graceExpiries)\n"
+        family("pyrycode_relay_ws_upgrade_attempts_total", "counter", "WebSocket upgrade attempts, by endpoint and outcome.")
+        for e in Endpoint.allCases {
+            for oc in UpgradeOutcome.allCases {
+                let v = upgrades[e.rawValue * UpgradeOutcome.allCases.count + oc.rawValue]
+                o += "pyrycode_relay_ws_upgrade_attempts_total{endpoint=\"\(e == .server ? "server" : "client")\",outcome=\"\(oc.label)\"} \(v)\n"
+            }
+        }
+        family("pyrycode_relay_register_failures_total", "counter", "Registrations refused, by kind.")
+        for k in RegisterFailure.allCases {
+            o += "pyrycode_relay_register_failures_total{kind=\"\(k.label)\"} \(registerFailures[k.rawValue])\n"
+        }
+        family("pyrycode_relay_bytes_relayed_total", "counter", "Payload bytes relayed, by direction.")
+        o += "pyrycode_relay_bytes_relayed_total{direction=\"phone_to_binary\"} \(bytesPhoneToBinary)\n"
+        o += "pyrycode_relay_bytes_relayed_total{direction=\"binary_to_phone\"} \(bytesBinaryToPhone)\n"
+        family("pyrycode_relay_queued_bytes", "gauge", "Bytes queued for writing across all connections.")
+        o += "pyrycode_relay_queued_bytes \(g.queuedBytes)\n"
+        family("pyrycode_relay_live_connections", "gauge", "Live WebSocket connections.")
+        o += "pyrycode_relay_live_connections \(g.liveConnections)\n"
+        family("pyrycode_relay_half_open_connections", "gauge", "Connections not yet upgraded.")
+        o += "pyrycode_relay_half_open_connections \(g.halfOpen)\n"
+        family("pyrycode_relay_connections_closed_total", "counter", "WebSocket connections closed, by close code (1006: no close frame).")
+        for code in closedByCode.keys.sorted() {
+            o += "pyrycode_relay_connections_closed_total{code=\"\(code)\"} \(closedByCode[code]!)\n"
+        }
+        family("pyrycode_relay_http_rejects_total", "counter", "HTTP requests answered with an error status.")
+        for s in httpRejects.keys.sorted() {
+            o += "pyrycode_relay_http_rejects_total{status=\"\(s)\"} \(httpRejects[s]!)\n"
+        }
+        family("pyrycode_relay_tls_handshakes_total", "counter", "TLS handshakes, by result.")
+        o += "pyrycode_relay_tls_handshakes_total{result=\"ok\"} \(tlsHandshakesOK)\n"
+        o += "pyrycode_relay_tls_handshakes_total{result=\"failed\"} \(tlsHandshakesFailed)\n"
+        family("process_open_fds", "gauge", "Open file descriptors.")
+        o += "process_open_fds \(openFileDescriptorCount())\n"
+        family("process_resident_memory_bytes", "gauge", "Resident set size.")
+        o += "process_resident_memory_bytes \(residentMemoryBytes())\n"
+        return Array(o.utf8)
+    }
+}
+
+/// VmRSS of this process in bytes, from /proc/self/statm (pages × page size).
+public func residentMemoryBytes() -> Int {
+    let fd = pyry_open("/proc/self/statm", O_RDONLY | O_CLOEXEC, 0)
+    guard fd >= 0 else { return 0 }
+    defer { _ = close(fd) }
+    var buf = [UInt8](repeating: 0, count: 128)
+    let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, 127) }
+    guard n > 0 else { return 0 }
+    let fields = buf[0..<n].split(separator: 0x20)
+    guard fields.count > 1, let pages = Int(String(decoding: fields[1], as: UTF8.self)) else { return 0 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}

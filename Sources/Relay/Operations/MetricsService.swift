@@ -1,0 +1,34 @@
+/// The loopback-only metrics listener (SPEC §14): `GET /metrics` in the Prometheus text
+/// format; everything else 404. Plain HTTP on the same transport, never upgraded.
+public final class MetricsService: ConnectionDelegate {
+    let context: IOContext
+    let relay: RelayService
+    var live: [ObjectIdentifier: Connection] = [:]
+
+    public init(context: IOContext, relay: RelayService) {
+        self.context = context
+        self.relay = relay
+    }
+
+    public func accept(fd: Int32, remote: SocketAddress) {
+        let c = Connection(fd: fd, remote: remote, context: context, settings: relay.config.connection, delegate: self)
+        do { try c.start() } catch { return }
+        live[ObjectIdentifier(c)] = c
+    }
+
+    public func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition {
+        let close = !head.keepAlive
+        guard head.path == "/metrics" else {
+            return .respond(HTTPResponse.error(.notFound, close: close), close: close)
+        }
+        let body = relay.metrics.render(relay.gauges())
+        return .respond(HTTPResponse.ok(body: body, contentType: "text/plain; version=0.0.4; charset=utf-8",
+                                        extraHeaders: [], close: close), close: close)
+    }
+
+    public func connectionDidUpgrade(_ c: Connection) {}
+    public func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode) {}
+    public func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?) {
+        live[ObjectIdentifier(c)] = nil
+    }
+}

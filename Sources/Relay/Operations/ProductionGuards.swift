@@ -1,0 +1,58 @@
+import CEpoll
+
+/// SPEC §13: production mode refuses `--insecure-listen` and euid 0; any effective capability
+/// other than CAP_NET_BIND_SERVICE refuses in production and warns otherwise.
+public enum ProductionGuards {
+    static let capNetBindService = 10
+    static let capabilityNames = [
+        "cap_chown", "cap_dac_override", "cap_dac_read_search", "cap_fowner", "cap_fsetid", "cap_kill",
+        "cap_setgid", "cap_setuid", "cap_setpcap", "cap_linux_immutable", "cap_net_bind_service",
+        "cap_net_broadcast", "cap_net_admin", "cap_net_raw", "cap_ipc_lock", "cap_ipc_owner", "cap_sys_module",
+        "cap_sys_rawio", "cap_sys_chroot", "cap_sys_ptrace", "cap_sys_pacct", "cap_sys_admin", "cap_sys_boot",
+        "cap_sys_nice", "cap_sys_resource", "cap_sys_time", "cap_sys_tty_config", "cap_mknod", "cap_lease",
+        "cap_audit_write", "cap_audit_control", "cap_setfcap", "cap_mac_override", "cap_mac_admin", "cap_syslog",
+        "cap_wake_alarm", "cap_block_suspend", "cap_audit_read", "cap_perfmon", "cap_bpf", "cap_checkpoint_restore",
+    ]
+
+    /// Returns the refusal text, or nil to go on (after logging any warning).
+    public static func check(env: EnvironmentConfig, config: RelayConfig,
+                             effectiveCaps: UInt64? = readEffectiveCapabilities(), euid: UInt32 = geteuid()) -> String? {
+        if env.production && config.insecureListen != nil {
+            return "PYRYCODE_RELAY_PRODUCTION=1 refuses --insecure-listen"
+        }
+        if env.production && euid == 0 {
+            return "PYRYCODE_RELAY_PRODUCTION=1 refuses to run as root (euid 0)"
+        }
+        let extra = extraCapabilities(effectiveCaps ?? 0)
+        if !extra.isEmpty {
+            if env.production {
+                return "PYRYCODE_RELAY_PRODUCTION=1 refuses extra capabilities: \(extra.joined(separator: ","))"
+            }
+            Log.warn("extra_capabilities", ["capabilities": extra.joined(separator: ",")])
+        }
+        return nil
+    }
+
+    public static func extraCapabilities(_ mask: UInt64) -> [String] {
+        var out: [String] = []
+        for bit in 0..<64 where bit != capNetBindService && mask & (1 << UInt64(bit)) != 0 {
+            out.append(bit < capabilityNames.count ? capabilityNames[bit] : "cap_\(bit)")
+        }
+        return out
+    }
+
+    /// `CapEff` of /proc/self/status.
+    public static func readEffectiveCapabilities() -> UInt64? {
+        let fd = pyry_open("/proc/self/status", O_RDONLY | O_CLOEXEC, 0)
+        guard fd >= 0 else { return nil }
+        defer { _ = close(fd) }
+        var buf = [UInt8](repeating: 0, count: 8192)
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, 8191) }
+        guard n > 0 else { return nil }
+        let text = String(decoding: buf[0..<n], as: UTF8.self)
+        for line in text.split(separator: "\n") where line.hasPrefix("CapEff:") {
+            return UInt64(line.dropFirst(7).trimmingASCIISpaces(), radix: 16)
+        }
+        return nil
+    }
+}

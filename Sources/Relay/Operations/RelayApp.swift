@@ -1,0 +1,157 @@
+import CEpoll
+
+/// The relay process: the boot order of SPEC §2, the loop, and the signals of §14.
+public enum RelayApp {
+    /// Runs the relay; returns the process exit code.
+    public static func main(arguments: [String]) -> Int32 {
+        // 1. Flags.
+        let config: RelayConfig
+        switch RelayConfig.parse(arguments) {
+        case .success(.help(let text)):
+            writeStdout(text)
+            return 0
+        case .success(.version(let v)):
+            writeStdout(v + "\n")
+            return 0
+        case .failure(let refusal):
+            writeStderr("pyrycode-relay: \(refusal.description)\n")
+            if refusal.usage { writeStderr("Run pyrycode-relay --help for usage.\n") }
+            return 2
+        case .success(.run(let c)):
+            config = c
+        }
+
+        // 2. Environment (SPEC §13).
+        let rawEnv = currentEnvironment()
+        let env: EnvironmentConfig
+        switch EnvironmentConfig.parse(rawEnv) {
+        case .success(let e): env = e
+        case .failure(let e):
+            writeStderr("\(e.message)\n")
+            return 2
+        }
+
+        // Signals are blocked before anything else could start a thread (signalfd needs it).
+        let signals: SignalChannel
+        do { signals = try SignalChannel([SIGTERM, SIGINT, SIGHUP]) } catch {
+            writeStderr("pyrycode-relay: signalfd: \(error)\n")
+            return 1
+        }
+
+        // 3. Reactor init, step 1: the single-instance self-check (SPEC §12), before any socket.
+        let instance: SingleInstanceOutcome
+        switch runSingleInstanceCheck(env: env, rawEnv: rawEnv, runtimeDirFlag: config.runtimeDir) {
+        case .failure(let refusal):
+            writeStderr(refusal.message + "\n")
+            return 2
+        case .success(let outcome):
+            instance = outcome
+            for line in outcome.logLines { writeStderr(line.hasSuffix("\n") ? line : line + "\n") }
+        }
+
+        // 4. Production guards and capabilities (SPEC §13).
+        if let refusal = ProductionGuards.check(env: env, config: config) {
+            writeStderr("pyrycode-relay: \(refusal)\n")
+            return 2
+        }
+
+        // 5. TLS material (SPEC §4) — file-based TLS is not in this build yet.
+        if config.tlsCert != nil {
+            writeStderr("pyrycode-relay: TLS termination (--tls-cert) is not implemented in this build; use --insecure-listen behind a TLS proxy\n")
+            return 1
+        }
+
+        // 6. Listeners.
+        let reactor: Reactor
+        do { reactor = try Reactor() } catch {
+            writeStderr("pyrycode-relay: epoll: \(error)\n")
+            return 1
+        }
+        let context = IOContext(reactor: reactor)
+        let relay = RelayService(config: config, context: context)
+        let metricsService = MetricsService(context: context, relay: relay)
+        var listeners: [Listener] = []
+        do {
+            if let a = config.insecureListen {
+                listeners.append(try Listener(socket: try Socket.listen(on: a), reactor: reactor) { fd, remote in
+                    relay.accept(fd: fd, remote: remote)
+                })
+            }
+            if let m = config.metricsListen {
+                listeners.append(try Listener(socket: try Socket.listen(on: m), reactor: reactor) { fd, remote in
+                    metricsService.accept(fd: fd, remote: remote)
+                })
+            }
+        } catch {
+            writeStderr("pyrycode-relay: listen: \(error)\n")
+            return 1
+        }
+
+        var exitCode: Int32 = 0
+        let signalHandler = SignalHandler(channel: signals) { signo in
+            switch signo {
+            case SIGHUP:
+                Log.info("sighup_ignored", ["reason": "no TLS files to reload"])
+            default:
+                if relay.draining {
+                    // A second signal ends at once (SPEC §14).
+                    Log.warn("shutdown_forced", ["signal": String(signo)])
+                    exitCode = 1
+                    reactor.stop()
+                    return
+                }
+                Log.info("shutdown_started", ["signal": String(signo), "count": String(relay.liveConnectionCount)])
+                for l in listeners { l.close() }
+                relay.beginDrain()
+                reactor.scheduleDelegate(key: 0, at: reactor.now + config.drainDeadlineMs, kind: 250)
+            }
+        }
+        relay.onDrained = { reactor.stop() }
+        let previousDelegate = reactor.timerDelegate
+        reactor.timerDelegate = { entry, now in
+            if entry.kind == 250 {
+                Log.warn("drain_deadline_passed", ["count": String(relay.liveConnectionCount)])
+                reactor.stop()
+            } else {
+                previousDelegate?(entry, now)
+            }
+        }
+        do { _ = try reactor.register(fd: signals.fd, events: Reactor.readable, handler: signalHandler) } catch {
+            writeStderr("pyrycode-relay: signalfd: \(error)\n")
+            return 1
+        }
+
+        // 7. Ready.
+        let listenText = listeners.map { $0.address.description }.joined(separator: ",")
+        Log.info("relay_started", ["listen": listenText, "mode": config.insecureListen != nil ? "insecure" : "tls",
+                                   "version": RelayConfig.version,
+                                   "metrics": config.metricsListen?.description ?? "off"])
+        reactor.run()
+        withExtendedLifetime(instance) {}
+        Log.info("relay_stopped", ["count": String(relay.liveConnectionCount)])
+        return exitCode
+    }
+}
+
+/// Delivers signals from the signalfd to a closure on the loop.
+final class SignalHandler: EventHandler {
+    let channel: SignalChannel
+    let onSignal: (Int32) -> Void
+    init(channel: SignalChannel, onSignal: @escaping (Int32) -> Void) {
+        self.channel = channel
+        self.onSignal = onSignal
+    }
+    func handleEvent(_ events: UInt32) {
+        while let s = channel.next() { onSignal(s) }
+    }
+}
+
+func writeStderr(_ s: String) {
+    var s = s
+    s.withUTF8 { p in _ = write(2, p.baseAddress, p.count) }
+}
+
+func writeStdout(_ s: String) {
+    var s = s
+    s.withUTF8 { p in _ = write(1, p.baseAddress, p.count) }
+}

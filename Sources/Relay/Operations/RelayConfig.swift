@@ -1,0 +1,161 @@
+/// Everything the relay is configured with, validated (SPEC §3). Built from flags by
+/// `RelayConfig.parse`; a refusal is a message that names the flag (exit 2 by the caller).
+public struct RelayConfig {
+    public var insecureListen: SocketAddress?
+    public var domain: String?
+    public var tlsCert: String?
+    public var tlsKey: String?
+    public var httpsListen: SocketAddress?
+    public var httpListen: SocketAddress?
+    public var certCache: String?
+    public var httpsProxyProtocol = false
+    public var metricsListen: SocketAddress?
+    public var trustXForwardedFor = false
+    public var maxConnections = Limits.maxConnections
+    public var maxConnectionsPerIP = Limits.maxConnectionsPerIP
+    public var maxHalfOpen = Limits.maxHalfOpen
+    public var runtimeDir: String?
+    public var graceMs = Limits.graceMs
+    public var probeTimeoutMs = Limits.claimProbeTimeoutMs
+    public var phonesPerServer = Limits.phonesPerServerID
+    public var outboxBudget = Limits.phoneOutboxBudget
+    public var maxBufferedBytes = Limits.maxBufferedBytes
+    public var drainDeadlineMs = Limits.drainDeadlineMs
+    public var connection = ConnectionSettings()
+
+    public init() {}
+
+    public static let version = "0.1.0"
+
+    public enum Outcome {
+        case run(RelayConfig)
+        case help(String)
+        case version(String)
+    }
+
+    public struct Refusal: Error, CustomStringConvertible {
+        public let description: String
+        public let usage: Bool
+    }
+
+    static func flagSet() -> FlagSet {
+        var f = FlagSet()
+        f.string("insecure-listen", default: "", "plain HTTP/WebSocket listener address (behind a TLS proxy, or for development)")
+        f.string("domain", default: "", "public host name; enables the Host check (421) on the TLS listener")
+        f.string("tls-cert", default: "", "PEM certificate chain (leaf first) for the TLS listener; SIGHUP reloads")
+        f.string("tls-key", default: "", "PEM private key for --tls-cert")
+        f.string("https-listen", default: ":443", "TLS listener address")
+        f.string("http-listen", default: ":80", "ACME http-01 listener address (ACME mode only)")
+        f.string("cert-cache", default: "$HOME/.pyrycode-relay/certs", "ACME account and certificate store (0700)")
+        f.bool("https-proxy-protocol", "require a PROXY protocol v2 header on every TLS-listener connection")
+        f.string("metrics-listen", default: "127.0.0.1:9090", "Prometheus /metrics listener; a loopback IP literal; \"\" disables")
+        f.bool("trust-x-forwarded-for", "use the first X-Forwarded-For entry as the client IP for rate limiting")
+        f.string("max-connections", default: String(Limits.maxConnections), "global cap on live WebSocket connections (503 beyond)")
+        f.string("max-connections-per-ip", default: String(Limits.maxConnectionsPerIP), "live WebSocket connections per client IP (429 beyond)")
+        f.string("max-half-open", default: String(Limits.maxHalfOpen), "connections not yet upgraded; the oldest is closed beyond")
+        f.string("runtime-dir", default: "", "directory for instance.lock (default $RUNTIME_DIRECTORY, else /run/pyrycode-relay)")
+        f.string("grace", default: "30s", "how long a binary's server-id stays reserved after it disconnects")
+        f.string("heartbeat-interval", default: "30s", "interval between pings to each connection")
+        f.string("heartbeat-timeout", default: "30s", "pong deadline after a ping; then close 1011")
+        f.string("probe-timeout", default: "10s", "liveness probe of an incumbent binary before a takeover")
+        f.string("phones-per-server", default: String(Limits.phonesPerServerID), "phones per server-id (4429 beyond)")
+        f.string("max-message-bytes", default: String(Limits.maxMessageBytes), "largest WebSocket message accepted (1009 beyond)")
+        f.string("outbox-budget", default: String(Limits.phoneOutboxBudget), "bytes queued per phone before it is closed 1011")
+        f.string("max-buffered-bytes", default: String(Limits.maxBufferedBytes), "bytes queued for all connections together")
+        f.string("drain-deadline", default: "10s", "how long shutdown waits for connections to close")
+        f.string("header-timeout", default: "5s", "time allowed from accept to a complete request head (TLS included)")
+        f.bool("version", "print the version and exit")
+        return f
+    }
+
+    public static func parse(_ args: [String]) -> Result<Outcome, Refusal> {
+        var flags = flagSet()
+        do { try flags.parse(args) } catch {
+            return .failure(Refusal(description: error.description, usage: true))
+        }
+        if flags.bool("help") { return .success(.help(flags.usage(program: "pyrycode-relay"))) }
+        if flags.bool("version") { return .success(.version("pyrycode-relay \(version)")) }
+        do {
+            return .success(.run(try build(flags)))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    private static func address(_ flags: FlagSet, _ name: String) throws(Refusal) -> SocketAddress {
+        let text = flags.string(name)
+        do { return try SocketAddress(parsing: text) } catch {
+            throw Refusal(description: "invalid value \"\(text)\" for --\(name): want host:port, :port or [v6]:port with port 1-65535 and an IP host", usage: false)
+        }
+    }
+
+    private static func positive(_ flags: FlagSet, _ name: String) throws(Refusal) -> Int {
+        let text = flags.string(name)
+        guard let v = Int(text), v > 0 else {
+            throw Refusal(description: "invalid value \"\(text)\" for --\(name): want a positive integer", usage: false)
+        }
+        return v
+    }
+
+    private static func duration(_ flags: FlagSet, _ name: String) throws(Refusal) -> Int64 {
+        let text = flags.string(name)
+        guard let v = parseGoDuration(text), v > 0 else {
+            throw Refusal(description: "invalid value \"\(text)\" for --\(name): want a duration such as 30s or 500ms", usage: false)
+        }
+        return v
+    }
+
+    static func build(_ flags: FlagSet) throws(Refusal) -> RelayConfig {
+        var c = RelayConfig()
+        let insecure = flags.isSet("insecure-listen") && !flags.string("insecure-listen").isEmpty
+        let domain = flags.string("domain")
+        let cert = flags.string("tls-cert"), key = flags.string("tls-key")
+        if cert.isEmpty != key.isEmpty {
+            throw Refusal(description: "--tls-cert and --tls-key must be given together", usage: false)
+        }
+        let tlsMode = !domain.isEmpty || !cert.isEmpty
+        if insecure == tlsMode {
+            throw Refusal(description: "exactly one of --insecure-listen or --domain/--tls-cert is required", usage: true)
+        }
+        if insecure {
+            for f in ["http-listen", "https-listen", "https-proxy-protocol"] where flags.isSet(f) {
+                throw Refusal(description: "--\(f) cannot be combined with --insecure-listen", usage: false)
+            }
+            c.insecureListen = try address(flags, "insecure-listen")
+        } else {
+            if cert.isEmpty {
+                throw Refusal(description: "--domain without --tls-cert needs ACME, which this build does not support yet; give --tls-cert and --tls-key", usage: false)
+            }
+            c.domain = domain.isEmpty ? nil : domain
+            c.tlsCert = cert
+            c.tlsKey = key
+            c.httpsListen = try address(flags, "https-listen")
+            c.httpsProxyProtocol = flags.bool("https-proxy-protocol")
+        }
+        let metrics = flags.string("metrics-listen")
+        if !metrics.isEmpty {
+            let a = try address(flags, "metrics-listen")
+            guard a.isLoopback else {
+                throw Refusal(description: "--metrics-listen must be a loopback IP literal (127.0.0.0/8 or [::1]), got \"\(metrics)\"", usage: false)
+            }
+            c.metricsListen = a
+        }
+        c.trustXForwardedFor = flags.bool("trust-x-forwarded-for")
+        c.maxConnections = try positive(flags, "max-connections")
+        c.maxConnectionsPerIP = try positive(flags, "max-connections-per-ip")
+        c.maxHalfOpen = try positive(flags, "max-half-open")
+        let rd = flags.string("runtime-dir")
+        c.runtimeDir = rd.isEmpty ? nil : rd
+        c.graceMs = try duration(flags, "grace")
+        c.connection.heartbeatIntervalMs = try duration(flags, "heartbeat-interval")
+        c.connection.heartbeatTimeoutMs = try duration(flags, "heartbeat-timeout")
+        c.probeTimeoutMs = try duration(flags, "probe-timeout")
+        c.phonesPerServer = try positive(flags, "phones-per-server")
+        c.connection.maxMessageBytes = try positive(flags, "max-message-bytes")
+        c.outboxBudget = try positive(flags, "outbox-budget")
+        c.maxBufferedBytes = try positive(flags, "max-buffered-bytes")
+        c.drainDeadlineMs = try duration(flags, "drain-deadline")
+        c.connection.headerTimeoutMs = try duration(flags, "header-timeout")
+        return c
+    }
+}

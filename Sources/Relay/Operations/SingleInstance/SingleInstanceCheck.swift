@@ -1,0 +1,80 @@
+/// What a passed check hands back: keep `lock` alive for the process lifetime (dropping it
+/// releases `instance.lock`), print `logLines` to stderr.
+public struct SingleInstanceOutcome {
+    public let lock: InstanceLock?
+    public let logLines: [String]
+    public let decision: SingleInstanceDecision
+}
+
+/// A refused start (SPEC §12): print `message` to stderr and exit 2 before binding anything.
+public struct SingleInstanceRefusal: Error, Equatable, Sendable {
+    /// The exact first line SPEC §12 requires.
+    public static let headline = "ERROR: multi-instance deploy detected, relay registry is in-memory and cannot share "
+        + "state across replicas. Set PYRYCODE_RELAY_SINGLE_INSTANCE=1 to bypass (NOT recommended for production)."
+    public static let pointer = "See docs/architecture.md § \"v1 = single-instance\"."
+
+    public let reason: String
+    public let report: [SignalReport]
+
+    /// Headline, the reason, one evidence line per signal, the pointer; newline-separated, no trailing newline.
+    public var message: String {
+        var lines = [Self.headline, "  reason: \(reason)"]
+        for r in report { lines.append("  evidence: \(r.signal)=\(r.answer.word): \(r.answer.evidence)") }
+        lines.append("  \(Self.pointer)")
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// SPEC §12, the first step of reactor init: probes the signals that apply (unless bypassed),
+/// decides, and formats the log lines. Runs before any socket is bound.
+/// - `runtimeDirFlag`: the `--runtime-dir` value, nil when not given.
+/// - `flyTimeoutMs`: the DNS wait (SPEC §12: 2 s); tests shorten it.
+public func runSingleInstanceCheck(env: EnvironmentConfig, rawEnv: [String: String], runtimeDirFlag: String?,
+                                   flyTimeoutMs: Int64 = FlyDNSSignal.defaultTimeoutMs,
+                                   defaultRuntimeDirectory: String = SameHostLockSignal.defaultRuntimeDirectory)
+    -> Result<SingleInstanceOutcome, SingleInstanceRefusal>
+{
+    if env.bypassSingleInstance {
+        // Nothing is probed and no lock is taken: the bypass exists for when the check itself misfires.
+        let line = Logfmt.line(level: "warn", msg: "single_instance_bypass", [
+            ("err", "\(EnvironmentConfig.singleInstanceVar)=1: single-instance self-check skipped; "
+                + "NOT recommended for production"),
+            ("path", "docs/architecture.md"),
+        ])
+        return .success(SingleInstanceOutcome(lock: nil, logLines: [line], decision: .bypass))
+    }
+    let sameHost = SameHostLockSignal(runtimeDirFlag: runtimeDirFlag, env: rawEnv,
+                                      defaultDirectory: defaultRuntimeDirectory)
+    var signals: [any ReplicaSignal] = [sameHost]
+    if let k = KubernetesSignal(env: rawEnv) { signals.append(k) }
+    if let f = FlyDNSSignal(env: rawEnv, server: env.flyDNSServerAddress, timeoutMs: flyTimeoutMs) {
+        signals.append(f)
+    }
+    let report = signals.map { SignalReport(signal: $0.name, isPlatform: $0.isPlatform, answer: $0.probe()) }
+    switch decideSingleInstance(env: env, answers: report) {
+    case .refuse(let reason, let report):
+        return .failure(SingleInstanceRefusal(reason: reason, report: report))
+    case .bypass:
+        return .success(SingleInstanceOutcome(lock: nil, logLines: [], decision: .bypass))  // unreachable: handled above
+    case .start(let report):
+        return .success(SingleInstanceOutcome(lock: sameHost.lock, logLines: [checkLine(report, sameHost)],
+                                              decision: .start(report: report)))
+    }
+}
+
+/// `msg=single_instance_check same_host=… fly=… kubernetes=… [path=…] [err=…]`.
+/// New keys `same_host`, `fly`, `kubernetes`: one per signal, value single|multiple|unknown|absent,
+/// so a fleet can be grepped for `fly=unknown`. `err` carries the evidence of every non-single answer.
+/// The line is WARN when any signal could not tell.
+func checkLine(_ report: [SignalReport], _ sameHost: SameHostLockSignal) -> String {
+    func word(_ name: String) -> String { report.first { $0.signal == name }?.answer.word ?? "absent" }
+    var fields: [(key: String, value: String)] = [
+        ("same_host", word("same_host")), ("fly", word("fly")), ("kubernetes", word("kubernetes")),
+    ]
+    if let lock = sameHost.lock { fields.append(("path", lock.path)) }
+    let unsure = report.filter { if case .single = $0.answer { false } else { true } }
+    if !unsure.isEmpty {
+        fields.append(("err", unsure.map { "\($0.signal): \($0.answer.evidence)" }.joined(separator: "; ")))
+    }
+    return Logfmt.line(level: unsure.isEmpty ? "info" : "warn", msg: "single_instance_check", fields)
+}

@@ -1,0 +1,198 @@
+import CEpoll
+
+/// An object that owns a registered descriptor: a listener, a connection, the signal channel.
+public protocol EventHandler: AnyObject {
+    /// Readiness bits (`Reactor.readable`, `.writable`, `.hangup`) for this handler's fd.
+    func handleEvent(_ events: UInt32)
+    /// A timer this handler scheduled with `Reactor.schedule(_:at:kind:)` came due.
+    func timerFired(kind: UInt8, now: Int64)
+    /// Called once at the end of a loop iteration after `Reactor.markDirty(_:)` (write coalescing).
+    func flushTick()
+}
+
+extension EventHandler {
+    public func timerFired(kind: UInt8, now: Int64) {}
+    public func flushTick() {}
+}
+
+/// A handle to a registration: slot index plus generation, packed into `epoll_event.data.u64`
+/// so an event for a slot that was freed and reused in the same batch is recognised as stale
+/// (NIO registration ids, nginx's instance bit).
+public struct Token: Hashable, Sendable {
+    public let raw: UInt64
+    init(slot: UInt32, generation: UInt32) { raw = UInt64(generation) << 32 | UInt64(slot) }
+    init(raw: UInt64) { self.raw = raw }
+    var slot: Int { Int(UInt32(truncatingIfNeeded: raw)) }
+    var generation: UInt32 { UInt32(truncatingIfNeeded: raw >> 32) }
+}
+
+/// The single-threaded epoll loop. Owns the timer queue; every socket of the process is
+/// registered here. Level-triggered: a handler that does bounded work per event is called
+/// again on the next iteration if more remains (fairness across connections).
+public final class Reactor {
+    public static let readable = EPOLLIN.rawValue
+    public static let writable = EPOLLOUT.rawValue
+    public static let hangup = EPOLLHUP.rawValue | EPOLLERR.rawValue | EPOLLRDHUP.rawValue
+
+    private struct Slot {
+        var handler: EventHandler?
+        var generation: UInt32
+    }
+
+    private let epollFD: FileDescriptor
+    public let timers: TimerQueue
+    private var slots: [Slot] = []
+    private var freeSlots: [UInt32] = []
+    private var dirty: [EventHandler] = []
+    private var dueTimers: [TimerEntry] = []
+    private var running = false
+    /// Called for timers whose key is not a registration (registry timers, process-wide ticks).
+    public var timerDelegate: ((TimerEntry, Int64) -> Void)?
+    /// Called once per loop iteration after events and timers (e.g. systemd watchdog).
+    public var tickHook: (() -> Void)?
+    /// Cached monotonic time of the current iteration.
+    public private(set) var now: Int64 = monotonicMs()
+
+    /// Timer kinds at or above this value are routed to `timerDelegate`.
+    public static let delegateKindBase: UInt8 = 128
+
+    public init() throws(Errno) {
+        let fd = try syscallChecked("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
+        epollFD = FileDescriptor(fd)
+        timers = try TimerQueue()
+        try addRaw(fd: timers.fd, events: Reactor.readable, data: UInt64.max)
+    }
+
+    public var registrationCount: Int { slots.count - freeSlots.count }
+
+    // MARK: registration
+
+    public func register(fd: Int32, events: UInt32, handler: EventHandler) throws(Errno) -> Token {
+        let index: UInt32
+        if let free = freeSlots.popLast() {
+            index = free
+            slots[Int(index)].handler = handler
+        } else {
+            index = UInt32(slots.count)
+            slots.append(Slot(handler: handler, generation: 1))
+        }
+        let token = Token(slot: index, generation: slots[Int(index)].generation)
+        do {
+            try addRaw(fd: fd, events: events, data: token.raw)
+        } catch {
+            release(token)
+            throw error
+        }
+        return token
+    }
+
+    public func modify(fd: Int32, token: Token, events: UInt32) {
+        var ev = epoll_event(events: events, data: epoll_data_t(u64: token.raw))
+        _ = epoll_ctl(epollFD.raw, EPOLL_CTL_MOD, fd, &ev)
+    }
+
+    /// Removes the fd from epoll and frees the slot; call before closing the fd.
+    public func deregister(fd: Int32, token: Token) {
+        _ = epoll_ctl(epollFD.raw, EPOLL_CTL_DEL, fd, nil)
+        release(token)
+    }
+
+    private func release(_ token: Token) {
+        let i = token.slot
+        guard i < slots.count, slots[i].generation == token.generation else { return }
+        slots[i].handler = nil
+        slots[i].generation &+= 1
+        if slots[i].generation == 0 { slots[i].generation = 1 }
+        freeSlots.append(UInt32(i))
+    }
+
+    private func addRaw(fd: Int32, events: UInt32, data: UInt64) throws(Errno) {
+        var ev = epoll_event(events: events, data: epoll_data_t(u64: data))
+        try syscallChecked("epoll_ctl") { epoll_ctl(epollFD.raw, EPOLL_CTL_ADD, fd, &ev) }
+    }
+
+    public func handler(for token: Token) -> EventHandler? {
+        let i = token.slot
+        guard i < slots.count, slots[i].generation == token.generation else { return nil }
+        return slots[i].handler
+    }
+
+    // MARK: timers and write coalescing
+
+    /// Schedules `timerFired(kind:now:)` on the handler registered under `token`.
+    /// Stale entries (the registration is gone) are skipped when they come due.
+    public func schedule(_ token: Token, at deadline: Int64, kind: UInt8) {
+        timers.schedule(at: deadline, key: token.raw, kind: kind)
+    }
+
+    /// Schedules a delegate timer (kind ≥ `delegateKindBase`).
+    public func scheduleDelegate(key: UInt64, at deadline: Int64, kind: UInt8) {
+        precondition(kind >= Reactor.delegateKindBase)
+        timers.schedule(at: deadline, key: key, kind: kind)
+    }
+
+    /// Asks for `flushTick()` at the end of this iteration; the caller keeps its own
+    /// "already marked" flag so a handler is listed once per tick.
+    public func markDirty(_ handler: EventHandler) {
+        dirty.append(handler)
+    }
+
+    // MARK: the loop
+
+    public func stop() { running = false }
+
+    public func run() {
+        running = true
+        let capacity = 512
+        let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: capacity)
+        defer { events.deallocate() }
+        while running {
+            timers.rearm()
+            let n = epoll_wait(epollFD.raw, events, Int32(capacity), -1)
+            now = monotonicMs()
+            if n < 0 {
+                if pyry_errno() == EINTR { continue }
+                fatalError("epoll_wait failed: errno \(pyry_errno())")
+            }
+            for i in 0..<Int(n) {
+                let ev = events[i]
+                let data = ev.data.u64
+                if data == UInt64.max {
+                    timers.acknowledge()
+                    continue
+                }
+                let token = Token(raw: data)
+                guard let h = handler(for: token) else { continue }  // stale event
+                h.handleEvent(ev.events)
+            }
+            fireTimers()
+            flushDirty()
+            tickHook?()
+        }
+    }
+
+    private func fireTimers() {
+        now = monotonicMs()
+        timers.popDue(now: now, into: &dueTimers)
+        guard !dueTimers.isEmpty else { return }
+        for e in dueTimers {
+            if e.kind >= Reactor.delegateKindBase {
+                timerDelegate?(e, now)
+            } else if let h = handler(for: Token(raw: e.key)) {
+                h.timerFired(kind: e.kind, now: now)
+            }
+        }
+        dueTimers.removeAll(keepingCapacity: true)
+    }
+
+    private func flushDirty() {
+        guard !dirty.isEmpty else { return }
+        // A flush may mark more handlers dirty (a close answered by another close): loop until quiet.
+        var i = 0
+        while i < dirty.count {
+            dirty[i].flushTick()
+            i += 1
+        }
+        dirty.removeAll(keepingCapacity: true)
+    }
+}

@@ -1,0 +1,29 @@
+/// The relay's record of one upgraded connection, attached as `Connection.userInfo`.
+final class Peer {
+    enum Role { case binary, phone }
+
+    let role: Role
+    let handle: ConnHandle
+    let serverID: String
+    let ip: String
+    let version: String      // X-Pyrycode-Version (binaries)
+    let deviceName: String   // X-Pyrycode-Device-Name (phones), truncated for logs
+    var connID = ""
+    var connIDBytes: [UInt8] = []
+    var registered = false
+    /// The binary's envelope asked for this phone's close: no close notice (SPEC §9.5).
+    var closedByBinary = false
+    /// A close notice code decided by the relay (1001 for non-JSON, SPEC §9.1).
+    var noticeCode: UInt16?
+    /// Messages queued and not yet known to be written: the outbox charges 64 bytes each (SPEC §9.3).
+    var queuedMessages = 0
+
+    init(role: Role, handle: ConnHandle, serverID: String, ip: String, version: String, deviceName: String) {
+        self.role = role
+        self.handle = handle
+        self.serverID = serverID
+        self.ip = ip
+        self.version = version
+        self.deviceName = deviceName
+    }
+}

@@ -1,0 +1,38 @@
+/// Per-key token buckets (SPEC §10: burst 20, one token per 6 s, idle buckets swept after
+/// 120 s). Time is passed in, so the limiter is a pure value tested without clocks.
+public struct RateLimiter {
+    struct Bucket {
+        var tokens: Double
+        var updatedMs: Int64
+    }
+
+    public let burst: Double
+    public let refillMs: Int64
+    public let idleMs: Int64
+    private var buckets: [String: Bucket] = [:]
+
+    public init(burst: Int = Limits.rateBurst, refillMs: Int64 = Limits.rateRefillMs, idleMs: Int64 = Limits.rateBucketIdleMs) {
+        self.burst = Double(burst)
+        self.refillMs = refillMs
+        self.idleMs = idleMs
+    }
+
+    public var bucketCount: Int { buckets.count }
+
+    /// Takes one token for `key`; false when the bucket is empty.
+    public mutating func allow(_ key: String, now: Int64) -> Bool {
+        var b = buckets[key] ?? Bucket(tokens: burst, updatedMs: now)
+        let elapsed = max(0, now - b.updatedMs)
+        b.tokens = min(burst, b.tokens + Double(elapsed) / Double(refillMs))
+        b.updatedMs = now
+        let ok = b.tokens >= 1
+        if ok { b.tokens -= 1 }
+        buckets[key] = b
+        return ok
+    }
+
+    /// Drops buckets idle for `idleMs` that have refilled: they carry no information.
+    public mutating func sweep(now: Int64) {
+        buckets = buckets.filter { now - $0.value.updatedMs < idleMs }
+    }
+}

@@ -1,0 +1,203 @@
+/// Registry wiring and message forwarding (SPEC §8, §9).
+extension RelayService {
+    // MARK: after the 101
+
+    public func connectionDidUpgrade(_ c: Connection) {
+        guard let peer = c.userInfo as? Peer else { return }
+        let now = context.reactor.now
+        switch peer.role {
+        case .binary:
+            peer.connID = ConnectionID.make(role: .binary, serverID: peer.serverID, random: random.next32())
+            // SPEC §9.4: the binary's queue pauses its phones above high water.
+            c.highWaterMark = Limits.binaryHighWater
+            c.lowWaterMark = Limits.binaryLowWater
+            // Nothing from a binary is forwarded until it holds the slot (the claim may wait on a probe).
+            c.pauseReading()
+            perform(registry.claimBinary(peer.handle, serverID: peer.serverID, now: now))
+        case .phone:
+            switch registry.registerPhone(peer.handle, serverID: peer.serverID, random: random.next32()) {
+            case .registered(let connID):
+                peer.connID = connID
+                // The id embeds the server-id header, which may hold `"` or `\`: escape once here.
+                peer.connIDBytes = Envelope.jsonEscaped(connID)
+                peer.registered = true
+                metrics.upgrade(.client, .accept)
+                Log.info("phone_registered", ["server_id": peer.serverID, "conn_id": connID,
+                                              "device_name": peer.deviceName, "remote": peer.ip])
+                if case .forward(let b) = registry.route(phone: peer.handle), let bc = connections[b], bc.aboveHighWater {
+                    c.pauseReading()
+                }
+            case .rejected(let code, let reason):
+                if code == .noServer {
+                    metrics.upgrade(.client, .reject404)
+                    metrics.registerFailure(.noServer)
+                } else {
+                    metrics.upgrade(.client, .reject429)
+                    metrics.registerFailure(.phonesAtCap)
+                }
+                c.close(code: code, reason: reason)
+            }
+        }
+    }
+
+    // MARK: messages
+
+    public func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode) {
+        guard let peer = c.userInfo as? Peer else { return }
+        switch peer.role {
+        case .phone: phoneMessage(c, peer, payload)
+        case .binary: binaryMessage(c, peer, payload)
+        }
+    }
+
+    /// SPEC §9.1: validate, wrap as `{"conn_id":…,"frame":…}` straight into the binary's queue.
+    private func phoneMessage(_ c: Connection, _ peer: Peer, _ payload: UnsafeRawBufferPointer) {
+        switch registry.route(phone: peer.handle) {
+        case .unknown:
+            return
+        case .closePhone(let code, let reason):
+            c.close(code: code, reason: reason)
+        case .forward(let binaryHandle):
+            guard let b = connections[binaryHandle] else { return }
+            guard JSON.isValid(payload) else {
+                peer.noticeCode = CloseCode.goingAway.rawValue
+                c.close(code: .normal)
+                return
+            }
+            let length = Envelope.wrappedLength(connIDLength: peer.connIDBytes.count, frameLength: payload.count)
+            peer.connIDBytes.withUnsafeBytes { id in
+                b.sendFrame(opcode: .text, length: length) { dst in
+                    _ = Envelope.wrap(connID: id, frame: payload, into: dst)
+                }
+            }
+            metrics.framesPhoneToBinary += 1
+            metrics.bytesPhoneToBinary += payload.count
+            if b.aboveHighWater { setPhonesPaused(of: b, true) }
+        }
+    }
+
+    /// SPEC §9.2: route one envelope to its phone, byte-for-byte.
+    private func binaryMessage(_ c: Connection, _ peer: Peer, _ payload: UnsafeRawBufferPointer) {
+        guard let env = Envelope.parseBinaryEnvelope(payload) else {
+            Log.warn("binary_forwarder_unmarshal_err", ["server_id": peer.serverID, "conn_id": peer.connID])
+            return
+        }
+        if env.pushWake != nil && env.connID == .none {
+            // Push is not configured in this build (SPEC §11): refused with one warn line.
+            Log.warn("binary_forwarder_push_wake_dropped", ["server_id": peer.serverID, "reason": "push not configured"])
+            return
+        }
+        let target = env.withConnIDBytes(in: payload) { id in registry.phone(connID: id, ofBinary: peer.handle) }
+        guard let phoneHandle = target, let pc = connections[phoneHandle], let phone = pc.userInfo as? Peer else {
+            Log.warn("binary_forwarder_unknown_conn_id", ["server_id": peer.serverID, "conn_id": peer.connID])
+            return
+        }
+        if let range = env.frame {
+            let frame = UnsafeRawBufferPointer(rebasing: payload[range])
+            // SPEC §9.3: each queued message is charged its length + 64 against the phone's budget.
+            if pc.queuedBytes == 0 { phone.queuedMessages = 0 }
+            let charge = pc.queuedBytes + (phone.queuedMessages + 1) * Limits.outboxPerMessageOverhead + frame.count
+            if charge > config.outboxBudget {
+                overflow(pc, phone, directive: env.closeCode)
+                return
+            }
+            pc.sendFrame(opcode: .text, payload: frame)
+            phone.queuedMessages += 1
+            metrics.framesBinaryToPhone += 1
+            metrics.bytesBinaryToPhone += frame.count
+        }
+        if let code = env.closeCode {
+            phone.closedByBinary = true
+            let wire = CloseCode(code)
+            pc.close(code: wire.isValidOnWire ? wire : .normal)
+        }
+    }
+
+    /// A phone whose queue passed its budget: the pending bytes are dropped with the socket
+    /// (it is not reading, so a close frame would never reach it) and it counts as closed 1011
+    /// `phone backlog full`, or with the directive's own code (SPEC §9.3).
+    private func overflow(_ pc: Connection, _ phone: Peer, directive: UInt16?) {
+        if let d = directive { phone.closedByBinary = true; phone.noticeCode = d } else { phone.noticeCode = CloseCode.internalError.rawValue }
+        Log.warn("phone_backlog_full", ["server_id": phone.serverID, "conn_id": phone.connID])
+        pc.fail(code: directive.map { CloseCode($0) } ?? .internalError, reason: "phone backlog full")
+    }
+
+    func setPhonesPaused(of binary: Connection, _ paused: Bool) {
+        guard let peer = binary.userInfo as? Peer else { return }
+        for h in registry.phones(ofBinary: peer.handle) {
+            guard let pc = connections[h] else { continue }
+            if paused { pc.pauseReading() } else { pc.resumeReading() }
+        }
+    }
+
+    public func connectionDidDrain(_ c: Connection) {
+        if let peer = c.userInfo as? Peer, peer.role == .binary { setPhonesPaused(of: c, false) }
+    }
+
+    public func connectionDidReceivePong(_ c: Connection) {
+        guard let peer = c.userInfo as? Peer, peer.role == .binary else { return }
+        perform(registry.incumbentAnswered(peer.handle, now: context.reactor.now))
+    }
+
+    // MARK: departures
+
+    public func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?) {
+        guard let peer = c.userInfo as? Peer else {
+            halfOpen[ObjectIdentifier(c)] = nil
+            return
+        }
+        c.userInfo = nil
+        connections[peer.handle] = nil
+        liveWebSockets -= 1
+        if let n = perIP[peer.ip], n > 1 { perIP[peer.ip] = n - 1 } else { perIP[peer.ip] = nil }
+        metrics.closed(code: c.closeInitiatedByPeer ? peerCode : (localCode ?? peerCode))
+        let now = context.reactor.now
+        switch peer.role {
+        case .binary:
+            perform(registry.binaryDisconnected(peer.handle, now: now))
+            Log.info("binary_disconnected", ["server_id": peer.serverID, "conn_id": peer.connID])
+        case .phone:
+            // SPEC §9.5: the phone's own close code, or 1001 when it sent none.
+            let code = peer.noticeCode ?? (c.closeInitiatedByPeer ? peerCode?.rawValue : nil) ?? CloseCode.goingAway.rawValue
+            perform(registry.phoneLeft(peer.handle, closeCode: code, closedByBinary: peer.closedByBinary))
+        }
+        checkDrained()
+    }
+
+    // MARK: registry actions
+
+    func perform(_ actions: [RegistryAction]) {
+        for a in actions {
+            switch a {
+            case .closeConn(let h, let code, let reason):
+                connections[h]?.close(code: code, reason: reason)
+            case .probeIncumbent(let h):
+                connections[h]?.sendPing()
+            case .armTimer(let t, let at):
+                let key = nextTimerKey
+                nextTimerKey += 1
+                registryTimers[key] = t
+                context.reactor.scheduleDelegate(key: key, at: at, kind: RelayService.registryTimerKind)
+            case .cancelTimer(let t):
+                // Lazy: a cancelled timer is dropped from the map so it fires into nothing.
+                if let k = registryTimers.first(where: { $0.value == t })?.key { registryTimers[k] = nil }
+            case .sendCloseNotice(let b, let connID, let code):
+                let notice = Envelope.closeNotice(connID: connID, code: code)
+                notice.withUnsafeBytes { connections[b]?.sendFrame(opcode: .text, payload: $0) }
+            case .claimed(let h, let serverID, let kind):
+                guard let c = connections[h], let peer = c.userInfo as? Peer else { continue }
+                metrics.upgrade(.server, .accept)
+                c.resumeReading()
+                Log.info(kind == .takeover ? "server_id_takeover" : "server_claimed",
+                         ["server_id": serverID, "conn_id": peer.connID, "binary_version": peer.version, "remote": peer.ip])
+            case .claimRefused(let h, let serverID):
+                metrics.upgrade(.server, .reject409)
+                metrics.registerFailure(.serverInUse)
+                Log.warn("server_id_conflict", ["server_id": serverID, "conn_id": (connections[h]?.userInfo as? Peer)?.connID ?? ""])
+            case .graceExpired(let serverID, _):
+                metrics.graceExpiries += 1
+                Log.info("grace_expired", ["server_id": serverID])
+            }
+        }
+    }
+}

@@ -1,0 +1,497 @@
+import CEpoll
+
+/// One accepted TCP connection: its fd, buffers, and the HTTP → WebSocket protocol state.
+/// The reactor calls `handleEvent`; the application sees it through `ConnectionDelegate`.
+public final class Connection: EventHandler {
+    public enum State: Equatable {
+        case http          // reading a request head
+        case open          // WebSocket open
+        case closeSent     // we sent a close frame and wait for the peer's (RFC 6455 §7.1.2)
+        case closing       // flushing the last bytes, then FIN
+        case lingering     // FIN sent; reading and discarding until the peer's FIN or a deadline
+        case closed
+    }
+
+    enum TimerKind: UInt8 {
+        case httpDeadline = 1, heartbeat, pongDeadline, assemblyDeadline, writeStall, closeDeadline, lingerDeadline
+    }
+
+    public let context: IOContext
+    public let remote: SocketAddress
+    public let settings: ConnectionSettings
+    public unowned(unsafe) var delegate: ConnectionDelegate
+    public private(set) var state: State = .http
+    public private(set) var fd: Int32
+    private var token = Token(raw: 0)
+    private var interest: UInt32 = 0
+
+    private var input = ByteBuffer()
+    private var output = ByteBuffer()
+    private var httpParser: HTTPRequestParser
+    private var wsParser: WebSocketParser
+
+    // Deadlines (monotonic ms; 0 = not armed). A timer entry acts only if its deadline still holds.
+    private var httpDeadline: Int64 = 0
+    private var pongDeadline: Int64 = 0
+    private var assemblyDeadline: Int64 = 0
+    private var closeDeadline: Int64 = 0
+    private var lingerDeadline: Int64 = 0
+    private var lastWriteProgress: Int64 = 0
+    private var writeStallArmed = false
+    private var dirtyMarked = false
+    private var readingPaused = false
+
+    public private(set) var pingOutstanding = false
+    public private(set) var peerCloseCode: CloseCode?
+    public private(set) var localCloseCode: CloseCode?
+    public private(set) var wasUpgraded = false
+    /// The peer sent its close frame before we sent ours.
+    public private(set) var closeInitiatedByPeer = false
+
+    /// Output queue water marks (SPEC §9.4); `connectionDidDrain` fires when crossing low after high.
+    public var highWaterMark = Int.max
+    public var lowWaterMark = 0
+    public private(set) var aboveHighWater = false
+
+    /// Application state attached to this connection (the relay's phone or binary record).
+    public var userInfo: AnyObject?
+    /// Bytes read and written, for metrics.
+    public private(set) var bytesIn = 0
+    public private(set) var bytesOut = 0
+
+    public init(fd: Int32, remote: SocketAddress, context: IOContext, settings: ConnectionSettings,
+                delegate: ConnectionDelegate) {
+        self.fd = fd
+        self.remote = remote
+        self.context = context
+        self.settings = settings
+        self.delegate = delegate
+        self.httpParser = HTTPRequestParser(maxHeaderBytes: settings.maxHeaderBytes)
+        self.wsParser = WebSocketParser(maxMessageBytes: settings.maxMessageBytes)
+    }
+
+    deinit {
+        input.release()
+        output.release()
+        if fd >= 0 { _ = CEpoll.close(fd) }
+    }
+
+    /// Registers with the reactor and arms the header timeout (SPEC §5.1: 5 s from accept).
+    public func start() throws(Errno) {
+        interest = Reactor.readable | EPOLLRDHUP.rawValue
+        token = try context.reactor.register(fd: fd, events: interest, handler: self)
+        let now = context.reactor.now
+        httpDeadline = now + settings.headerTimeoutMs
+        schedule(.httpDeadline, at: httpDeadline)
+    }
+
+    public var queuedBytes: Int { output.count }
+    public var isWebSocket: Bool { state == .open }
+
+    // MARK: EventHandler
+
+    public func handleEvent(_ events: UInt32) {
+        if events & Reactor.writable != 0 { flush() }
+        if events & (Reactor.readable | Reactor.hangup) != 0 {
+            switch state {
+            case .http: readHTTP()
+            case .open, .closeSent: readWebSocket()
+            case .lingering: readAndDiscard()
+            case .closing, .closed: break
+            }
+        }
+    }
+
+    public func timerFired(kind: UInt8, now: Int64) {
+        guard state != .closed, let k = TimerKind(rawValue: kind) else { return }
+        switch k {
+        case .httpDeadline:
+            // No response on a header timeout (SPEC §5.1): the peer is not speaking HTTP at our pace.
+            if state == .http && httpDeadline != 0 && now >= httpDeadline { abort() }
+        case .heartbeat:
+            guard state == .open else { return }
+            if !pingOutstanding {
+                sendPing()
+                pongDeadline = now + settings.heartbeatTimeoutMs
+                schedule(.pongDeadline, at: pongDeadline)
+            }
+            schedule(.heartbeat, at: now + settings.heartbeatIntervalMs)
+        case .pongDeadline:
+            if state == .open && pingOutstanding && pongDeadline != 0 && now >= pongDeadline {
+                close(code: .internalError, reason: "heartbeat timeout")
+            }
+        case .assemblyDeadline:
+            // SPEC §7: a message must complete within 30 s of its first frame.
+            if state == .open && wsParser.isAssemblingMessage && assemblyDeadline != 0 && now >= assemblyDeadline {
+                close(code: .policyViolation, reason: "message timeout")
+            }
+        case .writeStall:
+            writeStallArmed = false
+            guard !output.isEmpty else { return }
+            let due = lastWriteProgress + settings.writeStallTimeoutMs
+            if now >= due {
+                // SPEC §7: a write that cannot progress for 10 s marks the peer dead. A close frame
+                // would sit behind the same stuck bytes, so the socket is dropped at once.
+                if localCloseCode == nil { localCloseCode = .internalError }
+                abort(reset: true)
+            } else {
+                writeStallArmed = true
+                schedule(.writeStall, at: due)
+            }
+        case .closeDeadline:
+            if state == .closeSent && now >= closeDeadline { abort() }
+        case .lingerDeadline:
+            if (state == .lingering || state == .closing) && now >= lingerDeadline { abort() }
+        }
+    }
+
+    public func flushTick() {
+        dirtyMarked = false
+        flush()
+    }
+
+    // MARK: HTTP phase
+
+    private func readHTTP() {
+        input.reserve(4096)
+        let r: IOResult<Int>
+        do { r = try Socket.read(fd, input.writePointer, input.writableCount) } catch { abort(); return }
+        guard case .done(let n) = r else { return }
+        if n == 0 { abort(); return }
+        bytesIn += n
+        if input.count == 0 && httpDeadline > context.reactor.now + settings.headerTimeoutMs {
+            // First byte of a request on an idle keep-alive connection: the header timeout starts now.
+            httpDeadline = context.reactor.now + settings.headerTimeoutMs
+            schedule(.httpDeadline, at: httpDeadline)
+        }
+        input.didWrite(n)
+        parseRequests()
+    }
+
+    private func parseRequests() {
+        while state == .http && !input.isEmpty {
+            let result = httpParser.parse(UnsafeRawBufferPointer(input.readable))
+            switch result {
+            case .needMore:
+                return
+            case .failure(let status):
+                output.append(HTTPResponse.error(status, close: true))
+                closeAfterFlush()
+                return
+            case .complete(let head, let headerLength):
+                input.consume(headerLength)
+                httpParser.reset()
+                switch delegate.connection(self, request: head) {
+                case .respond(let bytes, let close):
+                    output.append(bytes)
+                    if close {
+                        closeAfterFlush()
+                        return
+                    }
+                    httpDeadline = context.reactor.now + settings.keepAliveIdleMs
+                    schedule(.httpDeadline, at: httpDeadline)
+                    markDirty()
+                case .drop:
+                    abort()
+                    return
+                case .upgrade(let acceptKey, let extra):
+                    output.append(HTTPResponse.switchingProtocols(accept: acceptKey, extraHeaders: extra))
+                    becomeWebSocket()
+                    return
+                }
+            }
+        }
+        if input.isEmpty { input.release() }
+    }
+
+    private func becomeWebSocket() {
+        state = .open
+        wasUpgraded = true
+        httpDeadline = 0
+        let now = context.reactor.now
+        schedule(.heartbeat, at: now + settings.heartbeatIntervalMs)
+        markDirty()
+        delegate.connectionDidUpgrade(self)
+        // Frames pipelined behind the request head are already buffered.
+        if state == .open && !input.isEmpty {
+            let consumed = processFrames(input.readable)
+            input.consume(consumed)
+        }
+        if input.isEmpty { input.release() }
+    }
+
+    // MARK: WebSocket phase
+
+    private func readWebSocket() {
+        if input.isEmpty {
+            let buf = context.readBuffer
+            let r: IOResult<Int>
+            do { r = try Socket.read(fd, buf, context.readBufferSize) } catch { peerGone(); return }
+            guard case .done(let n) = r else { return }
+            if n == 0 { peerGone(); return }
+            bytesIn += n
+            let consumed = processFrames(UnsafeMutableRawBufferPointer(start: buf, count: n))
+            if consumed < n && (state == .open || state == .closeSent) {
+                input.reserve(max(wsParser.bytesNeededForCurrentFrame ?? 0, n - consumed))
+                input.append(buf + consumed, n - consumed)
+            }
+        } else {
+            let need = (wsParser.bytesNeededForCurrentFrame ?? 0) - input.count
+            input.reserve(max(need, 16 * 1024))
+            let r: IOResult<Int>
+            do { r = try Socket.read(fd, input.writePointer, input.writableCount) } catch { peerGone(); return }
+            guard case .done(let n) = r else { return }
+            if n == 0 { peerGone(); return }
+            bytesIn += n
+            input.didWrite(n)
+            let consumed = processFrames(input.readable)
+            input.consume(consumed)
+            if input.isEmpty { input.release() }
+        }
+    }
+
+    /// Runs the frame parser over `bytes` until it needs more or the connection stops reading.
+    /// Returns the number of bytes consumed.
+    private func processFrames(_ bytes: UnsafeMutableRawBufferPointer) -> Int {
+        var offset = 0
+        let wasAssembling = wsParser.isAssemblingMessage
+        defer {
+            if !wasAssembling && wsParser.isAssemblingMessage && state == .open {
+                assemblyDeadline = context.reactor.now + settings.messageAssemblyTimeoutMs
+                schedule(.assemblyDeadline, at: assemblyDeadline)
+            } else if !wsParser.isAssemblingMessage {
+                assemblyDeadline = 0
+            }
+        }
+        while state == .open || state == .closeSent {
+            let rest = UnsafeMutableRawBufferPointer(rebasing: bytes[offset...])
+            switch wsParser.next(rest) {
+            case .needMore:
+                return offset
+            case .message(let opcode, let payload, let consumed):
+                offset += consumed
+                if state == .open { delegate.connection(self, message: payload, opcode: opcode) }
+            case .fragment(let consumed):
+                offset += consumed
+            case .ping(let payload, let consumed):
+                offset += consumed
+                // RFC 6455 §5.5.3: answer with a pong carrying the same application data.
+                if state == .open { sendFrame(opcode: .pong, payload: payload) }
+            case .pong(_, let consumed):
+                offset += consumed
+                if state == .open {
+                    pingOutstanding = false
+                    pongDeadline = 0
+                    delegate.connectionDidReceivePong(self)
+                }
+            case .close(let code, _, let consumed):
+                offset += consumed
+                peerCloseCode = code
+                if state == .open {
+                    // RFC 6455 §5.5.1: echo the status code; no code in, no code out.
+                    closeInitiatedByPeer = true
+                    localCloseCode = code
+                    writeCloseFrame(code)
+                }
+                closeAfterFlush()
+                return offset
+            case .violation(let code):
+                // RFC 6455 §7.1.7: fail the connection — send our close and drop it after flushing.
+                if state == .open {
+                    localCloseCode = code
+                    writeCloseFrame(code)
+                }
+                closeAfterFlush()
+                return offset
+            }
+        }
+        return offset
+    }
+
+    // MARK: sending
+
+    /// Queues one unfragmented frame (a copy of `payload`) for the end-of-tick flush.
+    public func sendFrame(opcode: Opcode, payload: UnsafeRawBufferPointer) {
+        guard state == .open else { return }
+        let h = FrameEncoder.headerLength(payloadLength: payload.count)
+        output.reserve(h + payload.count)
+        let p = output.writePointer
+        let written = FrameEncoder.writeHeader(opcode: opcode, payloadLength: payload.count, into: p)
+        if payload.count > 0 { (p + written).copyMemory(from: payload.baseAddress!, byteCount: payload.count) }
+        output.didWrite(written + payload.count)
+        didQueue()
+    }
+
+    /// Queues one text frame whose payload of `length` bytes `fill` writes in place: the single
+    /// copy of a forwarded message goes straight into this queue.
+    @inline(__always)
+    public func sendFrame(opcode: Opcode, length: Int, fill: (UnsafeMutableRawPointer) -> Void) {
+        guard state == .open else { return }
+        let h = FrameEncoder.headerLength(payloadLength: length)
+        output.reserve(h + length)
+        let p = output.writePointer
+        let written = FrameEncoder.writeHeader(opcode: opcode, payloadLength: length, into: p)
+        fill(p + written)
+        output.didWrite(written + length)
+        didQueue()
+    }
+
+    public func sendPing() {
+        guard state == .open else { return }
+        pingOutstanding = true
+        sendFrame(opcode: .ping, payload: UnsafeRawBufferPointer(start: nil, count: 0))
+    }
+
+    @inline(__always)
+    private func didQueue() {
+        if output.count >= highWaterMark { aboveHighWater = true }
+        markDirty()
+    }
+
+    private func markDirty() {
+        if !dirtyMarked {
+            dirtyMarked = true
+            context.reactor.markDirty(self)
+        }
+    }
+
+    private func writeCloseFrame(_ code: CloseCode?, reason: String = "") {
+        var r = Array(reason.utf8)
+        if r.count > 123 { r = Array(r[0..<123]) }
+        output.append(FrameEncoder.closeFrame(code: code, reason: r))
+        markDirty()
+    }
+
+    /// Starts the closing handshake with `code` (RFC 6455 §7.1.2); the socket is dropped when
+    /// the peer answers or after the close timeout.
+    public func close(code: CloseCode, reason: String = "") {
+        switch state {
+        case .open:
+            localCloseCode = code
+            writeCloseFrame(code, reason: reason)
+            state = .closeSent
+            closeDeadline = context.reactor.now + settings.closeHandshakeTimeoutMs
+            schedule(.closeDeadline, at: closeDeadline)
+        case .http:
+            abort()
+        case .closeSent, .closing, .lingering, .closed:
+            break
+        }
+    }
+
+    /// Writes what is queued, then FIN. Input after this point is ignored.
+    private func closeAfterFlush() {
+        guard state != .closed && state != .closing && state != .lingering else { return }
+        state = .closing
+        input.release()
+        lingerDeadline = context.reactor.now + settings.closeHandshakeTimeoutMs
+        schedule(.lingerDeadline, at: lingerDeadline)
+        setInterest(Reactor.writable)
+        flush()
+    }
+
+    private func flush() {
+        while !output.isEmpty {
+            let r: IOResult<Int>
+            do {
+                r = try Socket.write(fd, UnsafeRawPointer(output.readable.baseAddress!), output.count)
+            } catch {
+                peerGone()
+                return
+            }
+            switch r {
+            case .done(let n):
+                bytesOut += n
+                output.consume(n)
+                lastWriteProgress = context.reactor.now
+            case .wouldBlock:
+                if !writeStallArmed {
+                    writeStallArmed = true
+                    if lastWriteProgress == 0 { lastWriteProgress = context.reactor.now }
+                    schedule(.writeStall, at: context.reactor.now + settings.writeStallTimeoutMs)
+                }
+                lastWriteProgress = max(lastWriteProgress, 0)
+                setInterest(interest | Reactor.writable)
+                return
+            }
+        }
+        lastWriteProgress = 0
+        output.release()
+        if aboveHighWater && output.count <= lowWaterMark {
+            aboveHighWater = false
+            delegate.connectionDidDrain(self)
+        }
+        switch state {
+        case .closing:
+            // RFC 6455 §7.1.1: the server closes the TCP connection first; a half-close lets the
+            // peer read everything we sent (an error response, a close frame) before it sees EOF.
+            _ = shutdown(fd, Int32(SHUT_WR))
+            state = .lingering
+            setInterest(Reactor.readable | EPOLLRDHUP.rawValue)
+        case .closed, .lingering:
+            break
+        default:
+            if interest & Reactor.writable != 0 { setInterest(interest & ~Reactor.writable) }
+        }
+    }
+
+    private func readAndDiscard() {
+        let buf = context.readBuffer
+        let r: IOResult<Int>
+        do { r = try Socket.read(fd, buf, context.readBufferSize) } catch { abort(); return }
+        if case .done(let n) = r, n == 0 { abort() }
+    }
+
+    // MARK: read backpressure
+
+    /// Stops reading from this peer (its kernel buffers fill, TCP pushes back): SPEC §9.4.
+    public func pauseReading() {
+        guard !readingPaused, state == .open else { return }
+        readingPaused = true
+        setInterest(interest & ~Reactor.readable)
+    }
+
+    public func resumeReading() {
+        guard readingPaused else { return }
+        readingPaused = false
+        if state == .open || state == .closeSent { setInterest(interest | Reactor.readable) }
+    }
+
+    public var isReadingPaused: Bool { readingPaused }
+
+    private func setInterest(_ events: UInt32) {
+        guard state != .closed, events != interest else { return }
+        interest = events
+        context.reactor.modify(fd: fd, token: token, events: events)
+    }
+
+    // MARK: teardown
+
+    private func peerGone() {
+        abort()
+    }
+
+    /// Drops the connection at once, recording `code` as ours: for a peer that cannot be
+    /// reached any more (its queue is stuck), where a close frame would never arrive.
+    public func fail(code: CloseCode, reason: String = "") {
+        if localCloseCode == nil { localCloseCode = code }
+        abort(reset: true)
+    }
+
+    /// Drops the connection now: deregister, close, free buffers, tell the delegate once.
+    public func abort(reset: Bool = false) {
+        guard state != .closed else { return }
+        state = .closed
+        context.reactor.deregister(fd: fd, token: token)
+        if reset { Socket.setAbortiveClose(fd) }
+        _ = CEpoll.close(fd)
+        fd = -1
+        input.release()
+        output.release()
+        delegate.connectionDidClose(self, peerCode: peerCloseCode, localCode: localCloseCode)
+    }
+
+    private func schedule(_ kind: TimerKind, at deadline: Int64) {
+        context.reactor.schedule(token, at: deadline, kind: kind.rawValue)
+    }
+}

@@ -1,0 +1,45 @@
+/// What the application does with a request head that arrived before any upgrade.
+public enum HTTPDisposition {
+    /// Write this complete response; close afterwards when `close` (else keep-alive).
+    case respond([UInt8], close: Bool)
+    /// Answer 101 with this accept key (the delegate ran `WebSocketHandshake.validate`) and
+    /// switch the connection to WebSocket framing.
+    case upgrade(acceptKey: String, extraHeaders: [(String, String)])
+    /// Close at once without a byte (e.g. the half-open cap).
+    case drop
+}
+
+/// The application on top of the transport: the relay service, or the Autobahn echo harness.
+/// Every callback runs on the loop thread, synchronously.
+public protocol ConnectionDelegate: AnyObject {
+    func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition
+    func connectionDidUpgrade(_ c: Connection)
+    /// A whole data message; `payload` is valid only during the call.
+    func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode)
+    /// A pong arrived (heartbeat bookkeeping is done by the connection; the relay's claim probe listens here).
+    func connectionDidReceivePong(_ c: Connection)
+    /// The output queue fell below the low-water mark after having been above the high-water mark.
+    func connectionDidDrain(_ c: Connection)
+    /// The connection is gone. `peerCode` is the code of the peer's close frame (nil when it sent
+    /// none or dropped), `localCode` the code we sent, if any.
+    func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?)
+}
+
+extension ConnectionDelegate {
+    public func connectionDidReceivePong(_ c: Connection) {}
+    public func connectionDidDrain(_ c: Connection) {}
+}
+
+/// Per-connection WebSocket settings chosen by the application.
+public struct ConnectionSettings {
+    public var maxMessageBytes = Limits.maxMessageBytes
+    public var headerTimeoutMs = Limits.headerTimeoutMs
+    public var keepAliveIdleMs = Limits.keepAliveIdleMs
+    public var heartbeatIntervalMs = Limits.heartbeatIntervalMs
+    public var heartbeatTimeoutMs = Limits.heartbeatTimeoutMs
+    public var messageAssemblyTimeoutMs = Limits.messageAssemblyTimeoutMs
+    public var writeStallTimeoutMs = Limits.writeStallTimeoutMs
+    public var closeHandshakeTimeoutMs = Limits.closeHandshakeTimeoutMs
+    public var maxHeaderBytes = Limits.maxHeaderBytes
+    public init() {}
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Make sure the Debian packages the build and tests need are installed (CI runs as root on a
+# clean Debian 12). Quiet and instant when everything is present.
+#   libssl-dev, zlib1g-dev, pkg-config: the CTLS system library (Package.swift, pkgConfig "openssl").
+#   python3-venv: `python3 -m venv` for .venv-test and .tools when pyenv is not on PATH.
+set -euo pipefail
+
+PKGS=(libssl-dev zlib1g-dev pkg-config python3-venv)
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+    missing+=("$p")
+  fi
+done
+[[ ${#missing[@]} == 0 ]] && exit 0
+
+echo "ensure-deps: installing ${missing[*]}" >&2
+SUDO=
+if [[ $(id -u) != 0 ]]; then
+  command -v sudo >/dev/null 2>&1 || { echo "ensure-deps: ERROR: need root (or sudo) to install ${missing[*]}" >&2; exit 1; }
+  SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "ensure-deps: ok" >&2

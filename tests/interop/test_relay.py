@@ -1,0 +1,352 @@
+"""The relay end to end (SPEC §5.2, §6, §8, §9): the built binary as a separate process,
+driven by the third-party `websockets` client and a raw-socket client."""
+
+import asyncio
+import json
+import socket
+
+import pytest
+import websockets
+
+from relaylib import (RawClient, binary_headers, closed_with, http_get, open_binary, open_phone,
+                      phone_conn_id, phone_headers, recv_json, start)
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def test_healthz_exact_body_and_headers(relay_bin, start_relay):
+    r = start(start_relay, relay_bin)
+    resp = http_get(r.port, "/healthz?x=1")
+    head, body = resp.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    lower = head.lower()
+    assert b"content-type: application/json; charset=utf-8" in lower
+    assert b"cache-control: no-store" in lower
+    doc = json.loads(body)
+    assert list(doc) == ["status", "version", "connected_binaries", "connected_phones", "uptime_seconds"]
+    assert doc["status"] == "ok" and doc["connected_binaries"] == 0 and doc["connected_phones"] == 0
+    assert not body.endswith(b"\n")
+
+
+def test_unknown_path_is_404_with_empty_body(relay_bin, start_relay):
+    r = start(start_relay, relay_bin)
+    resp = http_get(r.port, "/nope")
+    assert resp.startswith(b"HTTP/1.1 404 ")
+    assert resp.split(b"\r\n\r\n", 1)[1] in (b"", b"\n")
+
+
+def test_binary_and_phones_exchange_both_ways(relay_bin, start_relay):
+    r = start(start_relay, relay_bin)
+
+    async def scenario():
+        binary = await open_binary(r, "srv-a")
+        phones = [await open_phone(r, "srv-a") for _ in range(3)]
+        ids = []
+        for i, p in enumerate(phones):
+            await p.send(json.dumps({"n": i, "text": "hello"}, separators=(",", ":")))
+            raw = await asyncio.wait_for(binary.recv(), 5)
+            # Exactly two keys in this order, the frame verbatim (SPEC §9.1).
+            assert raw.startswith('{"conn_id":"client-srv-a-')
+            assert raw.endswith(',"frame":{"n":%d,"text":"hello"}}' % i)
+            env = json.loads(raw)
+            assert list(env) == ["conn_id", "frame"]
+            assert len(env["conn_id"]) == len("client-srv-a-") + 8
+            ids.append(env["conn_id"])
+        assert len(set(ids)) == 3
+        # Binary → each phone, byte for byte (whitespace kept).
+        for i, cid in enumerate(ids):
+            await binary.send('{"conn_id":"%s","frame": {"reply" : %d} }' % (cid, i))
+        for i, p in enumerate(phones):
+            assert await asyncio.wait_for(p.recv(), 5) == '{"reply" : %d}' % i
+        health = json.loads(http_get(r.port, "/healthz").split(b"\r\n\r\n", 1)[1])
+        assert health["connected_binaries"] == 1 and health["connected_phones"] == 3
+        for p in phones:
+            await p.close()
+        await binary.close()
+
+    run(scenario())
+
+
+def test_phone_without_server_gets_4404(relay_bin, start_relay):
+    r = start(start_relay, relay_bin)
+
+    async def scenario():
+        phone = await open_phone(r, "nobody-here")
+        assert await closed_with(phone) == (4404, "no server with that id")
+
+    run(scenario())
+
+
+def test_phone_cap_4429_at_the_default_16(relay_bin, start_relay):
+    r = start(start_relay, relay_bin)  # real defaults: 16 phones per server-id
+
+    async def scenario():
+        binary = await open_binary(r, "srv-cap")
+        phones = [await open_phone(r, "srv-cap") for _ in range(16)]
+        for p in phones:
+            await phone_conn_id(binary, p)
+        extra = await open_phone(r, "srv-cap")
+        assert await closed_with(extra) == (4429, "too many phones for server-id")
+        await phones[0].send('{"still":"ok"}')
+        assert (await recv_json(binary))["frame"] == {"still": "ok"}
+
+    run(scenario())
+
+
+def test_second_binary_gets_4409_while_incumbent_answers(relay_bin, start_relay):
+    r = start(start_relay, relay_bin)
+
+    async def scenario():
+        first = await open_binary(r, "srv-dup")
+        phone = await open_phone(r, "srv-dup")
+        await phone_conn_id(first, phone)
+        second = await open_binary(r, "srv-dup")
+        assert await closed_with(second) == (4409, "server-id already claimed")
+        # Incumbent and its phones untouched.
+        await phone.send('{"after":1}')
+        assert (await recv_json(first))["frame"] == {"after": 1}
+
+    run(scenario())
+
+
+def test_takeover_when_incumbent_does_not_answer_the_probe(relay_bin, start_relay):
+    r = start(start_relay, relay_bin, "--probe-timeout", "300ms")
+
+    async def scenario():
+        # The raw incumbent never reads, so it never answers the probe's ping.
+        incumbent = RawClient(r.port, "/v1/server", binary_headers("srv-take"))
+        assert incumbent.status == 101
+        phone = await open_phone(r, "srv-take")
+        newcomer = await open_binary(r, "srv-take")
+        # Takeover has reclaim semantics: the incumbent's phones are evicted.
+        assert await closed_with(phone) == (4404, "binary reclaimed server-id")
+        assert await asyncio.to_thread(incumbent.read_close) == (1011, "heartbeat timeout")
+        phone2 = await open_phone(r, "srv-take")
+        await phone_conn_id(newcomer, phone2)
+
+    run(scenario())
+
+
+def test_grace_keeps_phones_then_reclaim_evicts_them(relay_bin, start_relay):
+    r = start(start_relay, relay_bin, "--grace", "5s")
+
+    async def scenario():
+        binary = await open_binary(r, "srv-g")
+        phone = await open_phone(r, "srv-g")
+        await phone_conn_id(binary, phone)
+        await binary.close()
+        # During grace a new phone may still register.
+        late = await open_phone(r, "srv-g")
+        health = json.loads(http_get(r.port, "/healthz").split(b"\r\n\r\n", 1)[1])
+        assert health["connected_binaries"] == 0 and health["connected_phones"] == 2
+        reclaimer = await open_binary(r, "srv-g")
+        assert await closed_with(phone) == (4404, "binary reclaimed server-id")
+        assert await closed_with(late) == (4404, "binary reclaimed server-id")
+        # No close notice for evicted phones reaches the new binary.
+        fresh = await open_phone(r, "srv-g")
+        await fresh.send('{"first":true}')
+        assert (await recv_json(reclaimer))["frame"] == {"first": True}
+
+    run(scenario())
+
+
+def test_grace_expiry_closes_phones_1000(relay_bin, start_relay):
+    r = start(start_relay, relay_bin, "--grace", "300ms")
+
+    async def scenario():
+        binary = await open_binary(r, "srv-exp")
+        phone = await open_phone(r, "srv-exp")
+        await phone_conn_id(binary, phone)
+        await binary.close()
+        code, reason = await closed_with(phone)
+        assert (code, reason) == (1000, "")
+
+    run(scenario())
+    metrics = http_get(r.metrics_port, "/metrics").decode()
+    assert "pyrycode_relay_grace_expiries_total 1" in metrics
+
+
+def test_phone_message_during_grace_closes_it_1000(relay_bin, start_relay):
+    r = start(start_relay, relay_bin, "--grace", "10s")
+
+    async def scenario():
+        binary = await open_binary(r, "srv-pg")
+        phone = await open_phone(r, "srv-pg")
+        await phone_conn_id(binary, phone)
+        await binary.close()
+        await phone.send('{"to":"nobody"}')
+        assert await closed_with(phone) == (1000, "")
+
+    run(scenario())
+
+
+def test_close_notice_carries_the_phones_code_or_1001(relay_bin, start_relay):
+    r = start(start_relay, relay_bin)
+
+    async def scenario():
+        binary = await open_binary(r, "srv-n")
+        p1 = await open_phone(r, "srv-n")
+        id1 = await phone_conn_id(binary, p1)
+        await p1.close(code=4000, reason="bye")
+        notice = await asyncio.wait_for(binary.recv(), 5)
+        assert notice == '{"conn_id":"%s","close_code":4000}' % id1
+        # A phone that drops without a close frame → 1001.
+        p2 = RawClient(r.port, "/v1/client", phone_headers("srv-n"))
+        p2.send_text('{"raw":1}')
+        id2 = (await recv_json(binary))["conn_id"]
+        p2.sock.shutdown(socket.SHUT_RDWR)
+        p2.close()
+        assert await asyncio.wait_for(binary.recv(), 5) == '{"conn_id":"%s","close_code":1001}' % id2
+
+    run(scenario())
+
+
+def test_non_json_phone_message_ends_that_phone(relay_bin, start_relay):
+    r = start(start_relay, relay_bin)
+
+    async def scenario():
+        binary = await open_binary(r, "srv-j")
+        phone = await open_phone(r, "srv-j")
+        sibling = await open_phone(r, "srv-j")
+        cid = await phone_conn_id(binary, phone)
+        await phone.send("this is not json")
+        assert await closed_with(phone) == (1000, "")
+        assert await asyncio.wait_for(binary.recv(), 5) == '{"conn_id":"%s","close_code":1001}' % cid
+        await sibling.send('[1,2,3]')
+        assert (await recv_json(binary))["frame"] == [1, 2, 3]
+
+    run(scenario())
+
+
+def test_binary_close_directive_closes_phone_without_notice(relay_bin, start_relay):
+    r = start(start_relay, relay_bin)
+
+    async def scenario():
+        binary = await open_binary(r, "srv-d")
+        phone = await open_phone(r, "srv-d")
+        other = await open_phone(r, "srv-d")
+        cid = await phone_conn_id(binary, phone)
+        await binary.send('{"conn_id":"%s","frame":{"last":1},"close_code":4001}' % cid)
+        assert await asyncio.wait_for(phone.recv(), 5) == '{"last":1}'
+        assert await closed_with(phone) == (4001, "")
+        # The next thing the binary hears is the sibling, not a notice for the closed phone.
+        await other.send('{"next":1}')
+        assert (await recv_json(binary))["frame"] == {"next": 1}
+
+    run(scenario())
+
+
+def test_binary_garbage_and_unknown_conn_ids_are_dropped(relay_bin, start_relay):
+    r = start(start_relay, relay_bin)
+
+    async def scenario():
+        binary = await open_binary(r, "srv-bad")
+        phone = await open_phone(r, "srv-bad")
+        cid = await phone_conn_id(binary, phone)
+        for bad in ["garbage", "[1,2]", '{"frame":1}', '{"conn_id":"","frame":1}', '{"conn_id":5,"frame":1}',
+                    '{"conn_id":"%s"}' % cid, '{"conn_id":"%s","frame":null}' % cid,
+                    '{"conn_id":"client-srv-bad-00000000","frame":1}', '{"conn_id":"client-other-12345678","frame":1}']:
+            await binary.send(bad)
+        await binary.send('{"conn_id":"%s","frame":"ok"}' % cid)
+        assert await asyncio.wait_for(phone.recv(), 5) == '"ok"'
+
+    run(scenario())
+    events = [e.get("msg") for e in r.log_events()]
+    assert "binary_forwarder_unmarshal_err" in events
+    assert "binary_forwarder_unknown_conn_id" in events
+
+
+def test_oversize_message_closes_1009(relay_bin, start_relay):
+    r = start(start_relay, relay_bin)
+
+    async def scenario():
+        binary = await open_binary(r, "srv-big")
+        phone = await open_phone(r, "srv-big")
+        await phone.send('"' + "x" * 262_200 + '"')
+        code, _ = await closed_with(phone)
+        assert code == 1009
+
+    run(scenario())
+
+
+def test_phone_that_never_reads_is_closed_1011_siblings_unaffected(relay_bin, start_relay):
+    r = start(start_relay, relay_bin, "--outbox-budget", "262144")
+
+    async def scenario():
+        binary = await open_binary(r, "srv-slow")
+        slow = RawClient(r.port, "/v1/client", phone_headers("srv-slow"), rcvbuf=4096)
+        slow.send_text('{"hi":1}')
+        slow_id = (await recv_json(binary))["conn_id"]
+        good = await open_phone(r, "srv-slow")
+        good_id = await phone_conn_id(binary, good)
+        chunk = '"' + "y" * 16000 + '"'
+        notice = None
+        for i in range(400):
+            await binary.send('{"conn_id":"%s","frame":%s}' % (slow_id, chunk))
+            if i % 10 == 0:
+                await binary.send('{"conn_id":"%s","frame":%d}' % (good_id, i))
+                assert await asyncio.wait_for(good.recv(), 5) == str(i)
+            try:
+                notice = await asyncio.wait_for(binary.recv(), 0.001)
+                break
+            except asyncio.TimeoutError:
+                pass
+        if notice is None:
+            notice = await asyncio.wait_for(binary.recv(), 12)
+        assert json.loads(notice) == {"conn_id": slow_id, "close_code": 1011}
+        await binary.send('{"conn_id":"%s","frame":"still here"}' % good_id)
+        assert await asyncio.wait_for(good.recv(), 5) == '"still here"'
+
+    run(scenario())
+
+
+def test_binary_that_stops_reading_pauses_phones_and_loses_nothing(relay_bin, start_relay):
+    r = start(start_relay, relay_bin)
+
+    async def scenario():
+        binary = RawClient(r.port, "/v1/server", binary_headers("srv-stall"), rcvbuf=4096)
+        assert binary.status == 101
+        phone = await open_phone(r, "srv-stall", write_limit=65536)
+        payload = "z" * 4000
+        total = 1200  # ~4.8 MB: well past the 1 MiB high-water mark and the kernel buffers
+
+        async def produce():
+            for i in range(total):
+                await phone.send('{"i":%d,"p":"%s"}' % (i, payload))
+
+        producer = asyncio.create_task(produce())
+        await asyncio.sleep(0)
+        # Back-pressure: the producer cannot finish while the binary reads nothing.
+        done, _ = await asyncio.wait({producer}, timeout=1.5)
+        assert not done, "phone was not paused"
+        rss_paused = int(http_get(r.metrics_port, "/metrics").decode().split("process_resident_memory_bytes ")[1].split()[0])
+
+        def consume():
+            seen = 0
+            while seen < total:
+                op, data = binary.read_frame()
+                if op != 1:
+                    continue
+                env = json.loads(data)
+                assert env["frame"]["i"] == seen
+                seen += 1
+            return seen
+
+        assert await asyncio.to_thread(consume) == total
+        await producer
+        assert rss_paused < 64 * 1024 * 1024
+
+    run(scenario())
+
+
+def test_header_gate_400_and_upgrade_metrics(relay_bin, start_relay):
+    r = start(start_relay, relay_bin)
+    resp = http_get(r.port, "/v1/client", headers={"Upgrade": "websocket", "Connection": "Upgrade",
+                                                    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                                                    "Sec-WebSocket-Version": "13", "User-Agent": "x",
+                                                    "X-Pyrycode-Server": "s"})
+    assert resp.startswith(b"HTTP/1.1 400 ")
+    metrics = http_get(r.metrics_port, "/metrics").decode()
+    assert 'pyrycode_relay_ws_upgrade_attempts_total{endpoint="client",outcome="reject_headers"} 1' in metrics
