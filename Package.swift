@@ -23,6 +23,6 @@ let package = Package(
         // libFuzzer targets; built with -sanitize=fuzzer by scripts/fuzz.sh, stubs otherwise.
         .executableTarget(name: "fuzz-http", dependencies: ["Relay"]),
         .executableTarget(name: "fuzz-frame", dependencies: ["Relay"]),
-        .testTarget(name: "RelayTests", dependencies: ["Relay"]),
+        .testTarget(name: "RelayTests", dependencies: ["Relay", "CEpoll"]),
     ]
 )

@@ -69,7 +69,7 @@ async def closed_with(ws, timeout=5):
             await asyncio.wait_for(ws.recv(), timeout)
     except websockets.ConnectionClosed:
         pass
-    rcvd = ws.close_rcvd
+    rcvd = ws.protocol.close_rcvd
     return (rcvd.code, rcvd.reason) if rcvd else (None, None)
 
 
@@ -184,3 +184,16 @@ def http_get(port, path, headers=None, raw=None, timeout=5):
                 break
             out += chunk
         return out
+
+
+def scrape(relay):
+    """GET /metrics parsed by prometheus_client's own text parser: {(name, labels-tuple): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+    resp = http_get(relay.metrics_port, "/metrics")
+    head, body = resp.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    out = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out

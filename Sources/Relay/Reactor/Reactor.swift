@@ -143,33 +143,38 @@ public final class Reactor {
 
     public func run() {
         running = true
-        let capacity = 512
-        let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: capacity)
-        defer { events.deallocate() }
-        while running {
-            timers.rearm()
-            let n = epoll_wait(epollFD.raw, events, Int32(capacity), -1)
-            now = monotonicMs()
-            if n < 0 {
-                if pyry_errno() == EINTR { continue }
-                fatalError("epoll_wait failed: errno \(pyry_errno())")
-            }
-            for i in 0..<Int(n) {
-                let ev = events[i]
-                let data = ev.data.u64
-                if data == UInt64.max {
-                    timers.acknowledge()
-                    continue
-                }
-                let token = Token(raw: data)
-                guard let h = handler(for: token) else { continue }  // stale event
-                h.handleEvent(ev.events)
-            }
-            fireTimers()
-            flushDirty()
-            tickHook?()
-        }
+        while running { runOnce(timeoutMs: -1) }
     }
+
+    private let eventCapacity = 512
+    private lazy var events = UnsafeMutablePointer<epoll_event>.allocate(capacity: eventCapacity)
+
+    /// One loop iteration: wait up to `timeoutMs` (-1: until an event), dispatch, fire due
+    /// timers, flush coalesced writes. Tests drive the loop with it, one step at a time.
+    public func runOnce(timeoutMs: Int32) {
+        timers.rearm()
+        let n = epoll_wait(epollFD.raw, events, Int32(eventCapacity), timeoutMs)
+        now = monotonicMs()
+        if n < 0 {
+            if pyry_errno() == EINTR { return }
+            fatalError("epoll_wait failed: errno \(pyry_errno())")
+        }
+        for i in 0..<Int(n) {
+            let ev = events[i]
+            let data = ev.data.u64
+            if data == UInt64.max {
+                timers.acknowledge()
+                continue
+            }
+            guard let h = handler(for: Token(raw: data)) else { continue }  // stale event
+            h.handleEvent(ev.events)
+        }
+        fireTimers()
+        flushDirty()
+        tickHook?()
+    }
+
+    deinit { events.deallocate() }
 
     private func fireTimers() {
         now = monotonicMs()

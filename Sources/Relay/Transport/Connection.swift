@@ -370,6 +370,11 @@ public final class Connection: EventHandler {
             localCloseCode = code
             writeCloseFrame(code, reason: reason)
             state = .closeSent
+            // The peer's answering close must be read even from a paused connection.
+            if readingPaused {
+                readingPaused = false
+                setInterest(interest | Reactor.readable)
+            }
             closeDeadline = context.reactor.now + settings.closeHandshakeTimeoutMs
             schedule(.closeDeadline, at: closeDeadline)
         case .http:

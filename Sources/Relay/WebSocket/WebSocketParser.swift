@@ -1,0 +1,233 @@
+/// Server-side RFC 6455 frame decoder and message assembler: a pure state machine over bytes
+/// (DESIGN §Conventions 6). No syscalls, no allocation for unfragmented frames.
+///
+/// Contract: `input` is every received byte not yet consumed, starting at a frame boundary.
+/// The parser reports at most one event per call and never keeps a pointer into `input`; it
+/// re-reads the (at most 14-byte) header on each call until the frame is complete, so the caller
+/// must keep a frame's bytes until the event that consumes them (`bytesNeededForCurrentFrame`
+/// says how many). Payloads are unmasked in place, so bytes must not be fed twice.
+///
+/// Every rule is checked the moment the bytes it depends on are present (RFC 6455 §5.2–§5.5,
+/// SPEC §7): a bad first byte fails with 1 byte of input; an oversized length fails with the
+/// length field, before the mask key or payload — a frame claiming 2^63−1 bytes is refused with
+/// 10 bytes of input. Text payload is unmasked and UTF-8 validated as it arrives, so invalid
+/// text fails fast even inside one large frame (RFC 6455 §8.1).
+///
+/// After a `.violation` the parser is failed for good: every later call returns the same
+/// `.violation(code)` again and consumes nothing.
+public struct WebSocketParser: ~Copyable {
+    public let maxMessageBytes: Int
+    /// Server role (RFC 6455 §5.1): client frames must be masked. When false (client role or
+    /// tests), masked and unmasked frames are both accepted.
+    public let requireMasked: Bool
+
+    // Fragmented-message assembly (§5.4).
+    private var assemblingOpcode: Opcode?      // .text/.binary between first and final fragment
+    private var assembly: UnsafeMutableRawPointer?
+    private var assemblyCapacity = 0
+    private var assemblyCount = 0
+    /// The last `.message` pointed into `assembly`; free it at the next call (not before: the
+    /// payload must stay valid until then). Idle connections hold no buffers (DESIGN §Performance).
+    private var releaseAssemblyOnNextCall = false
+    /// UTF-8 state of the text message in progress; reset at every message boundary.
+    private var utf8 = UTF8Validator()
+
+    // Current (incomplete) frame.
+    private var currentFrameTotal = -1         // header + payload, once the length field is known
+    private var textPayloadUnmasked = 0        // payload bytes already unmasked and validated
+
+    private var failure: CloseCode?
+
+    public init(maxMessageBytes: Int = Limits.maxMessageBytes, requireMasked: Bool = true) {
+        precondition(maxMessageBytes >= 0)
+        self.maxMessageBytes = maxMessageBytes
+        self.requireMasked = requireMasked
+    }
+
+    deinit { assembly?.deallocate() }
+
+    /// True between the first fragment of a message and its final one (SPEC §7 30 s deadline).
+    public var isAssemblingMessage: Bool { assemblingOpcode != nil }
+
+    /// Header + payload bytes the caller must hold before the current frame can complete; nil
+    /// until the frame's length field has been received.
+    public var bytesNeededForCurrentFrame: Int? { currentFrameTotal >= 0 ? currentFrameTotal : nil }
+
+    /// Bytes currently held by the assembly buffer (for tests and metrics).
+    public var assemblyBufferCapacity: Int { assemblyCapacity }
+
+    /// Decodes at most one event from `input`. Unmasks in place. Advance the read index by the
+    /// event's `consumed` and call again until `.needMore` or `.violation`.
+    public mutating func next(_ input: UnsafeMutableRawBufferPointer) -> WebSocketEvent {
+        if let failure { return .violation(failure) }
+        if releaseAssemblyOnNextCall {
+            releaseAssemblyOnNextCall = false
+            releaseAssembly()
+        }
+        let n = input.count
+        guard n >= 1, let base = input.baseAddress else { return .needMore }
+
+        // Byte 0: FIN, RSV1–3, opcode (§5.2).
+        let b0 = base.load(as: UInt8.self)
+        let fin = b0 & 0x80 != 0
+        // No extension is negotiated at this layer, so RSV bits MUST be 0 (§5.2).
+        if b0 & 0x70 != 0 { return fail(.protocolError) }
+        // Reserved opcodes 3–7 and 11–15 (§5.2, §10.7).
+        guard let opcode = Opcode(rawValue: b0 & 0x0F) else { return fail(.protocolError) }
+        let isControl = opcode.isControl
+        if isControl {
+            // Control frames MUST NOT be fragmented (§5.5); they may interleave with fragments (§5.4).
+            if !fin { return fail(.protocolError) }
+        } else if opcode == .continuation {
+            if assemblingOpcode == nil { return fail(.protocolError) }  // nothing to continue (§5.4)
+        } else if assemblingOpcode != nil {
+            return fail(.protocolError)  // new message inside a fragmented one (§5.4)
+        }
+
+        guard n >= 2 else { return .needMore }
+        // Byte 1: MASK, 7-bit length (§5.2).
+        let b1 = base.load(fromByteOffset: 1, as: UInt8.self)
+        let masked = b1 & 0x80 != 0
+        // A server MUST close on an unmasked client frame (§5.1).
+        if requireMasked && !masked { return fail(.protocolError) }
+        let len7 = Int(b1 & 0x7F)
+        var headerLength: Int
+        let payloadLength: Int
+        if isControl {
+            // Control payloads are ≤ 125 bytes (§5.5), so they never use an extended length.
+            if len7 > Limits.maxControlPayload { return fail(.protocolError) }
+            // A close body is empty or starts with a 2-byte code (§5.5.1).
+            if opcode == .close && len7 == 1 { return fail(.protocolError) }
+            payloadLength = len7
+            headerLength = 2
+        } else if len7 < 126 {
+            payloadLength = len7
+            headerLength = 2
+        } else if len7 == 126 {
+            guard n >= 4 else { return .needMore }
+            payloadLength = Int(UInt16(bigEndian: base.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
+            headerLength = 4
+            // Non-minimal encodings are accepted: §5.2 binds the sender only.
+        } else {
+            guard n >= 10 else { return .needMore }
+            let v = UInt64(bigEndian: base.loadUnaligned(fromByteOffset: 2, as: UInt64.self))
+            // "the most significant bit MUST be 0" (§5.2).
+            if v >> 63 != 0 { return fail(.protocolError) }
+            payloadLength = Int(v)
+            headerLength = 10
+        }
+        // SPEC §7 message limit, checked on the header so no byte of an oversized message is
+        // buffered. `assemblyCount` is 0 outside a fragmented message; subtract to avoid overflow.
+        if !isControl && payloadLength > maxMessageBytes - assemblyCount {
+            return fail(.messageTooBig)
+        }
+        if masked { headerLength += 4 }
+        currentFrameTotal = headerLength + payloadLength
+        guard n >= headerLength else { return .needMore }
+
+        let key = masked ? UInt32(littleEndian: base.loadUnaligned(fromByteOffset: headerLength - 4, as: UInt32.self)) : 0
+        let payloadBase = base + headerLength
+        let isText = opcode == .text || (opcode == .continuation && assemblingOpcode == .text)
+
+        if n - headerLength < payloadLength {
+            // Partial frame. Text is unmasked and validated as it arrives so invalid UTF-8 fails
+            // fast (§8.1); other payloads wait until the frame is complete.
+            let available = n - headerLength
+            if isText && available > textPayloadUnmasked {
+                let fresh = UnsafeMutableRawBufferPointer(
+                    start: payloadBase + textPayloadUnmasked, count: available - textPayloadUnmasked)
+                if masked { Masking.unmask(fresh, key: key, offset: 0) }
+                textPayloadUnmasked = available
+                if !utf8.feed(UnsafeRawBufferPointer(fresh)) { return fail(.invalidPayload) }
+            }
+            return .needMore
+        }
+
+        // The frame is complete.
+        let consumed = headerLength + payloadLength
+        let done = textPayloadUnmasked
+        currentFrameTotal = -1
+        textPayloadUnmasked = 0
+        let rest = UnsafeMutableRawBufferPointer(start: payloadBase + done, count: payloadLength - done)
+        if masked { Masking.unmask(rest, key: key, offset: done) }
+        let payload = UnsafeRawBufferPointer(start: payloadBase, count: payloadLength)
+
+        switch opcode {
+        case .ping:
+            return .ping(payload: payload, consumed: consumed)
+        case .pong:
+            return .pong(payload: payload, consumed: consumed)
+        case .close:
+            return closeEvent(payload, consumed: consumed)
+        case .text, .binary, .continuation:
+            break
+        }
+
+        if isText && !utf8.feed(UnsafeRawBufferPointer(rest)) { return fail(.invalidPayload) }
+        if fin && isText && !utf8.isComplete { return fail(.invalidPayload) }  // ends mid code point
+
+        if let messageOpcode = assemblingOpcode {
+            append(payload)
+            guard fin else { return .fragment(consumed: consumed) }
+            assemblingOpcode = nil
+            utf8.reset()
+            releaseAssemblyOnNextCall = true
+            let assembled = UnsafeRawBufferPointer(start: assembly, count: assemblyCount)
+            assemblyCount = 0
+            return .message(opcode: messageOpcode, payload: assembled, consumed: consumed)
+        }
+        if fin {
+            utf8.reset()
+            return .message(opcode: opcode, payload: payload, consumed: consumed)
+        }
+        assemblingOpcode = opcode
+        append(payload)
+        return .fragment(consumed: consumed)
+    }
+
+    /// Validates a complete close body (§5.5.1, §7.4): code valid on the wire, reason UTF-8.
+    private mutating func closeEvent(_ payload: UnsafeRawBufferPointer, consumed: Int) -> WebSocketEvent {
+        guard payload.count >= 2 else {
+            return .close(code: nil, reason: UnsafeRawBufferPointer(start: payload.baseAddress, count: 0), consumed: consumed)
+        }
+        let code = CloseCode(UInt16(payload[0]) << 8 | UInt16(payload[1]))
+        if !code.isValidOnWire { return fail(.protocolError) }
+        let reason = UnsafeRawBufferPointer(rebasing: payload[2...])
+        // A separate validator: a close may arrive between fragments of a text message.
+        var v = UTF8Validator()
+        if !v.feed(reason) || !v.isComplete { return fail(.protocolError) }
+        return .close(code: code, reason: reason, consumed: consumed)
+    }
+
+    private mutating func fail(_ code: CloseCode) -> WebSocketEvent {
+        failure = code
+        currentFrameTotal = -1
+        return .violation(code)
+    }
+
+    private mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        let needed = assemblyCount + bytes.count
+        if needed > assemblyCapacity {
+            // Geometric growth, capped at the message limit (which `needed` never exceeds).
+            let grown = max(needed, min(max(assemblyCapacity * 2, 4096), maxMessageBytes))
+            let fresh = UnsafeMutableRawPointer.allocate(byteCount: grown, alignment: 16)
+            if let old = assembly {
+                fresh.copyMemory(from: old, byteCount: assemblyCount)
+                old.deallocate()
+            }
+            assembly = fresh
+            assemblyCapacity = grown
+        }
+        if let src = bytes.baseAddress, bytes.count > 0 {
+            (assembly! + assemblyCount).copyMemory(from: src, byteCount: bytes.count)
+        }
+        assemblyCount = needed
+    }
+
+    private mutating func releaseAssembly() {
+        assembly?.deallocate()
+        assembly = nil
+        assemblyCapacity = 0
+        assemblyCount = 0
+    }
+}
