@@ -136,7 +136,7 @@ public struct WebSocketParser: ~Copyable {
             if isText && available > textPayloadUnmasked {
                 let fresh = UnsafeMutableRawBufferPointer(
                     start: payloadBase + textPayloadUnmasked, count: available - textPayloadUnmasked)
-                if masked { Masking.unmask(fresh, key: key, offset: 0) }
+                if masked { Masking.unmask(fresh, key: key, offset: textPayloadUnmasked) }
                 textPayloadUnmasked = available
                 if !utf8.feed(UnsafeRawBufferPointer(fresh)) { return fail(.invalidPayload) }
             }
