@@ -5,7 +5,13 @@ let package = Package(
     name: "pyrycode-relay",
     products: [
         .executable(name: "pyrycode-relay", targets: ["pyrycode-relay"]),
+        .executable(name: "relay-bench", targets: ["relay-bench"]),
         .library(name: "Relay", targets: ["Relay"]),
+    ],
+    dependencies: [
+        // relay-bench only: latency percentiles and its command line.
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         // Kernel interfaces: epoll, eventfd, timerfd, signalfd, sockets.
@@ -23,6 +29,14 @@ let package = Package(
         // libFuzzer targets; built with -sanitize=fuzzer by scripts/fuzz.sh, stubs otherwise.
         .executableTarget(name: "fuzz-http", dependencies: ["Relay"]),
         .executableTarget(name: "fuzz-frame", dependencies: ["Relay"]),
+        // The bundled load tool (BENCH.md): real protocol, epoll-driven, plus a `floor` forwarder.
+        .executableTarget(
+            name: "relay-bench",
+            dependencies: [
+                "Relay", "CEpoll",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
         .testTarget(name: "RelayTests", dependencies: ["Relay", "CEpoll"]),
     ]
 )

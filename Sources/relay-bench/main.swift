@@ -1,0 +1,5 @@
+import ArgumentParser
+import Histogram
+import Relay
+
+print("relay-bench: not yet implemented")
