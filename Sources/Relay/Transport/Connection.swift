@@ -415,7 +415,6 @@ public final class Connection: EventHandler {
                     if lastWriteProgress == 0 { lastWriteProgress = context.reactor.now }
                     schedule(.writeStall, at: context.reactor.now + settings.writeStallTimeoutMs)
                 }
-                lastWriteProgress = max(lastWriteProgress, 0)
                 setInterest(interest | Reactor.writable)
                 return
             }
