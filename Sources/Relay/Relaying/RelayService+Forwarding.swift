@@ -31,7 +31,9 @@ extension RelayService {
                 if code == .noServer {
                     metrics.upgrade(.client, .reject404)
                     metrics.registerFailure(.noServer)
+                    Log.info("phone_register_no_server", ["server_id": peer.serverID, "remote": peer.ip])
                 } else {
+                    Log.info("phone_register_at_cap", ["server_id": peer.serverID, "remote": peer.ip])
                     metrics.upgrade(.client, .reject429)
                     metrics.registerFailure(.phonesAtCap)
                 }
@@ -160,6 +162,9 @@ extension RelayService {
             // SPEC §9.5: the phone's own close code, or 1001 when it sent none.
             let code = peer.noticeCode ?? (c.closeInitiatedByPeer ? peerCode?.rawValue : nil) ?? CloseCode.goingAway.rawValue
             perform(registry.phoneLeft(peer.handle, closeCode: code, closedByBinary: peer.closedByBinary))
+            if peer.registered {
+                Log.info("phone_unregistered", ["server_id": peer.serverID, "conn_id": peer.connID, "close_code": String(code)])
+            }
         }
         checkDrained()
     }
