@@ -152,7 +152,8 @@ extension RelayService {
         connections[peer.handle] = nil
         liveWebSockets -= 1
         if let n = perIP[peer.ip], n > 1 { perIP[peer.ip] = n - 1 } else { perIP[peer.ip] = nil }
-        metrics.closed(code: c.closeInitiatedByPeer ? peerCode : (localCode ?? peerCode))
+        let wireCode = c.closeInitiatedByPeer ? peerCode : (localCode ?? peerCode)
+        metrics.closed(code: wireCode)
         let now = context.reactor.now
         switch peer.role {
         case .binary:
@@ -163,7 +164,7 @@ extension RelayService {
             let code = peer.noticeCode ?? (c.closeInitiatedByPeer ? peerCode?.rawValue : nil) ?? CloseCode.goingAway.rawValue
             perform(registry.phoneLeft(peer.handle, closeCode: code, closedByBinary: peer.closedByBinary))
             if peer.registered {
-                Log.info("phone_unregistered", ["server_id": peer.serverID, "conn_id": peer.connID, "close_code": String(code)])
+                Log.info("phone_unregistered", ["server_id": peer.serverID, "conn_id": peer.connID, "close_code": String(wireCode?.rawValue ?? 1006)])
             }
         }
         checkDrained()
