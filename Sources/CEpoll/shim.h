@@ -1,8 +1,8 @@
 #ifndef PYRY_CEPOLL_SHIM_H
 #define PYRY_CEPOLL_SHIM_H
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
+/* No _GNU_SOURCE here: every clang module that includes glibc headers (this one, CTLS, Swift's
+   Glibc and Dispatch) must see the same declarations, or a clean build fails with "fd_set has
+   different definitions". The few GNU-only functions are declared by hand below. */
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
@@ -28,10 +28,18 @@
 #include <poll.h>
 #include <sys/random.h>
 
-/* glibc declares accept4 with a transparent union Swift cannot call. */
+/* accept4 is declared only under _GNU_SOURCE (with a transparent union Swift cannot call). */
+extern int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
 static inline int pyry_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
     return accept4(fd, addr, len, flags);
 }
+
+/* The process environment (declared by unistd.h only under _GNU_SOURCE). */
+extern char **environ;
+static inline char **pyry_environ(void) { return environ; }
+
+/* fcntl(2) is variadic, which Swift cannot call. */
+static inline int pyry_fcntl_int(int fd, int cmd, int arg) { return fcntl(fd, cmd, arg); }
 
 static inline int pyry_errno(void) { return errno; }
 
@@ -47,7 +55,7 @@ static inline int pyry_sigmask_block(const sigset_t *set) {
 
 static inline void pyry_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
 
-/* Same transparent-union problem for the other sockaddr-taking calls under _GNU_SOURCE. */
+/* Plain prototypes for the sockaddr-taking calls, callable from Swift on any glibc. */
 static inline int pyry_bind(int fd, const struct sockaddr *a, socklen_t l) { return bind(fd, a, l); }
 static inline int pyry_connect(int fd, const struct sockaddr *a, socklen_t l) { return connect(fd, a, l); }
 static inline int pyry_getsockname(int fd, struct sockaddr *a, socklen_t *l) { return getsockname(fd, a, l); }

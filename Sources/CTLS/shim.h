@@ -1,9 +1,6 @@
 #ifndef PYRY_CTLS_SHIM_H
 #define PYRY_CTLS_SHIM_H
-/* Same feature macros as CEpoll: glibc types (fd_set) must be identical in both clang modules. */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
+/* No feature macros: glibc types (fd_set) must be identical in every clang module (see CEpoll). */
 #include <openssl/ssl.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>

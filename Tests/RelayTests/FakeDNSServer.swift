@@ -13,11 +13,11 @@ final class FakeDNSServer: Sendable {
         var tv = timeval(tv_sec: 5, tv_usec: 0)  // a failed test must not leave the thread blocked forever
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         let any = SocketAddress(ip: "127.0.0.1", port: 0)!
-        _ = try? any.withSockAddr { sa, len in bind(fd, __CONST_SOCKADDR_ARG(__sockaddr__: sa), len) }
+        _ = try? any.withSockAddr { sa, len in pyry_bind(fd, sa, len) }
         var s = sockaddr_in()
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         withUnsafeMutablePointer(to: &s) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = getsockname(fd, __SOCKADDR_ARG(__sockaddr__: $0), &len) }
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = pyry_getsockname(fd, $0, &len) }
         }
         self.fd = fd
         port = UInt16(bigEndian: s.sin_port)
@@ -36,7 +36,7 @@ final class FakeDNSServer: Sendable {
             var plen = socklen_t(MemoryLayout<sockaddr_storage>.size)
             let n = withUnsafeMutablePointer(to: &peer) { p in
                 p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    recvfrom(fd, &buf, buf.count, 0, __SOCKADDR_ARG(__sockaddr__: $0), &plen)
+                    pyry_recvfrom(fd, &buf, buf.count, 0, $0, &plen)
                 }
             }
             guard n >= 12 else { return }
@@ -52,7 +52,7 @@ final class FakeDNSServer: Sendable {
             for r in replies {
                 _ = withUnsafePointer(to: &peer) { p in
                     p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        sendto(fd, r, r.count, 0, __CONST_SOCKADDR_ARG(__sockaddr__: $0), plen)
+                        pyry_sendto(fd, r, r.count, 0, $0, plen)
                     }
                 }
             }

@@ -88,7 +88,7 @@ public final class FlyDNSSignal: ReplicaSignal {
                 socket(server.family, Int32(SOCK_DGRAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
             })
             _ = try server.withSockAddr { sa, len throws(Errno) in
-                try syscallChecked("connect") { connect(fd.raw, __CONST_SOCKADDR_ARG(__sockaddr__: sa), len) }
+                try syscallChecked("connect") { pyry_connect(fd.raw, sa, len) }
             }
             _ = try syscallChecked("send") { query.withUnsafeBytes { send(fd.raw, $0.baseAddress, $0.count, 0) } }
         } catch {
