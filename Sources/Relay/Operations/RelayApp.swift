@@ -70,10 +70,22 @@ public enum RelayApp {
         let context = IOContext(reactor: reactor)
         let relay = RelayService(config: config, context: context)
         let metricsService = MetricsService(context: context, relay: relay)
+        // systemd integration (SPEC §14): inherited listeners, and READY/STATUS/WATCHDOG/STOPPING.
+        let activation: SocketActivation
+        switch SocketActivation.fromEnvironment(rawEnv) {
+        case .success(let a): activation = a
+        case .failure(let f):
+            writeStderr("pyrycode-relay: \(f)\n")
+            return 1
+        }
+        let systemd = SystemdSupervisor(environment: rawEnv, reactor: reactor) {
+            .init(binaries: relay.connectedBinaries, phones: relay.connectedPhones, connections: relay.liveConnectionCount)
+        }
         var listeners: [Listener] = []
         do {
             if let a = config.insecureListen {
-                listeners.append(try Listener(socket: try Socket.listen(on: a), reactor: reactor) { fd, remote in
+                let socket = try activation.takePublicListener(configured: a) ?? Socket.listen(on: a)
+                listeners.append(try Listener(socket: socket, reactor: reactor) { fd, remote in
                     relay.accept(fd: fd, remote: remote)
                 })
             }
@@ -86,6 +98,7 @@ public enum RelayApp {
             writeStderr("pyrycode-relay: listen: \(error)\n")
             return 1
         }
+        activation.closeUnused()
 
         var exitCode: Int32 = 0
         let signalHandler = SignalHandler(channel: signals) { signo in
@@ -101,6 +114,7 @@ public enum RelayApp {
                     return
                 }
                 Log.info("shutdown_started", ["signal": String(signo), "count": String(relay.liveConnectionCount)])
+                systemd?.stopping()
                 for l in listeners { l.close() }
                 relay.beginDrain()
                 reactor.scheduleDelegate(key: 0, at: reactor.now + config.drainDeadlineMs, kind: 250)
@@ -126,6 +140,7 @@ public enum RelayApp {
         Log.info("relay_started", ["listen": listenText, "mode": config.insecureListen != nil ? "insecure" : "tls",
                                    "version": RelayConfig.version,
                                    "metrics": config.metricsListen?.description ?? "off"])
+        systemd?.ready()
         reactor.run()
         withExtendedLifetime(instance) {}
         Log.info("relay_stopped", ["count": String(relay.liveConnectionCount)])

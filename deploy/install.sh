@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# Installs (or upgrades) pyrycode-relay as a systemd service on a Debian/Ubuntu VM.
+# Idempotent: running it again changes only what differs, and never overwrites the env file
+# or the certificates. docs/operations.md walks through a whole install.
+#
+# Usage: deploy/install.sh [options]
+#   --binary PATH     the relay binary to install as /usr/local/bin/pyrycode-relay
+#                     (a static release build: swift build -c release --static-swift-stdlib
+#                     --product pyrycode-relay); omitted → the installed binary is left alone
+#   --domain NAME     public name: written into a new env file (RELAY_ARGS=--domain NAME) and
+#                     into the certbot deploy hook, which is installed only with this option
+#   --socket          also install pyrycode-relay.socket (socket activation of :443)
+#   --root DIR        install under DIR instead of / (tests, image builds); implies --no-systemctl
+#   --prefix DIR      same as --root
+#   --no-systemctl    do not run systemctl daemon-reload
+#   --dry-run         print what would be done; change nothing
+#   -h, --help        this text
+# Exit: 0 done (or nothing to do), 1 a step failed, 2 bad usage.
+set -euo pipefail
+
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$SRC")
+ROOT=""
+BINARY=""
+DOMAIN=""
+SOCKET=0
+DRY=0
+SYSTEMCTL=1
+
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+die_usage() { echo "install.sh: $*" >&2; echo "Run deploy/install.sh --help for usage." >&2; exit 2; }
+
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --binary) [[ $# -ge 2 ]] || die_usage "--binary needs a path"; BINARY=$2; shift 2 ;;
+    --binary=*) BINARY=${1#*=}; shift ;;
+    --domain) [[ $# -ge 2 ]] || die_usage "--domain needs a name"; DOMAIN=$2; shift 2 ;;
+    --domain=*) DOMAIN=${1#*=}; shift ;;
+    --root|--prefix) [[ $# -ge 2 ]] || die_usage "$1 needs a directory"; ROOT=$2; shift 2 ;;
+    --root=*|--prefix=*) ROOT=${1#*=}; shift ;;
+    --socket) SOCKET=1; shift ;;
+    --no-systemctl) SYSTEMCTL=0; shift ;;
+    --dry-run) DRY=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) die_usage "unknown option $1" ;;
+  esac
+done
+
+if [[ -n "$ROOT" ]]; then
+  [[ -d "$ROOT" ]] || die_usage "--root $ROOT: not a directory"
+  ROOT=$(cd "$ROOT" && pwd)
+  [[ "$ROOT" == / ]] && ROOT=""
+fi
+[[ -n "$ROOT" ]] && SYSTEMCTL=0
+if [[ -n "$DOMAIN" && ! "$DOMAIN" =~ ^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$ ]]; then
+  die_usage "--domain $DOMAIN: not a host name"
+fi
+if [[ -n "$BINARY" && ! -x "$BINARY" ]]; then
+  die_usage "--binary $BINARY: not an executable file"
+fi
+for f in pyrycode-relay.service pyrycode-relay.socket pyrycode-relay.env.example certbot-deploy-hook.sh; do
+  [[ -f "$SRC/$f" ]] || { echo "install.sh: missing $SRC/$f" >&2; exit 1; }
+done
+if [[ -z "$ROOT" && $DRY == 0 && $(id -u) != 0 ]]; then
+  echo "install.sh: installing under / needs root (or use --root DIR / --dry-run)" >&2
+  exit 1
+fi
+
+# Paths on the target system (the unit files name these; keep them in sync).
+BIN_PATH=/usr/local/bin/pyrycode-relay
+UNIT_DIR=/etc/systemd/system
+CONF_DIR=/etc/pyrycode-relay
+ENV_FILE=$CONF_DIR/pyrycode-relay.env
+STATE_DIR=/var/lib/pyrycode-relay   # StateDirectory=; systemd moves it under /var/lib/private (DynamicUser)
+TLS_DIR=$STATE_DIR/tls
+DOC_DIR=/usr/local/share/doc/pyrycode-relay
+HOOK=/etc/letsencrypt/renewal-hooks/deploy/pyrycode-relay
+
+say() { printf '%s\n' "$*"; }
+if [[ $DRY == 1 ]]; then say "dry run: nothing will be changed${ROOT:+ (root $ROOT)}"; fi
+
+# ensure_dir PATH MODE
+ensure_dir() {
+  local t=$ROOT$1 mode=$2
+  if [[ -d "$t" ]]; then
+    if [[ $(stat -c %a "$t") == "${mode#0}" ]]; then say "unchanged  $1/"; return; fi
+    if [[ $DRY == 1 ]]; then say "would chmod $mode $1/"; return; fi
+    chmod "$mode" "$t"; say "chmod $mode $1/"; return
+  fi
+  if [[ $DRY == 1 ]]; then say "would mkdir -m $mode $1/"; return; fi
+  mkdir -p "$t"; chmod "$mode" "$t"; say "mkdir      $1/ ($mode)"
+}
+
+# ensure_file SRC DEST MODE [LABEL]: install SRC when DEST is missing or differs (ours to overwrite).
+ensure_file() {
+  local src=$1 t=$ROOT$2 mode=$3 label=${4:-$1}
+  if [[ -f "$t" ]] && cmp -s "$src" "$t" && [[ $(stat -c %a "$t") == "${mode#0}" ]]; then
+    say "unchanged  $2"; return
+  fi
+  local verb=install; [[ -e "$t" ]] && verb=update
+  if [[ $DRY == 1 ]]; then say "would $verb $2 ($mode) from $label"; return; fi
+  local tmp; tmp=$(mktemp "$t.XXXXXX")
+  cp "$src" "$tmp"; chmod "$mode" "$tmp"; mv -f "$tmp" "$t"   # atomic: a running binary is replaced, not rewritten
+  say "$(printf '%-10s' "$verb") $2 ($mode)"
+}
+
+# render TEMPLATE: the template with the domain filled in, on stdout.
+render() {
+  if [[ -n "$DOMAIN" ]]; then sed "s/relay\.example\.com/$DOMAIN/g" "$1"; else cat "$1"; fi
+}
+
+# ensure_new_file SRC DEST MODE: install only when DEST is missing (the operator owns it after).
+ensure_new_file() {
+  local src=$1 t=$ROOT$2 mode=$3
+  if [[ -e "$t" ]]; then say "kept       $2 (exists; edit it by hand)"; return; fi
+  if [[ $DRY == 1 ]]; then say "would create $2 ($mode)"; return; fi
+  local tmp; tmp=$(mktemp "$t.XXXXXX")
+  cp "$src" "$tmp"; chmod "$mode" "$tmp"; mv -f "$tmp" "$t"
+  say "create     $2 ($mode)"
+}
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+say "user:      none to create (DynamicUser=yes allocates one at start)"
+ensure_dir /usr/local/bin 0755
+ensure_dir "$UNIT_DIR" 0755
+ensure_dir "$CONF_DIR" 0755
+ensure_dir "$DOC_DIR" 0755
+# TLS material lives in the StateDirectory; the deploy hook copies certbot's files there.
+if [[ -L "$ROOT$STATE_DIR" ]]; then
+  say "unchanged  $STATE_DIR/ (managed by systemd: DynamicUser state directory)"
+else
+  ensure_dir "$STATE_DIR" 0700
+fi
+ensure_dir "$TLS_DIR" 0700
+
+if [[ -n "$BINARY" ]]; then
+  ensure_file "$BINARY" "$BIN_PATH" 0755
+elif [[ -x "$ROOT$BIN_PATH" ]]; then
+  say "unchanged  $BIN_PATH (no --binary given)"
+else
+  say "warning:   $BIN_PATH is not installed; pass --binary PATH" >&2
+fi
+
+ensure_file "$SRC/pyrycode-relay.service" "$UNIT_DIR/pyrycode-relay.service" 0644
+if [[ $SOCKET == 1 ]]; then
+  ensure_file "$SRC/pyrycode-relay.socket" "$UNIT_DIR/pyrycode-relay.socket" 0644
+fi
+render "$SRC/pyrycode-relay.env.example" >"$WORK/env"
+ensure_new_file "$WORK/env" "$ENV_FILE" 0640
+if [[ -f "$REPO/docs/operations.md" ]]; then
+  ensure_file "$REPO/docs/operations.md" "$DOC_DIR/operations.md" 0644
+fi
+if [[ -n "$DOMAIN" ]]; then
+  ensure_dir /etc/letsencrypt 0755
+  ensure_dir /etc/letsencrypt/renewal-hooks 0755
+  ensure_dir /etc/letsencrypt/renewal-hooks/deploy 0755
+  render "$SRC/certbot-deploy-hook.sh" >"$WORK/hook"
+  ensure_file "$WORK/hook" "$HOOK" 0755 "$SRC/certbot-deploy-hook.sh (domain $DOMAIN)"
+fi
+
+if [[ $SYSTEMCTL == 1 ]]; then
+  if [[ -d /run/systemd/system ]]; then
+    if [[ $DRY == 1 ]]; then say "would run  systemctl daemon-reload"
+    else systemctl daemon-reload; say "ran        systemctl daemon-reload"; fi
+  else
+    say "skipped    systemctl daemon-reload (systemd is not running)"
+  fi
+fi
+
+say ""
+say "next steps (docs/operations.md):"
+say "  1. certificate: certbot certonly --standalone -d ${DOMAIN:-relay.example.com}, then run $HOOK once"
+say "  2. edit $ENV_FILE"
+if [[ $SOCKET == 1 ]]; then
+  say "  3. systemctl enable --now pyrycode-relay.socket pyrycode-relay.service"
+else
+  say "  3. systemctl enable --now pyrycode-relay.service"
+fi
