@@ -2,10 +2,11 @@
 # Make sure the Debian packages the build and tests need are installed (CI runs as root on a
 # clean Debian 12). Quiet and instant when everything is present.
 #   libssl-dev, zlib1g-dev, pkg-config: the CTLS system library (Package.swift, pkgConfig "openssl").
+#   valgrind: the instruction-count regression gate (scripts/callgrind-check.sh).
 #   python3-venv: `python3 -m venv` for .venv-test and .tools when pyenv is not on PATH.
 set -euo pipefail
 
-PKGS=(libssl-dev zlib1g-dev pkg-config python3-venv)
+PKGS=(libssl-dev zlib1g-dev pkg-config python3-venv valgrind)
 missing=()
 for p in "${PKGS[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then

@@ -4,6 +4,7 @@
 #   deps        scripts/ensure-deps.sh (Debian packages) and scripts/python-venv.sh (.venv-test)
 #   build       swift build                      (debug, all products)
 #   swift-test  swift test                       (Swift Testing + XCTest)
+#   callgrind   scripts/callgrind-check.sh       (instructions per forwarded 64 B message vs the baseline)
 #   interop     pytest tests/interop             (RELAY_BIN=.build/debug/pyrycode-relay)
 #   fuzz        scripts/fuzz.sh 15               (only if the script exists)
 #   autobahn    scripts/autobahn.sh              (RFC 6455 conformance of ws-echo)
@@ -21,7 +22,7 @@ rm -rf "$LOGDIR"
 mkdir -p "$LOGDIR"
 export RELAY_BIN=${RELAY_BIN:-.build/debug/pyrycode-relay}
 
-STAGES=(deps build swift-test interop fuzz autobahn)
+STAGES=(deps build swift-test callgrind interop fuzz autobahn)
 declare -A STATUS=() DETAIL=() SECS=() PASSED=() FAILED=() SKIPPED=()
 TOTAL_START=$SECONDS
 
@@ -126,6 +127,7 @@ run_one() { # NAME -> 0 ok / 1 failed
     swift-test)
       run_stage swift-test swift test || rc=$?
       record_counts swift-test "$(count_swift_test "$LOGDIR/swift-test.log")" ;;
+    callgrind)  run_stage callgrind bash scripts/callgrind-check.sh || rc=$? ;;
     interop)
       run_stage interop stage_interop || rc=$?
       if [[ -f "$LOGDIR/interop.xml" ]]; then

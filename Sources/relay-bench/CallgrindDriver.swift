@@ -1,0 +1,153 @@
+import CEpoll
+import Relay
+
+/// A deterministic in-process driver for instruction counting (BENCH.md: "instructions per
+/// forwarded 64 B frame ≤ 200 Ir user space (callgrind) — a CI-stable regression gate").
+/// `scripts/callgrind-check.sh` runs it under `valgrind --tool=callgrind --toggle-collect=…` so
+/// only the measured functions are counted, and divides by the message count.
+///
+/// Modes:
+/// - `service`: the relay's real forwarding path. A `RelayService` on its own reactor listens on
+///   127.0.0.1:0; one binary and one phone connect over loopback; each step writes one masked
+///   64 B JSON frame to the phone socket and runs one loop iteration (`measuredStep`): epoll,
+///   read, parse, unmask, validate, route, wrap, frame, write. Counted: everything inside
+///   `measuredStep` (the relay's user-space instructions up to each syscall).
+/// - `path`: only the per-message user-space work, no syscalls (`forwardOne`): parse + unmask a
+///   masked 64 B frame, `JSON.isValid`, header + `Envelope.wrap` into an output buffer.
+enum CallgrindDriver {
+    static func run(mode: String, messages: Int, size: Int) -> Int32 {
+        switch mode {
+        case "path": return runPath(messages: messages, size: size)
+        case "service": return runService(messages: messages, size: size)
+        default:
+            eprint("callgrind-driver: unknown mode \(mode) (path|service)\n")
+            return 2
+        }
+    }
+
+    static func payload(size: Int) -> [UInt8] {
+        var p = Array("{\"t\":\"0000000000000000\",\"p\":\"".utf8)
+        p += [UInt8](repeating: UInt8(ascii: "x"), count: max(0, size - p.count - 2))
+        p += Array("\"}".utf8)
+        return p
+    }
+
+    // MARK: path
+
+    static func runPath(messages: Int, size: Int) -> Int32 {
+        let frame = FrameEncoder.maskedFrame(opcode: .text, payload: payload(size: size), maskKey: 0x1234_5678)
+        let input = UnsafeMutableRawBufferPointer.allocate(byteCount: frame.count, alignment: 16)
+        let output = UnsafeMutableRawPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+        defer { input.deallocate(); output.deallocate() }
+        let connID = Array("client-bench-0-0123abcd".utf8)
+        var parser = WebSocketParser()
+        var total = 0
+        for _ in 0..<messages {
+            // The parser unmasks in place: restore the wire bytes (not counted: outside forwardOne).
+            frame.withUnsafeBytes { input.copyMemory(from: $0) }
+            total &+= forwardOne(&parser, input, connID, output)
+        }
+        guard total == messages * (Envelope.wrappedLength(connIDLength: connID.count, frameLength: size) + 2) else {
+            eprint("callgrind-driver: path produced \(total) bytes, expected more\n")
+            return 1
+        }
+        print("callgrind-driver path: \(messages) messages of \(size) B")
+        return 0
+    }
+
+    /// One message through the relay's user-space per-message path; returns bytes written.
+    @inline(never) @_silgen_name("relay_bench_forward_one")
+    static func forwardOne(_ parser: inout WebSocketParser, _ input: UnsafeMutableRawBufferPointer,
+                           _ connID: [UInt8], _ output: UnsafeMutableRawPointer) -> Int {
+        guard case .message(_, let payload, _) = parser.next(input) else { return 0 }
+        guard JSON.isValid(payload) else { return 0 }
+        let length = Envelope.wrappedLength(connIDLength: connID.count, frameLength: payload.count)
+        let h = FrameEncoder.writeHeader(opcode: .text, payloadLength: length, into: output)
+        return connID.withUnsafeBytes { id in h + Envelope.wrap(connID: id, frame: payload, into: output + h) }
+    }
+
+    // MARK: service
+
+    static func runService(messages: Int, size: Int) -> Int32 {
+        do {
+            let reactor = try Reactor()
+            let context = IOContext(reactor: reactor)
+            let config = RelayConfig()
+            let relay = RelayService(config: config, context: context)
+            let listener = try Listener(socket: try Socket.listen(on: SocketAddress(ip: "127.0.0.1", port: 0)!),
+                                        reactor: reactor) { fd, remote in relay.accept(fd: fd, remote: remote) }
+            let target = listener.address
+            let binary = try blockingClient(target)
+            let phone = try blockingClient(target)
+            defer { _ = close(binary); _ = close(phone) }
+            try handshake(binary, path: "/v1/server", extra: "X-Pyrycode-Version: cg\r\n", reactor: reactor)
+            try handshake(phone, path: "/v1/client", extra: "X-Pyrycode-Token: t\r\n", reactor: reactor)
+            let frame = FrameEncoder.maskedFrame(opcode: .text, payload: payload(size: size), maskKey: 0x1234_5678)
+            let sink = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 16)
+            defer { sink.deallocate() }
+            // Warm up (not counted): first-message allocations, dictionary growth.
+            var expected = 0
+            for i in 0..<(messages + 100) {
+                frame.withUnsafeBytes { f in _ = write(phone, f.baseAddress, f.count) }
+                var got = 0
+                repeat {
+                    if i < 100 { setupStep(reactor) } else { measuredStep(reactor) }
+                    let n = read(binary, sink, 1 << 20)
+                    if n > 0 { got += n }
+                } while got == 0 || (expected > 0 && got < expected)
+                if expected == 0 { expected = got }
+                if got != expected {
+                    eprint("callgrind-driver: binary got \(got) bytes, expected \(expected)\n")
+                    return 1
+                }
+            }
+            withExtendedLifetime(listener) {}
+            print("callgrind-driver service: \(messages) messages of \(size) B, \(expected) B each to the binary")
+            return 0
+        } catch {
+            eprint("callgrind-driver: \(error)\n")
+            return 1
+        }
+    }
+
+    /// The counted region (`--toggle-collect=relay_bench_measured_step`): a fixed C symbol, not
+    /// optimised away or folded with `setupStep` (its own overhead is a handful of instructions).
+    @inline(never) @_optimize(none) @_silgen_name("relay_bench_measured_step")
+    static func measuredStep(_ reactor: Reactor) { reactor.runOnce(timeoutMs: 1000) }
+
+    @inline(never) @_optimize(none) @_silgen_name("relay_bench_setup_step")
+    static func setupStep(_ reactor: Reactor) { reactor.runOnce(timeoutMs: 999) }
+
+    /// A connected socket whose reads do not block (the driver polls it between loop steps).
+    static func blockingClient(_ target: SocketAddress) throws(Errno) -> Int32 {
+        let fd = try syscallChecked("socket") {
+            socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        }
+        let r = (try? target.withSockAddr { sa, len in pyry_connect(fd, sa, len) }) ?? -1
+        if r < 0 && pyry_errno() != EINPROGRESS { throw Errno(pyry_errno(), call: "connect") }
+        // Loopback connects complete in the kernel (the listener's backlog), before any accept.
+        var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        _ = poll(&p, 1, 1000)
+        Socket.setNoDelay(fd)
+        return fd
+    }
+
+    static func handshake(_ fd: Int32, path: String, extra: String, reactor: Reactor) throws(Errno) {
+        let req = "GET \(path) HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            + "User-Agent: cg\r\nX-Pyrycode-Server: cg\r\n" + extra + "\r\n"
+        var r = req
+        _ = r.withUTF8 { write(fd, $0.baseAddress, $0.count) }
+        var head: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
+        for _ in 0..<100 {
+            setupStep(reactor)
+            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, 4096) }
+            if n > 0 { head += buf[0..<n] }
+            if head.count >= 4 && head.suffix(4) == [13, 10, 13, 10] { break }
+        }
+        guard String(decoding: head, as: UTF8.self).hasPrefix("HTTP/1.1 101") else {
+            throw Errno(EPROTO, call: "handshake")
+        }
+    }
+}

@@ -1,0 +1,338 @@
+import CEpoll
+import Histogram
+import Relay
+
+/// The named scenarios of BENCH.md.
+enum ScenarioID: String, CaseIterable {
+    case S1, S1b, S2, S2b, S3, S4, S5, S8, L1, M1
+
+    var summary: String {
+        switch self {
+        case .S1: return "100 pairs, 64 B, window 1 (one frame per write): msgs/s, relay µs CPU/msg"
+        case .S1b: return "as S1, window 16, pipelined writes: msgs/s"
+        case .S2: return "100 pairs, 1 KiB, window 1: msgs/s, MB/s"
+        case .S2b: return "as S2, window 16: msgs/s, MB/s"
+        case .S3: return "100 pairs, 64 KiB, window 1: GB/s"
+        case .S4: return "fan-in: 60 binaries × 16 phones, echo, 64 B: forwarded msgs/s"
+        case .S5: return "100 active pairs, then + 9,000 idle pairs: S1 rate drop"
+        case .S8: return "slow binary (reads 1 MB/s), 10 pairs, 1 KiB: relay RSS bounded, no loss"
+        case .L1: return "echo latency, 10 pairs, 64 B, at 10/50/75% of capacity: p50/p99/p99.9"
+        case .M1: return "idle memory: N pairs (default 1,000) after one exchange: RSS per connection"
+        }
+    }
+
+    var plan: LoadPlan {
+        var p = LoadPlan()
+        switch self {
+        case .S1: break
+        case .S1b: p.window = 16
+        case .S2: p.size = 1024
+        case .S2b: p.size = 1024; p.window = 16
+        case .S3: p.size = 64 * 1024
+        case .S4: p.pairs = 60; p.phonesPerGroup = 16; p.echo = true
+        case .S5: break
+        case .S8: p.pairs = 10; p.size = 1024; p.window = 1 << 30; p.phoneOutputCap = 256 * 1024
+            p.slowBinaryBytesPerSec = 1_000_000
+        case .L1: p.pairs = 10; p.echo = true
+        case .M1: p.pairs = 1000; p.echo = true; p.messagesPerPhone = 1
+        }
+        return p
+    }
+}
+
+/// Options shared by every scenario run.
+struct RunOptions {
+    var scenario: ScenarioID
+    var plan: LoadPlan
+    var endpoint: Endpoint
+    var targetText: String
+    var relayPid: Int32?
+    var warmupSeconds: Double = 1
+    var seconds: Double = 5
+    var repeats = 3
+    var idlePairs = 9000           // S5
+    var loadPercents = [10.0, 50, 75]  // L1
+    var quiet = false
+    var svgPath: String?
+    var label: String?
+}
+
+/// One measurement window's deltas.
+struct Window {
+    var seconds: Double
+    var counters: Counters
+    var relayCPU: Double?
+    var genCPU: Double
+
+    var forwardedPerSec: Double { Double(counters.forwarded) / seconds }
+    var completionsPerSec: Double { Double(counters.completions) / seconds }
+    var mbPerSec: Double { Double(counters.payloadBytes) / seconds / 1e6 }
+    var relayCPUPerMsgUs: Double? { relayCPU.map { $0 / Double(max(counters.forwarded, 1)) * 1e6 } }
+    var relayCPUPct: Double? { relayCPU.map { $0 / seconds * 100 } }
+    var genCPUPct: Double { genCPU / seconds * 100 }
+}
+
+/// Runs one scenario end to end and prints the progress line, the table and the JSON line.
+final class ScenarioRunner {
+    let o: RunOptions
+    let run: LoadRun
+    var table: [(String, String)] = []
+    var json: [(String, JSONValue)] = []
+    var histograms: [(String, Histogram<UInt64>)] = []
+
+    init(options: RunOptions) throws(Errno) {
+        o = options
+        let reactor = try Reactor()
+        run = LoadRun(context: ClientContext(reactor: reactor), endpoint: options.endpoint, plan: options.plan)
+    }
+
+    func progress(_ s: String) {
+        if !o.quiet { eprint("\r\u{1b}[2K" + s) }
+    }
+
+    func relaySample() -> ProcSample? { o.relayPid.flatMap { ProcSample.read(pid: $0) } }
+
+    /// Connects everything queued; fails the run if any connection is refused.
+    func connectAll(timeoutSeconds: Double = 120) -> Bool {
+        run.pumpConnects()
+        let deadline = monotonicNs() + UInt64(timeoutSeconds * 1e9)
+        run.loop(until: deadline, tickNs: 500_000_000, tick: { _ in
+            self.progress("[\(self.o.scenario.rawValue)] connecting: \(self.run.openConnections) open, \(self.run.failureCount) failed")
+        }, stop: { self.run.allOpen || self.run.failureCount > 0 })
+        progress("")
+        if run.failureCount > 0 || !run.allOpen {
+            eprint("relay-bench: setup failed: \(run.openConnections) open; \(run.failures.joined(separator: "; "))\n")
+            return false
+        }
+        return true
+    }
+
+    /// One closed-loop measurement window of `seconds`.
+    func measure(_ seconds: Double, name: String) -> Window {
+        let r0 = relaySample()
+        let g0 = ProcSample.selfCPU()
+        let t0 = monotonicNs()
+        run.counters = Counters()
+        var last = run.counters
+        var lastT = t0
+        run.loop(until: t0 + UInt64(seconds * 1e9), tick: { now in
+            let c = self.run.counters
+            let dt = Double(now - lastT) / 1e9
+            let rate = Double(c.forwarded - last.forwarded) / dt
+            var line = "[\(self.o.scenario.rawValue) \(self.run.targetIsFloor ? "floor" : "relay")] \(name) t=\(formatNumber(Double(now - t0) / 1e9, decimals: 1))s msgs/s=\(formatNumber(rate, decimals: 0))"
+            if self.run.latency.totalCount > 0 {
+                line += " p50=\(formatNumber(Double(self.run.latency.valueAtPercentile(50)) / 1000, decimals: 1))µs"
+            }
+            if self.run.failureCount > 0 { line += " failures=\(self.run.failureCount)" }
+            self.progress(line)
+            last = c
+            lastT = now
+        })
+        let t1 = monotonicNs()
+        let r1 = relaySample()
+        let secs = Double(t1 - t0) / 1e9
+        var relayCPU: Double?
+        if let a = r0, let b = r1 { relayCPU = b.cpuSeconds - a.cpuSeconds }
+        progress("")
+        return Window(seconds: secs, counters: run.counters, relayCPU: relayCPU, genCPU: ProcSample.selfCPU() - g0)
+    }
+
+    func summarize(_ ws: [Window], prefix: String) {
+        let fwd = Spread(ws.map(\.forwardedPerSec))
+        let mb = Spread(ws.map(\.mbPerSec))
+        let gen = Spread(ws.map(\.genCPUPct))
+        let p = prefix.isEmpty ? "" : prefix + "_"
+        table.append(("\(prefix.isEmpty ? "" : prefix + " ")msgs/s forwarded", fwd.human(decimals: 0)))
+        table.append(("\(prefix.isEmpty ? "" : prefix + " ")MB/s payload", mb.human(decimals: 1)))
+        json.append(("\(p)msgs_per_s", fwd.json))
+        json.append(("\(p)mb_per_s", mb.json))
+        if o.plan.echo {
+            let rt = Spread(ws.map(\.completionsPerSec))
+            table.append(("\(prefix.isEmpty ? "" : prefix + " ")round trips/s", rt.human(decimals: 0)))
+            json.append(("\(p)round_trips_per_s", rt.json))
+        }
+        if ws.allSatisfy({ $0.relayCPU != nil }) {
+            let cpu = Spread(ws.compactMap(\.relayCPUPerMsgUs))
+            let pct = Spread(ws.compactMap(\.relayCPUPct))
+            table.append(("\(prefix.isEmpty ? "" : prefix + " ")target CPU µs/msg", cpu.human(decimals: 3)))
+            table.append(("\(prefix.isEmpty ? "" : prefix + " ")target CPU %", pct.human("%", decimals: 0)))
+            json.append(("\(p)target_cpu_us_per_msg", cpu.json))
+            json.append(("\(p)target_cpu_pct", pct.json))
+        }
+        table.append(("\(prefix.isEmpty ? "" : prefix + " ")generator CPU %", gen.human("%", decimals: 0)))
+        json.append(("\(p)generator_cpu_pct", gen.json))
+    }
+
+    func execute() -> Bool {
+        let plan = o.plan
+        json = [("tool", .str("relay-bench")), ("scenario", .str(o.scenario.rawValue)),
+                ("label", o.label.map { .str($0) } ?? .null), ("date", .str(isoDateUTC())),
+                ("target", .str(o.targetText))]
+        if let idle = machineIdleFraction(overMs: 500) { json.append(("machine_idle_before", .num(idle))) }
+        let baseline = relaySample()
+        var ok: Bool
+        switch o.scenario {
+        case .M1: ok = runM1(baseline: baseline)
+        case .L1: ok = runL1()
+        case .S5: ok = runS5()
+        case .S8: ok = runS8(baseline: baseline)
+        default: ok = runThroughput()
+        }
+        json.insert(("target_kind", .str(run.targetIsFloor ? "floor" : "relay")), at: 5)
+        json.append(contentsOf: [
+            ("pairs", .int(plan.pairs)), ("phones_per_binary", .int(plan.phonesPerGroup)),
+            ("size", .int(plan.size)), ("window", .int(min(plan.window, 1 << 20))), ("echo", .bool(plan.echo)),
+            ("seconds", .num(o.seconds)), ("repeats", .int(o.repeats)),
+            ("addressing", .str(o.endpoint.sourceBase != nil ? "source-ips" : (o.endpoint.xffBase != nil ? "x-forwarded-for" : "single"))),
+            ("failures", .int(run.failureCount)), ("ok", .bool(ok)),
+        ])
+        if run.latency.totalCount > 0 && o.scenario != .L1 {
+            histograms.append((o.scenario.rawValue, run.latency))
+            json.append(("latency_us", latencyJSON(run.latency)))
+            table.append(("latency (\(plan.echo ? "round trip" : "one way"))", latencyHuman(run.latency)))
+        }
+        if !run.failures.isEmpty { table.append(("failures", "\(run.failureCount): " + run.failures.joined(separator: "; "))) }
+        print("relay-bench \(o.scenario.rawValue) — \(o.scenario.summary)")
+        print("target \(o.targetText) (\(run.targetIsFloor ? "floor" : "relay")), \(isoDateUTC())")
+        let w = (table.map(\.0.count).max() ?? 10) + 2
+        for (k, v) in table { print("  " + k.rightPad(w) + v) }
+        print(JSONValue.obj(json).text)
+        if let svg = o.svgPath, !histograms.isEmpty {
+            _ = writeFile(svg, percentileSVG(title: "relay-bench \(o.scenario.rawValue) latency (\(o.targetText))", series: histograms))
+        }
+        return ok
+    }
+
+    // MARK: scenarios
+
+    func warmupAndMeasure(prefix: String = "") -> [Window] {
+        run.startTraffic()
+        _ = measure(o.warmupSeconds, name: "warmup")
+        run.latency.reset()
+        var ws: [Window] = []
+        for i in 0..<o.repeats { ws.append(measure(o.seconds, name: "run \(i + 1)/\(o.repeats)")) }
+        return ws
+    }
+
+    func runThroughput() -> Bool {
+        run.addGroups(o.plan.pairs)
+        guard connectAll() else { return false }
+        let ws = warmupAndMeasure()
+        run.stopTraffic()
+        summarize(ws, prefix: "")
+        return run.failureCount == 0
+    }
+
+    func runS5() -> Bool {
+        run.addGroups(o.plan.pairs)
+        run.activeGroups = o.plan.pairs
+        guard connectAll() else { return false }
+        let before = warmupAndMeasure()
+        summarize(before, prefix: "active_only")
+        run.addGroups(o.idlePairs)
+        guard connectAll(timeoutSeconds: 600) else { return false }
+        run.latency.reset()
+        var after: [Window] = []
+        for i in 0..<o.repeats { after.append(measure(o.seconds, name: "with idle \(i + 1)/\(o.repeats)")) }
+        run.stopTraffic()
+        summarize(after, prefix: "with_idle")
+        let a = Spread(before.map(\.forwardedPerSec)).median, b = Spread(after.map(\.forwardedPerSec)).median
+        let drop = (1 - b / a) * 100
+        table.append(("rate drop with \(o.idlePairs) idle pairs", formatNumber(drop, decimals: 1) + "%  (target ≤ 5%)"))
+        json.append(("idle_pairs", .int(o.idlePairs)))
+        json.append(("rate_drop_pct", .num(drop)))
+        return run.failureCount == 0
+    }
+
+    func runM1(baseline: ProcSample?) -> Bool {
+        run.addGroups(o.plan.pairs)
+        run.startTraffic()  // each phone sends its one message as soon as it is open
+        guard connectAll(timeoutSeconds: 600) else { return false }
+        let deadline = monotonicNs() + 60_000_000_000
+        run.loop(until: deadline, tickNs: 500_000_000, tick: { _ in
+            self.progress("[M1] exchanges \(self.run.exchangesDone)/\(self.o.plan.pairs * self.o.plan.phonesPerGroup)")
+        }, stop: { self.run.exchangesDone >= self.o.plan.pairs * self.o.plan.phonesPerGroup })
+        // Settle: let the target finish flushing and free per-message buffers.
+        run.loop(until: monotonicNs() + 1_000_000_000)
+        progress("")
+        let conns = o.plan.pairs * (1 + o.plan.phonesPerGroup)
+        json.append(("connections", .int(conns)))
+        table.append(("connections", String(conns)))
+        table.append(("exchanges completed", "\(run.exchangesDone)"))
+        if let b0 = baseline, let b1 = relaySample() {
+            let per = Double(b1.rssKB - b0.rssKB) * 1024 / Double(conns)
+            table.append(("target RSS", "\(b0.rssKB) kB → \(b1.rssKB) kB"))
+            table.append(("RSS growth per connection", formatNumber(per, decimals: 0) + " B  (target ≤ 512 B plain)"))
+            json.append(("rss_kb_before", .int(b0.rssKB)))
+            json.append(("rss_kb_after", .int(b1.rssKB)))
+            json.append(("rss_bytes_per_connection", .num(per)))
+        } else {
+            table.append(("RSS", "n/a (give --relay-pid)"))
+        }
+        return run.failureCount == 0 && run.exchangesDone == o.plan.pairs * o.plan.phonesPerGroup
+    }
+
+    func runL1() -> Bool {
+        run.addGroups(o.plan.pairs)
+        guard connectAll() else { return false }
+        let cap = warmupAndMeasure()
+        let capacity = Spread(cap.map(\.completionsPerSec)).median
+        table.append(("capacity (closed loop) round trips/s", formatNumber(capacity, decimals: 0)))
+        json.append(("capacity_round_trips_per_s", .num(capacity)))
+        histograms.append(("closed loop", run.latency))
+        var levels: [JSONValue] = []
+        for pct in o.loadPercents {
+            run.stopTraffic()
+            // Drain what is in flight before switching to the open-loop schedule.
+            run.loop(until: monotonicNs() + 200_000_000)
+            run.plan.openLoopRate = capacity * pct / 100
+            for g in run.groups { for p in g.phones { p.nextSendNs = 0; p.inflight = 0 } }
+            run.latency.reset()
+            run.running = true
+            let w = measure(o.seconds, name: "\(formatNumber(pct, decimals: 0))% load")
+            table.append(("\(formatNumber(pct, decimals: 0))% load (\(formatNumber(w.completionsPerSec, decimals: 0)) rt/s)", latencyHuman(run.latency)))
+            var entry: [(String, JSONValue)] = [("load_pct", .num(pct)), ("round_trips_per_s", .num(w.completionsPerSec))]
+            if case .obj(let l) = latencyJSON(run.latency) { entry += l }
+            levels.append(.obj(entry))
+            histograms.append(("\(formatNumber(pct, decimals: 0))% load", run.latency))
+        }
+        run.stopTraffic()
+        json.append(("latency_us_by_load", .arr(levels)))
+        return run.failureCount == 0
+    }
+
+    func runS8(baseline: ProcSample?) -> Bool {
+        run.addGroups(o.plan.pairs)
+        guard connectAll() else { return false }
+        run.recordLatency = false
+        run.startTraffic()
+        var maxRSS = baseline?.rssKB ?? 0
+        let t0 = monotonicNs()
+        run.loop(until: t0 + UInt64(o.seconds * 1e9), tickNs: 100_000_000, tick: { now in
+            if let s = self.relaySample() { maxRSS = max(maxRSS, s.rssKB) }
+            self.progress("[S8] t=\(formatNumber(Double(now - t0) / 1e9, decimals: 1))s delivered=\(self.run.counters.completions) relay RSS max=\(maxRSS) kB")
+        })
+        run.stopTraffic()
+        let sent = run.groups.reduce(0) { $0 + $1.phones.reduce(0) { $0 + $1.sent } }
+        // Drain at full speed: every message sent must arrive (SPEC §9.4: none dropped).
+        run.plan.slowBinaryBytesPerSec = 0
+        for g in run.groups { g.binary.readLimit = 0; g.binary.resumeReading() }
+        let totalBefore = run.groups.reduce(0) { $0 + $1.binary.received }
+        _ = totalBefore
+        run.loop(until: monotonicNs() + 60_000_000_000, tickNs: 500_000_000, stop: {
+            self.run.groups.reduce(0) { $0 + $1.binary.received } >= sent
+        })
+        progress("")
+        let received = run.groups.reduce(0) { $0 + $1.binary.received }
+        table.append(("messages sent / received", "\(sent) / \(received)  (lost \(sent - received))"))
+        json.append(("sent", .int(sent)))
+        json.append(("received", .int(received)))
+        json.append(("lost", .int(sent - received)))
+        if let b = baseline {
+            table.append(("target RSS baseline → max", "\(b.rssKB) kB → \(maxRSS) kB (+\(maxRSS - b.rssKB) kB)"))
+            json.append(("rss_kb_before", .int(b.rssKB)))
+            json.append(("rss_kb_max", .int(maxRSS)))
+        }
+        return run.failureCount == 0 && sent == received
+    }
+}
