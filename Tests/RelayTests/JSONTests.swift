@@ -118,3 +118,16 @@ import Testing
         #expect(!JSON.isValid(Array((doc + ",").utf8)))
     }
 }
+
+@Suite struct JSONPreValidatedUTF8Tests {
+    /// With `utf8Validated` the grammar is unchanged: every verdict on valid UTF-8 input agrees.
+    @Test func sameVerdictsOnValidUTF8() {
+        let cases = ["{\"a\":\"héllo wörld ✓\"}", "\"" + String(repeating: "é", count: 40) + "\"", "[1,2,\"x\\u00e9\"]",
+                     "{\"a\":\"ctrl\u{1}\"}", "{\"k\":\"unterminated", "\"abcdefgh\\q\"", "\"abcdefghijklmnop\"",
+                     "{\"conn_id\":\"client-x-0000abcd\",\"frame\":{\"p\":\"QUJDREVGR0g=\"}}"]
+        for c in cases {
+            let b = Array(c.utf8)
+            #expect(b.withUnsafeBytes { JSON.isValid($0, utf8Validated: true) } == JSON.isValid(b), "\(c)")
+        }
+    }
+}

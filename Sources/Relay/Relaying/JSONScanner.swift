@@ -19,8 +19,12 @@ public enum JSON {
     public static let defaultMaxDepth = 10_000
 
     /// True when `bytes` is exactly one JSON value, optionally surrounded by whitespace.
-    public static func isValid(_ bytes: UnsafeRawBufferPointer, maxDepth: Int = defaultMaxDepth) -> Bool {
+    /// `utf8Validated`: the caller already checked the bytes are UTF-8 (a WebSocket text message,
+    /// RFC 6455 §8.1), so strings skip that check.
+    public static func isValid(_ bytes: UnsafeRawBufferPointer, maxDepth: Int = defaultMaxDepth,
+                               utf8Validated: Bool = false) -> Bool {
         var s = JSONScanner(bytes)
+        s.utf8Validated = utf8Validated
         s.skipWhitespace()
         guard s.skipValue(maxDepth: maxDepth) else { return false }
         s.skipWhitespace()
@@ -48,6 +52,7 @@ struct JSONScanner {
     let base: UnsafePointer<UInt8>
     let count: Int
     var index: Int = 0
+    var utf8Validated = false
 
     init(_ bytes: UnsafeRawBufferPointer) {
         if let b = bytes.baseAddress, bytes.count > 0 {
@@ -248,7 +253,12 @@ struct JSONScanner {
             // characters: base64 ciphertext (the usual frame content) is all such bytes.
             while count - index >= 8 {
                 let w = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
-                if JSONScanner.needsAttention(w) { break }
+                let m = JSONScanner.attentionMask(w)
+                if m != 0 {
+                    // The lowest flagged byte is exact (borrows only propagate upwards).
+                    index += m.trailingZeroBitCount >> 3
+                    break
+                }
                 index += 8
             }
             guard index < count else { return nil }
@@ -266,13 +276,21 @@ struct JSONScanner {
             case 0x20..<0x80:
                 index += 1
             default:
-                guard skipUTF8Sequence(lead: b) else { return nil }
+                if utf8Validated {
+                    index += 1
+                } else {
+                    guard skipUTF8Sequence(lead: b) else { return nil }
+                }
             }
         }
     }
 
     /// SWAR test: does any byte of `w` need the slow path (≥ 0x80, < 0x20, `"` or `\`)?
-    @inline(__always) static func needsAttention(_ w: UInt64) -> Bool {
+    @inline(__always) static func needsAttention(_ w: UInt64) -> Bool { attentionMask(w) != 0 }
+
+    /// The high bit of each byte of `w` (little-endian) that needs the slow path; the lowest set
+    /// bit marks the first such byte exactly.
+    @inline(__always) static func attentionMask(_ w: UInt64) -> UInt64 {
         let ones: UInt64 = 0x0101_0101_0101_0101
         let high: UInt64 = 0x8080_8080_8080_8080
         // A byte < 0x20 (with the high bit clear) borrows when 0x20 is subtracted.
@@ -281,7 +299,7 @@ struct JSONScanner {
         let quote = (q &- ones) & ~q & high
         let bs = w ^ (ones &* 0x5C)
         let backslash = (bs &- ones) & ~bs & high
-        return (w & high) | lessThan20 | quote | backslash != 0
+        return (w & high) | lessThan20 | quote | backslash
     }
 
     /// `\"` `\\` `\/` `\b` `\f` `\n` `\r` `\t` or `\u` + 4 hex digits (any code unit, surrogates

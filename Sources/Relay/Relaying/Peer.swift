@@ -11,6 +11,9 @@ final class Peer {
     var connID = ""
     var connIDBytes: [UInt8] = []
     var registered = false
+    /// For a phone: its binary's connection while that binary holds the slot live (a cache of
+    /// `Registry.route`, cleared when the binary leaves; saves two hash lookups per message).
+    var binary: Connection?
     /// The binary's envelope asked for this phone's close: no close notice (SPEC §9.5).
     var closedByBinary = false
     /// A close notice code decided by the relay (1001 for non-JSON, SPEC §9.1).

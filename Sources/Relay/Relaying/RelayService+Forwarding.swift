@@ -45,36 +45,55 @@ extension RelayService {
     // MARK: messages
 
     public func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode) {
-        guard let peer = c.userInfo as? Peer else { return }
+        // Every upgraded connection of this service carries a Peer (set in `admit`).
+        guard let info = c.userInfo else { return }
+        let peer = unsafeDowncast(info, to: Peer.self)
         switch peer.role {
-        case .phone: phoneMessage(c, peer, payload)
+        case .phone: phoneMessage(c, peer, payload, opcode)
         case .binary: binaryMessage(c, peer, payload)
         }
     }
 
     /// SPEC §9.1: validate, wrap as `{"conn_id":…,"frame":…}` straight into the binary's queue.
-    private func phoneMessage(_ c: Connection, _ peer: Peer, _ payload: UnsafeRawBufferPointer) {
-        switch registry.route(phone: peer.handle) {
-        case .unknown:
-            return
-        case .closePhone(let code, let reason):
-            c.close(code: code, reason: reason)
-        case .forward(let binaryHandle):
-            guard let b = connections[binaryHandle] else { return }
-            guard JSON.isValid(payload) else {
-                peer.noticeCode = CloseCode.goingAway.rawValue
-                c.close(code: .normal)
+    private func phoneMessage(_ c: Connection, _ peer: Peer, _ payload: UnsafeRawBufferPointer, _ opcode: Opcode) {
+        // The binary is cached on the phone while it is live; the registry decides otherwise.
+        let b: Connection
+        if let cached = peer.binary {
+            b = cached
+        } else {
+            switch registry.route(phone: peer.handle) {
+            case .unknown:
                 return
+            case .closePhone(let code, let reason):
+                c.close(code: code, reason: reason)
+                return
+            case .forward(let binaryHandle):
+                guard let found = connections[binaryHandle] else { return }
+                peer.binary = found
+                b = found
             }
-            let length = Envelope.wrappedLength(connIDLength: peer.connIDBytes.count, frameLength: payload.count)
-            peer.connIDBytes.withUnsafeBytes { id in
-                b.sendFrame(opcode: .text, length: length) { dst in
-                    _ = Envelope.wrap(connID: id, frame: payload, into: dst)
-                }
+        }
+        // A text message was UTF-8-checked by the WebSocket layer (RFC 6455 §8.1).
+        guard JSON.isValid(payload, utf8Validated: opcode == .text) else {
+            peer.noticeCode = CloseCode.goingAway.rawValue
+            c.close(code: .normal)
+            return
+        }
+        let length = Envelope.wrappedLength(connIDLength: peer.connIDBytes.count, frameLength: payload.count)
+        peer.connIDBytes.withUnsafeBytes { id in
+            b.sendFrame(opcode: .text, length: length) { dst in
+                _ = Envelope.wrap(connID: id, frame: payload, into: dst)
             }
-            metrics.framesPhoneToBinary += 1
-            metrics.bytesPhoneToBinary += payload.count
-            if b.aboveHighWater { setPhonesPaused(of: b, true) }
+        }
+        metrics.framesPhoneToBinary += 1
+        metrics.bytesPhoneToBinary += payload.count
+        if b.aboveHighWater { setPhonesPaused(of: b, true) }
+    }
+
+    /// Forgets the cached binary of every phone of `binary` (it is leaving its slot).
+    func uncacheBinary(_ binary: Peer) {
+        for h in registry.phones(ofBinary: binary.handle) {
+            if let info = connections[h]?.userInfo { unsafeDowncast(info, to: Peer.self).binary = nil }
         }
     }
 
@@ -157,6 +176,7 @@ extension RelayService {
         let now = context.reactor.now
         switch peer.role {
         case .binary:
+            uncacheBinary(peer)
             perform(registry.binaryDisconnected(peer.handle, now: now))
             Log.info("binary_disconnected", ["server_id": peer.serverID, "conn_id": peer.connID])
         case .phone:
