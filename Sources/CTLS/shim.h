@@ -20,6 +20,21 @@ static inline uint64_t pyry_ssl_op_cipher_server_preference(void) { return SSL_O
 static inline long pyry_ssl_mode_release_buffers(void) { return SSL_MODE_RELEASE_BUFFERS; }
 static inline long pyry_ssl_mode_partial_write(void) { return SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER; }
 static inline int pyry_tls1_2_version(void) { return TLS1_2_VERSION; }
+/* ALPN (RFC 7301) selected purely in C, so no Swift closure crosses into OpenSSL: answer
+ * "http/1.1" when the client offers it; otherwise continue without ALPN (NOACK). */
+static inline int pyry_alpn_select_http11(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                                          const unsigned char *in, unsigned int inlen, void *arg) {
+    static const unsigned char ours[] = { 8, 'h', 't', 't', 'p', '/', '1', '.', '1' };
+    unsigned char *sel = NULL;
+    (void)ssl; (void)arg;
+    if (SSL_select_next_proto(&sel, outlen, ours, sizeof(ours), in, inlen) != OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+static inline void pyry_ssl_ctx_set_alpn_http11(SSL_CTX *ctx) { SSL_CTX_set_alpn_select_cb(ctx, pyry_alpn_select_http11, NULL); }
+static inline long pyry_ssl_ctx_set_session_cache_off(SSL_CTX *ctx) { return SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF); }
+static inline long pyry_ssl_ctx_set_ticket_keys(SSL_CTX *ctx, unsigned char *keys, long len) { return SSL_CTX_set_tlsext_ticket_keys(ctx, keys, len); }
 static inline int pyry_deflate_init2(z_stream *s, int level, int bits, int mem) {
     return deflateInit2(s, level, Z_DEFLATED, bits, mem, Z_DEFAULT_STRATEGY);
 }

@@ -55,10 +55,13 @@ public enum RelayApp {
             return 2
         }
 
-        // 5. TLS material (SPEC §4) — file-based TLS is not in this build yet.
-        if config.tlsCert != nil {
-            writeStderr("pyrycode-relay: TLS termination (--tls-cert) is not implemented in this build; use --insecure-listen behind a TLS proxy\n")
-            return 1
+        // 5. TLS material (SPEC §4.2): a bad file exits 1 naming the file and OpenSSL's reason.
+        var tls: TLSHolder?
+        if let cert = config.tlsCert, let key = config.tlsKey {
+            do { tls = TLSHolder(try TLSContext(certFile: cert, keyFile: key)) } catch {
+                writeStderr("pyrycode-relay: tls: \(error.description)\n")
+                return 1
+            }
         }
 
         // 6. Listeners.
@@ -89,6 +92,13 @@ public enum RelayApp {
                     relay.accept(fd: fd, remote: remote)
                 })
             }
+            if let a = config.httpsListen, let tls {
+                let proxy = config.httpsProxyProtocol
+                listeners.append(try Listener(socket: try Socket.listen(on: a), reactor: reactor) { fd, remote in
+                    // New connections take the current pair; a reload does not touch older ones.
+                    relay.accept(fd: fd, remote: remote, tls: tls.current, proxyHeader: proxy)
+                })
+            }
             if let m = config.metricsListen {
                 listeners.append(try Listener(socket: try Socket.listen(on: m), reactor: reactor) { fd, remote in
                     metricsService.accept(fd: fd, remote: remote)
@@ -104,7 +114,11 @@ public enum RelayApp {
         let signalHandler = SignalHandler(channel: signals) { signo in
             switch signo {
             case SIGHUP:
-                Log.info("sighup_ignored", ["reason": "no TLS files to reload"])
+                guard let tls else {
+                    Log.info("sighup_ignored", ["reason": "no TLS files to reload"])
+                    return
+                }
+                tls.reload()
             default:
                 if relay.draining {
                     // A second signal ends at once (SPEC §14).
@@ -123,7 +137,10 @@ public enum RelayApp {
         relay.onDrained = { reactor.stop() }
         let previousDelegate = reactor.timerDelegate
         reactor.timerDelegate = { entry, now in
-            if entry.kind == 250 {
+            if entry.kind == TLSHolder.rotationTimerKind {
+                tls?.rotateTicketKeys()
+                reactor.scheduleDelegate(key: 0, at: now + TLSContext.ticketKeyRotationMs, kind: TLSHolder.rotationTimerKind)
+            } else if entry.kind == 250 {
                 Log.warn("drain_deadline_passed", ["count": String(relay.liveConnectionCount)])
                 reactor.stop()
             } else {
@@ -133,6 +150,10 @@ public enum RelayApp {
         do { _ = try reactor.register(fd: signals.fd, events: Reactor.readable, handler: signalHandler) } catch {
             writeStderr("pyrycode-relay: signalfd: \(error)\n")
             return 1
+        }
+
+        if tls != nil {
+            reactor.scheduleDelegate(key: 0, at: reactor.now + TLSContext.ticketKeyRotationMs, kind: TLSHolder.rotationTimerKind)
         }
 
         // 7. Ready.
@@ -145,6 +166,31 @@ public enum RelayApp {
         withExtendedLifetime(instance) {}
         Log.info("relay_stopped", ["count": String(relay.liveConnectionCount)])
         return exitCode
+    }
+}
+
+/// The TLS listener's current context; SIGHUP swaps it (SPEC §4.2, §14).
+final class TLSHolder {
+    static let rotationTimerKind: UInt8 = 251
+    private(set) var current: TLSContext
+
+    init(_ context: TLSContext) { current = context }
+
+    /// Loads the same files again. A good pair serves new connections from now on; a bad one
+    /// leaves the old pair in place. Existing connections keep their own SSL_CTX reference.
+    func reload() {
+        do {
+            current = try TLSContext(certFile: current.certFile, keyFile: current.keyFile)
+            Log.info("tls_reloaded")
+        } catch {
+            Log.error("tls_reload_failed", ["err": error.description])
+        }
+    }
+
+    func rotateTicketKeys() {
+        do { try current.rotateTicketKeys() } catch {
+            Log.error("tls_ticket_rotation_failed", ["err": error.description])
+        }
     }
 }
 

@@ -50,6 +50,8 @@ public final class Reactor {
     public var timerDelegate: ((TimerEntry, Int64) -> Void)?
     /// Called once per loop iteration after events and timers (e.g. systemd watchdog).
     public var tickHook: (() -> Void)?
+    /// Counts loop iterations; per-iteration budgets (TLS handshakes) reset when it changes.
+    public private(set) var iteration: UInt64 = 0
     /// Cached monotonic time of the current iteration.
     public private(set) var now: Int64 = monotonicMs()
 
@@ -153,6 +155,7 @@ public final class Reactor {
     /// timers, flush coalesced writes. Tests drive the loop with it, one step at a time.
     public func runOnce(timeoutMs: Int32) {
         timers.rearm()
+        iteration &+= 1
         let n = epoll_wait(epollFD.raw, events, Int32(eventCapacity), timeoutMs)
         now = monotonicMs()
         if n < 0 {

@@ -160,6 +160,10 @@ extension RelayService {
         perform(registry.incumbentAnswered(peer.handle, now: context.reactor.now))
     }
 
+    public func connection(_ c: Connection, tlsHandshakeFinished ok: Bool) {
+        if ok { metrics.tlsHandshakesOK += 1 } else { metrics.tlsHandshakesFailed += 1 }
+    }
+
     // MARK: departures
 
     public func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?) {

@@ -55,7 +55,9 @@ public final class RelayService: ConnectionDelegate {
 
     // MARK: accepting
 
-    public func accept(fd: Int32, remote: SocketAddress) {
+    /// Takes a freshly accepted socket. `tls`: the TLS listener's current context (SPEC §4);
+    /// `proxyHeader`: `--https-proxy-protocol` (SPEC §10).
+    public func accept(fd: Int32, remote: SocketAddress, tls: TLSContext? = nil, proxyHeader: Bool = false) {
         guard !draining else {
             _ = close(fd)
             return
@@ -65,7 +67,8 @@ public final class RelayService: ConnectionDelegate {
         while halfOpen.count >= config.maxHalfOpen, let oldest = popOldestHalfOpen() {
             oldest.abort()
         }
-        let c = Connection(fd: fd, remote: remote, context: context, settings: config.connection, delegate: self)
+        let c = Connection(fd: fd, remote: remote, context: context, settings: config.connection, delegate: self,
+                           tls: tls, proxyHeader: proxyHeader)
         do { try c.start() } catch { return }
         halfOpen[ObjectIdentifier(c)] = c
         halfOpenOrder.append(c)

@@ -1,6 +1,7 @@
 import CEpoll
 
-/// One accepted TCP connection: its fd, buffers, and the HTTP → WebSocket protocol state.
+/// One accepted TCP connection: its fd, buffers, optional TLS session, and the
+/// PROXY header → TLS handshake → HTTP → WebSocket protocol state.
 /// The reactor calls `handleEvent`; the application sees it through `ConnectionDelegate`.
 public final class Connection: EventHandler {
     public enum State: Equatable {
@@ -13,17 +14,38 @@ public final class Connection: EventHandler {
     }
 
     enum TimerKind: UInt8 {
-        case httpDeadline = 1, heartbeat, pongDeadline, assemblyDeadline, writeStall, closeDeadline, lingerDeadline
+        case httpDeadline = 1, heartbeat, pongDeadline, assemblyDeadline, writeStall, closeDeadline, lingerDeadline,
+             proxyDeadline
+    }
+
+    /// What must happen before HTTP bytes can be read (the public `state` is `.http` meanwhile,
+    /// so the header timeout of SPEC §5.1 covers these steps too).
+    enum Preamble: UInt8 {
+        case none
+        case proxyHeader   // SPEC §10: a PROXY v2 header before the ClientHello
+        case tlsHandshake  // SPEC §4.1: non-blocking handshake inside the reactor
     }
 
     public let context: IOContext
-    public let remote: SocketAddress
+    /// The client address: the TCP peer, or the PROXY v2 source once the header is read (SPEC §10).
+    public private(set) var remote: SocketAddress
     public let settings: ConnectionSettings
     public unowned(unsafe) var delegate: ConnectionDelegate
     public private(set) var state: State = .http
     public private(set) var fd: Int32
     private var token = Token(raw: 0)
     private var interest: UInt32 = 0
+
+    private var tlsContext: TLSContext?
+    /// Present on TLS-listener connections; every read and write goes through it.
+    private var tls: TLSSession?
+    private(set) var preamble: Preamble = .none
+    private let expectsProxyHeader: Bool
+    /// SSL_read needs the socket writable (TLS 1.3 KeyUpdate) / SSL_write needs it readable.
+    private var tlsReadWantsWrite = false
+    private var tlsWriteWantsRead = false
+    /// Plaintext sat inside OpenSSL while reading was paused: read it at the end of the tick.
+    private var readKick = false
 
     private var input = ByteBuffer()
     private var output = ByteBuffer()
@@ -36,6 +58,7 @@ public final class Connection: EventHandler {
     private var assemblyDeadline: Int64 = 0
     private var closeDeadline: Int64 = 0
     private var lingerDeadline: Int64 = 0
+    private var proxyDeadline: Int64 = 0
     private var lastWriteProgress: Int64 = 0
     private var writeStallArmed = false
     private var dirtyMarked = false
@@ -59,9 +82,13 @@ public final class Connection: EventHandler {
     public private(set) var bytesIn = 0
     public private(set) var bytesOut = 0
 
+    /// `tls`: terminate TLS with this context (SPEC §4); `proxyHeader`: require a PROXY v2
+    /// header first (SPEC §10, `--https-proxy-protocol`).
     public init(fd: Int32, remote: SocketAddress, context: IOContext, settings: ConnectionSettings,
-                delegate: ConnectionDelegate) {
+                delegate: ConnectionDelegate, tls: TLSContext? = nil, proxyHeader: Bool = false) {
         self.fd = fd
+        self.tlsContext = tls
+        self.expectsProxyHeader = proxyHeader
         self.remote = remote
         self.context = context
         self.settings = settings
@@ -78,12 +105,28 @@ public final class Connection: EventHandler {
 
     /// Registers with the reactor and arms the header timeout (SPEC §5.1: 5 s from accept).
     public func start() throws(Errno) {
+        if let ctx = tlsContext {
+            guard let session = ctx.makeSession(fd: fd) else { throw Errno(ENOMEM, call: "SSL_new") }
+            tls = session
+            tlsContext = nil
+            preamble = .tlsHandshake
+        }
+        if expectsProxyHeader { preamble = .proxyHeader }
         interest = Reactor.readable | EPOLLRDHUP.rawValue
         token = try context.reactor.register(fd: fd, events: interest, handler: self)
         let now = context.reactor.now
         httpDeadline = now + settings.headerTimeoutMs
         schedule(.httpDeadline, at: httpDeadline)
+        if expectsProxyHeader {
+            // SPEC §10: the PROXY header has its own 5 s bound (the header timeout may be longer).
+            proxyDeadline = now + Limits.proxyHeaderTimeoutMs
+            schedule(.proxyDeadline, at: proxyDeadline)
+        }
     }
+
+    /// The negotiated ALPN protocol ("" without TLS or ALPN).
+    public var tlsALPN: String { tls?.alpn ?? "" }
+    public var isTLS: Bool { tls != nil }
 
     public var queuedBytes: Int { output.count }
     public var isWebSocket: Bool { state == .open }
@@ -91,14 +134,42 @@ public final class Connection: EventHandler {
     // MARK: EventHandler
 
     public func handleEvent(_ events: UInt32) {
-        if events & Reactor.writable != 0 { flush() }
+        if preamble != .none {
+            advancePreamble()
+            return
+        }
+        if events & Reactor.writable != 0 {
+            if tlsReadWantsWrite {
+                tlsReadWantsWrite = false
+                dispatchRead()
+            }
+            flush()
+        }
         if events & (Reactor.readable | Reactor.hangup) != 0 {
+            if tlsWriteWantsRead {
+                tlsWriteWantsRead = false
+                flush()
+                // The readable interest was added for the write; a paused reader stays paused.
+                if readingPaused && events & Reactor.hangup == 0 { return }
+            }
+            dispatchRead()
+        }
+    }
+
+    private func dispatchRead() {
+        while true {
             switch state {
             case .http: readHTTP()
             case .open, .closeSent: readWebSocket()
-            case .lingering: readAndDiscard()
-            case .closing, .closed: break
+            case .lingering:
+                readAndDiscard()
+                return
+            case .closing, .closed:
+                return
             }
+            // Plaintext OpenSSL decrypted but did not return yet is invisible to level-triggered
+            // epoll: drain it now (bounded by one TLS record, so this loop ends).
+            guard let tls, tls.pendingPlaintext > 0, !readingPaused else { return }
         }
     }
 
@@ -107,7 +178,14 @@ public final class Connection: EventHandler {
         switch k {
         case .httpDeadline:
             // No response on a header timeout (SPEC §5.1): the peer is not speaking HTTP at our pace.
-            if state == .http && httpDeadline != 0 && now >= httpDeadline { abort() }
+            // The deadline runs from accept, so it bounds the TLS handshake too (SPEC §4.1).
+            if state == .http && httpDeadline != 0 && now >= httpDeadline {
+                if preamble == .tlsHandshake { delegate.connection(self, tlsHandshakeFinished: false) }
+                abort()
+            }
+        case .proxyDeadline:
+            // SPEC §10: no complete PROXY header in time → closed with zero bytes.
+            if preamble == .proxyHeader && now >= proxyDeadline { abort() }
         case .heartbeat:
             guard state == .open else { return }
             if !pingOutstanding {
@@ -147,7 +225,92 @@ public final class Connection: EventHandler {
 
     public func flushTick() {
         dirtyMarked = false
+        if readKick {
+            readKick = false
+            if !readingPaused { dispatchRead() }
+        }
         flush()
+    }
+
+    // MARK: transport funnel (plain socket or TLS)
+
+    @inline(__always)
+    private func ioRead(_ buffer: UnsafeMutableRawPointer, _ count: Int) throws(Errno) -> IOResult<Int> {
+        guard let tls else { return try Socket.read(fd, buffer, count) }
+        let r = try tls.read(into: buffer, count: count)
+        if case .wouldBlock = r, tls.want == .write {
+            tlsReadWantsWrite = true
+            setInterest(interest | Reactor.writable)
+        }
+        return r
+    }
+
+    @inline(__always)
+    private func ioWrite(_ buffer: UnsafeRawPointer, _ count: Int) throws(Errno) -> IOResult<Int> {
+        guard let tls else { return try Socket.write(fd, buffer, count) }
+        let r = try tls.write(from: buffer, count: count)
+        if case .wouldBlock = r { tlsWriteWantsRead = tls.want == .read }
+        return r
+    }
+
+    // MARK: preamble: PROXY v2 header, TLS handshake
+
+    private func advancePreamble() {
+        if preamble == .proxyHeader {
+            readProxyHeader()
+            if preamble == .none && state == .http { dispatchRead() }
+        }
+        if preamble == .tlsHandshake { driveHandshake() }
+    }
+
+    /// Reads exactly the bytes the parser asks for, so the ClientHello behind the header stays
+    /// in the kernel for OpenSSL. Any refusal closes with zero bytes written (SPEC §10).
+    private func readProxyHeader() {
+        while true {
+            switch ProxyProtocolV2.parse(UnsafeRawBufferPointer(input.readable)) {
+            case .refused:
+                abort()
+                return
+            case .proxied(let source, let length):
+                remote = source
+                input.consume(length)
+                input.release()
+                proxyDeadline = 0
+                preamble = tls != nil ? .tlsHandshake : .none
+                return
+            case .needMore(let total):
+                let want = total - input.count
+                input.reserve(want)
+                let r: IOResult<Int>
+                do { r = try Socket.read(fd, input.writePointer, want) } catch { abort(); return }
+                guard case .done(let n) = r else { return }
+                if n == 0 { abort(); return }
+                input.didWrite(n)
+            }
+        }
+    }
+
+    private func driveHandshake() {
+        guard let tls else { return }
+        // DESIGN.md 10: a bounded number of handshake steps per loop iteration. Over budget the
+        // event is left pending; level-triggered epoll reports it again next iteration.
+        guard context.takeHandshakeStep() else { return }
+        switch tls.handshake() {
+        case .done:
+            preamble = .none
+            delegate.connection(self, tlsHandshakeFinished: true)
+            setInterest(Reactor.readable | EPOLLRDHUP.rawValue)
+            // The request may already be buffered in OpenSSL or the kernel.
+            dispatchRead()
+        case .wantRead:
+            setInterest(Reactor.readable | EPOLLRDHUP.rawValue)
+        case .wantWrite:
+            // Not readable: level-triggered readability would spin while the write is blocked.
+            setInterest(Reactor.writable)
+        case .failed:
+            delegate.connection(self, tlsHandshakeFinished: false)
+            abort()
+        }
     }
 
     // MARK: HTTP phase
@@ -155,8 +318,12 @@ public final class Connection: EventHandler {
     private func readHTTP() {
         input.reserve(4096)
         let r: IOResult<Int>
-        do { r = try Socket.read(fd, input.writePointer, input.writableCount) } catch { abort(); return }
-        guard case .done(let n) = r else { return }
+        do { r = try ioRead(input.writePointer, input.writableCount) } catch { abort(); return }
+        guard case .done(let n) = r else {
+            // Nothing arrived (e.g. right after a TLS handshake): an idle connection keeps no buffer.
+            if input.isEmpty { input.release() }
+            return
+        }
         if n == 0 { abort(); return }
         bytesIn += n
         if input.count == 0 && httpDeadline > context.reactor.now + settings.headerTimeoutMs {
@@ -226,7 +393,7 @@ public final class Connection: EventHandler {
         if input.isEmpty {
             let buf = context.readBuffer
             let r: IOResult<Int>
-            do { r = try Socket.read(fd, buf, context.readBufferSize) } catch { peerGone(); return }
+            do { r = try ioRead(buf, context.readBufferSize) } catch { peerGone(); return }
             guard case .done(let n) = r else { return }
             if n == 0 { peerGone(); return }
             bytesIn += n
@@ -239,7 +406,7 @@ public final class Connection: EventHandler {
             let need = (wsParser.bytesNeededForCurrentFrame ?? 0) - input.count
             input.reserve(max(need, 16 * 1024))
             let r: IOResult<Int>
-            do { r = try Socket.read(fd, input.writePointer, input.writableCount) } catch { peerGone(); return }
+            do { r = try ioRead(input.writePointer, input.writableCount) } catch { peerGone(); return }
             guard case .done(let n) = r else { return }
             if n == 0 { peerGone(); return }
             bytesIn += n
@@ -399,7 +566,7 @@ public final class Connection: EventHandler {
         while !output.isEmpty {
             let r: IOResult<Int>
             do {
-                r = try Socket.write(fd, UnsafeRawPointer(output.readable.baseAddress!), output.count)
+                r = try ioWrite(UnsafeRawPointer(output.readable.baseAddress!), output.count)
             } catch {
                 peerGone()
                 return
@@ -415,7 +582,7 @@ public final class Connection: EventHandler {
                     if lastWriteProgress == 0 { lastWriteProgress = context.reactor.now }
                     schedule(.writeStall, at: context.reactor.now + settings.writeStallTimeoutMs)
                 }
-                setInterest(interest | Reactor.writable)
+                setInterest(tlsWriteWantsRead ? interest | Reactor.readable : interest | Reactor.writable)
                 return
             }
         }
@@ -429,13 +596,18 @@ public final class Connection: EventHandler {
         case .closing:
             // RFC 6455 §7.1.1: the server closes the TCP connection first; a half-close lets the
             // peer read everything we sent (an error response, a close frame) before it sees EOF.
+            // Over TLS, close_notify goes first (RFC 8446 §6.1), best effort.
+            tls?.shutdown()
             _ = shutdown(fd, Int32(SHUT_WR))
             state = .lingering
             setInterest(Reactor.readable | EPOLLRDHUP.rawValue)
         case .closed, .lingering:
             break
         default:
-            if interest & Reactor.writable != 0 { setInterest(interest & ~Reactor.writable) }
+            var want = interest
+            if !tlsReadWantsWrite { want &= ~Reactor.writable }
+            if readingPaused && !tlsWriteWantsRead { want &= ~Reactor.readable }
+            setInterest(want)
         }
     }
 
@@ -458,7 +630,14 @@ public final class Connection: EventHandler {
     public func resumeReading() {
         guard readingPaused else { return }
         readingPaused = false
-        if state == .open || state == .closeSent { setInterest(interest | Reactor.readable) }
+        if state == .open || state == .closeSent {
+            setInterest(interest | Reactor.readable)
+            // Decrypted bytes held by OpenSSL raise no epoll event: read them at the end of this tick.
+            if let tls, tls.pendingPlaintext > 0 {
+                readKick = true
+                markDirty()
+            }
+        }
     }
 
     public var isReadingPaused: Bool { readingPaused }
@@ -487,7 +666,12 @@ public final class Connection: EventHandler {
         guard state != .closed else { return }
         state = .closed
         context.reactor.deregister(fd: fd, token: token)
-        if reset { Socket.setAbortiveClose(fd) }
+        if reset {
+            Socket.setAbortiveClose(fd)
+        } else {
+            tls?.shutdown()
+        }
+        tls = nil  // SSL_free before the fd goes (the BIO does not own the fd)
         _ = CEpoll.close(fd)
         fd = -1
         input.release()

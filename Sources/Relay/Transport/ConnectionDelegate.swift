@@ -23,9 +23,12 @@ public protocol ConnectionDelegate: AnyObject {
     /// The connection is gone. `peerCode` is the code of the peer's close frame (nil when it sent
     /// none or dropped), `localCode` the code we sent, if any.
     func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?)
+    /// A TLS handshake finished (`ok`) or failed / timed out (the connection then closes).
+    func connection(_ c: Connection, tlsHandshakeFinished ok: Bool)
 }
 
 extension ConnectionDelegate {
+    public func connection(_ c: Connection, tlsHandshakeFinished ok: Bool) {}
     public func connectionDidReceivePong(_ c: Connection) {}
     public func connectionDidDrain(_ c: Connection) {}
 }

@@ -1,0 +1,133 @@
+internal import CTLS
+import CEpoll
+
+/// One server-side `SSL` on a non-blocking socket (DESIGN.md convention 8: the owner frees it
+/// in `deinit`). Every call clears the error queue first and turns `WANT_READ`/`WANT_WRITE`
+/// into values (convention 7). The socket itself is owned by the connection.
+final class TLSSession {
+    enum HandshakeResult: Equatable {
+        case done
+        case wantRead
+        case wantWrite
+        case failed(String)
+    }
+
+    /// What the last call that returned `.wouldBlock` is waiting for. A read can need the
+    /// socket writable (a TLS 1.3 KeyUpdate answer) and a write can need it readable.
+    enum Want { case read, write }
+
+    private let ssl: OpaquePointer
+    private(set) var want: Want = .read
+    /// Set after a fatal error: OpenSSL forbids `SSL_shutdown` then (SSL_shutdown(3)).
+    private(set) var broken = false
+    private(set) var handshakeDone = false
+    private var shutdownSent = false
+
+    init?(ctx: OpaquePointer, fd: Int32) {
+        ERR_clear_error()
+        guard let ssl = SSL_new(ctx) else {
+            ERR_clear_error()
+            return nil
+        }
+        self.ssl = ssl
+        guard SSL_set_fd(ssl, fd) == 1 else {
+            ERR_clear_error()
+            return nil  // deinit frees ssl
+        }
+        SSL_set_accept_state(ssl)
+    }
+
+    deinit { SSL_free(ssl) }
+
+    /// Advances the handshake as far as the socket allows.
+    func handshake() -> HandshakeResult {
+        ERR_clear_error()
+        let r = SSL_do_handshake(ssl)
+        if r == 1 {
+            handshakeDone = true
+            return .done
+        }
+        let e = SSL_get_error(ssl, r)
+        switch e {
+        case SSL_ERROR_WANT_READ: return .wantRead
+        case SSL_ERROR_WANT_WRITE: return .wantWrite
+        default:
+            broken = true
+            if e == SSL_ERROR_SYSCALL {
+                let err = TLSError.drain("handshake", fallback: "")
+                if !err.reason.isEmpty { return .failed(err.reason) }
+                let code = pyry_errno()
+                return .failed(code == 0 ? "unexpected EOF" : String(cString: strerror(code)))
+            }
+            return .failed(TLSError.drain("handshake").reason)
+        }
+    }
+
+    /// Decrypts into `buffer`. `.done(0)` is the end of the stream: the peer's close_notify,
+    /// or EOF without one (HTTP and WebSocket frame their own messages, so a truncated
+    /// stream cannot be mistaken for a complete one).
+    @inline(__always)
+    func read(into buffer: UnsafeMutableRawPointer, count: Int) throws(Errno) -> IOResult<Int> {
+        ERR_clear_error()
+        let r = SSL_read(ssl, buffer, Int32(clamping: count))
+        if r > 0 { return .done(Int(r)) }
+        return try outcome(r, call: "SSL_read")
+    }
+
+    /// Encrypts up to `count` bytes from `buffer` (partial writes enabled: the result may be
+    /// less). After `.wouldBlock` the retry must offer the same bytes again (at any address).
+    @inline(__always)
+    func write(from buffer: UnsafeRawPointer, count: Int) throws(Errno) -> IOResult<Int> {
+        ERR_clear_error()
+        let r = SSL_write(ssl, buffer, Int32(clamping: count))
+        if r > 0 { return .done(Int(r)) }
+        return try outcome(r, call: "SSL_write")
+    }
+
+    private func outcome(_ r: Int32, call: StaticString) throws(Errno) -> IOResult<Int> {
+        switch SSL_get_error(ssl, r) {
+        case SSL_ERROR_WANT_READ:
+            want = .read
+            return .wouldBlock
+        case SSL_ERROR_WANT_WRITE:
+            want = .write
+            return .wouldBlock
+        case SSL_ERROR_ZERO_RETURN:
+            return .done(0)
+        case SSL_ERROR_SYSCALL:
+            broken = true
+            let code = pyry_errno()
+            ERR_clear_error()
+            // OpenSSL 3 reports EOF without close_notify as SSL_ERROR_SSL "unexpected eof"
+            // unless SSL_OP_IGNORE_UNEXPECTED_EOF; 1.1-style SYSCALL with errno 0 is EOF too.
+            if code == 0 { return .done(0) }
+            throw Errno(code, call: call)
+        default:
+            broken = true
+            ERR_clear_error()
+            throw Errno(EPROTO, call: call)
+        }
+    }
+
+    /// Plaintext already decrypted and buffered inside OpenSSL: epoll cannot see it, so the
+    /// reader must drain it before waiting for the socket again.
+    var pendingPlaintext: Int { Int(SSL_pending(ssl)) }
+
+    /// Best-effort close_notify (RFC 8446 §6.1), never blocking, result ignored.
+    func shutdown() {
+        guard handshakeDone, !broken, !shutdownSent else { return }
+        shutdownSent = true
+        ERR_clear_error()
+        _ = SSL_shutdown(ssl)
+        ERR_clear_error()
+    }
+
+    /// The negotiated ALPN protocol ("" when none), for tests.
+    var alpn: String {
+        var p: UnsafePointer<UInt8>?
+        var n: UInt32 = 0
+        SSL_get0_alpn_selected(ssl, &p, &n)
+        guard let p, n > 0 else { return "" }
+        return String(decoding: UnsafeBufferPointer(start: p, count: Int(n)), as: UTF8.self)
+    }
+}

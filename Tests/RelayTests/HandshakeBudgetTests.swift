@@ -1,0 +1,20 @@
+import Testing
+@testable import Relay
+
+/// DESIGN.md 10: TLS handshake steps are budgeted per loop iteration.
+@Suite struct HandshakeBudgetTests {
+    @Test func budgetIsSpentWithinAnIterationAndRefilledByTheNext() throws {
+        let reactor = try Reactor()
+        let context = IOContext(reactor: reactor)
+        context.handshakeStepsPerIteration = 2
+        reactor.runOnce(timeoutMs: 0)
+        #expect(context.takeHandshakeStep())
+        #expect(context.takeHandshakeStep())
+        #expect(!context.takeHandshakeStep())
+        #expect(!context.takeHandshakeStep())
+        reactor.runOnce(timeoutMs: 0)
+        #expect(context.takeHandshakeStep())
+        #expect(context.takeHandshakeStep())
+        #expect(!context.takeHandshakeStep())
+    }
+}

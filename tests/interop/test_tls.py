@@ -1,0 +1,438 @@
+"""TLS termination in the relay (SPEC §4) and PROXY protocol v2 on the TLS listener (SPEC §10),
+driven by third-party clients: Python `ssl` + `websockets`, `openssl s_client`, `sslyze`.
+
+The test CA and leaves are made by the `pki` fixture with the `openssl` CLI in a temp dir
+(ECDSA P-256). The CA carries keyUsage=keyCertSign: sslyze's path validation (the `cryptography`
+verifier) refuses a CA without it, which would make the Mozilla check fail for the wrong reason.
+"""
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import pytest
+import websockets
+from websockets.asyncio.client import connect
+
+from conftest import free_port, parse_logfmt
+from relaylib import binary_headers, phone_headers, recv_json, scrape
+
+OPENSSL = shutil.which("openssl")
+pytestmark = pytest.mark.skipif(OPENSSL is None, reason="openssl CLI not installed")
+
+HEADER_TIMEOUT_S = 1.0
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+# -- PKI -----------------------------------------------------------------------------------
+
+class PKI:
+    def __init__(self, root):
+        self.root = root
+        self.ca = os.path.join(root, "ca.crt")
+        self._ca_key = os.path.join(root, "ca.key")
+        self._sh(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                  "-keyout", self._ca_key, "-out", self.ca, "-days", "2", "-subj", "/CN=pyry-test-ca",
+                  "-addext", "basicConstraints=critical,CA:TRUE",
+                  "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        self._ext = os.path.join(root, "leaf.ext")
+        with open(self._ext, "w") as f:
+            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+                    "keyUsage=critical,digitalSignature\nbasicConstraints=critical,CA:FALSE\n")
+
+    def _sh(self, args):
+        subprocess.run([OPENSSL] + args, cwd=self.root, check=True, capture_output=True, timeout=30)
+
+    def leaf(self, name, serial):
+        """Issues <name>.crt / <name>.key (fresh P-256 key) with the given serial; returns the paths."""
+        key = os.path.join(self.root, name + ".key")
+        csr = os.path.join(self.root, name + ".csr")
+        crt = os.path.join(self.root, name + ".crt")
+        self._sh(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key])
+        self._sh(["req", "-new", "-key", key, "-subj", "/CN=localhost", "-out", csr])
+        self._sh(["x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self._ca_key, "-set_serial", hex(serial),
+                  "-days", "2", "-extfile", self._ext, "-out", crt])
+        return crt, key
+
+    def client_context(self):
+        return ssl.create_default_context(cafile=self.ca)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    p = PKI(str(tmp_path_factory.mktemp("pki")))
+    p.default = p.leaf("leaf", 0x1001)
+    return p
+
+
+# -- relay ---------------------------------------------------------------------------------
+
+class TLSRelay:
+    def __init__(self, proc, port, metrics_port):
+        self.proc = proc
+        self.port = port
+        self.metrics_port = metrics_port
+
+    @property
+    def url(self):
+        return f"wss://127.0.0.1:{self.port}"
+
+
+def start_tls(start_relay, relay_bin, cert, key, *extra):
+    port, mport = free_port(), free_port()
+    rundir = tempfile.mkdtemp(prefix="relay-run-")
+    args = ["--tls-cert", cert, "--tls-key", key, "--https-listen", f"127.0.0.1:{port}",
+            "--metrics-listen", f"127.0.0.1:{mport}", "--runtime-dir", rundir, *extra]
+    proc = start_relay(relay_bin, args, wait_port=port)
+    return TLSRelay(proc, port, mport)
+
+
+async def wss_binary(relay, ctx, server_id, **kw):
+    return await connect(relay.url + "/v1/server", additional_headers=binary_headers(server_id), ssl=ctx,
+                         open_timeout=5, max_size=None, **kw)
+
+
+async def wss_phone(relay, ctx, server_id, **kw):
+    return await connect(relay.url + "/v1/client", additional_headers=phone_headers(server_id), ssl=ctx,
+                         open_timeout=5, max_size=None, **kw)
+
+
+async def exchange(binary, phone, tag):
+    """phone → binary (wrapped, SPEC §9.1) and binary → phone (unwrapped, §9.2)."""
+    await phone.send(json.dumps({"tag": tag}))
+    env = await recv_json(binary)
+    assert env["frame"] == {"tag": tag}
+    await binary.send(json.dumps({"conn_id": env["conn_id"], "frame": {"echo": tag}}))
+    assert json.loads(await asyncio.wait_for(phone.recv(), 5)) == {"echo": tag}
+
+
+def read_until_closed(sock, timeout=5.0):
+    """Reads until EOF or RST; returns (bytes received, seconds waited). Fails on timeout."""
+    sock.settimeout(timeout)
+    t0 = time.monotonic()
+    data = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except ConnectionResetError:
+        pass
+    except socket.timeout:
+        raise AssertionError("connection still open after %.1f s (got %r)" % (timeout, data[:64]))
+    return data, time.monotonic() - t0
+
+
+def peer_serial(port, ctx, sock=None):
+    """Serial number (hex, as the ssl module prints it) of the certificate the relay presents."""
+    s = sock or socket.create_connection(("127.0.0.1", port), timeout=5)
+    with ctx.wrap_socket(s, server_hostname="127.0.0.1") as t:
+        return t.getpeercert()["serialNumber"]
+
+
+def s_client(port, ca, *args):
+    p = subprocess.run([OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
+                        "-CAfile", ca, *args], stdin=subprocess.DEVNULL, capture_output=True, timeout=20)
+    return p.returncode, p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
+
+
+def tls_metric(relay, result):
+    return scrape(relay).get(("pyrycode_relay_tls_handshakes_total", (("result", result),)), 0)
+
+
+# -- wss with the real client library ------------------------------------------------------
+
+def test_wss_relays_binary_and_phone_with_the_test_ca(relay_bin, start_relay, pki):
+    r = start_tls(start_relay, relay_bin, *pki.default)
+    ctx = pki.client_context()
+
+    async def scenario():
+        binary = await wss_binary(r, ctx, "srv-tls")
+        phone = await wss_phone(r, ctx, "srv-tls")
+        for i in range(3):
+            await exchange(binary, phone, f"m{i}")
+        # A message bigger than one TLS record (16 KiB) crosses several records both ways.
+        big = "x" * 100_000
+        await phone.send(json.dumps({"big": big}))
+        assert (await recv_json(binary))["frame"] == {"big": big}
+        await phone.close()
+        await binary.close()
+
+    run(scenario())
+    assert tls_metric(r, "ok") >= 2
+
+
+def test_wss_without_the_ca_fails_verification(relay_bin, start_relay, pki):
+    r = start_tls(start_relay, relay_bin, *pki.default)
+
+    async def scenario():
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await wss_binary(r, ssl.create_default_context(), "srv-untrusted")
+
+    run(scenario())
+
+
+# -- protocol versions, ALPN, non-TLS bytes ------------------------------------------------
+
+def test_tls13_and_tls12_connect_with_alpn_http11(relay_bin, start_relay, pki):
+    r = start_tls(start_relay, relay_bin, *pki.default)
+    for flag, name in (("-tls1_3", "TLSv1.3"), ("-tls1_2", "TLSv1.2")):
+        rc, out = s_client(r.port, pki.ca, flag, "-alpn", "http/1.1")
+        assert rc == 0, out
+        assert f"New, {name}, Cipher is " in out, out
+        assert "Verify return code: 0 (ok)" in out, out
+        assert "ALPN protocol: http/1.1" in out, out
+    # A client offering only another protocol gets no ALPN answer (and still a session).
+    rc, out = s_client(r.port, pki.ca, "-alpn", "h2")
+    assert rc == 0 and "No ALPN negotiated" in out, out
+
+
+def test_tls12_offers_only_ecdhe_aead(relay_bin, start_relay, pki):
+    r = start_tls(start_relay, relay_bin, *pki.default)
+    rc, out = s_client(r.port, pki.ca, "-tls1_2", "-cipher", "AES128-GCM-SHA256:ECDHE-ECDSA-AES128-SHA")
+    assert rc != 0, out  # RSA key exchange and CBC suites are not served
+    rc, out = s_client(r.port, pki.ca, "-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305")
+    assert rc == 0 and "Cipher is ECDHE-ECDSA-CHACHA20-POLY1305" in out, out
+
+
+@pytest.mark.parametrize("flag", ["-tls1_1", "-tls1"])
+def test_tls11_and_tls10_are_refused(relay_bin, start_relay, pki, flag):
+    r = start_tls(start_relay, relay_bin, *pki.default)
+    # Even offering them needs SECLEVEL=0 on OpenSSL 3 (TESTING-TOOLS.md §TLS).
+    rc, out = s_client(r.port, pki.ca, flag, "-cipher", "DEFAULT:@SECLEVEL=0")
+    assert rc != 0, out
+    assert "Cipher is (NONE)" in out, out
+    assert "alert protocol version" in out, out  # RFC 8446 §6.2 protocol_version (70)
+
+
+def test_plain_http_to_the_tls_port_is_closed_without_a_response(relay_bin, start_relay, pki):
+    r = start_tls(start_relay, relay_bin, *pki.default)
+    with socket.create_connection(("127.0.0.1", r.port), timeout=5) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        data, _ = read_until_closed(s)
+    assert b"HTTP/" not in data
+    assert r.proc.returncode is None
+    # Still serving TLS afterwards.
+    assert peer_serial(r.port, pki.client_context()) == "1001"
+    assert tls_metric(r, "failed") >= 1
+
+
+# -- certificate files ---------------------------------------------------------------------
+
+def test_bad_files_at_boot_exit_1_naming_the_file(relay_bin, start_relay, pki, tmp_path):
+    crt, key = pki.default
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not pem\n")
+    other_crt, other_key = pki.leaf("other", 0x0BAD)
+    cases = [
+        (str(tmp_path / "missing.crt"), key, str(tmp_path / "missing.crt"), "No such file or directory"),
+        (str(garbage), key, str(garbage), "no start line"),
+        (crt, str(tmp_path / "missing.key"), str(tmp_path / "missing.key"), "No such file or directory"),
+        (crt, other_key, other_key, "key values mismatch"),
+    ]
+    for cert_path, key_path, named, reason in cases:
+        p = start_relay(relay_bin, ["--tls-cert", cert_path, "--tls-key", key_path,
+                                    "--https-listen", f"127.0.0.1:{free_port()}", "--metrics-listen", "",
+                                    "--runtime-dir", tempfile.mkdtemp(prefix="relay-run-")])
+        assert p.wait(10) == 1
+        line = p.wait_for_log(lambda l: l.startswith("pyrycode-relay: tls: "))
+        assert line.startswith(f"pyrycode-relay: tls: {named}: "), line
+        assert reason in line, line
+
+
+def test_sighup_reload_serves_the_new_pair_and_keeps_old_connections(relay_bin, start_relay, pki, tmp_path):
+    crt, key = str(tmp_path / "live.crt"), str(tmp_path / "live.key")
+    shutil.copy(pki.default[0], crt)
+    shutil.copy(pki.default[1], key)
+    r = start_tls(start_relay, relay_bin, crt, key)
+    ctx = pki.client_context()
+    new_crt, new_key = pki.leaf("reloaded", 0x2002)
+
+    async def scenario():
+        binary = await wss_binary(r, ctx, "srv-reload")
+        phone = await wss_phone(r, ctx, "srv-reload")
+        await exchange(binary, phone, "before")
+        assert await asyncio.to_thread(peer_serial, r.port, ctx) == "1001"
+
+        shutil.copy(new_crt, crt)
+        shutil.copy(new_key, key)
+        mark = len(r.proc.lines)
+        r.proc.signal(signal.SIGHUP)
+        await asyncio.to_thread(r.proc.wait_for_log, lambda l: parse_logfmt(l).get("msg") == "tls_reloaded",
+                                5.0, mark)
+        assert await asyncio.to_thread(peer_serial, r.port, ctx) == "2002"
+        # The pair opened under the old certificate keeps relaying.
+        await exchange(binary, phone, "after-reload")
+
+        # A bad reload keeps the current pair and says so.
+        with open(crt, "w") as f:
+            f.write("truncated\n")
+        mark = len(r.proc.lines)
+        r.proc.signal(signal.SIGHUP)
+        line = await asyncio.to_thread(
+            r.proc.wait_for_log, lambda l: parse_logfmt(l).get("msg") == "tls_reload_failed", 5.0, mark)
+        assert parse_logfmt(line)["err"].startswith(crt + ": "), line
+        assert await asyncio.to_thread(peer_serial, r.port, ctx) == "2002"
+        await exchange(binary, phone, "after-failed-reload")
+        await phone.close()
+        await binary.close()
+
+    run(scenario())
+
+
+# -- third-party audit ---------------------------------------------------------------------
+
+def test_sslyze_reports_mozilla_intermediate_compliance(relay_bin, start_relay, pki):
+    pytest.importorskip("sslyze")
+    r = start_tls(start_relay, relay_bin, *pki.default)
+    p = subprocess.run([sys.executable, "-m", "sslyze", f"--certinfo_ca_file={pki.ca}",
+                        "--mozilla_config=intermediate", f"localhost:{r.port}{{127.0.0.1}}"],
+                       capture_output=True, timeout=120)
+    out = p.stdout.decode(errors="replace")
+    assert p.returncode == 0, out[-3000:] + p.stderr.decode(errors="replace")[-2000:]
+    assert "Supported curves:                  X25519, secp256r1" in out
+    assert "OK - Compression disabled" in out
+
+
+# -- handshake deadline --------------------------------------------------------------------
+
+def stalled_mid_handshake(port, ctx):
+    """Sends a real ClientHello, reads the server's flight, then never sends its Finished."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="127.0.0.1")
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    s.sendall(out.read())
+    first = s.recv(65536)
+    assert first[:1] == b"\x16"  # the server's handshake records
+    return s
+
+
+def test_silent_and_stalled_handshakes_close_at_the_header_timeout(relay_bin, start_relay, pki):
+    r = start_tls(start_relay, relay_bin, *pki.default, "--header-timeout", "1s")
+    ctx = pki.client_context()
+
+    async def scenario():
+        binary = await wss_binary(r, ctx, "srv-live")
+        phone = await wss_phone(r, ctx, "srv-live")
+        t0 = time.monotonic()
+        silent = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+        stalled = await asyncio.to_thread(stalled_mid_handshake, r.port, ctx)
+        waits = [asyncio.to_thread(read_until_closed, silent), asyncio.to_thread(read_until_closed, stalled)]
+        results = asyncio.gather(*waits)
+        # The live pair keeps relaying while the two half-open sockets wait for their deadline.
+        n = 0
+        while not results.done():
+            await exchange(binary, phone, f"live{n}")
+            n += 1
+            await asyncio.sleep(0.05)
+        (silent_data, _), (stalled_data, _) = await results
+        elapsed = time.monotonic() - t0
+        assert silent_data == b""
+        assert HEADER_TIMEOUT_S * 0.8 <= elapsed < HEADER_TIMEOUT_S + 2.0, elapsed
+        assert n >= 3
+        await exchange(binary, phone, "after")
+        silent.close()
+        stalled.close()
+
+    run(scenario())
+    assert tls_metric(r, "failed") >= 2
+
+
+# -- PROXY protocol v2 (SPEC §10) ----------------------------------------------------------
+
+SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def proxy_v2_tcp4(src, sport, dst="127.0.0.1", dport=443):
+    addrs = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport)
+    return SIG + bytes([0x21, 0x11]) + struct.pack("!H", len(addrs)) + addrs
+
+
+def proxy_v2_tcp6(src, sport, dst="::1", dport=443):
+    addrs = (socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+             + struct.pack("!HH", sport, dport))
+    return SIG + bytes([0x21, 0x21]) + struct.pack("!H", len(addrs)) + addrs
+
+
+def test_proxy_v2_header_then_tls_uses_the_proxy_source(relay_bin, start_relay, pki):
+    r = start_tls(start_relay, relay_bin, *pki.default, "--https-proxy-protocol", "--header-timeout", "1s")
+    ctx = pki.client_context()
+
+    # Plain request over TLS behind a TCP4 header.
+    s = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+    s.sendall(proxy_v2_tcp4("203.0.113.7", 40000))
+    with ctx.wrap_socket(s, server_hostname="127.0.0.1") as t:
+        t.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data, _ = read_until_closed(t)
+    assert data.startswith(b"HTTP/1.1 200 "), data
+
+    async def scenario():
+        # The header and the ClientHello in one segment, then a phone upgrade over TCP6.
+        sock = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+        sock.sendall(proxy_v2_tcp6("2001:db8::42", 5555))
+        sock.setblocking(False)
+        binary = await wss_binary(r, ctx, "srv-proxied", sock=sock, server_hostname="127.0.0.1")
+        sock2 = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+        sock2.sendall(proxy_v2_tcp4("198.51.100.9", 6000))
+        sock2.setblocking(False)
+        phone = await wss_phone(r, ctx, "srv-proxied", sock=sock2, server_hostname="127.0.0.1")
+        await exchange(binary, phone, "proxied")
+        await phone.close()
+        await binary.close()
+
+    run(scenario())
+    events = [parse_logfmt(l) for l in r.proc.lines]
+    # The PROXY source is the client IP the relay records (and rate-limits by).
+    assert any(e.get("msg") == "phone_registered" and e.get("remote") == "198.51.100.9" for e in events)
+    assert any(e.get("remote") == "2001:db8::42" for e in events), r.proc.stderr_text()[-2000:]
+
+
+@pytest.mark.parametrize("name,payload", [
+    ("v1", b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 443\r\n"),
+    ("local", SIG + bytes([0x20, 0x00, 0x00, 0x00])),
+    ("unspec", SIG + bytes([0x21, 0x00, 0x00, 0x00])),
+    ("udp4", SIG + bytes([0x21, 0x12, 0x00, 0x0C]) + bytes(12)),
+    ("short", SIG + bytes([0x21, 0x11, 0x00, 0x04]) + bytes(4)),
+    ("garbage", b"\x00\x01garbage that is no header at all"),
+    ("clienthello-first", b"\x16\x03\x01\x00\xc4\x01\x00\x00\xc0\x03\x03"),
+])
+def test_anything_but_a_v2_proxy_header_is_closed_with_zero_bytes(relay_bin, start_relay, pki, name, payload):
+    r = start_tls(start_relay, relay_bin, *pki.default, "--https-proxy-protocol", "--header-timeout", "1s")
+    with socket.create_connection(("127.0.0.1", r.port), timeout=5) as s:
+        s.sendall(payload)
+        data, waited = read_until_closed(s)
+    assert data == b""
+    assert waited < HEADER_TIMEOUT_S * 0.8, "refused at once, not at the deadline (%.2f s)" % waited
+    # The listener keeps working for well-formed clients.
+    s = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+    s.sendall(proxy_v2_tcp4("192.0.2.10", 1234))
+    assert peer_serial(r.port, pki.client_context(), sock=s) == "1001"
+
+
+def test_missing_or_late_proxy_header_is_closed_with_zero_bytes(relay_bin, start_relay, pki):
+    r = start_tls(start_relay, relay_bin, *pki.default, "--https-proxy-protocol", "--header-timeout", "1s")
+    with socket.create_connection(("127.0.0.1", r.port), timeout=5) as silent, \
+            socket.create_connection(("127.0.0.1", r.port), timeout=5) as partial:
+        partial.sendall(proxy_v2_tcp4("203.0.113.7", 40000)[:20])  # header cut short, rest never comes
+        t0 = time.monotonic()
+        data1, _ = read_until_closed(silent)
+        data2, _ = read_until_closed(partial)
+        elapsed = time.monotonic() - t0
+    assert data1 == b"" and data2 == b""
+    assert HEADER_TIMEOUT_S * 0.8 <= elapsed < HEADER_TIMEOUT_S + 2.0, elapsed
