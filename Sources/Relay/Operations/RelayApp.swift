@@ -85,6 +85,7 @@ public enum RelayApp {
             .init(binaries: relay.connectedBinaries, phones: relay.connectedPhones, connections: relay.liveConnectionCount)
         }
         var listeners: [Listener] = []
+        var publicListenerCount = 0
         do {
             if let a = config.insecureListen {
                 let socket = try activation.takePublicListener(configured: a) ?? Socket.listen(on: a)
@@ -94,11 +95,13 @@ public enum RelayApp {
             }
             if let a = config.httpsListen, let tls {
                 let proxy = config.httpsProxyProtocol
-                listeners.append(try Listener(socket: try Socket.listen(on: a), reactor: reactor) { fd, remote in
+                let socket = try activation.takePublicListener(configured: a) ?? Socket.listen(on: a)
+                listeners.append(try Listener(socket: socket, reactor: reactor) { fd, remote in
                     // New connections take the current pair; a reload does not touch older ones.
                     relay.accept(fd: fd, remote: remote, tls: tls.current, proxyHeader: proxy)
                 })
             }
+            publicListenerCount = listeners.count
             if let m = config.metricsListen {
                 listeners.append(try Listener(socket: try Socket.listen(on: m), reactor: reactor) { fd, remote in
                     metricsService.accept(fd: fd, remote: remote)
@@ -157,7 +160,7 @@ public enum RelayApp {
         }
 
         // 7. Ready.
-        let listenText = listeners.map { $0.address.description }.joined(separator: ",")
+        let listenText = listeners.prefix(publicListenerCount).map { $0.address.description }.joined(separator: ",")
         Log.info("relay_started", ["listen": listenText, "mode": config.insecureListen != nil ? "insecure" : "tls",
                                    "version": RelayConfig.version,
                                    "metrics": config.metricsListen?.description ?? "off"])
