@@ -245,7 +245,7 @@ final class ClientConnection: EventHandler {
     func markDirty() {
         if !dirty && state == .open {
             dirty = true
-            context.reactor.markDirty(self)
+            if let token { context.reactor.markDirty(token) }
         }
     }
 

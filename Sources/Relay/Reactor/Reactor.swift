@@ -43,7 +43,7 @@ public final class Reactor {
     public let timers: TimerQueue
     private var slots: [Slot] = []
     private var freeSlots: [UInt32] = []
-    private var dirty: [EventHandler] = []
+    private var dirty: [UInt64] = []
     private var dueTimers: [TimerEntry] = []
     private var running = false
     /// Called for timers whose key is not a registration (registry timers, process-wide ticks).
@@ -133,10 +133,11 @@ public final class Reactor {
         timers.schedule(at: deadline, key: key, kind: kind)
     }
 
-    /// Asks for `flushTick()` at the end of this iteration; the caller keeps its own
-    /// "already marked" flag so a handler is listed once per tick.
-    public func markDirty(_ handler: EventHandler) {
-        dirty.append(handler)
+    /// Asks for `flushTick()` on the handler registered under `token` at the end of this
+    /// iteration; the caller keeps its own "already marked" flag so it is listed once per tick.
+    /// Tokens, not references: no ARC per message, and a handler gone meanwhile is skipped.
+    public func markDirty(_ token: Token) {
+        dirty.append(token.raw)
     }
 
     // MARK: the loop
@@ -198,7 +199,7 @@ public final class Reactor {
         // A flush may mark more handlers dirty (a close answered by another close): loop until quiet.
         var i = 0
         while i < dirty.count {
-            dirty[i].flushTick()
+            handler(for: Token(raw: dirty[i]))?.flushTick()
             i += 1
         }
         dirty.removeAll(keepingCapacity: true)

@@ -198,6 +198,7 @@ public final class RelayService: ConnectionDelegate {
             perform(registry.timerFired(t, now: now))
         case RelayService.housekeepingKind:
             rateLimiter.sweep(now: now)
+            context.pool.trim()
             if halfOpenHead > 1024 || halfOpenOrder.count > 2 * max(halfOpen.count, 512) { compactHalfOpenOrder() }
             context.reactor.scheduleDelegate(key: 0, at: now + RelayService.housekeepingMs, kind: RelayService.housekeepingKind)
         default:

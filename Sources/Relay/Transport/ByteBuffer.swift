@@ -69,11 +69,124 @@ public struct ByteBuffer {
         if isEmpty { release() }
     }
 
+    /// Takes `block` (of `capacity` bytes, holding `count` bytes at its start) as storage.
+    mutating func adopt(_ block: UnsafeMutableRawPointer, capacity: Int, count: Int = 0) {
+        precondition(base == nil || count > 0)
+        base = block
+        self.capacity = capacity
+        readIndex = 0
+        writeIndex = count
+    }
+
+    /// Drops the storage without freeing it (it went back to a pool).
+    mutating func forget() {
+        base = nil
+        capacity = 0
+        readIndex = 0
+        writeIndex = 0
+    }
+
     public mutating func release() {
         base?.deallocate()
         base = nil
         capacity = 0
         readIndex = 0
         writeIndex = 0
+    }
+}
+
+/// A small free list of equal-sized blocks shared by the loop's connections, so a connection
+/// can give its buffer back the moment it drains (idle connections hold nothing) without a
+/// malloc/free pair per message: in steady state every buffer comes from here.
+public final class BufferPool {
+    public let blockSize: Int
+    public let maxBlocks: Int
+    // A fixed stack of raw pointers: no Array uniqueness checks or ARC on the per-message path.
+    private let stack: UnsafeMutablePointer<UnsafeMutableRawPointer>
+    private var depth = 0
+
+    public init(blockSize: Int = 4096, maxBlocks: Int = 64) {
+        self.blockSize = blockSize
+        self.maxBlocks = maxBlocks
+        stack = .allocate(capacity: maxBlocks)
+    }
+
+    public var cachedBlocks: Int { depth }
+
+    @inline(__always)
+    func take() -> UnsafeMutableRawPointer {
+        if depth > 0 {
+            depth -= 1
+            return stack[depth]
+        }
+        return UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 16)
+    }
+
+    @inline(__always)
+    func give(_ block: UnsafeMutableRawPointer) {
+        if depth < maxBlocks {
+            stack[depth] = block
+            depth += 1
+        } else {
+            block.deallocate()
+        }
+    }
+
+    /// Returns every cached block to malloc (housekeeping, so a past burst does not pin memory).
+    public func trim() {
+        while depth > 0 {
+            depth -= 1
+            stack[depth].deallocate()
+        }
+    }
+
+    deinit {
+        trim()
+        stack.deallocate()
+    }
+}
+
+extension ByteBuffer {
+    /// `reserve`, taking a pool block when the buffer is empty and `n` fits in one.
+    public mutating func reserve(_ n: Int, pool: BufferPool) {
+        if base == nil && n <= pool.blockSize {
+            adopt(pool.take(), capacity: pool.blockSize)
+            return
+        }
+        if capacity == pool.blockSize && writableCount < n && (count + n > capacity) {
+            // Outgrowing a pool block: move to a malloc'd block and give the pool block back.
+            let old = base!
+            let oldCount = count
+            var newCap = capacity * 2
+            while newCap < oldCount + n { newCap *= 2 }
+            let nb = UnsafeMutableRawPointer.allocate(byteCount: newCap, alignment: 16)
+            nb.copyMemory(from: old + readIndex, byteCount: oldCount)
+            pool.give(old)
+            adopt(nb, capacity: newCap, count: oldCount)
+            return
+        }
+        reserve(n)
+    }
+
+    /// `release`, giving a pool-sized block back to the pool.
+    public mutating func release(to pool: BufferPool) {
+        if let b = base, capacity == pool.blockSize {
+            pool.give(b)
+            forget()
+        } else {
+            release()
+        }
+    }
+}
+
+extension ByteBuffer {
+    public mutating func append(pool: BufferPool, _ src: UnsafeRawPointer, _ n: Int) {
+        guard n > 0 else { return }
+        reserve(n, pool: pool)
+        append(src, n)
+    }
+
+    public mutating func append(pool: BufferPool, _ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { append(pool: pool, $0.baseAddress!, $0.count) }
     }
 }

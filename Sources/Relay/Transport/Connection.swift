@@ -98,8 +98,8 @@ public final class Connection: EventHandler {
     }
 
     deinit {
-        input.release()
-        output.release()
+        input.release(to: context.pool)
+        output.release(to: context.pool)
         if fd >= 0 { _ = CEpoll.close(fd) }
     }
 
@@ -274,13 +274,13 @@ public final class Connection: EventHandler {
             case .proxied(let source, let length):
                 remote = source
                 input.consume(length)
-                input.release()
+                input.release(to: context.pool)
                 proxyDeadline = 0
                 preamble = tls != nil ? .tlsHandshake : .none
                 return
             case .needMore(let total):
                 let want = total - input.count
-                input.reserve(want)
+                input.reserve(want, pool: context.pool)
                 let r: IOResult<Int>
                 do { r = try Socket.read(fd, input.writePointer, want) } catch { abort(); return }
                 guard case .done(let n) = r else { return }
@@ -316,12 +316,12 @@ public final class Connection: EventHandler {
     // MARK: HTTP phase
 
     private func readHTTP() {
-        input.reserve(4096)
+        input.reserve(4096, pool: context.pool)
         let r: IOResult<Int>
         do { r = try ioRead(input.writePointer, input.writableCount) } catch { abort(); return }
         guard case .done(let n) = r else {
             // Nothing arrived (e.g. right after a TLS handshake): an idle connection keeps no buffer.
-            if input.isEmpty { input.release() }
+            if input.isEmpty { input.release(to: context.pool) }
             return
         }
         if n == 0 { abort(); return }
@@ -342,7 +342,7 @@ public final class Connection: EventHandler {
             case .needMore:
                 return
             case .failure(let status):
-                output.append(HTTPResponse.error(status, close: true))
+                output.append(pool: context.pool, HTTPResponse.error(status, close: true))
                 closeAfterFlush()
                 return
             case .complete(let head, let headerLength):
@@ -350,7 +350,7 @@ public final class Connection: EventHandler {
                 httpParser.reset()
                 switch delegate.connection(self, request: head) {
                 case .respond(let bytes, let close):
-                    output.append(bytes)
+                    output.append(pool: context.pool, bytes)
                     if close {
                         closeAfterFlush()
                         return
@@ -362,13 +362,13 @@ public final class Connection: EventHandler {
                     abort()
                     return
                 case .upgrade(let acceptKey, let extra):
-                    output.append(HTTPResponse.switchingProtocols(accept: acceptKey, extraHeaders: extra))
+                    output.append(pool: context.pool, HTTPResponse.switchingProtocols(accept: acceptKey, extraHeaders: extra))
                     becomeWebSocket()
                     return
                 }
             }
         }
-        if input.isEmpty { input.release() }
+        if input.isEmpty { input.release(to: context.pool) }
     }
 
     private func becomeWebSocket() {
@@ -384,7 +384,7 @@ public final class Connection: EventHandler {
             let consumed = processFrames(input.readable)
             input.consume(consumed)
         }
-        if input.isEmpty { input.release() }
+        if input.isEmpty { input.release(to: context.pool) }
     }
 
     // MARK: WebSocket phase
@@ -399,12 +399,12 @@ public final class Connection: EventHandler {
             bytesIn += n
             let consumed = processFrames(UnsafeMutableRawBufferPointer(start: buf, count: n))
             if consumed < n && (state == .open || state == .closeSent) {
-                input.reserve(max(wsParser.bytesNeededForCurrentFrame ?? 0, n - consumed))
-                input.append(buf + consumed, n - consumed)
+                input.reserve(max(wsParser.bytesNeededForCurrentFrame ?? 0, n - consumed), pool: context.pool)
+                input.append(pool: context.pool, buf + consumed, n - consumed)
             }
         } else {
             let need = (wsParser.bytesNeededForCurrentFrame ?? 0) - input.count
-            input.reserve(max(need, 16 * 1024))
+            input.reserve(max(need, 16 * 1024), pool: context.pool)
             let r: IOResult<Int>
             do { r = try ioRead(input.writePointer, input.writableCount) } catch { peerGone(); return }
             guard case .done(let n) = r else { return }
@@ -413,7 +413,7 @@ public final class Connection: EventHandler {
             input.didWrite(n)
             let consumed = processFrames(input.readable)
             input.consume(consumed)
-            if input.isEmpty { input.release() }
+            if input.isEmpty { input.release(to: context.pool) }
         }
     }
 
@@ -481,7 +481,7 @@ public final class Connection: EventHandler {
     public func sendFrame(opcode: Opcode, payload: UnsafeRawBufferPointer) {
         guard state == .open else { return }
         let h = FrameEncoder.headerLength(payloadLength: payload.count)
-        output.reserve(h + payload.count)
+        output.reserve(h + payload.count, pool: context.pool)
         let p = output.writePointer
         let written = FrameEncoder.writeHeader(opcode: opcode, payloadLength: payload.count, into: p)
         if payload.count > 0 { (p + written).copyMemory(from: payload.baseAddress!, byteCount: payload.count) }
@@ -495,7 +495,7 @@ public final class Connection: EventHandler {
     public func sendFrame(opcode: Opcode, length: Int, fill: (UnsafeMutableRawPointer) -> Void) {
         guard state == .open else { return }
         let h = FrameEncoder.headerLength(payloadLength: length)
-        output.reserve(h + length)
+        output.reserve(h + length, pool: context.pool)
         let p = output.writePointer
         let written = FrameEncoder.writeHeader(opcode: opcode, payloadLength: length, into: p)
         fill(p + written)
@@ -518,14 +518,14 @@ public final class Connection: EventHandler {
     private func markDirty() {
         if !dirtyMarked {
             dirtyMarked = true
-            context.reactor.markDirty(self)
+            context.reactor.markDirty(token)
         }
     }
 
     private func writeCloseFrame(_ code: CloseCode?, reason: String = "") {
         var r = Array(reason.utf8)
         if r.count > 123 { r = Array(r[0..<123]) }
-        output.append(FrameEncoder.closeFrame(code: code, reason: r))
+        output.append(pool: context.pool, FrameEncoder.closeFrame(code: code, reason: r))
         markDirty()
     }
 
@@ -555,7 +555,7 @@ public final class Connection: EventHandler {
     private func closeAfterFlush() {
         guard state != .closed && state != .closing && state != .lingering else { return }
         state = .closing
-        input.release()
+        input.release(to: context.pool)
         lingerDeadline = context.reactor.now + settings.closeHandshakeTimeoutMs
         schedule(.lingerDeadline, at: lingerDeadline)
         setInterest(Reactor.writable)
@@ -587,7 +587,7 @@ public final class Connection: EventHandler {
             }
         }
         lastWriteProgress = 0
-        output.release()
+        output.release(to: context.pool)
         if aboveHighWater && output.count <= lowWaterMark {
             aboveHighWater = false
             delegate.connectionDidDrain(self)
@@ -674,8 +674,8 @@ public final class Connection: EventHandler {
         tls = nil  // SSL_free before the fd goes (the BIO does not own the fd)
         _ = CEpoll.close(fd)
         fd = -1
-        input.release()
-        output.release()
+        input.release(to: context.pool)
+        output.release(to: context.pool)
         delegate.connectionDidClose(self, peerCode: peerCloseCode, localCode: localCloseCode)
     }
 

@@ -5,6 +5,8 @@ public final class IOContext {
     public let reactor: Reactor
     public let readBuffer: UnsafeMutableRawPointer
     public let readBufferSize: Int
+    /// Blocks for connection buffers (ByteBuffer.swift).
+    public let pool = BufferPool()
     /// TLS handshake steps (`SSL_do_handshake` calls) allowed per loop iteration (DESIGN.md 10):
     /// a storm of new TLS clients cannot starve established connections. One step that
     /// processes a ClientHello costs an ECDHE and a signature, roughly 0.1–0.3 ms.
