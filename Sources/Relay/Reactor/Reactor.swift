@@ -44,6 +44,7 @@ public final class Reactor {
     private var slots: [Slot] = []
     private var freeSlots: [UInt32] = []
     private var dirty: [UInt64] = []
+    private var dirtyCount = 0  // live prefix of `dirty`; the array is reused, never shrunk
     private var dueTimers: [TimerEntry] = []
     private var running = false
     /// Called for timers whose key is not a registration (registry timers, process-wide ticks).
@@ -137,7 +138,8 @@ public final class Reactor {
     /// iteration; the caller keeps its own "already marked" flag so it is listed once per tick.
     /// Tokens, not references: no ARC per message, and a handler gone meanwhile is skipped.
     public func markDirty(_ token: Token) {
-        dirty.append(token.raw)
+        if dirtyCount < dirty.count { dirty[dirtyCount] = token.raw } else { dirty.append(token.raw) }
+        dirtyCount += 1
     }
 
     // MARK: the loop
@@ -195,13 +197,13 @@ public final class Reactor {
     }
 
     private func flushDirty() {
-        guard !dirty.isEmpty else { return }
+        guard dirtyCount > 0 else { return }
         // A flush may mark more handlers dirty (a close answered by another close): loop until quiet.
         var i = 0
-        while i < dirty.count {
+        while i < dirtyCount {
             handler(for: Token(raw: dirty[i]))?.flushTick()
             i += 1
         }
-        dirty.removeAll(keepingCapacity: true)
+        dirtyCount = 0
     }
 }
