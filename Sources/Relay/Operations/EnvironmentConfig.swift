@@ -41,6 +41,14 @@ public struct EnvironmentConfig: Equatable, Sendable {
                     throw EnvironmentError(variable: fcmCredentialsVar,
                                            reason: "empty value; expected a service-account JSON key or unset")
                 }
+                // SPEC §13: a service-account JSON key, so at least a JSON object. The field-level
+                // checks (type, client_email, RSA private_key) belong with the sender (SPEC §11).
+                let bytes = Array(v.utf8)
+                guard bytes.first(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0A && $0 != 0x0D }) == UInt8(ascii: "{"),
+                      JSON.isValid(bytes) else {
+                    throw EnvironmentError(variable: fcmCredentialsVar,
+                                           reason: "not a service-account JSON key (value withheld)")
+                }
                 c.fcmCredentials = v
             }
             if let v = env[flyDNSServerVar] {

@@ -1,7 +1,7 @@
 import CEpoll
 
-/// Minimal logfmt line builder (SPEC §14: `ts`, `level`, `msg`, then allow-listed keys).
-/// Boot-time only; the general logger may replace it.
+/// The one logfmt encoder (SPEC §14: `ts`, `level`, `msg`, then keys). `Log` filters keys
+/// through its allow-list and writes through here; boot-time lines (SPEC §12) call it directly.
 public enum Logfmt {
     /// `ts=<RFC 3339 UTC, ms> level=<level> msg=<msg> k=v ...`, no trailing newline.
     public static func line(level: String, msg: String, _ fields: [(key: String, value: String)] = [],

@@ -45,6 +45,7 @@ public final class Metrics {
         public var queuedBytes = 0
         public var liveConnections = 0
         public var halfOpen = 0
+        public var loopLatency = LoopLatency()
         public init() {}
     }
 
@@ -94,6 +95,15 @@ public final class Metrics {
         family("pyrycode_relay_tls_handshakes_total", "counter", "TLS handshakes, by result.")
         o += "pyrycode_relay_tls_handshakes_total{result=\"ok\"} \(tlsHandshakesOK)\n"
         o += "pyrycode_relay_tls_handshakes_total{result=\"failed\"} \(tlsHandshakesFailed)\n"
+        family("pyrycode_relay_loop_iteration_seconds", "histogram", "Event-loop iteration durations (events, timers and writes of one epoll_wait wake-up).")
+        var cumulative: UInt64 = 0
+        for (i, label) in LoopLatency.boundLabels.enumerated() {
+            cumulative += g.loopLatency.counts[i]
+            o += "pyrycode_relay_loop_iteration_seconds_bucket{le=\"\(label)\"} \(cumulative)\n"
+        }
+        o += "pyrycode_relay_loop_iteration_seconds_bucket{le=\"+Inf\"} \(g.loopLatency.count)\n"
+        o += "pyrycode_relay_loop_iteration_seconds_sum \(Double(g.loopLatency.sumNs) / 1e9)\n"
+        o += "pyrycode_relay_loop_iteration_seconds_count \(g.loopLatency.count)\n"
         family("process_open_fds", "gauge", "Open file descriptors.")
         o += "process_open_fds \(openFileDescriptorCount())\n"
         family("process_resident_memory_bytes", "gauge", "Resident set size.")

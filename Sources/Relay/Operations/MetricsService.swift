@@ -17,13 +17,14 @@ public final class MetricsService: ConnectionDelegate {
     }
 
     public func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition {
-        let close = !head.keepAlive
+        let close = !head.keepAlive || head.carriesBody || relay.draining
         guard head.path == "/metrics" else {
             return .respond(HTTPResponse.error(.notFound, close: close), close: close)
         }
         let body = relay.metrics.render(relay.gauges())
-        return .respond(HTTPResponse.ok(body: body, contentType: "text/plain; version=0.0.4; charset=utf-8",
-                                        extraHeaders: [], close: close), close: close)
+        let response = HTTPResponse.ok(body: body, contentType: "text/plain; version=0.0.4; charset=utf-8",
+                                       extraHeaders: [], close: close)
+        return .respond(head.method == "HEAD" ? HTTPResponse.withoutBody(response) : response, close: close)
     }
 
     public func connectionDidUpgrade(_ c: Connection) {}

@@ -15,7 +15,7 @@ public enum RelayApp {
             return 0
         case .failure(let refusal):
             writeStderr("pyrycode-relay: \(refusal.description)\n")
-            if refusal.usage { writeStderr("Run pyrycode-relay --help for usage.\n") }
+            writeStderr("\n" + RelayConfig.usageText)
             return 2
         case .success(.run(let c)):
             config = c

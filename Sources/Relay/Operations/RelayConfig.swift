@@ -68,13 +68,17 @@ public struct RelayConfig {
         return f
     }
 
+    /// The `--help` text; also printed after every flag refusal (SPEC §2: usage on stderr).
+    public static var usageText: String { flagSet().usage(program: "pyrycode-relay") }
+
     public static func parse(_ args: [String]) -> Result<Outcome, Refusal> {
         var flags = flagSet()
         do { try flags.parse(args) } catch {
             return .failure(Refusal(description: error.description, usage: true))
         }
         if flags.bool("help") { return .success(.help(flags.usage(program: "pyrycode-relay"))) }
-        if flags.bool("version") { return .success(.version("pyrycode-relay \(version)")) }
+        // The bare version, as the Go relay prints it and /healthz reports it.
+        if flags.bool("version") { return .success(.version(version)) }
         do {
             return .success(.run(try build(flags)))
         } catch {
@@ -135,7 +139,9 @@ public struct RelayConfig {
         let metrics = flags.string("metrics-listen")
         if !metrics.isEmpty {
             let a = try address(flags, "metrics-listen")
-            guard a.isLoopback else {
+            // An IP literal, not a name: a name could resolve elsewhere between check and bind
+            // (the Go relay refuses names for the same reason), so `localhost:9090` is refused too.
+            guard a.isLoopback, !metrics.lowercased().hasPrefix("localhost") else {
                 throw Refusal(description: "--metrics-listen must be a loopback IP literal (127.0.0.0/8 or [::1]), got \"\(metrics)\"", usage: false)
             }
             c.metricsListen = a

@@ -53,6 +53,8 @@ public final class Reactor {
     public var tickHook: (() -> Void)?
     /// Counts loop iterations; per-iteration budgets (TLS handshakes) reset when it changes.
     public private(set) var iteration: UInt64 = 0
+    /// How long iterations take (SPEC §14 loop-latency histogram).
+    public private(set) var loopLatency = LoopLatency()
     /// Cached monotonic time of the current iteration.
     public private(set) var now: Int64 = monotonicMs()
 
@@ -165,6 +167,7 @@ public final class Reactor {
             if pyry_errno() == EINTR { return }
             fatalError("epoll_wait failed: errno \(pyry_errno())")
         }
+        let startNs = monotonicNs()
         for i in 0..<Int(n) {
             let ev = events[i]
             let data = ev.data.u64
@@ -178,6 +181,7 @@ public final class Reactor {
         fireTimers()
         flushDirty()
         tickHook?()
+        loopLatency.record(monotonicNs() &- startNs)
     }
 
     deinit { events.deallocate() }

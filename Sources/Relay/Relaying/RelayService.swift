@@ -50,6 +50,7 @@ public final class RelayService: ConnectionDelegate {
         g.liveConnections = liveWebSockets
         g.halfOpen = halfOpen.count
         g.queuedBytes = connections.values.reduce(0) { $0 + $1.queuedBytes }
+        g.loopLatency = context.reactor.loopLatency
         return g
     }
 
@@ -72,6 +73,10 @@ public final class RelayService: ConnectionDelegate {
         do { try c.start() } catch { return }
         halfOpen[ObjectIdentifier(c)] = c
         halfOpenOrder.append(c)
+        // Entries of connections that upgraded or closed stay in the FIFO until compacted; compact
+        // once dead entries outnumber live ones (amortized O(1)), so a flood of rejected upgrades
+        // (429/503) cannot pin closed connections in memory (SPEC §10: rejections cost no state).
+        if halfOpenOrder.count - halfOpenHead > 2 * halfOpen.count + 64 { compactHalfOpenOrder() }
     }
 
     private func popOldestHalfOpen() -> Connection? {
@@ -91,13 +96,16 @@ public final class RelayService: ConnectionDelegate {
     // MARK: HTTP (SPEC §5.2, §6)
 
     public func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition {
-        let keepAlive = head.keepAlive && !draining
+        // Request bodies are never read (SPEC §5), so a request that carries one cannot persist.
+        let keepAlive = head.keepAlive && !draining && !head.carriesBody
         if let domain = config.domain, !hostMatches(head.value("host"), domain) {
             return reject(.misdirected, close: true)
         }
         switch head.path {
         case "/healthz":
-            return .respond(healthResponse(close: !keepAlive), close: !keepAlive)
+            // SPEC §5.2: any method. RFC 9110 §9.3.2: a HEAD response carries the headers only.
+            let response = healthResponse(close: !keepAlive)
+            return .respond(head.method == "HEAD" ? HTTPResponse.withoutBody(response) : response, close: !keepAlive)
         case "/v1/server":
             return admit(c, head, endpoint: .server)
         case "/v1/client":
@@ -154,10 +162,15 @@ public final class RelayService: ConnectionDelegate {
             return reject(.tooManyRequests, close: true)
         }
         if draining || liveWebSockets >= config.maxConnections {
+            // As the Go relay: one warn line per 503, no upgrade series (it never reached a handler).
+            Log.warn("conn_cap_reached", ["remote": c.remote.ipString, "path": path])
             return reject(.serviceUnavailable, close: true)
         }
         if perIP[ip, default: 0] >= config.maxConnectionsPerIP {
+            // Counted like a rate-limit refusal: outcome and kind move together, as in Go's pairs.
             metrics.upgrade(endpoint, .rejectRateLimit)
+            metrics.registerFailure(.ratelimit)
+            Log.warn("ip_conn_cap_reached", ["remote": c.remote.ipString, "path": path])
             return reject(.tooManyRequests, close: true)
         }
         let required = endpoint == .server

@@ -1,0 +1,113 @@
+import Testing
+@testable import Relay
+
+/// Flags (SPEC §3), environment (SPEC §13) and the HTTP details of /healthz and /metrics
+/// (SPEC §5.2) that the operations work added. The built binary is exercised end to end by
+/// tests/interop/test_operations.py; these pin the pure pieces.
+@Suite struct OperationsConfigTests {
+    private func run(_ args: [String]) -> RelayConfig? {
+        if case .success(.run(let c)) = RelayConfig.parse(args) { return c }
+        return nil
+    }
+
+    private func refusal(_ args: [String]) -> String? {
+        if case .failure(let r) = RelayConfig.parse(args) { return r.description }
+        return nil
+    }
+
+    @Test func versionIsTheBareVersionString() {
+        guard case .success(.version(let v)) = RelayConfig.parse(["--version"]) else {
+            Issue.record("--version did not yield a version")
+            return
+        }
+        #expect(v == RelayConfig.version)
+    }
+
+    @Test func metricsListenMustBeALoopbackIPLiteral() throws {
+        let base = ["--insecure-listen", "127.0.0.1:8080", "--metrics-listen"]
+        #expect(try #require(run(base + ["127.0.0.2:9090"])).metricsListen?.description == "127.0.0.2:9090")
+        #expect(try #require(run(base + ["[::1]:9090"])).metricsListen?.description == "[::1]:9090")
+        for bad in ["localhost:9090", "LOCALHOST:9090", "0.0.0.0:9090", ":9090", "10.0.0.1:9090"] {
+            let text = try #require(refusal(base + [bad]), "\(bad) was accepted")
+            #expect(text.contains("--metrics-listen"))
+        }
+    }
+
+    @Test func emptyMetricsListenDisablesAndTheLastValueWins() throws {
+        let c = try #require(run(["--insecure-listen=127.0.0.1:1", "--metrics-listen", "127.0.0.1:9", "--metrics-listen="]))
+        #expect(c.metricsListen == nil)
+        let d = try #require(run(["-insecure-listen", "127.0.0.1:1", "--insecure-listen", "127.0.0.1:2",
+                                  "--max-connections=5", "--max-connections", "7"]))
+        #expect(d.insecureListen?.description == "127.0.0.1:2")
+        #expect(d.maxConnections == 7)
+    }
+
+    @Test func usageTextNamesEveryFlag() {
+        let text = RelayConfig.usageText
+        for name in ["insecure-listen", "metrics-listen", "max-connections", "max-connections-per-ip",
+                     "max-half-open", "trust-x-forwarded-for", "drain-deadline", "version"] {
+            #expect(text.contains("  --\(name)"), "\(name)")
+        }
+    }
+
+    @Test func fcmCredentialsMustBeAJSONObjectAndAreNeverEchoed() throws {
+        let key = "PYRYCODE_RELAY_FCM_CREDENTIALS"
+        guard case .success(let ok) = EnvironmentConfig.parse([key: " {\"type\":\"service_account\"}"]) else {
+            Issue.record("a JSON object was refused")
+            return
+        }
+        #expect(ok.fcmCredentials != nil)
+        for bad in ["", "secret-value-123", "[\"secret-value-123\"]", "{\"secret-value-123\"", "\"secret-value-123\""] {
+            guard case .failure(let e) = EnvironmentConfig.parse([key: bad]) else {
+                Issue.record("\(bad) was accepted")
+                continue
+            }
+            #expect(e.message.hasPrefix("relay: invalid env-var config: \(key): "))
+            #expect(!e.message.contains("secret-value"))
+        }
+    }
+
+    @Test func headResponseKeepsTheHeadersAndDropsTheBody() {
+        let full = HTTPResponse.ok(body: Array("{\"a\":1}".utf8), contentType: "application/json", extraHeaders: [], close: false)
+        let head = HTTPResponse.withoutBody(full)
+        #expect(head == Array("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n".utf8))
+    }
+
+    @Test func aRequestThatAnnouncesABodyCannotPersist() {
+        func head(_ length: Int?, chunked: Bool = false) -> HTTPRequestHead {
+            HTTPRequestHead(method: "POST", target: "/healthz", versionMinor: 1, headers: [("host", "x")],
+                            contentLength: length, hasTransferEncoding: chunked)
+        }
+        #expect(!head(nil).carriesBody)
+        #expect(!head(0).carriesBody)
+        #expect(head(1).carriesBody)
+        #expect(head(nil, chunked: true).carriesBody)
+    }
+}
+
+@Suite struct LoopLatencyTests {
+    @Test func recordsIntoTheFirstBucketThatHoldsTheSample() {
+        var h = LoopLatency()
+        h.record(0)                 // ≤ 50 µs
+        h.record(50_000)            // bounds are inclusive (Prometheus `le`)
+        h.record(50_001)            // ≤ 100 µs
+        h.record(2_000_000_000)     // above every bound: +Inf
+        #expect(h.counts[0] == 2 && h.counts[1] == 1 && h.counts[LoopLatency.boundsNs.count] == 1)
+        #expect(h.count == 4 && h.sumNs == 2_000_100_001)
+        #expect(LoopLatency.boundLabels.count == LoopLatency.boundsNs.count)
+    }
+
+    @Test func rendersACumulativeHistogram() {
+        var g = Metrics.Gauges()
+        g.loopLatency.record(200_000)
+        g.loopLatency.record(3_000_000)
+        let text = String(decoding: Metrics().render(g), as: UTF8.self)
+        #expect(text.contains("# TYPE pyrycode_relay_loop_iteration_seconds histogram\n"))
+        #expect(text.contains("pyrycode_relay_loop_iteration_seconds_bucket{le=\"0.0001\"} 0\n"))
+        #expect(text.contains("pyrycode_relay_loop_iteration_seconds_bucket{le=\"0.00025\"} 1\n"))
+        #expect(text.contains("pyrycode_relay_loop_iteration_seconds_bucket{le=\"0.005\"} 2\n"))
+        #expect(text.contains("pyrycode_relay_loop_iteration_seconds_bucket{le=\"+Inf\"} 2\n"))
+        #expect(text.contains("pyrycode_relay_loop_iteration_seconds_count 2\n"))
+        #expect(text.contains("pyrycode_relay_loop_iteration_seconds_sum 0.0032\n"))
+    }
+}
