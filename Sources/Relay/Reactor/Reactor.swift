@@ -162,12 +162,12 @@ public final class Reactor {
         timers.rearm()
         iteration &+= 1
         let n = epoll_wait(epollFD.raw, events, Int32(eventCapacity), timeoutMs)
-        now = monotonicMs()
+        let startNs = monotonicNs()
+        now = Int64(startNs / 1_000_000)
         if n < 0 {
             if pyry_errno() == EINTR { return }
             fatalError("epoll_wait failed: errno \(pyry_errno())")
         }
-        let startNs = monotonicNs()
         for i in 0..<Int(n) {
             let ev = events[i]
             let data = ev.data.u64
