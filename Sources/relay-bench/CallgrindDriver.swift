@@ -37,7 +37,7 @@ enum CallgrindDriver {
     static func runPath(messages: Int, size: Int) -> Int32 {
         let frame = FrameEncoder.maskedFrame(opcode: .text, payload: payload(size: size), maskKey: 0x1234_5678)
         let input = UnsafeMutableRawBufferPointer.allocate(byteCount: frame.count, alignment: 16)
-        let output = UnsafeMutableRawPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+        let output = UnsafeMutableRawPointer.allocate(byteCount: size + 1024, alignment: 16)
         defer { input.deallocate(); output.deallocate() }
         let connID = Array("client-bench-0-0123abcd".utf8)
         var parser = WebSocketParser()

@@ -5,6 +5,9 @@ public final class IOContext {
     public let reactor: Reactor
     public let readBuffer: UnsafeMutableRawPointer
     public let readBufferSize: Int
+    /// A whole message of the default limit (256 KiB) plus its frame header fits in one read,
+    /// so large frames are handled in place rather than copied out as partial frames.
+    public static let defaultReadBufferSize = Limits.maxMessageBytes + 16
     /// Blocks for connection buffers (ByteBuffer.swift).
     public let pool = BufferPool()
     /// TLS handshake steps (`SSL_do_handshake` calls) allowed per loop iteration (DESIGN.md 10):
@@ -14,7 +17,7 @@ public final class IOContext {
     private var budgetIteration: UInt64 = .max
     private var budgetUsed = 0
 
-    public init(reactor: Reactor, readBufferSize: Int = 64 * 1024) {
+    public init(reactor: Reactor, readBufferSize: Int = IOContext.defaultReadBufferSize) {
         self.reactor = reactor
         self.readBufferSize = readBufferSize
         self.readBuffer = UnsafeMutableRawPointer.allocate(byteCount: readBufferSize, alignment: 16)
