@@ -19,8 +19,10 @@ enum CallgrindDriver {
         switch mode {
         case "path": return runPath(messages: messages, size: size)
         case "service": return runService(messages: messages, size: size)
+        case "decode-text": return runDecoder(messages: messages, size: size, opcode: .text)
+        case "decode-binary": return runDecoder(messages: messages, size: size, opcode: .binary)
         default:
-            eprint("callgrind-driver: unknown mode \(mode) (path|service)\n")
+            eprint("callgrind-driver: unknown mode \(mode) (path|service|decode-text|decode-binary)\n")
             return 2
         }
     }
@@ -30,6 +32,34 @@ enum CallgrindDriver {
         p += [UInt8](repeating: UInt8(ascii: "x"), count: max(0, size - p.count - 2))
         p += Array("\"}".utf8)
         return p
+    }
+
+    // MARK: decoder
+
+    /// The WebSocket decoder alone on one masked frame of `size` bytes (issue #2's figure):
+    /// header, unmask in place, UTF-8 validation for text. Counted: `relay_bench_decode_one`.
+    static func runDecoder(messages: Int, size: Int, opcode: Opcode) -> Int32 {
+        let frame = FrameEncoder.maskedFrame(opcode: opcode, payload: payload(size: size), maskKey: 0x1122_3344)
+        let input = UnsafeMutableRawBufferPointer.allocate(byteCount: frame.count, alignment: 16)
+        defer { input.deallocate() }
+        var parser = WebSocketParser()
+        var total = 0
+        for _ in 0..<messages {
+            frame.withUnsafeBytes { input.copyMemory(from: $0) }  // restore the masked bytes (not counted)
+            total &+= decodeOne(&parser, input)
+        }
+        guard total == messages * size else {
+            eprint("callgrind-driver: decoder produced \(total) bytes, expected \(messages * size)\n")
+            return 1
+        }
+        print("callgrind-driver decode: \(messages) frames of \(size) B")
+        return 0
+    }
+
+    @inline(never) @_silgen_name("relay_bench_decode_one")
+    static func decodeOne(_ parser: inout WebSocketParser, _ input: UnsafeMutableRawBufferPointer) -> Int {
+        guard case .message(_, let payload, _) = parser.next(input) else { return 0 }
+        return payload.count
     }
 
     // MARK: path

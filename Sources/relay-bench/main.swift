@@ -111,7 +111,7 @@ struct CallgrindDriverCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "callgrind-driver",
         abstract: "Deterministic forwarding loop for instruction counting (scripts/callgrind-check.sh).")
-    @Option(help: "path (per-message user-space work) or service (RelayService over loopback).") var mode = "service"
+    @Option(help: "path (per-message user-space work), service (RelayService over loopback), decode-text or decode-binary (the frame decoder alone).") var mode = "service"
     @Option(help: "Messages to forward.") var messages = 20_000
     @Option(help: "Payload bytes.") var size = 64
 

@@ -25,7 +25,7 @@ import websockets
 from websockets.asyncio.client import connect
 
 from conftest import free_port, parse_logfmt
-from relaylib import binary_headers, phone_headers, recv_json, scrape
+from relaylib import RunningRelay, binary_headers, phone_headers, recv_json, scrape
 
 OPENSSL = shutil.which("openssl")
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="openssl CLI not installed")
@@ -80,12 +80,7 @@ def pki(tmp_path_factory):
 
 # -- relay ---------------------------------------------------------------------------------
 
-class TLSRelay:
-    def __init__(self, proc, port, metrics_port):
-        self.proc = proc
-        self.port = port
-        self.metrics_port = metrics_port
-
+class TLSRelay(RunningRelay):
     @property
     def url(self):
         return f"wss://127.0.0.1:{self.port}"
