@@ -351,3 +351,70 @@ def test_header_gate_400_and_upgrade_metrics(relay_bin, start_relay):
     assert m[("pyrycode_relay_ws_upgrade_attempts_total", (("endpoint", "client"), ("outcome", "reject_headers")))] == 1
     # All 12 upgrade series exist from boot (SPEC §14).
     assert sum(1 for (name, _) in m if name == "pyrycode_relay_ws_upgrade_attempts_total") == 12
+
+
+def test_phone_that_stops_reading_is_closed_after_the_10s_write_stall(relay_bin, start_relay):
+    """SPEC §7/§9.3 with the real 10 s default: a phone whose socket accepts nothing for 10 s is
+    dropped as 1011 (`phone write failed`); the binary hears it in the close notice."""
+    # The budget is raised so the stall, not the budget, ends the phone: the kernel's own socket
+    # buffers (tcp_wmem up to 4 MB) absorb a few MB before anything queues in the relay.
+    r = start(start_relay, relay_bin, "--outbox-budget", str(64 << 20))
+
+    async def scenario():
+        binary = await open_binary(r, "srv-stall-phone")
+        stuck = RawClient(r.port, "/v1/client", phone_headers("srv-stall-phone"), rcvbuf=4096)
+        stuck.send_text('{"hi":1}')
+        stuck_id = (await recv_json(binary))["conn_id"]
+        # ~12 MB: far over what the stuck socket and the kernel buffers take.
+        chunk = '"' + "s" * 16000 + '"'
+        for _ in range(750):
+            await binary.send('{"conn_id":"%s","frame":%s}' % (stuck_id, chunk))
+        t0 = asyncio.get_running_loop().time()
+        notice = json.loads(await asyncio.wait_for(binary.recv(), 20))
+        elapsed = asyncio.get_running_loop().time() - t0
+        assert notice == {"conn_id": stuck_id, "close_code": 1011}
+        assert 9.0 <= elapsed <= 16.0
+
+    run(scenario())
+    assert scrape(r)[("pyrycode_relay_connections_closed_total", (("code", "1011"),))] >= 1
+
+
+def test_binary_that_accepts_nothing_for_10s_is_dead_and_grace_starts(relay_bin, start_relay):
+    """SPEC §9.4 with the real defaults: the stuck binary is closed 1011 after 10 s without
+    progress; its server-id goes into grace (phones stay, a phone message is answered 1000)."""
+    r = start(start_relay, relay_bin)
+
+    async def scenario():
+        binary = RawClient(r.port, "/v1/server", binary_headers("srv-dead"), rcvbuf=4096)
+        assert binary.status == 101
+        phone = await open_phone(r, "srv-dead", write_limit=65536)
+        chunk = '{"p":"%s"}' % ("d" * 16000)
+
+        async def produce():
+            try:
+                while True:
+                    await phone.send(chunk)
+            except websockets.ConnectionClosed:
+                pass
+
+        producer = asyncio.create_task(produce())
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        while True:
+            health = json.loads(await asyncio.to_thread(lambda: http_get(r.port, "/healthz").split(b"\r\n\r\n", 1)[1]))
+            if health["connected_binaries"] == 0:
+                break
+            assert loop.time() - t0 < 20, "binary never declared dead"
+            await asyncio.sleep(0.25)
+        elapsed = loop.time() - t0
+        assert 9.0 <= elapsed <= 16.0
+        # Its phone is read again; its next message meets the grace rule (SPEC §8: 1000).
+        code, _ = await closed_with(phone, timeout=10)
+        producer.cancel()
+        assert code == 1000
+        # The slot is in grace, not free: a new phone still registers.
+        late = await open_phone(r, "srv-dead")
+        await late.send('{"x":1}')
+        assert await closed_with(late) == (1000, "")
+
+    run(scenario())

@@ -145,6 +145,10 @@ extension RelayService {
 
     func setPhonesPaused(of binary: Connection, _ paused: Bool) {
         guard let peer = binary.userInfo as? Peer else { return }
+        setPhonesPaused(ofBinary: peer, paused)
+    }
+
+    func setPhonesPaused(ofBinary peer: Peer, _ paused: Bool) {
         for h in registry.phones(ofBinary: peer.handle) {
             guard let pc = connections[h] else { continue }
             if paused { pc.pauseReading() } else { pc.resumeReading() }
@@ -180,12 +184,17 @@ extension RelayService {
         let now = context.reactor.now
         switch peer.role {
         case .binary:
+            // Phones paused for this binary's backlog read again: during grace their messages get
+            // the grace answer (1000) rather than sitting unread.
+            setPhonesPaused(ofBinary: peer, false)
             uncacheBinary(peer)
             perform(registry.binaryDisconnected(peer.handle, now: now))
             Log.info("binary_disconnected", ["server_id": peer.serverID, "conn_id": peer.connID])
         case .phone:
-            // SPEC §9.5: the phone's own close code, or 1001 when it sent none.
-            let code = peer.noticeCode ?? (c.closeInitiatedByPeer ? peerCode?.rawValue : nil) ?? CloseCode.goingAway.rawValue
+            // SPEC §9.5: the phone's own close code, or 1001 when it sent none; a phone the relay
+            // dropped (heartbeat, write stall) is reported with the code it was dropped with.
+            let code = peer.noticeCode ?? (c.closeInitiatedByPeer ? peerCode : localCode)?.rawValue
+                ?? CloseCode.goingAway.rawValue
             perform(registry.phoneLeft(peer.handle, closeCode: code, closedByBinary: peer.closedByBinary))
             if peer.registered {
                 Log.info("phone_unregistered", ["server_id": peer.serverID, "conn_id": peer.connID, "close_code": String(wireCode?.rawValue ?? 1006)])
