@@ -418,3 +418,38 @@ def test_binary_that_accepts_nothing_for_10s_is_dead_and_grace_starts(relay_bin,
         assert await closed_with(late) == (1000, "")
 
     run(scenario())
+
+
+def test_global_buffer_budget_sheds_the_largest_phone_queue_first(relay_bin, start_relay):
+    """SPEC §9.3 [beyond]: over --max-buffered-bytes the phone with the largest queue is closed
+    1011; a phone with a small queue and the binary are untouched."""
+    r = start(start_relay, relay_bin, "--max-buffered-bytes", str(2 << 20), "--outbox-budget", str(64 << 20))
+
+    async def scenario():
+        binary = await open_binary(r, "srv-global")
+        big = RawClient(r.port, "/v1/client", phone_headers("srv-global"), rcvbuf=4096)
+        big.send_text('{"big":1}')
+        big_id = (await recv_json(binary))["conn_id"]
+        small = RawClient(r.port, "/v1/client", phone_headers("srv-global"), rcvbuf=4096)
+        small.send_text('{"small":1}')
+        small_id = (await recv_json(binary))["conn_id"]
+        await binary.send('{"conn_id":"%s","frame":"%s"}' % (small_id, "m" * 1000))
+        chunk = '"' + "b" * 16000 + '"'
+        notice = None
+        for _ in range(800):  # up to ~12.8 MB toward the stuck phone
+            await binary.send('{"conn_id":"%s","frame":%s}' % (big_id, chunk))
+            try:
+                notice = json.loads(await asyncio.wait_for(binary.recv(), 0.001))
+                break
+            except asyncio.TimeoutError:
+                pass
+        if notice is None:
+            notice = json.loads(await asyncio.wait_for(binary.recv(), 5))
+        assert notice == {"conn_id": big_id, "close_code": 1011}
+        # The small phone is still registered: the binary can still reach it, no notice for it.
+        await binary.send('{"conn_id":"%s","frame":"after"}' % small_id)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(binary.recv(), 0.5)
+        assert json.loads(http_get(r.port, "/healthz").split(b"\r\n\r\n", 1)[1])["connected_phones"] == 1
+
+    run(scenario())

@@ -126,6 +126,7 @@ extension RelayService {
             phone.queuedMessages += 1
             metrics.framesBinaryToPhone += 1
             metrics.bytesBinaryToPhone += frame.count
+            if context.queuedBytes > config.maxBufferedBytes { shedLargestPhoneQueues() }
         }
         if let code = env.closeCode {
             phone.closedByBinary = true
@@ -141,6 +142,20 @@ extension RelayService {
         if let d = directive { phone.closedByBinary = true; phone.noticeCode = d } else { phone.noticeCode = CloseCode.internalError.rawValue }
         Log.warn("phone_backlog_full", ["server_id": phone.serverID, "conn_id": phone.connID])
         pc.fail(code: directive.map { CloseCode($0) } ?? .internalError, reason: "phone backlog full")
+    }
+
+    /// SPEC §9.3 [beyond]: all queued bytes together stay under `--max-buffered-bytes`; over it,
+    /// the phone with the largest queue goes first (1011 `phone backlog full`). The scan is
+    /// O(connections) but runs only when the process is over its budget.
+    func shedLargestPhoneQueues() {
+        while context.queuedBytes > config.maxBufferedBytes {
+            var victim: Connection?
+            for c in connections.values where c.queuedBytes > (victim?.queuedBytes ?? 0) {
+                if let info = c.userInfo, unsafeDowncast(info, to: Peer.self).role == .phone { victim = c }
+            }
+            guard let v = victim, let info = v.userInfo else { return }
+            overflow(v, unsafeDowncast(info, to: Peer.self), directive: nil)
+        }
     }
 
     func setPhonesPaused(of binary: Connection, _ paused: Bool) {

@@ -49,7 +49,7 @@ public final class RelayService: ConnectionDelegate {
         g.connectedPhones = registry.connectedPhones
         g.liveConnections = liveWebSockets
         g.halfOpen = halfOpen.count
-        g.queuedBytes = connections.values.reduce(0) { $0 + $1.queuedBytes }
+        g.queuedBytes = context.queuedBytes
         g.loopLatency = context.reactor.loopLatency
         return g
     }

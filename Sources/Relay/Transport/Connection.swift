@@ -99,6 +99,7 @@ public final class Connection: EventHandler {
 
     deinit {
         input.release(to: context.pool)
+        context.queuedBytes -= output.count
         output.release(to: context.pool)
         if fd >= 0 { _ = CEpoll.close(fd) }
     }
@@ -342,7 +343,7 @@ public final class Connection: EventHandler {
             case .needMore:
                 return
             case .failure(let status):
-                output.append(pool: context.pool, HTTPResponse.error(status, close: true))
+                enqueue(HTTPResponse.error(status, close: true))
                 closeAfterFlush()
                 return
             case .complete(let head, let headerLength):
@@ -350,7 +351,7 @@ public final class Connection: EventHandler {
                 httpParser.reset()
                 switch delegate.connection(self, request: head) {
                 case .respond(let bytes, let close):
-                    output.append(pool: context.pool, bytes)
+                    enqueue(bytes)
                     if close {
                         closeAfterFlush()
                         return
@@ -362,7 +363,7 @@ public final class Connection: EventHandler {
                     abort()
                     return
                 case .upgrade(let acceptKey, let extra):
-                    output.append(pool: context.pool, HTTPResponse.switchingProtocols(accept: acceptKey, extraHeaders: extra))
+                    enqueue(HTTPResponse.switchingProtocols(accept: acceptKey, extraHeaders: extra))
                     becomeWebSocket()
                     return
                 }
@@ -486,6 +487,7 @@ public final class Connection: EventHandler {
         let written = FrameEncoder.writeHeader(opcode: opcode, payloadLength: payload.count, into: p)
         if payload.count > 0 { (p + written).copyMemory(from: payload.baseAddress!, byteCount: payload.count) }
         output.didWrite(written + payload.count)
+        context.queuedBytes += written + payload.count
         didQueue()
     }
 
@@ -500,6 +502,7 @@ public final class Connection: EventHandler {
         let written = FrameEncoder.writeHeader(opcode: opcode, payloadLength: length, into: p)
         fill(p + written)
         output.didWrite(written + length)
+        context.queuedBytes += written + length
         didQueue()
     }
 
@@ -522,10 +525,16 @@ public final class Connection: EventHandler {
         }
     }
 
+    /// Appends whole bytes (responses, control frames) to the output queue.
+    private func enqueue(_ bytes: [UInt8]) {
+        output.append(pool: context.pool, bytes)
+        context.queuedBytes += bytes.count
+    }
+
     private func writeCloseFrame(_ code: CloseCode?, reason: String = "") {
         var r = Array(reason.utf8)
         if r.count > 123 { r = Array(r[0..<123]) }
-        output.append(pool: context.pool, FrameEncoder.closeFrame(code: code, reason: r))
+        enqueue(FrameEncoder.closeFrame(code: code, reason: r))
         markDirty()
     }
 
@@ -575,6 +584,7 @@ public final class Connection: EventHandler {
             case .done(let n):
                 bytesOut += n
                 output.consume(n)
+                context.queuedBytes -= n
                 lastWriteProgress = context.reactor.now
             case .wouldBlock:
                 if !writeStallArmed {
@@ -675,6 +685,7 @@ public final class Connection: EventHandler {
         _ = CEpoll.close(fd)
         fd = -1
         input.release(to: context.pool)
+        context.queuedBytes -= output.count
         output.release(to: context.pool)
         delegate.connectionDidClose(self, peerCode: peerCloseCode, localCode: localCloseCode)
     }

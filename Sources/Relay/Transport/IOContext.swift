@@ -8,6 +8,8 @@ public final class IOContext {
     /// A whole message of the default limit (256 KiB) plus its frame header fits in one read,
     /// so large frames are handled in place rather than copied out as partial frames.
     public static let defaultReadBufferSize = Limits.maxMessageBytes + 16
+    /// Bytes queued for writing across every connection (SPEC §9.3 global budget, metrics).
+    public var queuedBytes = 0
     /// Blocks for connection buffers (ByteBuffer.swift).
     public let pool = BufferPool()
     /// TLS handshake steps (`SSL_do_handshake` calls) allowed per loop iteration (DESIGN.md 10):
