@@ -27,6 +27,7 @@
 #include <dirent.h>
 #include <poll.h>
 #include <sys/random.h>
+#include <malloc.h>
 
 /* accept4 is declared only under _GNU_SOURCE (with a transparent union Swift cannot call). */
 extern int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);

@@ -27,6 +27,11 @@ public final class RelayService: ConnectionDelegate {
     static let registryTimerKind: UInt8 = 200
     static let housekeepingKind: UInt8 = 201
     static let housekeepingMs: Int64 = 60_000
+    static let trimKind: UInt8 = 202
+    /// Quiet time after the last accept before freed heap pages are returned to the kernel.
+    static let trimQuietMs: Int64 = 500
+    var lastAcceptMs: Int64 = 0
+    var trimArmed = false
 
     public init(config: RelayConfig, context: IOContext) {
         self.config = config
@@ -36,6 +41,9 @@ public final class RelayService: ConnectionDelegate {
         self.startedMs = context.reactor.now
         context.reactor.timerDelegate = { [unowned self] entry, now in self.delegateTimer(entry, now: now) }
         context.reactor.scheduleDelegate(key: 0, at: startedMs + RelayService.housekeepingMs, kind: RelayService.housekeepingKind)
+        // Page in the handshake's SHA-1 path once at boot: OpenSSL's provider set-up touches ~2 MB
+        // of libcrypto the first time, which would otherwise land on the first client.
+        _ = WebSocketHandshake.acceptKey(for: "dGhlIHNhbXBsZSBub25jZQ==")
     }
 
     public var connectedBinaries: Int { registry.connectedBinaries }
@@ -64,6 +72,7 @@ public final class RelayService: ConnectionDelegate {
             return
         }
         Socket.setNoDelay(fd)
+        noteAccept()
         // SPEC §10: beyond the half-open cap the oldest not-yet-upgraded connection goes first.
         while halfOpen.count >= config.maxHalfOpen, let oldest = popOldestHalfOpen() {
             oldest.abort()
@@ -77,6 +86,17 @@ public final class RelayService: ConnectionDelegate {
         // once dead entries outnumber live ones (amortized O(1)), so a flood of rejected upgrades
         // (429/503) cannot pin closed connections in memory (SPEC §10: rejections cost no state).
         if halfOpenOrder.count - halfOpenHead > 2 * halfOpen.count + 64 { compactHalfOpenOrder() }
+    }
+
+    /// A connection storm leaves the heap fragmented by short-lived request-parsing allocations
+    /// between long-lived connection records; once accepts have been quiet for a moment, free
+    /// pages go back to the kernel (malloc_trim), so RSS tracks live connections.
+    private func noteAccept() {
+        lastAcceptMs = context.reactor.now
+        if !trimArmed {
+            trimArmed = true
+            context.reactor.scheduleDelegate(key: 0, at: lastAcceptMs + RelayService.trimQuietMs, kind: RelayService.trimKind)
+        }
     }
 
     private func popOldestHalfOpen() -> Connection? {
@@ -209,6 +229,14 @@ public final class RelayService: ConnectionDelegate {
         case RelayService.registryTimerKind:
             guard let t = registryTimers.removeValue(forKey: entry.key) else { return }
             perform(registry.timerFired(t, now: now))
+        case RelayService.trimKind:
+            let quietAt = lastAcceptMs + RelayService.trimQuietMs
+            if now < quietAt {
+                context.reactor.scheduleDelegate(key: 0, at: quietAt, kind: RelayService.trimKind)
+            } else {
+                trimArmed = false
+                _ = malloc_trim(0)
+            }
         case RelayService.housekeepingKind:
             rateLimiter.sweep(now: now)
             context.pool.trim()

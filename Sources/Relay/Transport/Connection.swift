@@ -49,7 +49,13 @@ public final class Connection: EventHandler {
 
     private var input = ByteBuffer()
     private var output = ByteBuffer()
-    private var httpParser: HTTPRequestParser
+    /// Request-head parser state, boxed so it exists only before the upgrade (224 bytes that an
+    /// idle WebSocket connection would otherwise carry for its lifetime).
+    private final class HTTPPhase {
+        var parser: HTTPRequestParser
+        init(maxHeaderBytes: Int) { parser = HTTPRequestParser(maxHeaderBytes: maxHeaderBytes) }
+    }
+    private var http: HTTPPhase?
     private var wsParser: WebSocketParser
 
     // Deadlines (monotonic ms; 0 = not armed). A timer entry acts only if its deadline still holds.
@@ -93,7 +99,7 @@ public final class Connection: EventHandler {
         self.context = context
         self.settings = settings
         self.delegate = delegate
-        self.httpParser = HTTPRequestParser(maxHeaderBytes: settings.maxHeaderBytes)
+        self.http = HTTPPhase(maxHeaderBytes: settings.maxHeaderBytes)
         self.wsParser = WebSocketParser(maxMessageBytes: settings.maxMessageBytes)
     }
 
@@ -338,7 +344,8 @@ public final class Connection: EventHandler {
 
     private func parseRequests() {
         while state == .http && !input.isEmpty {
-            let result = httpParser.parse(UnsafeRawBufferPointer(input.readable))
+            guard let http else { return }
+            let result = http.parser.parse(UnsafeRawBufferPointer(input.readable))
             switch result {
             case .needMore:
                 return
@@ -348,7 +355,7 @@ public final class Connection: EventHandler {
                 return
             case .complete(let head, let headerLength):
                 input.consume(headerLength)
-                httpParser.reset()
+                http.parser.reset()
                 switch delegate.connection(self, request: head) {
                 case .respond(let bytes, let close):
                     enqueue(bytes)
@@ -374,6 +381,7 @@ public final class Connection: EventHandler {
 
     private func becomeWebSocket() {
         state = .open
+        http = nil
         wasUpgraded = true
         httpDeadline = 0
         let now = context.reactor.now
