@@ -1,3 +1,5 @@
+import CEpoll
+
 /// JSON validation (RFC 8259) without building a tree, without Foundation and without heap
 /// allocation: the relay only needs "is this one JSON value" (SPEC §9.1) and the byte ranges of a
 /// few top-level members of a binary's envelope (SPEC §9.2).
@@ -249,18 +251,9 @@ struct JSONScanner {
         let start = index
         var escapes = false
         while true {
-            // 8 bytes at a time while they are plain ASCII without quote, backslash or control
-            // characters: base64 ciphertext (the usual frame content) is all such bytes.
-            while count - index >= 8 {
-                let w = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
-                let m = JSONScanner.attentionMask(w)
-                if m != 0 {
-                    // The lowest flagged byte is exact (borrows only propagate upwards).
-                    index += m.trailingZeroBitCount >> 3
-                    break
-                }
-                index += 8
-            }
+            // Plain ASCII without quote, backslash or control characters — base64 ciphertext,
+            // the usual frame content — is skipped 16 bytes per step (SSE2, CEpoll shim).
+            index += pyry_json_plain_span(base + index, count - index)
             guard index < count else { return nil }
             let b = base[index]
             switch b {
@@ -283,23 +276,6 @@ struct JSONScanner {
                 }
             }
         }
-    }
-
-    /// SWAR test: does any byte of `w` need the slow path (≥ 0x80, < 0x20, `"` or `\`)?
-    @inline(__always) static func needsAttention(_ w: UInt64) -> Bool { attentionMask(w) != 0 }
-
-    /// The high bit of each byte of `w` (little-endian) that needs the slow path; the lowest set
-    /// bit marks the first such byte exactly.
-    @inline(__always) static func attentionMask(_ w: UInt64) -> UInt64 {
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let high: UInt64 = 0x8080_8080_8080_8080
-        // A byte < 0x20 (with the high bit clear) borrows when 0x20 is subtracted.
-        let lessThan20 = (w &- ones &* 0x20) & ~w & high
-        let q = w ^ (ones &* 0x22)
-        let quote = (q &- ones) & ~q & high
-        let bs = w ^ (ones &* 0x5C)
-        let backslash = (bs &- ones) & ~bs & high
-        return (w & high) | lessThan20 | quote | backslash
     }
 
     /// `\"` `\\` `\/` `\b` `\f` `\n` `\r` `\t` or `\u` + 4 hex digits (any code unit, surrogates

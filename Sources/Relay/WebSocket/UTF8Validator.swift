@@ -1,3 +1,5 @@
+import CEpoll
+
 /// Incremental UTF-8 validator (RFC 3629 §4; Unicode Table 3-7 "well-formed byte sequences").
 ///
 /// The state survives across `feed` calls, so a text message can be validated fragment by
@@ -35,13 +37,8 @@ public struct UTF8Validator: Sendable {
         var i = 0
         while i < n {
             if s == Self.accept {
-                // ASCII fast path: 8 bytes at a time while no byte has its high bit set.
-                while i &+ 8 <= n,
-                    p.loadUnaligned(fromByteOffset: i, as: UInt64.self) & 0x8080_8080_8080_8080 == 0
-                {
-                    i &+= 8
-                }
-                while i < n, p.load(fromByteOffset: i, as: UInt8.self) < 0x80 { i &+= 1 }
+                // ASCII fast path: 16 bytes per step while no byte has its high bit set.
+                i &+= pyry_ascii_span(p.assumingMemoryBound(to: UInt8.self) + i, n &- i)
                 if i == n { break }
             }
             s = Self.step(s, p.load(fromByteOffset: i, as: UInt8.self))
