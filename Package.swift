@@ -29,6 +29,7 @@ let package = Package(
         // libFuzzer targets; built with -sanitize=fuzzer by scripts/fuzz.sh, stubs otherwise.
         .executableTarget(name: "fuzz-http", dependencies: ["Relay"]),
         .executableTarget(name: "fuzz-frame", dependencies: ["Relay"]),
+        .executableTarget(name: "fuzz-envelope", dependencies: ["Relay"]),
         // The bundled load tool (BENCH.md): real protocol, epoll-driven, plus a `floor` forwarder.
         .executableTarget(
             name: "relay-bench",

@@ -2,7 +2,7 @@
 # Build each libFuzzer target, replay its committed corpus, then fuzz it for a while.
 #
 #   scripts/fuzz.sh [seconds-per-target]          (default 20)
-#   FUZZ_TARGETS="fuzz-http" scripts/fuzz.sh 60   (choose targets; default: fuzz-http fuzz-frame)
+#   FUZZ_TARGETS="fuzz-http" scripts/fuzz.sh 60   (choose targets; default: fuzz-http fuzz-frame fuzz-envelope)
 #
 # A target is an executable product whose sources define LLVMFuzzerTestOneInput under
 # `#if FUZZING` (TESTING-TOOLS.md §libFuzzer). The committed corpus fuzz/corpus/<target> is only
@@ -14,10 +14,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 seconds="${1:-20}"
 if ! [[ "$seconds" =~ ^[1-9][0-9]*$ ]] || [[ $# -gt 1 ]]; then
-    echo "usage: scripts/fuzz.sh [seconds-per-target]   (FUZZ_TARGETS='fuzz-http fuzz-frame')" >&2
+    echo "usage: scripts/fuzz.sh [seconds-per-target]   (FUZZ_TARGETS='fuzz-http fuzz-frame fuzz-envelope')" >&2
     exit 2
 fi
-read -r -a targets <<<"${FUZZ_TARGETS:-fuzz-http fuzz-frame}"
+read -r -a targets <<<"${FUZZ_TARGETS:-fuzz-http fuzz-frame fuzz-envelope}"
 
 scratch=.build-fuzz
 build_flags=(-c release --scratch-path "$scratch"
