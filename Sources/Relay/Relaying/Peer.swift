@@ -18,8 +18,25 @@ final class Peer {
     var closedByBinary = false
     /// A close notice code decided by the relay (1001 for non-JSON, SPEC §9.1).
     var noticeCode: UInt16?
-    /// Messages queued and not yet known to be written: the outbox charges 64 bytes each (SPEC §9.3).
-    var queuedMessages = 0
+    /// Where each message queued to this phone ends in its output stream (bytes written + queued
+    /// at the time): the outbox charges 64 bytes per message not yet written (SPEC §9.3).
+    private var pendingEnds: [Int] = []
+    private var pendingHead = 0
+
+    /// Messages queued and not yet fully written, given the bytes written so far.
+    func unwrittenMessages(written: Int) -> Int {
+        while pendingHead < pendingEnds.count && pendingEnds[pendingHead] <= written { pendingHead += 1 }
+        if pendingHead == pendingEnds.count {
+            pendingEnds.removeAll(keepingCapacity: pendingEnds.count <= 64)
+            pendingHead = 0
+        } else if pendingHead > 1024 && pendingHead * 2 > pendingEnds.count {
+            pendingEnds.removeFirst(pendingHead)
+            pendingHead = 0
+        }
+        return pendingEnds.count - pendingHead
+    }
+
+    func messageQueued(endingAt end: Int) { pendingEnds.append(end) }
 
     init(role: Role, handle: ConnHandle, serverID: String, ip: String, version: String, deviceName: String) {
         self.role = role

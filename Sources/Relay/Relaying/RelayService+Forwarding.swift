@@ -73,6 +73,11 @@ extension RelayService {
                 b = found
             }
         }
+        // A binary that is closing is as good as gone: the phone gets the grace answer (1000).
+        guard b.state == .open else {
+            c.close(code: .normal)
+            return
+        }
         // A text message was UTF-8-checked by the WebSocket layer (RFC 6455 §8.1).
         guard JSON.isValid(payload, utf8Validated: opcode == .text) else {
             peer.noticeCode = CloseCode.goingAway.rawValue
@@ -113,17 +118,18 @@ extension RelayService {
             Log.warn("binary_forwarder_unknown_conn_id", ["server_id": peer.serverID, "conn_id": peer.connID])
             return
         }
+        guard pc.state == .open else { return }  // the phone is leaving; nothing more reaches it
         if let range = env.frame {
             let frame = UnsafeRawBufferPointer(rebasing: payload[range])
             // SPEC §9.3: each queued message is charged its length + 64 against the phone's budget.
-            if pc.queuedBytes == 0 { phone.queuedMessages = 0 }
-            let charge = pc.queuedBytes + (phone.queuedMessages + 1) * Limits.outboxPerMessageOverhead + frame.count
+            let charge = pc.queuedBytes + (phone.unwrittenMessages(written: pc.bytesOut) + 1) * Limits.outboxPerMessageOverhead
+                + frame.count
             if charge > config.outboxBudget {
                 overflow(pc, phone, directive: env.closeCode)
                 return
             }
             pc.sendFrame(opcode: .text, payload: frame)
-            phone.queuedMessages += 1
+            phone.messageQueued(endingAt: pc.bytesOut + pc.queuedBytes)
             metrics.framesBinaryToPhone += 1
             metrics.bytesBinaryToPhone += frame.count
             if context.queuedBytes > config.maxBufferedBytes { shedLargestPhoneQueues() }

@@ -26,6 +26,9 @@ public final class Connection: EventHandler {
         case tlsHandshake  // SPEC §4.1: non-blocking handshake inside the reactor
     }
 
+    /// Queued bytes above which pings go unanswered.
+    static let pongBacklogLimit = 64 * 1024
+
     public let context: IOContext
     /// The client address: the TCP peer, or the PROXY v2 source once the header is read (SPEC §10).
     public private(set) var remote: SocketAddress
@@ -62,6 +65,7 @@ public final class Connection: EventHandler {
     private var httpDeadline: Int64 = 0
     private var pongDeadline: Int64 = 0
     private var assemblyDeadline: Int64 = 0
+    private var httpTimerAt: Int64 = 0  // earliest pending httpDeadline heap entry (0: none)
     private var closeDeadline: Int64 = 0
     private var lingerDeadline: Int64 = 0
     private var proxyDeadline: Int64 = 0
@@ -122,8 +126,7 @@ public final class Connection: EventHandler {
         interest = Reactor.readable | EPOLLRDHUP.rawValue
         token = try context.reactor.register(fd: fd, events: interest, handler: self)
         let now = context.reactor.now
-        httpDeadline = now + settings.headerTimeoutMs
-        schedule(.httpDeadline, at: httpDeadline)
+        armHTTPDeadline(now + settings.headerTimeoutMs)
         if expectsProxyHeader {
             // SPEC §10: the PROXY header has its own 5 s bound (the header timeout may be longer).
             proxyDeadline = now + Limits.proxyHeaderTimeoutMs
@@ -186,20 +189,20 @@ public final class Connection: EventHandler {
         case .httpDeadline:
             // No response on a header timeout (SPEC §5.1): the peer is not speaking HTTP at our pace.
             // The deadline runs from accept, so it bounds the TLS handshake too (SPEC §4.1).
-            if state == .http && httpDeadline != 0 && now >= httpDeadline {
+            httpTimerAt = 0
+            guard state == .http && httpDeadline != 0 else { return }
+            if now >= httpDeadline {
                 if preamble == .tlsHandshake { delegate.connection(self, tlsHandshakeFinished: false) }
                 abort()
+            } else {
+                armHTTPDeadline(httpDeadline)
             }
         case .proxyDeadline:
             // SPEC §10: no complete PROXY header in time → closed with zero bytes.
             if preamble == .proxyHeader && now >= proxyDeadline { abort() }
         case .heartbeat:
             guard state == .open else { return }
-            if !pingOutstanding {
-                sendPing()
-                pongDeadline = now + settings.heartbeatTimeoutMs
-                schedule(.pongDeadline, at: pongDeadline)
-            }
+            if !pingOutstanding { sendPing() }
             schedule(.heartbeat, at: now + settings.heartbeatIntervalMs)
         case .pongDeadline:
             if state == .open && pingOutstanding && pongDeadline != 0 && now >= pongDeadline {
@@ -207,7 +210,7 @@ public final class Connection: EventHandler {
             }
         case .assemblyDeadline:
             // SPEC §7: a message must complete within 30 s of its first frame.
-            if state == .open && wsParser.isAssemblingMessage && assemblyDeadline != 0 && now >= assemblyDeadline {
+            if state == .open && assemblyDeadline != 0 && now >= assemblyDeadline {
                 close(code: .policyViolation, reason: "message timeout")
             }
         case .writeStall:
@@ -234,7 +237,8 @@ public final class Connection: EventHandler {
         dirtyMarked = false
         if readKick {
             readKick = false
-            if !readingPaused { dispatchRead() }
+            drainBufferedFrames()
+            if !readingPaused && (tls?.pendingPlaintext ?? 0) > 0 { dispatchRead() }
         }
         flush()
     }
@@ -323,6 +327,12 @@ public final class Connection: EventHandler {
     // MARK: HTTP phase
 
     private func readHTTP() {
+        // One request at a time: while an answer is still queued, the client's next request
+        // waits in the kernel (a pipelining client that never reads cannot grow our queue).
+        guard output.isEmpty else {
+            setInterest(interest & ~(Reactor.readable | EPOLLRDHUP.rawValue))
+            return
+        }
         input.reserve(4096, pool: context.pool)
         let r: IOResult<Int>
         do { r = try ioRead(input.writePointer, input.writableCount) } catch { abort(); return }
@@ -335,15 +345,14 @@ public final class Connection: EventHandler {
         bytesIn += n
         if input.count == 0 && httpDeadline > context.reactor.now + settings.headerTimeoutMs {
             // First byte of a request on an idle keep-alive connection: the header timeout starts now.
-            httpDeadline = context.reactor.now + settings.headerTimeoutMs
-            schedule(.httpDeadline, at: httpDeadline)
+            armHTTPDeadline(context.reactor.now + settings.headerTimeoutMs)
         }
         input.didWrite(n)
         parseRequests()
     }
 
     private func parseRequests() {
-        while state == .http && !input.isEmpty {
+        while state == .http && !input.isEmpty && output.isEmpty {
             guard let http else { return }
             let result = http.parser.parse(UnsafeRawBufferPointer(input.readable))
             switch result {
@@ -363,8 +372,7 @@ public final class Connection: EventHandler {
                         closeAfterFlush()
                         return
                     }
-                    httpDeadline = context.reactor.now + settings.keepAliveIdleMs
-                    schedule(.httpDeadline, at: httpDeadline)
+                    armHTTPDeadline(context.reactor.now + settings.keepAliveIdleMs)
                     markDirty()
                 case .drop:
                     abort()
@@ -388,11 +396,9 @@ public final class Connection: EventHandler {
         schedule(.heartbeat, at: now + settings.heartbeatIntervalMs)
         markDirty()
         delegate.connectionDidUpgrade(self)
-        // Frames pipelined behind the request head are already buffered.
-        if state == .open && !input.isEmpty {
-            let consumed = processFrames(input.readable)
-            input.consume(consumed)
-        }
+        // Frames pipelined behind the request head are already buffered; a connection the
+        // delegate paused (a binary awaiting its claim) keeps them until it resumes.
+        drainBufferedFrames()
         if input.isEmpty { input.release(to: context.pool) }
     }
 
@@ -421,7 +427,8 @@ public final class Connection: EventHandler {
             bytesIn += n
             input.didWrite(n)
             let consumed = processFrames(input.readable)
-            input.consume(consumed)
+            // processFrames may have closed the connection and released the buffer.
+            if state == .open || state == .closeSent { input.consume(consumed) }
             if input.isEmpty { input.release(to: context.pool) }
         }
     }
@@ -430,29 +437,29 @@ public final class Connection: EventHandler {
     /// Returns the number of bytes consumed.
     private func processFrames(_ bytes: UnsafeMutableRawBufferPointer) -> Int {
         var offset = 0
-        let wasAssembling = wsParser.isAssemblingMessage
-        defer {
-            if !wasAssembling && wsParser.isAssemblingMessage && state == .open {
-                assemblyDeadline = context.reactor.now + settings.messageAssemblyTimeoutMs
-                schedule(.assemblyDeadline, at: assemblyDeadline)
-            } else if !wsParser.isAssemblingMessage {
-                assemblyDeadline = 0
-            }
-        }
-        while state == .open || state == .closeSent {
+        // A paused reader stops between frames; the rest stays buffered until it resumes.
+        while (state == .open || state == .closeSent) && !readingPaused {
             let rest = UnsafeMutableRawBufferPointer(rebasing: bytes[offset...])
             switch wsParser.next(rest) {
             case .needMore:
+                // A message (or its one frame) has begun arriving: SPEC §7's 30 s start here.
+                if wsParser.isAssemblingMessage || wsParser.bytesNeededForCurrentFrame != nil { armAssemblyDeadline() }
                 return offset
             case .message(let opcode, let payload, let consumed):
                 offset += consumed
+                assemblyDeadline = 0
                 if state == .open { delegate.connection(self, message: payload, opcode: opcode) }
             case .fragment(let consumed):
                 offset += consumed
+                armAssemblyDeadline()
             case .ping(let payload, let consumed):
                 offset += consumed
-                // RFC 6455 §5.5.3: answer with a pong carrying the same application data.
-                if state == .open { sendFrame(opcode: .pong, payload: payload) }
+                // RFC 6455 §5.5.3: answer with a pong carrying the same application data. A peer
+                // that pings without reading gets no more pongs once ours back up (§5.5.3 lets an
+                // endpoint answer only the most recent ping), so pings cannot grow our queue.
+                if state == .open && output.count < Connection.pongBacklogLimit {
+                    sendFrame(opcode: .pong, payload: payload)
+                }
             case .pong(_, let consumed):
                 offset += consumed
                 if state == .open {
@@ -482,6 +489,32 @@ public final class Connection: EventHandler {
             }
         }
         return offset
+    }
+
+    /// Sets the HTTP-phase deadline; a heap entry is added only when it comes earlier than the
+    /// one already pending (a later deadline is picked up when that entry fires), so a
+    /// keep-alive client cannot grow the timer heap one entry per request.
+    private func armHTTPDeadline(_ deadline: Int64) {
+        httpDeadline = deadline
+        if httpTimerAt == 0 || deadline < httpTimerAt {
+            httpTimerAt = deadline
+            schedule(.httpDeadline, at: deadline)
+        }
+    }
+
+    /// Arms the message deadline once per message (a later frame of the same message keeps it).
+    private func armAssemblyDeadline() {
+        guard assemblyDeadline == 0, state == .open else { return }
+        assemblyDeadline = context.reactor.now + settings.messageAssemblyTimeoutMs
+        schedule(.assemblyDeadline, at: assemblyDeadline)
+    }
+
+    /// Processes frames already buffered (behind the upgrade request, or held while paused).
+    private func drainBufferedFrames() {
+        guard state == .open || state == .closeSent, !readingPaused, !input.isEmpty else { return }
+        let consumed = processFrames(input.readable)
+        if state == .open || state == .closeSent { input.consume(consumed) }
+        if input.isEmpty { input.release(to: context.pool) }
     }
 
     // MARK: sending
@@ -514,9 +547,15 @@ public final class Connection: EventHandler {
         didQueue()
     }
 
+    /// Pings the peer; an unanswered ping closes it 1011 `heartbeat timeout` after the heartbeat
+    /// timeout, whoever sent it (the heartbeat, or the registry's claim probe).
     public func sendPing() {
         guard state == .open else { return }
-        pingOutstanding = true
+        if !pingOutstanding {
+            pingOutstanding = true
+            pongDeadline = context.reactor.now + settings.heartbeatTimeoutMs
+            schedule(.pongDeadline, at: pongDeadline)
+        }
         sendFrame(opcode: .ping, payload: UnsafeRawBufferPointer(start: nil, count: 0))
     }
 
@@ -557,7 +596,8 @@ public final class Connection: EventHandler {
             // The peer's answering close must be read even from a paused connection.
             if readingPaused {
                 readingPaused = false
-                setInterest(interest | Reactor.readable)
+                setInterest(interest | Reactor.readable | EPOLLRDHUP.rawValue)
+                kickBufferedInput()
             }
             closeDeadline = context.reactor.now + settings.closeHandshakeTimeoutMs
             schedule(.closeDeadline, at: closeDeadline)
@@ -595,10 +635,12 @@ public final class Connection: EventHandler {
                 context.queuedBytes -= n
                 lastWriteProgress = context.reactor.now
             case .wouldBlock:
+                // The stall clock runs from the last progress, or from now after a full drain
+                // (an older armed timer re-checks against this, never against 0).
+                if lastWriteProgress == 0 { lastWriteProgress = context.reactor.now }
                 if !writeStallArmed {
                     writeStallArmed = true
-                    if lastWriteProgress == 0 { lastWriteProgress = context.reactor.now }
-                    schedule(.writeStall, at: context.reactor.now + settings.writeStallTimeoutMs)
+                    schedule(.writeStall, at: lastWriteProgress + settings.writeStallTimeoutMs)
                 }
                 setInterest(tlsWriteWantsRead ? interest | Reactor.readable : interest | Reactor.writable)
                 return
@@ -621,6 +663,10 @@ public final class Connection: EventHandler {
             setInterest(Reactor.readable | EPOLLRDHUP.rawValue)
         case .closed, .lingering:
             break
+        case .http:
+            // The answer is out: read and parse the next request (pipelined ones are buffered).
+            setInterest(Reactor.readable | EPOLLRDHUP.rawValue | (tlsReadWantsWrite ? Reactor.writable : 0))
+            if !input.isEmpty { parseRequests() }
         default:
             var want = interest
             if !tlsReadWantsWrite { want &= ~Reactor.writable }
@@ -642,19 +688,26 @@ public final class Connection: EventHandler {
     public func pauseReading() {
         guard !readingPaused, state == .open else { return }
         readingPaused = true
-        setInterest(interest & ~Reactor.readable)
+        // EPOLLRDHUP is level-triggered too: keeping it would report a half-closed paused peer
+        // on every iteration. HUP/ERR (always reported) still end the connection.
+        setInterest(interest & ~(Reactor.readable | EPOLLRDHUP.rawValue))
     }
 
     public func resumeReading() {
         guard readingPaused else { return }
         readingPaused = false
         if state == .open || state == .closeSent {
-            setInterest(interest | Reactor.readable)
-            // Decrypted bytes held by OpenSSL raise no epoll event: read them at the end of this tick.
-            if let tls, tls.pendingPlaintext > 0 {
-                readKick = true
-                markDirty()
-            }
+            setInterest(interest | Reactor.readable | EPOLLRDHUP.rawValue)
+            kickBufferedInput()
+        }
+    }
+
+    /// Frames held in our buffer, or plaintext held by OpenSSL, raise no epoll event: process
+    /// them at the end of this tick.
+    private func kickBufferedInput() {
+        if !input.isEmpty || (tls?.pendingPlaintext ?? 0) > 0 {
+            readKick = true
+            markDirty()
         }
     }
 

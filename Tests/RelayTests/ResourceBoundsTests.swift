@@ -1,0 +1,141 @@
+import CEpoll
+import Testing
+@testable import Relay
+
+/// Hostile or unlucky peers cannot grow memory, silence the heartbeat or trip deadlines early
+/// (each test reproduces a bug found in review, fixed in the same commit).
+@Suite(.serialized) struct ResourceBoundsTests {
+    typealias WS = WebSocketLoopbackTests
+
+    static func upgradePhone(_ server: LoopbackRelay, serverID: String = "s1") -> RawSocket {
+        WS.upgrade(server, path: "/v1/client", serverID: serverID)
+    }
+
+    static func connection(_ server: LoopbackRelay, role: Peer.Role) -> Connection? {
+        server.relay.connections.values.first { ($0.userInfo as? Peer)?.role == role }
+    }
+
+    static func closeFrames(_ c: RawSocket) -> [[UInt8]] {
+        WS.frames(c.received).filter { $0.0 == .close }.map { $0.1 }
+    }
+
+    // HTTP keep-alive pipelining — a client that pipelines requests and never reads makes the
+    // relay queue responses without bound (no water mark in the HTTP phase, /healthz not rate limited).
+    @Test func pipelinedHealthzWithoutReadingIsBounded() throws {
+        let server = try LoopbackRelay()
+        let c = RawSocket(port: server.port)
+        let one = Array("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+        var blob: [UInt8] = []
+        for _ in 0..<2000 { blob += one }
+        let end = monotonicMs() + 3_000
+        var peak = 0
+        while monotonicMs() < end && peak < 64 << 20 {
+            c.send(blob)
+            for _ in 0..<4 { server.reactor.runOnce(timeoutMs: 0) }
+            peak = max(peak, server.context.queuedBytes)
+        }
+        // A bounded server would stop reading (TCP pushes back) once a few responses are queued.
+        #expect(peak < 8 << 20, "relay queued \(peak) bytes of responses for one non-reading client")
+    }
+
+    // pings from a peer that never reads are answered into an unbounded output queue; the
+    // global --max-buffered-bytes budget is only enforced on the binary→phone path.
+    @Test func pingFloodWithoutReadingIsBounded() throws {
+        let server = try LoopbackRelay()
+        let c = WS.upgrade(server)
+        let ping = FrameEncoder.maskedFrame(opcode: .ping, payload: [UInt8](repeating: 0x61, count: 125), maskKey: 9)
+        var blob: [UInt8] = []
+        for _ in 0..<500 { blob += ping }
+        let end = monotonicMs() + 3_000
+        var peak = 0
+        while monotonicMs() < end && peak < 64 << 20 {
+            c.send(blob)
+            for _ in 0..<4 { server.reactor.runOnce(timeoutMs: 0) }
+            peak = max(peak, server.context.queuedBytes)
+        }
+        #expect(peak < 8 << 20, "relay queued \(peak) bytes of pongs for one non-reading client")
+    }
+
+    // a claim probe's ping sets `pingOutstanding` without a pong deadline; if the newcomer
+    // leaves before the probe settles, the heartbeat never pings the incumbent again, so a dead
+    // incumbent is never closed (it holds the server-id forever).
+    @Test func deadIncumbentStillTimesOutAfterAnAbandonedProbe() throws {
+        let server = try LoopbackRelay {
+            $0.connection.heartbeatIntervalMs = 300
+            $0.connection.heartbeatTimeoutMs = 200
+            $0.probeTimeoutMs = 5_000
+            $0.connection.closeHandshakeTimeoutMs = 200
+        }
+        let incumbent = WS.upgrade(server)          // never answers anything from now on
+        let newcomer = WS.upgrade(server)           // probes the incumbent
+        newcomer.close()                            // leaves before the probe settles
+        server.pump(timeoutMs: 200) { false }
+        // The heartbeat should now ping (or the probe ping time out) and close the silent incumbent.
+        let closed = server.pump(timeoutMs: 2_000) { incumbent.poll(); return !Self.closeFrames(incumbent).isEmpty }
+        #expect(closed, "dead incumbent never closed; frames seen: \(WS.frames(incumbent.received).map { $0.0 })")
+        // It never answers our close either: gone after the close-handshake timeout, slot in grace.
+        #expect(server.pump(timeoutMs: 2_000) { server.relay.connectedBinaries == 0 })
+    }
+
+    // the message-assembly deadline is only armed when a read starts outside a message; a
+    // fragmented message that starts in the same read as the previous one ends inherits the old
+    // deadline and is closed 1008 early.
+    @Test func assemblyDeadlineRestartsForTheNextMessage() throws {
+        let server = try LoopbackRelay { $0.connection.messageAssemblyTimeoutMs = 600 }
+        let c = WS.upgrade(server)
+        // Message A starts at t0.
+        c.send(FrameEncoder.maskedFrame(opcode: .text, fin: false, payload: Array("{\"a\":".utf8), maskKey: 7))
+        server.pump(timeoutMs: 450) { false }
+        // t0+450: A ends and B starts in one segment.
+        c.send(FrameEncoder.maskedFrame(opcode: .continuation, fin: true, payload: Array("1}".utf8), maskKey: 7)
+               + FrameEncoder.maskedFrame(opcode: .text, fin: false, payload: Array("{\"b\":".utf8), maskKey: 7))
+        // B is at most ~400 ms old here: well inside its 600 ms budget.
+        server.pump(timeoutMs: 400) { c.poll(); return !Self.closeFrames(c).isEmpty }
+        #expect(Self.closeFrames(c).isEmpty, "closed early: \(Self.closeFrames(c))")
+    }
+
+    // the outbox's per-message 64-byte charge (`Peer.queuedMessages`) only resets when the
+    // queue is observed empty; messages already written keep being charged, so a phone that keeps
+    // up with a steady stream but always has a small backlog is closed 1011 `phone backlog full`.
+    @Test func steadyStreamToAPhoneThatKeepsUpIsNotShed() throws {
+        let budget = 1 << 20
+        let server = try LoopbackRelay { $0.outboxBudget = budget }
+        let binary = WS.upgrade(server)
+        let phone = Self.upgradePhone(server)
+        phone.send(FrameEncoder.maskedFrame(opcode: .text, payload: Array("{}".utf8), maskKey: 3))
+        #expect(server.pump { binary.poll(); return !WS.frames(binary.received).isEmpty })
+        let env = String(decoding: WS.frames(binary.received)[0].1, as: UTF8.self)
+        let idStart = env.range(of: "\"conn_id\":\"")!.upperBound
+        let connID = String(env[idStart...].prefix { $0 != "\"" })
+        guard let pc = Self.connection(server, role: .phone) else { Issue.record("no phone"); return }
+
+        func envelope(_ frameBytes: Int) -> [UInt8] {
+            let frame = "\"" + String(repeating: "x", count: frameBytes) + "\""
+            return FrameEncoder.maskedFrame(opcode: .text, payload: Array("{\"conn_id\":\"\(connID)\",\"frame\":\(frame)}".utf8), maskKey: 5)
+        }
+        // Fill the kernel buffers (the phone does not read) until ~100 KB wait in user space.
+        var fill = 0
+        while pc.queuedBytes < 100_000 && fill < 400 {
+            binary.send(envelope(50_000))
+            for _ in 0..<3 { server.reactor.runOnce(timeoutMs: 0) }
+            fill += 1
+        }
+        #expect(pc.queuedBytes > 0)
+        // Steady state: the phone reads ~16 KB per round, the binary sends 16 × ~1 KB per round.
+        var maxQueued = 0
+        var buf = [UInt8](repeating: 0, count: 16 * 1024)
+        var rounds = 0
+        while rounds < 3_000 && server.relay.connectedPhones == 1 {
+            var batch: [UInt8] = []
+            for _ in 0..<16 { batch += envelope(1_000) }
+            binary.send(batch)
+            _ = buf.withUnsafeMutableBytes { CEpoll.recv(phone.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            for _ in 0..<3 { server.reactor.runOnce(timeoutMs: 0) }
+            binary.poll(); binary.received.removeAll()
+            if server.relay.connectedPhones == 1 { maxQueued = max(maxQueued, pc.queuedBytes) }
+            rounds += 1
+        }
+        #expect(server.relay.connectedPhones == 1,
+                "phone shed after \(rounds) rounds although its queue never exceeded \(maxQueued) of \(budget) bytes")
+    }
+}
