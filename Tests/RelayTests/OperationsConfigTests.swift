@@ -111,3 +111,15 @@ import Testing
         #expect(text.contains("pyrycode_relay_loop_iteration_seconds_sum 0.0032\n"))
     }
 }
+
+@Suite struct DeviceNameTruncationTests {
+    @Test func cutsOnACodePointBoundary() {
+        #expect(truncatedUTF8("short", maxBytes: 64) == "short")
+        let ascii = String(repeating: "a", count: 70)
+        #expect(truncatedUTF8(ascii, maxBytes: 64).utf8.count == 64)
+        // 63 ASCII bytes then a 2-byte "é": the é would end at byte 65, so it is dropped whole.
+        let name = String(repeating: "a", count: 63) + "é" + "b"
+        #expect(truncatedUTF8(name, maxBytes: 64) == String(repeating: "a", count: 63))
+        #expect(truncatedUTF8("ééé", maxBytes: 5) == "éé")
+    }
+}

@@ -210,7 +210,7 @@ public final class RelayService: ConnectionDelegate {
         }
         let handle = ConnHandle(nextHandle)
         nextHandle += 1
-        let device = head.value("x-pyrycode-device-name").map { String($0.utf8.prefix(64)) ?? "" } ?? ""
+        let device = head.value("x-pyrycode-device-name").map { truncatedUTF8($0, maxBytes: 64) } ?? ""
         let peer = Peer(role: endpoint == .server ? .binary : .phone, handle: handle,
                         serverID: head.value("x-pyrycode-server")!, ip: ip,
                         version: head.value("x-pyrycode-version") ?? "", deviceName: device)
@@ -279,4 +279,16 @@ struct SystemRandom {
         while getrandom(&v, 4, 0) != 4 {}
         return v
     }
+}
+
+/// `s` cut to at most `maxBytes` UTF-8 bytes on a code point boundary (SPEC §6: device names are
+/// logged truncated to 64 bytes; a cut through a multi-byte character must not drop the name).
+func truncatedUTF8(_ s: String, maxBytes: Int) -> String {
+    var end = s.utf8.startIndex
+    for i in s.unicodeScalars.indices {
+        let next = s.unicodeScalars.index(after: i)
+        if s.utf8.distance(from: s.utf8.startIndex, to: next) > maxBytes { break }
+        end = next
+    }
+    return String(s[..<end])
 }
