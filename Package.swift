@@ -34,7 +34,7 @@ let package = Package(
         .executableTarget(
             name: "relay-bench",
             dependencies: [
-                "Relay", "CEpoll",
+                "Relay", "CEpoll", "CTLS",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),

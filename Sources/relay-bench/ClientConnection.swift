@@ -1,4 +1,5 @@
 import CEpoll
+import CTLS
 import Relay
 
 /// What a client connection reports to the scenario driving it. One call per message: the
@@ -18,8 +19,11 @@ final class ClientContext {
     /// no buffers, so 18k idle connections cost little in the generator too).
     let readBuffer: UnsafeMutableRawPointer
     let readBufferSize = 256 * 1024
-    init(reactor: Reactor) {
+    /// Set for `wss://` targets: every connection runs TLS over its socket.
+    let tls: TLSClientContext?
+    init(reactor: Reactor, tls: TLSClientContext? = nil) {
         self.reactor = reactor
+        self.tls = tls
         readBuffer = .allocate(byteCount: readBufferSize, alignment: 16)
     }
     deinit { readBuffer.deallocate() }
@@ -28,11 +32,12 @@ final class ClientContext {
 /// The client side of one WebSocket: non-blocking connect (optionally from a chosen source IP,
 /// with IP_BIND_ADDRESS_NO_PORT so the port is picked per destination at connect time and the
 /// per-address ephemeral range is not exhausted by bind), the HTTP upgrade (RFC 6455 §4.1),
-/// then masked frames out (§5.3) and server frames in. Plain TCP for now; TLS would wrap
-/// `rawRead`/`rawWrite` (the only two calls that touch the socket's bytes).
+/// then masked frames out (§5.3) and server frames in. With a TLS context the handshake runs
+/// non-blocking in the reactor first (`.tlsHandshaking`), and `rawRead`/`rawWrite` (the only two
+/// calls that touch the socket's bytes) go through `SSL_read`/`SSL_write`.
 final class ClientConnection: EventHandler {
     enum Role { case binary, phone }
-    enum State { case idle, connecting, handshaking, open, closed }
+    enum State { case idle, connecting, tlsHandshaking, handshaking, open, closed }
 
     let context: ClientContext
     let role: Role
@@ -66,6 +71,12 @@ final class ClientConnection: EventHandler {
     var opened = false
     /// Open-loop send time for the next message (L1), ns.
     var nextSendNs: UInt64 = 0
+    /// The TLS connection (nil for ws://). Freed in `close()`/`deinit`.
+    private(set) var ssl: OpaquePointer?
+    /// S7: a session to resume (set before `connect`; the caller keeps its reference).
+    var resumeSession: OpaquePointer?
+    /// The TLS handshake resumed `resumeSession` (SSL_session_reused).
+    private(set) var tlsResumed = false
 
     init(context: ClientContext, role: Role, group: Int, member: Int, delegate: ClientDelegate) {
         self.context = context
@@ -79,6 +90,7 @@ final class ClientConnection: EventHandler {
     deinit {
         input.release()
         output.release()
+        if let ssl { SSL_free(ssl) }
         if fd >= 0 { _ = CEpoll.close(fd) }
     }
 
@@ -112,11 +124,15 @@ final class ClientConnection: EventHandler {
             _ = getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
             if err != 0 { fail("connect: \(Errno(err))"); return }
             if events & Reactor.writable == 0 { return }
-            state = .handshaking
-            request.withUnsafeBytes { output.append($0.baseAddress!, $0.count) }
-            request = []
-            setInterest(Reactor.readable)
-            flush()
+            if let tls = context.tls {
+                guard startTLS(tls) else { return }
+                state = .tlsHandshaking
+                driveTLSHandshake()
+                return
+            }
+            sendUpgradeRequest()
+        case .tlsHandshaking:
+            driveTLSHandshake()
         case .handshaking:
             if events & Reactor.writable != 0 { flush() }
             if events & (Reactor.readable | Reactor.hangup) != 0 { readHandshake() }
@@ -127,6 +143,54 @@ final class ClientConnection: EventHandler {
             break
         }
     }
+
+    private func sendUpgradeRequest() {
+        state = .handshaking
+        request.withUnsafeBytes { output.append($0.baseAddress!, $0.count) }
+        request = []
+        setInterest(Reactor.readable)
+        flush()
+    }
+
+    // MARK: TLS (wss://)
+
+    private func startTLS(_ tls: TLSClientContext) -> Bool {
+        ERR_clear_error()
+        guard let s = SSL_new(tls.ctx) else { fail("SSL_new failed"); return false }
+        ssl = s
+        guard SSL_set_fd(s, fd) == 1 else { fail("SSL_set_fd failed"); return false }
+        SSL_set_connect_state(s)
+        // SNI (RFC 6066 §3): SSL_set_tlsext_host_name is a macro over SSL_ctrl.
+        _ = tls.serverName.withCString { SSL_ctrl(s, SSL_CTRL_SET_TLSEXT_HOSTNAME, Int(TLSEXT_NAMETYPE_host_name), UnsafeMutableRawPointer(mutating: $0)) }
+        if tls.verify { _ = SSL_set1_host(s, tls.serverName) }
+        if let resumeSession { _ = SSL_set_session(s, resumeSession) }
+        return true
+    }
+
+    private func driveTLSHandshake() {
+        guard let ssl else { return }
+        ERR_clear_error()
+        let r = SSL_do_handshake(ssl)
+        if r == 1 {
+            tlsResumed = SSL_session_reused(ssl) == 1
+            sendUpgradeRequest()
+            return
+        }
+        switch SSL_get_error(ssl, r) {
+        case SSL_ERROR_WANT_READ: setInterest(Reactor.readable)
+        case SSL_ERROR_WANT_WRITE: setInterest(Reactor.readable | Reactor.writable)
+        default:
+            let e = ERR_get_error()
+            ERR_clear_error()
+            fail("TLS handshake failed (OpenSSL error \(String(e, radix: 16)), errno \(pyry_errno()))")
+        }
+    }
+
+    /// The session to resume later (S7), with a reference the caller frees (SSL_SESSION_free).
+    func copySession() -> OpaquePointer? { ssl.flatMap { SSL_get1_session($0) } }
+
+    /// Plaintext OpenSSL holds that epoll cannot see (read it before waiting again).
+    private var tlsPending: Bool { ssl.map { SSL_pending($0) > 0 } ?? false }
 
     private func readHandshake() {
         input.reserve(4096)
@@ -164,8 +228,18 @@ final class ClientConnection: EventHandler {
 
     // MARK: frames in
 
-    /// One read per readiness event (level-triggered: the loop comes back if more is pending).
+    /// One read per readiness event (level-triggered: the loop comes back if more is pending);
+    /// with TLS, more reads while OpenSSL holds decrypted bytes the kernel no longer shows.
     func readFrames() {
+        readOnce()
+        var extra = 0
+        while state == .open && !readPaused && tlsPending && extra < 64 {
+            readOnce()
+            extra += 1
+        }
+    }
+
+    private func readOnce() {
         if input.isEmpty {
             let cap = readLimit > 0 ? min(readLimit, context.readBufferSize) : context.readBufferSize
             guard let n = rawRead(context.readBuffer, cap) else { return }
@@ -291,6 +365,7 @@ final class ClientConnection: EventHandler {
     /// nil = would block (or failed: the connection is closed then).
     @inline(__always)
     private func rawRead(_ p: UnsafeMutableRawPointer, _ n: Int) -> Int? {
+        if let ssl { ERR_clear_error(); return tlsIO(ssl, SSL_read(ssl, p, Int32(clamping: n)), "SSL_read") }
         let r = CEpoll.read(fd, p, n)
         if r >= 0 { return r }
         let e = pyry_errno()
@@ -299,8 +374,30 @@ final class ClientConnection: EventHandler {
         return nil
     }
 
+    /// SSL_read/SSL_write outcome: bytes, nil = would block, 0 = end of stream.
+    private func tlsIO(_ ssl: OpaquePointer, _ r: Int32, _ call: String) -> Int? {
+        if r > 0 { return Int(r) }
+        let e = SSL_get_error(ssl, r)
+        switch e {
+        case SSL_ERROR_WANT_READ: return nil
+        case SSL_ERROR_WANT_WRITE:
+            if interest & Reactor.writable == 0 { setInterest(interest | Reactor.writable) }
+            return nil
+        case SSL_ERROR_ZERO_RETURN: return 0
+        default:
+            ERR_clear_error()
+            if e == SSL_ERROR_SYSCALL && pyry_errno() == 0 { return 0 }
+            fail("\(call): TLS error \(e), errno \(pyry_errno())")
+            return nil
+        }
+    }
+
     @inline(__always)
     private func rawWrite(_ p: UnsafeRawPointer, _ n: Int) -> Int? {
+        if let ssl {
+            ERR_clear_error()
+            return tlsIO(ssl, SSL_write(ssl, p, Int32(clamping: n)), "SSL_write")
+        }
         let r = CEpoll.write(fd, p, n)
         if r >= 0 { return r }
         let e = pyry_errno()
@@ -327,6 +424,13 @@ final class ClientConnection: EventHandler {
             fd = -1
         }
         state = .closed
+        if let ssl {
+            // Dropped without close_notify on purpose (RST, as above). Marking the shutdown done
+            // keeps SSL_free from flagging the shared session non-resumable (S7 reuses it).
+            SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN)
+            SSL_free(ssl)
+        }
+        ssl = nil
         input.release()
         output.release()
     }

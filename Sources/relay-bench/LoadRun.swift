@@ -1,4 +1,5 @@
 import CEpoll
+import CTLS
 import Histogram
 import Relay
 
@@ -13,6 +14,7 @@ struct LoadPlan {
     var openLoopRate: Double = 0    // msgs/s over all phones (L1); 0 = closed loop
     var slowBinaryBytesPerSec = 0   // S8: each binary reads at this rate
     var phoneOutputCap = 0          // S8: stop queueing above this many bytes per phone
+    var storm = false               // S7: binaries connect, upgrade and drop, `pairs` at a time
 }
 
 /// The connection layer options of a run.
@@ -35,6 +37,7 @@ struct Counters {
     var completions = 0   // messages that reached their final receiver (binary; phone when echo)
     var forwarded = 0     // messages the target forwarded (echo counts both legs)
     var payloadBytes = 0  // forwarded payload bytes
+    var resumed = 0       // S7: TLS handshakes that resumed a session
 }
 
 final class Group {
@@ -70,6 +73,11 @@ final class LoadRun: ClientDelegate {
     var exchangesDone = 0
     /// Groups at or beyond this index stay idle after connecting (S5's idle pairs).
     var activeGroups = Int.max
+    /// S7: keep `plan.pairs` connection attempts going while true.
+    var storming = false
+    /// S7 resumption phase: offer this session (taken from the phase's first connection).
+    var stormResume = false
+    var savedSession: OpaquePointer?
     private var template: [UInt8] = []
     private var hex: [UInt8] = Array("0123456789abcdef".utf8)
 
@@ -113,6 +121,7 @@ final class LoadRun: ClientDelegate {
             let c = ClientConnection(context: context, role: role, group: g.index, member: member, delegate: self)
             if role == .binary { g.binary = c } else { g.phones.append(c) }
             c.active = g.index < activeGroups
+            if plan.storm && stormResume { c.resumeSession = savedSession }
             let k = connectionsMade
             connectionsMade += 1
             let ipIndex = k / endpoint.perSourceIP
@@ -160,6 +169,10 @@ final class LoadRun: ClientDelegate {
         openConnections += 1
         targetIsFloor = c.peerIsFloor
         let g = groups[c.group]
+        if plan.storm {
+            stormDidOpen(c, g)
+            return
+        }
         if c.role == .binary {
             // A phone may only register once its binary holds the server-id (SPEC §8: else 4404).
             for m in 0..<plan.phonesPerGroup { connectQueue.append((g, .phone, m)) }
@@ -174,7 +187,40 @@ final class LoadRun: ClientDelegate {
     func clientDidFail(_ c: ClientConnection, reason: String) {
         noteFailure("\(c.role == .binary ? "binary" : "phone") \(groups[c.group].serverID): \(reason)")
         if c.opened { openConnections -= 1 } else { connecting -= 1 }
+        if plan.storm { groups[c.group].binary = nil; stormRefill() }
         pumpConnects()
+    }
+
+    // MARK: S7 connection storm
+
+    /// One upgrade completed (TCP + TLS handshake + HTTP 101): count it, drop the connection
+    /// (RST: no TIME_WAIT), start the next one.
+    private func stormDidOpen(_ c: ClientConnection, _ g: Group) {
+        counters.completions += 1
+        counters.forwarded += 1
+        if c.tlsResumed { counters.resumed += 1 }
+        if stormResume && savedSession == nil { savedSession = c.copySession() }
+        c.close()
+        openConnections -= 1
+        g.binary = nil
+        stormRefill()
+        pumpConnects()
+    }
+
+    /// Tops the attempts in flight up to `plan.pairs`.
+    func stormRefill() {
+        guard storming else { return }
+        if connectHead == connectQueue.count {
+            connectQueue.removeAll(keepingCapacity: true)
+            connectHead = 0
+        }
+        let queued = connectQueue.count - connectHead
+        if connecting + queued < plan.pairs { addGroups(plan.pairs - connecting - queued) }
+    }
+
+    func clearSavedSession() {
+        if let s = savedSession { SSL_SESSION_free(s) }
+        savedSession = nil
     }
 
     /// Window refill for phones (one write per tick carries every frame queued in it).

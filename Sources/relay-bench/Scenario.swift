@@ -4,7 +4,7 @@ import Relay
 
 /// The named scenarios of BENCH.md.
 enum ScenarioID: String, CaseIterable {
-    case S1, S1b, S2, S2b, S3, S4, S5, S8, L1, M1
+    case S1, S1b, S2, S2b, S3, S4, S5, S7, S8, L1, M1
 
     var summary: String {
         switch self {
@@ -15,6 +15,7 @@ enum ScenarioID: String, CaseIterable {
         case .S3: return "100 pairs, 64 KiB, window 1: GB/s"
         case .S4: return "fan-in: 60 binaries × 16 phones, echo, 64 B: forwarded msgs/s"
         case .S5: return "100 active pairs, then + 9,000 idle pairs: S1 rate drop"
+        case .S7: return "connection storm, 64 attempts in flight: upgrades/s (ws://); full TLS handshakes/s and resumptions/s (wss://); per relay core"
         case .S8: return "slow binary (reads 1 MB/s), 10 pairs, 1 KiB: relay RSS bounded, no loss"
         case .L1: return "echo latency, 10 pairs, 64 B, at 10/50/75% of capacity: p50/p99/p99.9"
         case .M1: return "idle memory: N pairs (default 1,000) after one exchange: RSS per connection"
@@ -31,6 +32,7 @@ enum ScenarioID: String, CaseIterable {
         case .S3: p.size = 64 * 1024
         case .S4: p.pairs = 60; p.phonesPerGroup = 16; p.echo = true
         case .S5: break
+        case .S7: p.pairs = 64; p.storm = true
         case .S8: p.pairs = 10; p.size = 1024; p.window = 1 << 30; p.phoneOutputCap = 256 * 1024
             p.slowBinaryBytesPerSec = 1_000_000
         case .L1: p.pairs = 10; p.echo = true
@@ -55,6 +57,10 @@ struct RunOptions {
     var quiet = false
     var svgPath: String?
     var label: String?
+    /// S7: only these phases (nil = all for the target's scheme).
+    var stormPhases: [String]?
+    /// Set in a `--workers` child: barriers and results go to the parent over pipes.
+    var worker: WorkerLink?
 }
 
 /// One measurement window's deltas.
@@ -80,10 +86,18 @@ final class ScenarioRunner {
     var json: [(String, JSONValue)] = []
     var histograms: [(String, Histogram<UInt64>)] = []
 
-    init(options: RunOptions) throws(Errno) {
+    init(options: RunOptions, tls: TLSClientContext? = nil) throws(Errno) {
         o = options
         let reactor = try Reactor()
-        run = LoadRun(context: ClientContext(reactor: reactor), endpoint: options.endpoint, plan: options.plan)
+        run = LoadRun(context: ClientContext(reactor: reactor, tls: tls), endpoint: options.endpoint, plan: options.plan)
+    }
+
+    /// `--workers` child: tell the parent we reached `name`, keep the loop (pongs, flushes)
+    /// running until it says GO. No-op in a single-process run.
+    func barrier(_ name: String) {
+        guard let w = o.worker else { return }
+        w.send("READY \(name)")
+        run.loop(until: monotonicNs() + 1_800_000_000_000, tickNs: 1_000_000_000, stop: { w.goReceived() })
     }
 
     func progress(_ s: String) {
@@ -138,6 +152,12 @@ final class ScenarioRunner {
     }
 
     func summarize(_ ws: [Window], prefix: String) {
+        if let w = o.worker {
+            for x in ws {
+                let c = x.counters
+                w.send("WINDOW \(prefix.isEmpty ? "-" : prefix) \(x.seconds) \(c.forwarded) \(c.completions) \(c.payloadBytes) \(x.relayCPU.map { String($0) } ?? "-") \(x.genCPU) \(c.resumed)")
+            }
+        }
         let fwd = Spread(ws.map(\.forwardedPerSec))
         let mb = Spread(ws.map(\.mbPerSec))
         let gen = Spread(ws.map(\.genCPUPct))
@@ -163,12 +183,15 @@ final class ScenarioRunner {
         json.append(("\(p)generator_cpu_pct", gen.json))
     }
 
-    func execute() -> Bool {
-        let plan = o.plan
+    private func header() {
         json = [("tool", .str("relay-bench")), ("scenario", .str(o.scenario.rawValue)),
                 ("label", o.label.map { .str($0) } ?? .null), ("date", .str(isoDateUTC())),
                 ("target", .str(o.targetText))]
         if let idle = machineIdleFraction(overMs: 500) { json.append(("machine_idle_before", .num(idle))) }
+    }
+
+    func execute() -> Bool {
+        header()
         let baseline = relaySample()
         var ok: Bool
         switch o.scenario {
@@ -176,8 +199,52 @@ final class ScenarioRunner {
         case .L1: ok = runL1()
         case .S5: ok = runS5()
         case .S8: ok = runS8(baseline: baseline)
+        case .S7: ok = runS7()
         default: ok = runThroughput()
         }
+        return finish(ok: ok)
+    }
+
+    /// The parent of a `--workers` run: steps the children through their barriers, samples the
+    /// target where a figure needs every worker's connections open (M1), merges their reports.
+    func executeCoordinated(pool: WorkerPool, workers: Int) -> Bool {
+        header()
+        json.append(("workers", .int(workers)))
+        let baseline = relaySample()
+        var settled: ProcSample?
+        while let b = pool.nextBarrier() {
+            progress("[\(o.scenario.rawValue) × \(workers) workers] all at \(b)")
+            if b == "settled" { settled = relaySample() }
+            pool.goAll()
+        }
+        progress("")
+        var ok = pool.finish()
+        let reports = pool.children.map { WorkerReport(records: $0.records) }
+        run.failureCount = reports.reduce(0) { $0 + ($1.counts["failures"] ?? 0) }
+        run.failures = Array(reports.flatMap(\.failures).prefix(5))
+        run.targetIsFloor = reports.contains { ($0.counts["floor"] ?? 0) > 0 }
+        for r in reports { if let h = r.histogram { run.latency.add(h) } }
+        let merged = { (prefix: String) in mergeWindows(reports.map { $0.windows[prefix] ?? [] }) }
+        switch o.scenario {
+        case .M1:
+            let conns = reports.reduce(0) { $0 + ($1.counts["connections"] ?? 0) }
+            let exchanges = reports.reduce(0) { $0 + ($1.counts["exchanges"] ?? 0) }
+            ok = ok && exchanges == o.plan.pairs * o.plan.phonesPerGroup
+            reportM1(connections: conns, exchanges: exchanges, before: baseline, after: settled)
+        case .S5:
+            reportS5(before: merged("active_only"), after: merged("with_idle"))
+        case .S7:
+            for phase in ["upgrades", "full", "resumed"] where reports.contains(where: { $0.windows[phase] != nil }) {
+                summarizeStorm(merged(phase), phase: phase)
+            }
+        default:
+            summarize(merged("-"), prefix: "")
+        }
+        return finish(ok: ok && run.failureCount == 0)
+    }
+
+    private func finish(ok: Bool) -> Bool {
+        let plan = o.plan
         json.insert(("target_kind", .str(run.targetIsFloor ? "floor" : "relay")), at: 5)
         json.append(contentsOf: [
             ("pairs", .int(plan.pairs)), ("phones_per_binary", .int(plan.phonesPerGroup)),
@@ -192,6 +259,15 @@ final class ScenarioRunner {
             table.append(("latency (\(plan.echo ? "round trip" : "one way"))", latencyHuman(run.latency)))
         }
         if !run.failures.isEmpty { table.append(("failures", "\(run.failureCount): " + run.failures.joined(separator: "; "))) }
+        if let w = o.worker {
+            if run.latency.totalCount > 0 { w.send(histogramLine(run.latency)) }
+            w.send("COUNT failures \(run.failureCount)")
+            w.send("COUNT floor \(run.targetIsFloor ? 1 : 0)")
+            for f in run.failures { w.send("FAIL " + f) }
+            w.send("JSON " + JSONValue.obj(json).text)
+            barrier("done")
+            return ok
+        }
         print("relay-bench \(o.scenario.rawValue) — \(o.scenario.summary)")
         print("target \(o.targetText) (\(run.targetIsFloor ? "floor" : "relay")), \(isoDateUTC())")
         let w = (table.map(\.0.count).max() ?? 10) + 2
@@ -217,6 +293,7 @@ final class ScenarioRunner {
     func runThroughput() -> Bool {
         run.addGroups(o.plan.pairs)
         guard connectAll() else { return false }
+        barrier("connected")
         let ws = warmupAndMeasure()
         run.stopTraffic()
         summarize(ws, prefix: "")
@@ -224,24 +301,79 @@ final class ScenarioRunner {
     }
 
     func runS5() -> Bool {
+        // A `--workers` child may hold idle pairs only (pairs 0): it measures nothing itself.
+        let measuring = o.plan.pairs > 0
         run.addGroups(o.plan.pairs)
         run.activeGroups = o.plan.pairs
         guard connectAll() else { return false }
-        let before = warmupAndMeasure()
+        barrier("active-connected")
+        let before = measuring ? warmupAndMeasure() : []
         summarize(before, prefix: "active_only")
+        barrier("active-measured")
         run.addGroups(o.idlePairs)
         guard connectAll(timeoutSeconds: 600) else { return false }
+        barrier("idle-connected")
         run.latency.reset()
         var after: [Window] = []
-        for i in 0..<o.repeats { after.append(measure(o.seconds, name: "with idle \(i + 1)/\(o.repeats)")) }
+        if measuring {
+            for i in 0..<o.repeats { after.append(measure(o.seconds, name: "with idle \(i + 1)/\(o.repeats)")) }
+        }
         run.stopTraffic()
         summarize(after, prefix: "with_idle")
+        if o.worker != nil { return run.failureCount == 0 }
+        reportS5Drop(before: before, after: after)
+        return run.failureCount == 0
+    }
+
+    func reportS5(before: [Window], after: [Window]) {
+        summarize(before, prefix: "active_only")
+        summarize(after, prefix: "with_idle")
+        reportS5Drop(before: before, after: after)
+    }
+
+    private func reportS5Drop(before: [Window], after: [Window]) {
         let a = Spread(before.map(\.forwardedPerSec)).median, b = Spread(after.map(\.forwardedPerSec)).median
         let drop = (1 - b / a) * 100
         table.append(("rate drop with \(o.idlePairs) idle pairs", formatNumber(drop, decimals: 1) + "%  (target ≤ 5%)"))
         json.append(("idle_pairs", .int(o.idlePairs)))
         json.append(("rate_drop_pct", .num(drop)))
+    }
+
+    // MARK: S7 connection storm
+
+    /// ws:// target: plain upgrades; wss://: full TLS handshakes, then resumptions of one session.
+    func runS7() -> Bool {
+        let phases: [(String, Bool)] = run.context.tls != nil ? [("full", false), ("resumed", true)] : [("upgrades", false)]
+        run.recordLatency = false
+        for (name, resume) in phases where o.stormPhases?.contains(name) ?? true {
+            barrier("start-\(name)")
+            run.stormResume = resume
+            run.clearSavedSession()
+            run.storming = true
+            run.stormRefill()
+            run.pumpConnects()
+            _ = measure(o.warmupSeconds, name: "\(name) warmup")
+            var ws: [Window] = []
+            for i in 0..<o.repeats { ws.append(measure(o.seconds, name: "\(name) \(i + 1)/\(o.repeats)")) }
+            run.storming = false
+            run.loop(until: monotonicNs() + 10_000_000_000, tickNs: 1_000_000_000, stop: { self.run.connecting == 0 })
+            summarizeStorm(ws, phase: name)
+        }
+        run.clearSavedSession()
         return run.failureCount == 0
+    }
+
+    func summarizeStorm(_ ws: [Window], phase: String) {
+        summarize(ws, prefix: phase)
+        if !ws.isEmpty && ws.allSatisfy({ ($0.relayCPU ?? 0) > 0 }) {
+            let perCore = Spread(ws.map { Double($0.counters.forwarded) / $0.relayCPU! })
+            table.append(("\(phase) per target core /s", perCore.human(decimals: 0)))
+            json.append(("\(phase)_per_core_per_s", perCore.json))
+        }
+        let total = ws.reduce(0) { $0 + $1.counters.forwarded }, resumed = ws.reduce(0) { $0 + $1.counters.resumed }
+        let frac = total > 0 ? Double(resumed) / Double(total) : 0
+        table.append(("\(phase) TLS resumed", formatNumber(frac * 100, decimals: 1) + "%"))
+        json.append(("\(phase)_resumed_fraction", .num(frac)))
     }
 
     func runM1(baseline: ProcSample?) -> Bool {
@@ -255,21 +387,31 @@ final class ScenarioRunner {
         // Settle: let the target finish flushing and free per-message buffers.
         run.loop(until: monotonicNs() + 1_000_000_000)
         progress("")
-        let conns = o.plan.pairs * (1 + o.plan.phonesPerGroup)
+        if let w = o.worker {
+            w.send("COUNT connections \(run.openConnections)")
+            w.send("COUNT exchanges \(run.exchangesDone)")
+            barrier("settled")  // the parent samples the relay's RSS with every worker's pairs open
+            return run.failureCount == 0 && run.exchangesDone == o.plan.pairs * o.plan.phonesPerGroup
+        }
+        reportM1(connections: o.plan.pairs * (1 + o.plan.phonesPerGroup), exchanges: run.exchangesDone,
+                 before: baseline, after: relaySample())
+        return run.failureCount == 0 && run.exchangesDone == o.plan.pairs * o.plan.phonesPerGroup
+    }
+
+    func reportM1(connections conns: Int, exchanges: Int, before baseline: ProcSample?, after: ProcSample?) {
         json.append(("connections", .int(conns)))
         table.append(("connections", String(conns)))
-        table.append(("exchanges completed", "\(run.exchangesDone)"))
-        if let b0 = baseline, let b1 = relaySample() {
+        table.append(("exchanges completed", "\(exchanges)"))
+        if let b0 = baseline, let b1 = after {
             let per = Double(b1.rssKB - b0.rssKB) * 1024 / Double(conns)
             table.append(("target RSS", "\(b0.rssKB) kB → \(b1.rssKB) kB"))
-            table.append(("RSS growth per connection", formatNumber(per, decimals: 0) + " B  (target ≤ 512 B plain)"))
+            table.append(("RSS growth per connection", formatNumber(per, decimals: 0) + " B  (target " + (run.context.tls != nil ? "≤ 14 KB TLS)" : "≤ 512 B plain)")))
             json.append(("rss_kb_before", .int(b0.rssKB)))
             json.append(("rss_kb_after", .int(b1.rssKB)))
             json.append(("rss_bytes_per_connection", .num(per)))
         } else {
             table.append(("RSS", "n/a (give --relay-pid)"))
         }
-        return run.failureCount == 0 && run.exchangesDone == o.plan.pairs * o.plan.phonesPerGroup
     }
 
     func runL1() -> Bool {

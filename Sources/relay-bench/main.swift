@@ -14,10 +14,18 @@ struct RelayBench: ParsableCommand {
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a named scenario (S1 S1b S2 S2b S3 S4 S5 S8 L1 M1) against a relay or a floor.")
+        abstract: "Run a named scenario (S1 S1b S2 S2b S3 S4 S5 S7 S8 L1 M1) against a relay or a floor.")
 
     @Argument(help: "Scenario id (see `relay-bench list`).") var scenario: String
-    @Option(help: "ws://host:port of the relay or floor (wss:// is not supported yet).") var target = "ws://127.0.0.1:8080"
+    @Option(help: "ws://host:port or wss://host:port (TLS, SNI localhost) of the relay or floor.") var target = "ws://127.0.0.1:8080"
+    @Option(help: "wss://: verify the relay's certificate against this CA (PEM) and the name localhost (default: no verification).")
+    var ca: String?
+    @Option(help: "Generator processes (each its own reactor, fd budget and source-address range 127.<base+i>.x.y); 9k pairs need 2. Not for L1/S8.")
+    var workers = 1
+    @Option(help: "S7 phases to run (comma-separated): upgrades for ws://; full, resumed for wss:// (default: all).")
+    var stormPhases: String?
+    @Option(help: .hidden) var workerIndex: Int?
+    @Option(help: .hidden) var runTag: String?
     @Option(help: "PID of the target process: CPU per message and RSS from /proc.") var relayPid: Int32?
     @Option(help: "Override the scenario's pair (binary) count.") var pairs: Int?
     @Option(help: "Override the phones per binary.") var phones: Int?
@@ -42,8 +50,8 @@ struct Run: ParsableCommand {
         guard let id = ScenarioID(rawValue: scenario) ?? ScenarioID.allCases.first(where: { $0.rawValue.lowercased() == scenario.lowercased() }) else {
             throw ValidationError("unknown scenario \(scenario); known: \(ScenarioID.allCases.map(\.rawValue).joined(separator: " "))")
         }
-        if target.hasPrefix("wss://") { throw ValidationError("wss:// (TLS) is not supported yet: S6/S7 wait for it") }
-        let hostPort = target.hasPrefix("ws://") ? String(target.dropFirst(5)) : target
+        let secure = target.hasPrefix("wss://")
+        let hostPort = secure ? String(target.dropFirst(6)) : target.hasPrefix("ws://") ? String(target.dropFirst(5)) : target
         let hp = hostPort.split(separator: "/", maxSplits: 1).first.map(String.init) ?? hostPort
         guard let addr = try? SocketAddress(parsing: hp) else { throw ValidationError("bad --target \(target)") }
         var plan = id.plan
@@ -57,7 +65,7 @@ struct Run: ParsableCommand {
         var base = UInt8(truncatingIfNeeded: ipBase ?? Int(2 + monotonicNs() % 253))
         if base < 2 { base = 2 }
         var endpoint = Endpoint(target: addr, hostHeader: hp, perSourceIP: perIp,
-                                connectConcurrency: connectConcurrency, runTag: String(monotonicNs() % 1_000_000, radix: 36))
+                                connectConcurrency: connectConcurrency, runTag: runTag ?? String(monotonicNs() % 1_000_000, radix: 36))
         switch addressing {
         case "many-ips": endpoint.sourceBase = base
         case "xff": endpoint.xffBase = base
@@ -70,15 +78,55 @@ struct Run: ParsableCommand {
         o.warmupSeconds = warmup
         o.repeats = max(1, repeats)
         o.idlePairs = idlePairs
+        o.stormPhases = stormPhases.map { $0.split(separator: ",").map(String.init) }
         o.quiet = quiet || isatty(2) == 0
         o.svgPath = svg
         o.label = label
         raiseFileLimit()
         pyry_ignore_sigpipe()
-        let runner = try ScenarioRunner(options: o)
+        let tls = secure ? try TLSClientContext(caFile: ca) : nil
+        if workers > 1 && workerIndex == nil {
+            guard id != .L1 && id != .S8 else { throw ValidationError("--workers does not apply to \(id.rawValue)") }
+            let pool = try WorkerPool(argvs: (0..<workers).map { childArgv(index: $0, of: workers, plan: plan, base: base, tag: endpoint.runTag) })
+            let runner = try ScenarioRunner(options: o, tls: tls)
+            let ok = runner.executeCoordinated(pool: pool, workers: workers)
+            if let path = jsonOut { _ = writeFile(path, JSONValue.obj(runner.json).text + "\n", append: true) }
+            if !ok { throw ExitCode(1) }
+            return
+        }
+        if let i = workerIndex {
+            o.worker = WorkerLink(index: i)
+            o.quiet = true
+        }
+        let runner = try ScenarioRunner(options: o, tls: tls)
         let ok = runner.execute()
+        if o.worker != nil { if !ok { throw ExitCode(1) }; return }
         if let path = jsonOut { _ = writeFile(path, JSONValue.obj(runner.json).text + "\n", append: true) }
         if !ok { throw ExitCode(1) }
+    }
+}
+
+extension Run {
+    /// The command line of worker `index`: this one, with its share of the pairs, its own
+    /// source-address range and server-id tag, and no output files (the parent writes those).
+    func childArgv(index: Int, of n: Int, plan: LoadPlan, base: UInt8, tag: String) -> [String] {
+        let drop: Set<String> = ["--workers", "--pairs", "--idle-pairs", "--ip-base", "--json-out", "--svg", "--run-tag", "--worker-index"]
+        var out = [CommandLine.arguments[0]]
+        var skip = false
+        for a in CommandLine.arguments.dropFirst() {
+            if skip { skip = false; continue }
+            if drop.contains(a) { skip = true; continue }
+            if let eq = a.firstIndex(of: "="), drop.contains(String(a[..<eq])) { continue }
+            out.append(a)
+        }
+        let share = { (total: Int) in total / n + (index < total % n ? 1 : 0) }
+        // S5: the active pairs (the measured ones) live in worker 0; the idle ones are shared.
+        let pairsHere = scenario.uppercased() == "S5" ? (index == 0 ? plan.pairs : 0) : share(plan.pairs)
+        let idleHere = scenario.uppercased() == "S5" ? share(idlePairs) : 0
+        let b = 2 + (Int(base) - 2 + index) % 253
+        out += ["--worker-index", String(index), "--pairs", String(pairsHere), "--idle-pairs", String(idleHere),
+                "--ip-base", String(b), "--run-tag", "\(tag)w\(index)", "--quiet"]
+        return out
     }
 }
 
@@ -103,7 +151,7 @@ struct List: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List the scenarios.")
     func run() {
         for s in ScenarioID.allCases { print(s.rawValue.rightPad(5) + s.summary) }
-        print("S6, S7 (TLS) wait for TLS in the relay.")
+        print("S6: S1 and S3 against a wss:// target (TLS on both legs), compared with ws://.")
     }
 }
 

@@ -41,6 +41,11 @@ public final class RelayService: ConnectionDelegate {
         self.startedMs = context.reactor.now
         context.reactor.timerDelegate = { [unowned self] entry, now in self.delegateTimer(entry, now: now) }
         context.reactor.scheduleDelegate(key: 0, at: startedMs + RelayService.housekeepingMs, kind: RelayService.housekeepingKind)
+        // Large message buffers come and go with every big message: keep glibc from returning
+        // the heap top (brk) or mapping fresh pages (mmap) for each one; freed memory goes back to
+        // the kernel in `malloc_trim` once the loop is quiet (after a storm, and every minute).
+        _ = mallopt(M_TRIM_THRESHOLD, 64 << 20)
+        _ = mallopt(M_MMAP_THRESHOLD, 4 << 20)
         // Page in the handshake's SHA-1 path once at boot: OpenSSL's provider set-up touches ~2 MB
         // of libcrypto the first time, which would otherwise land on the first client.
         _ = WebSocketHandshake.acceptKey(for: "dGhlIHNhbXBsZSBub25jZQ==")
@@ -240,6 +245,7 @@ public final class RelayService: ConnectionDelegate {
         case RelayService.housekeepingKind:
             rateLimiter.sweep(now: now)
             context.pool.trim()
+            _ = malloc_trim(0)
             if halfOpenHead > 1024 || halfOpenOrder.count > 2 * max(halfOpen.count, 512) { compactHalfOpenOrder() }
             context.reactor.scheduleDelegate(key: 0, at: now + RelayService.housekeepingMs, kind: RelayService.housekeepingKind)
         default:
