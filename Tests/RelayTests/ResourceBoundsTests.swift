@@ -19,14 +19,10 @@ import Testing
         WS.frames(c.received).filter { $0.0 == .close }.map { $0.1 }
     }
 
-    // HTTP keep-alive pipelining — a client that pipelines requests and never reads makes the
-    // relay queue responses without bound (no water mark in the HTTP phase, /healthz not rate limited).
-    @Test func pipelinedHealthzWithoutReadingIsBounded() throws {
-        let server = try LoopbackRelay()
-        let c = RawSocket(port: server.port)
-        let one = Array("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
-        var blob: [UInt8] = []
-        for _ in 0..<2000 { blob += one }
+    /// Sends `unit` repeated `count` times, over and over for 3 s, never reading; returns the
+    /// largest number of bytes the relay had queued meanwhile.
+    static func peakQueued(_ server: LoopbackRelay, _ c: RawSocket, unit: [UInt8], count: Int) -> Int {
+        let blob = Array([[UInt8]](repeating: unit, count: count).joined())
         let end = monotonicMs() + 3_000
         var peak = 0
         while monotonicMs() < end && peak < 64 << 20 {
@@ -34,31 +30,29 @@ import Testing
             for _ in 0..<4 { server.reactor.runOnce(timeoutMs: 0) }
             peak = max(peak, server.context.queuedBytes)
         }
-        // A bounded server would stop reading (TCP pushes back) once a few responses are queued.
+        return peak
+    }
+
+    // A client that pipelines requests and never reads must not make the relay queue responses
+    // without bound (it answers one request at a time; TCP pushes back on the rest).
+    @Test func pipelinedHealthzWithoutReadingIsBounded() throws {
+        let server = try LoopbackRelay()
+        let c = RawSocket(port: server.port)
+        let peak = Self.peakQueued(server, c, unit: Array("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".utf8), count: 2000)
         #expect(peak < 8 << 20, "relay queued \(peak) bytes of responses for one non-reading client")
     }
 
-    // pings from a peer that never reads are answered into an unbounded output queue; the
-    // global --max-buffered-bytes budget is only enforced on the binary→phone path.
+    // Pings from a peer that never reads must not be answered into an unbounded queue.
     @Test func pingFloodWithoutReadingIsBounded() throws {
         let server = try LoopbackRelay()
         let c = WS.upgrade(server)
         let ping = FrameEncoder.maskedFrame(opcode: .ping, payload: [UInt8](repeating: 0x61, count: 125), maskKey: 9)
-        var blob: [UInt8] = []
-        for _ in 0..<500 { blob += ping }
-        let end = monotonicMs() + 3_000
-        var peak = 0
-        while monotonicMs() < end && peak < 64 << 20 {
-            c.send(blob)
-            for _ in 0..<4 { server.reactor.runOnce(timeoutMs: 0) }
-            peak = max(peak, server.context.queuedBytes)
-        }
+        let peak = Self.peakQueued(server, c, unit: ping, count: 500)
         #expect(peak < 8 << 20, "relay queued \(peak) bytes of pongs for one non-reading client")
     }
 
-    // a claim probe's ping sets `pingOutstanding` without a pong deadline; if the newcomer
-    // leaves before the probe settles, the heartbeat never pings the incumbent again, so a dead
-    // incumbent is never closed (it holds the server-id forever).
+    // A claim probe's ping carries a pong deadline like the heartbeat's: a dead incumbent is
+    // closed even when the newcomer that probed it leaves before the probe settles.
     @Test func deadIncumbentStillTimesOutAfterAnAbandonedProbe() throws {
         let server = try LoopbackRelay {
             $0.connection.heartbeatIntervalMs = 300
@@ -77,9 +71,8 @@ import Testing
         #expect(server.pump(timeoutMs: 2_000) { server.relay.connectedBinaries == 0 })
     }
 
-    // the message-assembly deadline is only armed when a read starts outside a message; a
-    // fragmented message that starts in the same read as the previous one ends inherits the old
-    // deadline and is closed 1008 early.
+    // Each message gets its own 30 s assembly deadline (SPEC §7), also when it starts in the same
+    // read in which the previous one ends.
     @Test func assemblyDeadlineRestartsForTheNextMessage() throws {
         let server = try LoopbackRelay { $0.connection.messageAssemblyTimeoutMs = 600 }
         let c = WS.upgrade(server)
@@ -94,9 +87,8 @@ import Testing
         #expect(Self.closeFrames(c).isEmpty, "closed early: \(Self.closeFrames(c))")
     }
 
-    // the outbox's per-message 64-byte charge (`Peer.queuedMessages`) only resets when the
-    // queue is observed empty; messages already written keep being charged, so a phone that keeps
-    // up with a steady stream but always has a small backlog is closed 1011 `phone backlog full`.
+    // The outbox charges 64 bytes only for messages not yet written (SPEC §9.3): a phone that keeps
+    // up with a steady stream, always with a small backlog, is never closed `phone backlog full`.
     @Test func steadyStreamToAPhoneThatKeepsUpIsNotShed() throws {
         let budget = 1 << 20
         let server = try LoopbackRelay { $0.outboxBudget = budget }
