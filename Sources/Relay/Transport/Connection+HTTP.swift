@@ -1,0 +1,94 @@
+import CEpoll
+
+/// The HTTP phase (SPEC §5): one request head at a time, bounded, then the upgrade.
+extension Connection {
+    // MARK: HTTP phase
+
+    func readHTTP() {
+        // One request at a time: while an answer is still queued, the client's next request
+        // waits in the kernel (a pipelining client that never reads cannot grow our queue).
+        guard output.isEmpty else {
+            setInterest(interest & ~(Reactor.readable | EPOLLRDHUP.rawValue))
+            return
+        }
+        input.reserve(4096, pool: context.pool)
+        let r: IOResult<Int>
+        do { r = try ioRead(input.writePointer, input.writableCount) } catch { abort(); return }
+        guard case .done(let n) = r else {
+            // Nothing arrived (e.g. right after a TLS handshake): an idle connection keeps no buffer.
+            if input.isEmpty { input.release(to: context.pool) }
+            return
+        }
+        if n == 0 { abort(); return }
+        bytesIn += n
+        if input.count == 0 && httpDeadline > context.reactor.now + settings.headerTimeoutMs {
+            // First byte of a request on an idle keep-alive connection: the header timeout starts now.
+            armHTTPDeadline(context.reactor.now + settings.headerTimeoutMs)
+        }
+        input.didWrite(n)
+        parseRequests()
+    }
+
+    func parseRequests() {
+        while state == .http && !input.isEmpty && output.isEmpty {
+            guard let http else { return }
+            let result = http.parser.parse(UnsafeRawBufferPointer(input.readable))
+            switch result {
+            case .needMore:
+                return
+            case .failure(let status):
+                enqueue(HTTPResponse.error(status, close: true))
+                closeAfterFlush()
+                return
+            case .complete(let head, let headerLength):
+                input.consume(headerLength)
+                http.parser.reset()
+                switch delegate.connection(self, request: head) {
+                case .respond(let bytes, let close):
+                    enqueue(bytes)
+                    if close {
+                        closeAfterFlush()
+                        return
+                    }
+                    armHTTPDeadline(context.reactor.now + settings.keepAliveIdleMs)
+                    markDirty()
+                case .drop:
+                    abort()
+                    return
+                case .upgrade(let acceptKey, let extra):
+                    enqueue(HTTPResponse.switchingProtocols(accept: acceptKey, extraHeaders: extra))
+                    becomeWebSocket()
+                    return
+                }
+            }
+        }
+        if input.isEmpty { input.release(to: context.pool) }
+    }
+
+    func becomeWebSocket() {
+        state = .open
+        http = nil
+        wasUpgraded = true
+        httpDeadline = 0
+        let now = context.reactor.now
+        schedule(.heartbeat, at: now + settings.heartbeatIntervalMs)
+        markDirty()
+        delegate.connectionDidUpgrade(self)
+        // Frames pipelined behind the request head are already buffered; a connection the
+        // delegate paused (a binary awaiting its claim) keeps them until it resumes.
+        drainBufferedFrames()
+        if input.isEmpty { input.release(to: context.pool) }
+    }
+
+    /// Sets the HTTP-phase deadline; a heap entry is added only when it comes earlier than the
+    /// one already pending (a later deadline is picked up when that entry fires), so a
+    /// keep-alive client cannot grow the timer heap one entry per request.
+    func armHTTPDeadline(_ deadline: Int64) {
+        httpDeadline = deadline
+        if httpTimerAt == 0 || deadline < httpTimerAt {
+            httpTimerAt = deadline
+            schedule(.httpDeadline, at: deadline)
+        }
+    }
+
+}

@@ -1,0 +1,201 @@
+import CEpoll
+
+/// The write side: frames into the output queue, the close handshake, flushing, read pausing.
+extension Connection {
+    // MARK: sending
+
+    /// Queues one unfragmented frame (a copy of `payload`) for the end-of-tick flush.
+    public func sendFrame(opcode: Opcode, payload: UnsafeRawBufferPointer) {
+        guard state == .open else { return }
+        let h = FrameEncoder.headerLength(payloadLength: payload.count)
+        output.reserve(h + payload.count, pool: context.pool)
+        let p = output.writePointer
+        let written = FrameEncoder.writeHeader(opcode: opcode, payloadLength: payload.count, into: p)
+        if payload.count > 0 { (p + written).copyMemory(from: payload.baseAddress!, byteCount: payload.count) }
+        output.didWrite(written + payload.count)
+        context.queuedBytes += written + payload.count
+        didQueue()
+    }
+
+    /// Queues one text frame whose payload of `length` bytes `fill` writes in place: the single
+    /// copy of a forwarded message goes straight into this queue.
+    @inline(__always)
+    public func sendFrame(opcode: Opcode, length: Int, fill: (UnsafeMutableRawPointer) -> Void) {
+        guard state == .open else { return }
+        let h = FrameEncoder.headerLength(payloadLength: length)
+        output.reserve(h + length, pool: context.pool)
+        let p = output.writePointer
+        let written = FrameEncoder.writeHeader(opcode: opcode, payloadLength: length, into: p)
+        fill(p + written)
+        output.didWrite(written + length)
+        context.queuedBytes += written + length
+        didQueue()
+    }
+
+    /// Pings the peer; an unanswered ping closes it 1011 `heartbeat timeout` after the heartbeat
+    /// timeout, whoever sent it (the heartbeat, or the registry's claim probe).
+    public func sendPing() {
+        guard state == .open else { return }
+        if !pingOutstanding {
+            pingOutstanding = true
+            pongDeadline = context.reactor.now + settings.heartbeatTimeoutMs
+            schedule(.pongDeadline, at: pongDeadline)
+        }
+        sendFrame(opcode: .ping, payload: UnsafeRawBufferPointer(start: nil, count: 0))
+    }
+
+    @inline(__always)
+    func didQueue() {
+        if output.count >= highWaterMark { aboveHighWater = true }
+        markDirty()
+    }
+
+    func markDirty() {
+        if !dirtyMarked {
+            dirtyMarked = true
+            context.reactor.markDirty(token)
+        }
+    }
+
+    /// Appends whole bytes (responses, control frames) to the output queue.
+    func enqueue(_ bytes: [UInt8]) {
+        output.append(pool: context.pool, bytes)
+        context.queuedBytes += bytes.count
+    }
+
+    func writeCloseFrame(_ code: CloseCode?, reason: String = "") {
+        var r = Array(reason.utf8)
+        if r.count > 123 { r = Array(r[0..<123]) }
+        enqueue(FrameEncoder.closeFrame(code: code, reason: r))
+        markDirty()
+    }
+
+    /// Starts the closing handshake with `code` (RFC 6455 §7.1.2); the socket is dropped when
+    /// the peer answers or after the close timeout.
+    public func close(code: CloseCode, reason: String = "") {
+        switch state {
+        case .open:
+            localCloseCode = code
+            writeCloseFrame(code, reason: reason)
+            state = .closeSent
+            // The peer's answering close must be read even from a paused connection.
+            if readingPaused {
+                readingPaused = false
+                setInterest(interest | Reactor.readable | EPOLLRDHUP.rawValue)
+                kickBufferedInput()
+            }
+            closeDeadline = context.reactor.now + settings.closeHandshakeTimeoutMs
+            schedule(.closeDeadline, at: closeDeadline)
+        case .http:
+            abort()
+        case .closeSent, .closing, .lingering, .closed:
+            break
+        }
+    }
+
+    /// Writes what is queued, then FIN. Input after this point is ignored.
+    func closeAfterFlush() {
+        guard state != .closed && state != .closing && state != .lingering else { return }
+        state = .closing
+        input.release(to: context.pool)
+        lingerDeadline = context.reactor.now + settings.closeHandshakeTimeoutMs
+        schedule(.lingerDeadline, at: lingerDeadline)
+        setInterest(Reactor.writable)
+        flush()
+    }
+
+    func flush() {
+        while !output.isEmpty {
+            let r: IOResult<Int>
+            do {
+                r = try ioWrite(UnsafeRawPointer(output.readable.baseAddress!), output.count)
+            } catch {
+                peerGone()
+                return
+            }
+            switch r {
+            case .done(let n):
+                bytesOut += n
+                output.consume(n)
+                context.queuedBytes -= n
+                lastWriteProgress = context.reactor.now
+            case .wouldBlock:
+                // The stall clock runs from the last progress, or from now after a full drain
+                // (an older armed timer re-checks against this, never against 0).
+                if lastWriteProgress == 0 { lastWriteProgress = context.reactor.now }
+                if !writeStallArmed {
+                    writeStallArmed = true
+                    schedule(.writeStall, at: lastWriteProgress + settings.writeStallTimeoutMs)
+                }
+                setInterest(tlsWriteWantsRead ? interest | Reactor.readable : interest | Reactor.writable)
+                return
+            }
+        }
+        lastWriteProgress = 0
+        output.release(to: context.pool)
+        if aboveHighWater && output.count <= lowWaterMark {
+            aboveHighWater = false
+            delegate.connectionDidDrain(self)
+        }
+        switch state {
+        case .closing:
+            // RFC 6455 §7.1.1: the server closes the TCP connection first; a half-close lets the
+            // peer read everything we sent (an error response, a close frame) before it sees EOF.
+            // Over TLS, close_notify goes first (RFC 8446 §6.1), best effort.
+            tls?.shutdown()
+            _ = shutdown(fd, Int32(SHUT_WR))
+            state = .lingering
+            setInterest(Reactor.readable | EPOLLRDHUP.rawValue)
+        case .closed, .lingering:
+            break
+        case .http:
+            // The answer is out: read and parse the next request (pipelined ones are buffered).
+            setInterest(Reactor.readable | EPOLLRDHUP.rawValue | (tlsReadWantsWrite ? Reactor.writable : 0))
+            if !input.isEmpty { parseRequests() }
+        default:
+            var want = interest
+            if !tlsReadWantsWrite { want &= ~Reactor.writable }
+            if readingPaused && !tlsWriteWantsRead { want &= ~Reactor.readable }
+            setInterest(want)
+        }
+    }
+
+    func readAndDiscard() {
+        let buf = context.readBuffer
+        let r: IOResult<Int>
+        do { r = try Socket.read(fd, buf, context.readBufferSize) } catch { abort(); return }
+        if case .done(let n) = r, n == 0 { abort() }
+    }
+
+    // MARK: read backpressure
+
+    /// Stops reading from this peer (its kernel buffers fill, TCP pushes back): SPEC §9.4.
+    public func pauseReading() {
+        guard !readingPaused, state == .open else { return }
+        readingPaused = true
+        // EPOLLRDHUP is level-triggered too: keeping it would report a half-closed paused peer
+        // on every iteration. HUP/ERR (always reported) still end the connection.
+        setInterest(interest & ~(Reactor.readable | EPOLLRDHUP.rawValue))
+    }
+
+    public func resumeReading() {
+        guard readingPaused else { return }
+        readingPaused = false
+        if state == .open || state == .closeSent {
+            setInterest(interest | Reactor.readable | EPOLLRDHUP.rawValue)
+            kickBufferedInput()
+        }
+    }
+
+    /// Frames held in our buffer, or plaintext held by OpenSSL, raise no epoll event: process
+    /// them at the end of this tick.
+    func kickBufferedInput() {
+        if !input.isEmpty || (tls?.pendingPlaintext ?? 0) > 0 {
+            readKick = true
+            markDirty()
+        }
+    }
+
+    public var isReadingPaused: Bool { readingPaused }
+
+}
