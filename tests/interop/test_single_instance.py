@@ -8,15 +8,15 @@ Python 3.11, stdlib + pytest. Loopback only.
 import os
 import pathlib
 import shutil
-import signal
 import socket
 import struct
-import subprocess
 import tempfile
 import threading
 import time
 
 import pytest
+
+from conftest import Relay as Process, free_port
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 RELAY_BIN = os.environ.get("RELAY_BIN", str(REPO / ".build" / "debug" / "pyrycode-relay"))
@@ -29,12 +29,6 @@ POINTER = 'docs/architecture.md § "v1 = single-instance"'
 OUR_IP = "fdaa:0:1::1"
 OTHER_IP = "fdaa:0:1::2"
 START_TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def connectable(port: int) -> bool:
@@ -60,53 +54,38 @@ def relay_argv(port: int, runtime_dir) -> list[str]:
     return [RELAY_BIN, "--insecure-listen", f"127.0.0.1:{port}", "--metrics-listen", "", "--runtime-dir", str(runtime_dir)]
 
 
-class Relay:
+class Relay(Process):
+    """The relay under this file's env contract: a clean environment, optionally wrapped
+    (setpriv, strace); output captured by the shared harness (conftest.py)."""
+
     def __init__(self, port: int, runtime_dir, env: dict[str, str] | None = None, wrap: list[str] | None = None):
+        argv = (wrap or []) + relay_argv(port, runtime_dir)
+        super().__init__(argv[0], argv[1:], env=clean_env(env or {}), inherit_env=False)
         self.port = port
-        self.proc = subprocess.Popen(
-            (wrap or []) + relay_argv(port, runtime_dir),
-            env=clean_env(env or {}),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.stderr = ""
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_text()
 
     def wait_listening(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.stderr += self.proc.stderr.read()
-                pytest.fail(f"relay exited {self.proc.returncode} before listening:\n{self.stderr}")
-            if connectable(self.port):
-                return
-            time.sleep(0.02)
-        pytest.fail("relay did not listen in time")
+        try:
+            self.wait_for_port(self.port, timeout=START_TIMEOUT)
+        except RuntimeError as e:
+            pytest.fail(str(e))
 
     def expect_refusal(self) -> str:
         """Waits for exit, asserting the port is never connectable meanwhile; returns stderr."""
         deadline = time.monotonic() + START_TIMEOUT
+        # Polled on purpose: the assertion is about every moment of the run, not an event.
         while self.proc.poll() is None:
             assert not connectable(self.port), "a refused relay bound its listener"
             assert time.monotonic() < deadline, "relay neither refused nor exited"
             time.sleep(0.02)
-        self.stderr += self.proc.stderr.read()
+        self.wait()
         assert self.proc.returncode == 2, self.stderr
         assert not connectable(self.port)
         assert "relay_started" not in self.stderr
         return self.stderr
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            out = self.proc.communicate(timeout=START_TIMEOUT)[1]
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out = self.proc.communicate()[1]
-        self.stderr += out or ""
-        return self.proc.returncode
 
 
 class FakeFlyDNS:
@@ -320,9 +299,9 @@ def test_refused_run_makes_no_bind_or_listen_syscall(relays, fly_dns, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     r = relays(free_port(), run_dir, fly_env(dns), wrap=[strace, "-f", "-qq", "-e", "trace=socket,bind,listen", "-o", str(trace)])
-    r.proc.wait(timeout=START_TIMEOUT)
+    r.wait(timeout=START_TIMEOUT)
     text = trace.read_text() if trace.exists() else ""
-    if r.proc.returncode != 2 and ("PTRACE" in r.proc.stderr.read() or not text):
+    if r.proc.returncode != 2 and ("PTRACE" in r.stderr or not text):
         pytest.skip("ptrace not permitted here")
     assert r.proc.returncode == 2
     assert "socket(AF_INET, SOCK_DGRAM" in text  # the Fly probe ran: the trace is real
