@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import struct
+import time
 import tempfile
 
 import websockets
@@ -197,3 +198,20 @@ def scrape(relay):
         for s in family.samples:
             out[(s.name, tuple(sorted(s.labels.items())))] = s.value
     return out
+
+
+def wait_until(pred, timeout=5.0, interval=0.01, what="condition"):
+    """Polls `pred` (state outside this process: fds, counters) until it is truthy; returns its
+    value, or fails the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(interval)
+
+
+def fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))

@@ -25,12 +25,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import websockets
 from websockets.asyncio.client import connect
 
 from conftest import REPO_ROOT, free_port, parse_logfmt
-from relaylib import (RawClient, binary_headers, closed_with, http_get, open_binary, open_phone,
-                      phone_conn_id, phone_headers, recv_json, scrape, start)
+from relaylib import (RawClient, binary_headers, closed_with, fd_count, open_binary, open_phone,
+                      phone_conn_id, phone_headers, recv_json, scrape, start, wait_until)
 
 ENV_VARS = ["PYRYCODE_RELAY_PRODUCTION", "PYRYCODE_RELAY_SINGLE_INSTANCE",
             "PYRYCODE_RELAY_ASSERT_SINGLE_INSTANCE", "PYRYCODE_RELAY_FCM_CREDENTIALS",
@@ -82,17 +81,6 @@ def port_is_bound(port):
             return True
     except OSError:
         return False
-
-
-def wait_until(pred, timeout=5.0, interval=0.01, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(interval)
 
 
 def request(port, raw, source=None, timeout=5):
@@ -617,8 +605,6 @@ def test_rejected_upgrades_cost_no_state(relay_bin, start_relay):
         assert sum(1 for s, _ in results if s in (429, 503)) == 2000
         assert all(b == b"" for _, b in results)
 
-    def fd_count():
-        return len(os.listdir(f"/proc/{r.proc.pid}/fd"))
 
     def rss():
         return int(proc_status(r.proc.pid)["VmRSS"].split()[0]) * 1024
@@ -629,11 +615,11 @@ def test_rejected_upgrades_cost_no_state(relay_bin, start_relay):
 
     round_of_rejections()          # warm-up: allocator arenas, dictionary capacities
     settled()
-    fds_before, rss_before = fd_count(), rss()
+    fds_before, rss_before = fd_count(r.proc.pid), rss()
     round_of_rejections()
     settled()
     # The last scrape's own socket may still be closing: wait for the count, bounded.
-    wait_until(lambda: fd_count() <= fds_before, timeout=3, what=f"fd count back to {fds_before}")
+    wait_until(lambda: fd_count(r.proc.pid) <= fds_before, timeout=3, what=f"fd count back to {fds_before}")
     rss_after = rss()
     assert rss_after - rss_before < 1024 * 1024, f"RSS grew by {rss_after - rss_before} bytes over 2,000 rejections"
     print(f"fds {fds_before}, RSS {rss_before} -> {rss_after} bytes")

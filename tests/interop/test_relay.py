@@ -8,6 +8,8 @@ import socket
 import pytest
 import websockets
 
+from conftest import parse_logfmt
+
 from relaylib import (RawClient, binary_headers, closed_with, http_get, open_binary, open_phone,
                       phone_conn_id, phone_headers, recv_json, scrape, start)
 
@@ -261,7 +263,7 @@ def test_oversize_message_closes_1009(relay_bin, start_relay):
     r = start(start_relay, relay_bin)
 
     async def scenario():
-        binary = await open_binary(r, "srv-big")
+        _binary = await open_binary(r, "srv-big")  # held open: the phone needs it to register
         phone = await open_phone(r, "srv-big")
         await phone.send('"' + "x" * 262_200 + '"')
         code, _ = await closed_with(phone)
@@ -400,13 +402,12 @@ def test_binary_that_accepts_nothing_for_10s_is_dead_and_grace_starts(relay_bin,
         producer = asyncio.create_task(produce())
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        while True:
-            health = json.loads(await asyncio.to_thread(lambda: http_get(r.port, "/healthz").split(b"\r\n\r\n", 1)[1]))
-            if health["connected_binaries"] == 0:
-                break
-            assert loop.time() - t0 < 20, "binary never declared dead"
-            await asyncio.sleep(0.25)
+        # The relay logs the moment it drops the binary: await that event.
+        await asyncio.to_thread(r.proc.wait_for_log, lambda line: parse_logfmt(line).get("msg") == "binary_disconnected"
+                                and parse_logfmt(line).get("server_id") == "srv-dead", 20)
         elapsed = loop.time() - t0
+        health = json.loads(http_get(r.port, "/healthz").split(b"\r\n\r\n", 1)[1])
+        assert health["connected_binaries"] == 0, "binary never declared dead"
         assert 9.0 <= elapsed <= 16.0
         # Its phone is read again; its next message meets the grace rule (SPEC §8: 1000).
         code, _ = await closed_with(phone, timeout=10)

@@ -8,13 +8,9 @@ import socket
 import struct
 import time
 
-from relaylib import RawClient, binary_headers, closed_with, http_get, open_binary, open_phone, phone_headers, start
+from relaylib import RawClient, fd_count, open_binary, open_phone, phone_headers, start, wait_until
 
 HEALTH = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-
-
-def fd_count(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def settled_fd_count(pid):
@@ -27,15 +23,6 @@ def settled_fd_count(pid):
             return now
         last = now
     return last
-
-
-def wait_until(pred, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
 
 
 def test_thousands_of_connections_leave_no_fd_behind(relay_bin, start_relay):
@@ -74,7 +61,7 @@ def test_thousands_of_connections_leave_no_fd_behind(relay_bin, start_relay):
         await b.close()
 
     asyncio.run(websockets_churn())
-    assert wait_until(lambda: fd_count(pid) == baseline), f"{fd_count(pid)} fds, baseline {baseline}"
+    wait_until(lambda: fd_count(pid) == baseline, timeout=10.0, what=f"fd count back to {baseline}")
 
 
 def test_hostile_inputs_get_bounded_answers_while_a_pair_keeps_relaying(relay_bin, start_relay):

@@ -17,11 +17,9 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import pytest
-import websockets
 from websockets.asyncio.client import connect
 
 from conftest import free_port, parse_logfmt
@@ -335,7 +333,7 @@ def test_silent_and_stalled_handshakes_close_at_the_header_timeout(relay_bin, st
         while not results.done():
             await exchange(binary, phone, f"live{n}")
             n += 1
-            await asyncio.sleep(0.05)
+            await asyncio.wait({results}, timeout=0.05)  # pace the exchanges; wake at the close
         (silent_data, _), (stalled_data, _) = await results
         elapsed = time.monotonic() - t0
         assert silent_data == b""
