@@ -47,17 +47,3 @@ func machineIdleFraction(overMs: Int) -> Double? {
     guard let b = sample(), b.total > a.total else { return nil }
     return (b.idle - a.idle) / (b.total - a.total)
 }
-
-func readSmallFile(_ path: String) -> String? {
-    let fd = pyry_open(path, O_RDONLY | O_CLOEXEC, 0)
-    guard fd >= 0 else { return nil }
-    defer { _ = close(fd) }
-    var out: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 8192)
-    while true {
-        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, 8192) }
-        if n <= 0 { break }
-        out.append(contentsOf: buf[0..<n])
-    }
-    return String(decoding: out, as: UTF8.self)
-}

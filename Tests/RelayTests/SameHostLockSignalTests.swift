@@ -95,11 +95,3 @@ import Testing
         #expect(SameHostLockSignal.parsePID(Array("99999999999\n".utf8)[...]) == nil)
     }
 }
-
-func readSmallFile(_ path: String) -> String? {
-    guard let f = fopen(path, "re") else { return nil }
-    defer { fclose(f) }
-    var buf = [UInt8](repeating: 0, count: 4096)
-    let n = fread(&buf, 1, buf.count, f)
-    return String(decoding: buf[0..<n], as: UTF8.self)
-}

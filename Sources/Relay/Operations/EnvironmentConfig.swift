@@ -1,3 +1,4 @@
+import CEpoll
 
 /// The environment contract of SPEC §13 (and the §12 switches), validated strictly at boot
 /// (SPEC §2 step 2): a variable is either unset or holds exactly an accepted value.
@@ -130,7 +131,11 @@ public struct EnvironmentError: Error, Equatable, Sendable, CustomStringConverti
 /// Entries without `=` are skipped; for a duplicated name the first entry wins, as in getenv(3).
 public func currentEnvironment() -> [String: String] {
     var env: [String: String] = [:]
-    for s in environmentEntries() {
+    guard var p = pyry_environ() else { return env }
+    // `environ` (declared by CEpoll's shim: Swift 6 cannot import the mutable C global).
+    while let entry = p.pointee {
+        p += 1
+        let s = String(cString: entry)
         if let eq = s.firstIndex(of: "=") {
             let key = String(s[..<eq])
             if env[key] == nil { env[key] = String(s[s.index(after: eq)...]) }

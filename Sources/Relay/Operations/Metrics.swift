@@ -114,13 +114,8 @@ public final class Metrics {
 
 /// VmRSS of this process in bytes, from /proc/self/statm (pages × page size).
 public func residentMemoryBytes() -> Int {
-    let fd = pyry_open("/proc/self/statm", O_RDONLY | O_CLOEXEC, 0)
-    guard fd >= 0 else { return 0 }
-    defer { _ = close(fd) }
-    var buf = [UInt8](repeating: 0, count: 128)
-    let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, 127) }
-    guard n > 0 else { return 0 }
-    let fields = buf[0..<n].split(separator: 0x20)
-    guard fields.count > 1, let pages = Int(String(decoding: fields[1], as: UTF8.self)) else { return 0 }
+    guard let statm = readSmallFile("/proc/self/statm") else { return 0 }
+    let fields = statm.split(separator: " ")
+    guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
     return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
 }

@@ -43,13 +43,7 @@ public enum ProductionGuards {
 
     /// `CapEff` of /proc/self/status.
     public static func readEffectiveCapabilities() -> UInt64? {
-        let fd = pyry_open("/proc/self/status", O_RDONLY | O_CLOEXEC, 0)
-        guard fd >= 0 else { return nil }
-        defer { _ = close(fd) }
-        var buf = [UInt8](repeating: 0, count: 8192)
-        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, 8191) }
-        guard n > 0 else { return nil }
-        let text = String(decoding: buf[0..<n], as: UTF8.self)
+        guard let text = readSmallFile("/proc/self/status") else { return nil }
         for line in text.split(separator: "\n") where line.hasPrefix("CapEff:") {
             return UInt64(line.dropFirst(7).trimmingASCIISpaces(), radix: 16)
         }

@@ -68,13 +68,13 @@ public final class SameHostLockSignal: ReplicaSignal {
             // symlink in a shared directory must not redirect the truncate below. 0644: anyone
             // may read the PID.
             fd = FileDescriptor(try syscallChecked("open") {
-                openFile(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+                pyry_open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
             })
         } catch where error.code == EACCES {
             // The file belongs to another user (e.g. a relay started by hand beside the unit):
             // flock(2) works on a read-only descriptor, so the signal can still answer.
             do throws(Errno) {
-                fd = FileDescriptor(try syscallChecked("open") { openFile(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0) })
+                fd = FileDescriptor(try syscallChecked("open") { pyry_open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0) })
                 writable = false
             } catch {
                 return .unknown(evidence: "cannot open lock \(path): \(error)")
