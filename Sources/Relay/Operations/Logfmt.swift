@@ -1,4 +1,3 @@
-import CEpoll
 
 /// The one logfmt encoder (SPEC §14: `ts`, `level`, `msg`, then keys). `Log` filters keys
 /// through its allow-list and writes through here; boot-time lines (SPEC §12) call it directly.
@@ -40,9 +39,8 @@ public enum Logfmt {
 
     /// Wall-clock now as RFC 3339 UTC with milliseconds, e.g. `2025-01-02T03:04:05.678Z`.
     public static func timestamp() -> String {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return format(epochSeconds: Int64(ts.tv_sec), milliseconds: Int(ts.tv_nsec / 1_000_000))
+        let (seconds, millis) = wallClock()
+        return format(epochSeconds: Int64(seconds), milliseconds: millis)
     }
 
     /// Civil-from-days (Howard Hinnant's algorithm): no libc time zone state involved.
