@@ -79,11 +79,7 @@ extension Connection {
             writeCloseFrame(code, reason: reason)
             state = .closeSent
             // The peer's answering close must be read even from a paused connection.
-            if readingPaused {
-                readingPaused = false
-                setInterest(interest | Reactor.readable | EPOLLRDHUP.rawValue)
-                kickBufferedInput()
-            }
+            resumeReading()
             closeDeadline = context.reactor.now + settings.closeHandshakeTimeoutMs
             schedule(.closeDeadline, at: closeDeadline)
         case .http:
