@@ -4,7 +4,7 @@ Run by hand:  scripts/python-venv.sh && RELAY_BIN=.build/debug/pyrycode-relay .v
 
 Provided:
   relay_bin        fixture: path of the relay binary ($RELAY_BIN, default .build/debug/pyrycode-relay,
-                   relative to the repo root); the test is skipped when it does not exist.
+                   relative to the repo root); the test fails when it does not exist.
   free_port()      a TCP port on 127.0.0.1 that was free a moment ago.
   Relay            a started process whose stdout/stderr lines are captured by reader threads;
                    can wait for a TCP port and for log lines; stops with SIGTERM, then SIGKILL.
@@ -225,12 +225,13 @@ class Relay:
 
 @pytest.fixture(scope="session")
 def relay_bin():
-    """Absolute path of the relay binary under test; skips the test when it is missing."""
+    """Absolute path of the relay binary under test. A missing binary fails the test: a suite
+    that skipped everything would otherwise report green without having run the relay."""
     path = os.environ.get("RELAY_BIN", DEFAULT_RELAY_BIN)
     if not os.path.isabs(path):
         path = os.path.join(REPO_ROOT, path)
     if not os.access(path, os.X_OK):
-        pytest.skip("relay binary not found: %s (build it, or set RELAY_BIN)" % path)
+        pytest.fail("relay binary not found: %s (build it, or set RELAY_BIN)" % path, pytrace=False)
     return path
 
 

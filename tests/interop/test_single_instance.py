@@ -135,7 +135,7 @@ class FakeFlyDNS:
 @pytest.fixture(scope="session", autouse=True)
 def relay_binary():
     if not os.access(RELAY_BIN, os.X_OK):
-        pytest.skip(f"relay binary not found: {RELAY_BIN} (build it or set RELAY_BIN)")
+        pytest.fail(f"relay binary not found: {RELAY_BIN} (build it or set RELAY_BIN)", pytrace=False)
 
 
 @pytest.fixture
