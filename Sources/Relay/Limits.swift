@@ -36,6 +36,14 @@ public enum Limits {
     public static let maxHalfOpen = 1_024
     public static let proxyHeaderTimeoutMs: Int64 = 5_000
 
+    // Upgrade gate (docs/protocol.md)
+    /// Longest accepted `X-Pyrycode-Server`, in bytes (ids are canonical UUIDv4s: 36).
+    public static let maxServerIDBytes = 128
+    /// Longest accepted PROXY v2 header, 16 fixed bytes + addresses + TLVs (the protocol allows
+    /// 16 + 65,535). Covers the TLVs real load balancers add (AWS VPC endpoint ids, GCP's few
+    /// hundred bytes); equal to one `BufferPool` block, so reading it never mallocs.
+    public static let maxProxyHeaderBytes = 4_096
+
     // §14 Operations
     public static let drainDeadlineMs: Int64 = 10_000
 }

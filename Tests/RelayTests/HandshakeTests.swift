@@ -72,12 +72,22 @@ private func expectRejected(
         #expect(accepted(WebSocketHandshake.validate(split)) != nil)
     }
 
-    @Test func methodAndVersionGive405() throws {
+    @Test func nonGETGives405() throws {
         expectRejected(try upgrade(line: "POST /v1/server HTTP/1.1"), 405, [("Allow", "GET")])
         expectRejected(try upgrade(line: "get /v1/server HTTP/1.1"), 405, [("Allow", "GET")])
-        expectRejected(try upgrade(line: "GET /v1/server HTTP/1.0"), 405, [("Allow", "GET")])
-        // 405 is checked before the upgrade headers (SPEC §6 order).
+        // The method is checked first: before the HTTP version and the upgrade headers.
         expectRejected(try upgrade(line: "PUT /v1/server HTTP/1.1", upgrade: nil), 405, [("Allow", "GET")])
+        expectRejected(try upgrade(line: "POST /v1/server HTTP/1.0"), 405, [("Allow", "GET")])
+    }
+
+    @Test func http10UpgradeGives426() throws {
+        expectRejected(try upgrade(line: "GET /v1/server HTTP/1.0"), 426, upgradeRequiredHeaders)
+        // Checked before the upgrade headers, the version and the key.
+        expectRejected(try upgrade(line: "GET /v1/server HTTP/1.0", upgrade: nil), 426, upgradeRequiredHeaders)
+        expectRejected(
+            try upgrade(line: "GET /v1/server HTTP/1.0", version: "Sec-WebSocket-Version: 8", key: []), 426,
+            upgradeRequiredHeaders)
+        #expect(accepted(WebSocketHandshake.validate(try upgrade(line: "GET /v1/server HTTP/1.2"))) != nil)
     }
 
     @Test func missingUpgradeOrConnectionGives426() throws {
@@ -91,15 +101,16 @@ private func expectRejected(
         expectRejected(try upgrade(upgrade: nil, version: nil, key: []), 426, upgradeRequiredHeaders)
     }
 
-    @Test func wrongWebSocketVersionGives426() throws {
-        expectRejected(try upgrade(version: nil), 426, upgradeRequiredHeaders)
-        expectRejected(try upgrade(version: "Sec-WebSocket-Version: 8"), 426, upgradeRequiredHeaders)
-        expectRejected(try upgrade(version: "Sec-WebSocket-Version: 13, 8"), 426, upgradeRequiredHeaders)
-        expectRejected(try upgrade(version: "Sec-WebSocket-Version:"), 426, upgradeRequiredHeaders)
-        expectRejected(
-            try upgrade(extra: ["Sec-WebSocket-Version: 13"]), 426, upgradeRequiredHeaders)  // twice
+    @Test func wrongWebSocketVersionGives400NamingVersion13() throws {
+        let versionHeader = [("Sec-WebSocket-Version", "13")]
+        expectRejected(try upgrade(version: nil), 400, versionHeader)
+        expectRejected(try upgrade(version: "Sec-WebSocket-Version: 8"), 400, versionHeader)
+        expectRejected(try upgrade(version: "Sec-WebSocket-Version: 13, 8"), 400, versionHeader)
+        expectRejected(try upgrade(version: "Sec-WebSocket-Version:"), 400, versionHeader)
+        expectRejected(try upgrade(version: "Sec-WebSocket-Version: 013"), 400, versionHeader)
+        expectRejected(try upgrade(extra: ["Sec-WebSocket-Version: 13"]), 400, versionHeader)  // twice
         // Checked before the key.
-        expectRejected(try upgrade(version: "Sec-WebSocket-Version: 7", key: []), 426, upgradeRequiredHeaders)
+        expectRejected(try upgrade(version: "Sec-WebSocket-Version: 7", key: []), 400, versionHeader)
     }
 
     @Test func badKeysGive400() throws {
@@ -143,6 +154,19 @@ private func expectRejected(
                 == bytes(
                     "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain; charset=utf-8\r\n"
                         + "Content-Length: 0\r\nAllow: GET\r\nConnection: close\r\n\r\n"))
+    }
+
+    @Test func full400VersionResponseBytes() throws {
+        let head = try upgrade(version: "Sec-WebSocket-Version: 8")
+        guard case .reject(let status, let headers) = WebSocketHandshake.validate(head) else {
+            Issue.record("accepted")
+            return
+        }
+        #expect(
+            HTTPResponse.error(status, close: true, extraHeaders: headers)
+                == bytes(
+                    "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                        + "Content-Length: 0\r\nSec-WebSocket-Version: 13\r\nConnection: close\r\n\r\n"))
     }
 }
 

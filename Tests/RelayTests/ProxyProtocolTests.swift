@@ -14,7 +14,7 @@ import Testing
                                       0x20, 0x01, 0x0D, 0xB8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02,
                                       0x0F, 0xA0, 0x01, 0xBB]
 
-    func parse(_ b: [UInt8], maxLength: Int = ProxyProtocolV2.defaultMaxLength) -> ProxyProtocolV2.Result {
+    func parse(_ b: [UInt8], maxLength: Int = Limits.maxProxyHeaderBytes) -> ProxyProtocolV2.Result {
         b.withUnsafeBytes { ProxyProtocolV2.parse($0, maxLength: maxLength) }
     }
 
@@ -99,6 +99,38 @@ import Testing
     @Test func lengthShorterThanTheAddressBlockIsRefused() {
         #expect(parse(Self.sig + [0x21, 0x11, 0x00, 0x0B]) == .refused(.shortAddress))
         #expect(parse(Self.sig + [0x21, 0x21, 0x00, 0x0C]) == .refused(.shortAddress))
+    }
+
+    /// A TCP4 header of exactly `total` bytes: the addresses of `tcp4`, then TLVs (§2.2.7) as a
+    /// load balancer sends them — PP2_TYPE_AUTHORITY, an AWS VPC endpoint id (type 0xEA,
+    /// subtype 0x01) — and a PP2_TYPE_NOOP filling the rest.
+    static func tcp4WithTLVs(total: Int) -> [UInt8] {
+        func tlv(_ type: UInt8, _ value: [UInt8]) -> [UInt8] {
+            [type, UInt8(value.count >> 8), UInt8(value.count & 0xFF)] + value
+        }
+        var tlvs = tlv(0x02, Array("relay.example.com".utf8)) + tlv(0xEA, [0x01] + Array("vpce-0123456789abcdef0".utf8))
+        tlvs += tlv(0x04, [UInt8](repeating: 0, count: total - 28 - tlvs.count - 3))
+        let length = 12 + tlvs.count
+        return Self.sig + [0x21, 0x11, UInt8(length >> 8), UInt8(length & 0xFF)] + Array(Self.tcp4[16..<28]) + tlvs
+    }
+
+    @Test func headerWithTLVsUpToTheBoundIsAccepted() {
+        let atBound = Self.tcp4WithTLVs(total: Limits.maxProxyHeaderBytes)
+        #expect(atBound.count == 4_096)
+        let s = source(parse(atBound))
+        #expect(s?.0 == "203.0.113.7")
+        #expect(s?.1 == 51234)
+        #expect(s?.2 == 4_096)
+        // Only the fixed part is needed to learn the total: the caller reads exactly that much.
+        #expect(parse(Array(atBound[0..<16])) == .needMore(total: 4_096))
+        #expect(parse(Array(atBound[0..<4_095])) == .needMore(total: 4_096))
+    }
+
+    @Test func headerOneByteOverTheBoundIsRefusedFromItsFixedPart() {
+        let over = Self.tcp4WithTLVs(total: Limits.maxProxyHeaderBytes + 1)
+        #expect(over.count == 4_097)
+        #expect(parse(over) == .refused(.tooLong))
+        #expect(parse(Array(over[0..<16])) == .refused(.tooLong))
     }
 
     @Test func overlongHeaderIsRefusedBeforeBuffering() {

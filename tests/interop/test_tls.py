@@ -429,3 +429,46 @@ def test_missing_or_late_proxy_header_is_closed_with_zero_bytes(relay_bin, start
         elapsed = time.monotonic() - t0
     assert data1 == b"" and data2 == b""
     assert HEADER_TIMEOUT_S * 0.8 <= elapsed < HEADER_TIMEOUT_S + 2.0, elapsed
+
+
+PROXY_HEADER_MAX = 4096  # the relay's bound on a whole PROXY v2 header (docs/protocol.md)
+
+
+def proxy_v2_tcp4_with_tlvs(src, sport, total):
+    """A TCP4 header of exactly `total` bytes whose TLVs are what a load balancer adds —
+    PP2_TYPE_AUTHORITY, an AWS VPC endpoint id (type 0xEA, subtype 0x01) — plus a PP2_TYPE_NOOP
+    filling the rest."""
+    addrs = socket.inet_aton(src) + socket.inet_aton("127.0.0.1") + struct.pack("!HH", sport, 443)
+
+    def tlv(kind, value):
+        return bytes([kind]) + struct.pack("!H", len(value)) + value
+
+    tlvs = tlv(0x02, b"localhost") + tlv(0xEA, b"\x01vpce-0123456789abcdef0")
+    tlvs += tlv(0x04, bytes(total - 16 - len(addrs) - len(tlvs) - 3))
+    return SIG + bytes([0x21, 0x11]) + struct.pack("!H", len(addrs) + len(tlvs)) + addrs + tlvs
+
+
+def test_proxy_v2_header_with_tlvs_is_accepted_up_to_the_bound_and_refused_past_it(relay_bin, start_relay, pki):
+    r = start_tls(start_relay, relay_bin, *pki.default, "--https-proxy-protocol", "--header-timeout", "1s")
+    ctx = pki.client_context()
+    at_bound = proxy_v2_tcp4_with_tlvs("203.0.113.77", 40001, PROXY_HEADER_MAX)
+    assert len(at_bound) == PROXY_HEADER_MAX
+
+    async def scenario():
+        sock = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+        sock.sendall(at_bound)
+        sock.setblocking(False)
+        binary = await wss_binary(r, ctx, "srv-tlv", sock=sock, server_hostname="127.0.0.1")
+        await binary.close()
+
+    run(scenario())
+    events = [parse_logfmt(l) for l in r.proc.lines]
+    assert any(e.get("msg") == "server_claimed" and e.get("remote") == "203.0.113.77" for e in events)
+
+    over = proxy_v2_tcp4_with_tlvs("203.0.113.78", 40002, PROXY_HEADER_MAX + 1)
+    assert len(over) == PROXY_HEADER_MAX + 1
+    with socket.create_connection(("127.0.0.1", r.port), timeout=5) as s:
+        s.sendall(over)
+        data, waited = read_until_closed(s)
+    assert data == b""
+    assert waited < HEADER_TIMEOUT_S * 0.8, "refused at once, not at the deadline (%.2f s)" % waited

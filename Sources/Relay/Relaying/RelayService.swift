@@ -145,7 +145,8 @@ public final class RelayService: ConnectionDelegate {
         return .respond(HTTPResponse.error(status, close: close, extraHeaders: extra), close: close)
     }
 
-    /// SPEC §4.1: Host with the port stripped, ASCII case-insensitive.
+    /// Host with the port stripped, ASCII case-insensitive (RFC 9110 §4.2.3). Not Unicode case
+    /// folding: `lowercased()` would let a Host with U+212A KELVIN SIGN match a domain with `k`.
     func hostMatches(_ host: String?, _ domain: String) -> Bool {
         guard var h = host else { return false }
         if h.hasPrefix("[") {
@@ -153,7 +154,7 @@ public final class RelayService: ConnectionDelegate {
         } else if let colon = h.lastIndex(of: ":") {
             h = String(h[..<colon])
         }
-        return h.lowercased() == domain.lowercased()
+        return HTTPGrammar.equalsIgnoringASCIICase(h.utf8, domain.utf8)
     }
 
     func healthResponse(close: Bool) -> [UInt8] {
@@ -175,8 +176,8 @@ public final class RelayService: ConnectionDelegate {
         return ip.isEmpty ? nil : ip
     }
 
-    /// SPEC §6 order: Host (done) → rate limit 429 → global cap 503 → per-IP cap 429 →
-    /// header gate 400 → RFC 6455 checks → 101.
+    /// Order (docs/protocol.md): Host 421 (done by the caller) → rate limit 429 → global cap 503
+    /// → per-IP cap 429 → header gate 400 → RFC 6455 checks (405/426/400) → 101.
     func admit(_ c: Connection, _ head: HTTPRequestHead, endpoint: Metrics.Endpoint) -> HTTPDisposition {
         let now = context.reactor.now
         let path = head.path
@@ -198,10 +199,7 @@ public final class RelayService: ConnectionDelegate {
             Log.warn("ip_conn_cap_reached", ["remote": c.remote.ipString, "path": path])
             return reject(.tooManyRequests, close: true)
         }
-        let required = endpoint == .server
-            ? ["x-pyrycode-server", "x-pyrycode-version", "user-agent"]
-            : ["x-pyrycode-server", "x-pyrycode-token", "user-agent"]
-        for name in required where (head.value(name) ?? "").isEmpty {
+        guard UpgradeHeaderGate.admits(head, endpoint: endpoint) else {
             metrics.upgrade(endpoint, .rejectHeaders)
             return reject(.badRequest, close: true)
         }

@@ -13,9 +13,6 @@ public enum ProxyProtocolV2 {
     public static let signature: [UInt8] = [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A]
     /// Signature, version/command, family/protocol, 2-byte length.
     public static let fixedLength = 16
-    /// Real proxies send the addresses plus a few TLVs (a few hundred bytes at most); a larger
-    /// header is refused rather than buffered (the spec allows 64 KiB, nothing needs it).
-    public static let defaultMaxLength = 1024
 
     public enum Refusal: Equatable, Sendable {
         case badSignature      // not v2 (a v1 `PROXY TCP4 …` line, a ClientHello, garbage)
@@ -36,7 +33,9 @@ public enum ProxyProtocolV2 {
     }
 
     /// Parses the header at the start of `bytes`, refusing as soon as the bytes seen rule it out.
-    public static func parse(_ bytes: UnsafeRawBufferPointer, maxLength: Int = defaultMaxLength) -> Result {
+    /// A header longer than `maxLength` in total is refused from its 16 fixed bytes, before any
+    /// of its TLVs is buffered.
+    public static func parse(_ bytes: UnsafeRawBufferPointer, maxLength: Int = Limits.maxProxyHeaderBytes) -> Result {
         let n = bytes.count
         // §2.2: a receiver must refuse anything whose first bytes differ from the signature;
         // checking the prefix we have lets a v1 line or a ClientHello be refused at byte 0.

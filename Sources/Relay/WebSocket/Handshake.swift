@@ -4,32 +4,39 @@ internal import CTLS
 public enum HandshakeResult: Sendable {
     /// Answer 101 with this `Sec-WebSocket-Accept` value.
     case accept(acceptKey: String)
-    /// Answer with this status and these headers (after the SPEC §5.2 error headers), then close.
+    /// Answer with this status and these headers (after the error headers of `HTTPResponse.error`),
+    /// then close.
     case reject(HTTPStatus, extraHeaders: [(String, String)])
 }
 
-/// The server side of the RFC 6455 §4.2.1 opening-handshake checks, in SPEC §6 order. Pure: the
-/// route, Host (421), admission (429/503) and header-gate (400) checks come before it, in the
-/// caller. Any Origin is accepted and no subprotocol is selected (SPEC §6).
+/// The server side of the RFC 6455 §4.2.1 opening-handshake checks, in the order of
+/// docs/protocol.md: method 405 → HTTP/1.1 426 → Upgrade/Connection 426 → version 400 → key 400.
+/// Pure: the route, Host (421), admission (429/503) and header-gate (400) checks come before it,
+/// in the caller. Any Origin is accepted and no subprotocol is selected.
 public enum WebSocketHandshake {
     /// RFC 6455 §1.3 / §4.2.2: the GUID appended to the client's key.
     static let guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
     public static func validate(_ head: HTTPRequestHead) -> HandshakeResult {
-        // §4.2.1 item 1: "An HTTP/1.1 or higher GET request". RFC 9110 §15.5.6: a 405 MUST list
-        // the allowed methods.
-        guard head.versionMinor >= 1, head.method == "GET" else {
+        // §4.2.1 item 1: a GET request. RFC 9110 §15.5.6: a 405 MUST list the allowed methods.
+        guard head.method == "GET" else {
             return .reject(.methodNotAllowed, extraHeaders: [("Allow", "GET")])
         }
-        // §4.2.1 items 3–4, §4.4: tell the client which version we speak. RFC 9110 §15.5.22: a 426
-        // MUST carry Upgrade (HTTPResponse.error then adds the Connection `Upgrade` option).
+        // A 426 tells the client what to upgrade to: RFC 9110 §15.5.22 requires Upgrade
+        // (HTTPResponse.error then adds the Connection `Upgrade` option), §4.4 the version we speak.
         let upgradeRequired: [(String, String)] = [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")]
+        // §4.2.1 item 1: HTTP/1.1 or higher (an HTTP/1.0 server ignores Upgrade, RFC 9110 §7.8).
+        guard head.versionMinor >= 1 else {
+            return .reject(.upgradeRequired, extraHeaders: upgradeRequired)
+        }
+        // §4.2.1 items 3–4.
         guard head.hasToken("upgrade", "websocket"), head.hasToken("connection", "upgrade") else {
             return .reject(.upgradeRequired, extraHeaders: upgradeRequired)
         }
-        // §4.2.1 item 6 and §4.4: exactly version 13, else 426 + Sec-WebSocket-Version.
+        // §4.2.1 item 6: exactly one Sec-WebSocket-Version, 13. Else, as §4.4's example (and the
+        // Go relay), 400 naming the version we speak.
         guard head.count("sec-websocket-version") == 1, head.value("sec-websocket-version") == "13" else {
-            return .reject(.upgradeRequired, extraHeaders: upgradeRequired)
+            return .reject(.badRequest, extraHeaders: [("Sec-WebSocket-Version", "13")])
         }
         // §4.2.1 item 5: one key, base64 of a 16-byte nonce (values are already OWS-trimmed).
         guard head.count("sec-websocket-key") == 1, let key = head.value("sec-websocket-key"),
