@@ -2,7 +2,7 @@ import CEpoll
 import Testing
 @testable import Relay
 
-/// Admission over real loopback sockets (docs/operations.md, "Admission"): a flood of idle
+/// Admission over real loopback sockets (docs/operations.md, "Admission limits"): a flood of idle
 /// connections from one address (or one IPv6 /64) evicts its own half-open connections, not a
 /// phone that takes its time; the per-IP limits count an IPv6 client by its /64.
 @Suite(.serialized) struct AdmissionLoopbackTests {

@@ -1,7 +1,7 @@
 import Testing
 @testable import Relay
 
-/// The per-client key of the admission limits (docs/operations.md, "Admission").
+/// The per-client key of the admission limits (docs/operations.md, "Admission limits").
 @Suite struct ClientKeyTests {
     func key(_ ip: String) -> ClientKey? { ClientKey(ip: ip) }
 

@@ -1,7 +1,7 @@
 import Testing
 @testable import Relay
 
-/// The half-open caps' eviction order (docs/operations.md, "Admission"), on plain objects.
+/// The half-open caps' eviction order (docs/operations.md, "Admission limits"), on plain objects.
 @Suite struct HalfOpenTableTests {
     final class Conn: CustomStringConvertible {
         let name: String

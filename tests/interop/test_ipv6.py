@@ -4,6 +4,8 @@ does; `0.0.0.0:P` stays IPv4-only; IPv4 clients of a dual-stack socket are logge
 
 import asyncio
 import json
+import pathlib
+import shutil
 import socket
 import tempfile
 
@@ -104,3 +106,40 @@ def test_ipv6_literals(relay_bin, start_relay, listen, other):
     else:
         with pytest.raises(ConnectionRefusedError):
             healthz("127.0.0.1", port)
+
+
+# -- systemd ---------------------------------------------------------------------------------
+
+DEPLOY = pathlib.Path(__file__).resolve().parents[2] / "deploy"
+
+
+def unit_values(name, key):
+    return [l.split("=", 1)[1].strip() for l in (DEPLOY / name).read_text().splitlines()
+            if l.startswith(key + "=")]
+
+
+def test_deploy_units_serve_ipv6_with_or_without_the_socket_unit():
+    # Without the socket unit: an empty host (dual-stack), and AF_INET6 not filtered out.
+    service = (DEPLOY / "pyrycode-relay.service").read_text()
+    assert "--https-listen :443 " in service
+    assert "AF_INET6" in unit_values("pyrycode-relay.service", "RestrictAddressFamilies")[0].split()
+    # With it: ListenStream=443 is [::]:443; BindIPv6Only=both keeps IPv4 on it whatever
+    # net.ipv6.bindv6only says.
+    assert unit_values("pyrycode-relay.socket", "ListenStream") == ["443"]
+    assert unit_values("pyrycode-relay.socket", "BindIPv6Only") == ["both"]
+
+
+def test_socket_activated_port_only_listener_serves_both_families(relay_bin, start_relay, tmp_path):
+    tool = shutil.which("systemd-socket-activate")
+    if tool is None:
+        pytest.skip("systemd-socket-activate not installed")
+    port = free_port()
+    # `-l PORT` is what ListenStream=443 binds: [::]:PORT. The tool execs the relay on the first
+    # connection (wait_port's).
+    proc = start_relay(tool, ["-l", str(port), relay_bin, "--insecure-listen", f":{port}",
+                              "--metrics-listen", "", "--runtime-dir", str(tmp_path)], wait_port=port)
+    act = proc.wait_for_log(lambda l: parse_logfmt(l).get("msg") == "socket_activation")
+    assert parse_logfmt(act)["listen"] == f"[::]:{port}"
+    assert started_listen(proc) == f"[::]:{port}"
+    assert healthz("127.0.0.1", port)["status"] == "ok"
+    assert healthz("::1", port)["status"] == "ok"

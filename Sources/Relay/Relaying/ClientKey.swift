@@ -1,7 +1,7 @@
 import CEpoll
 
 /// Whom a per-client limit counts (the rate-limit bucket, the live-connection cap per IP, the
-/// half-open cap per IP; docs/operations.md, "Admission"):
+/// half-open cap per IP; docs/operations.md, "Admission limits"):
 /// - an IPv4 address by itself;
 /// - an IPv6 address by its /64: unicast interface identifiers are 64 bits (RFC 4291 §2.5.1),
 ///   so one subscriber holds a whole /64 and picks addresses in it at will (temporary addresses,

@@ -1,4 +1,4 @@
-/// Connections accepted but not yet upgraded, under two caps (docs/operations.md, "Admission"):
+/// Connections accepted but not yet upgraded, under two caps (docs/operations.md, "Admission limits"):
 /// `limit` in all (`--max-half-open`) and `perKeyLimit` per client (`--max-half-open-per-ip`).
 /// Room for a newcomer is made by evicting, over the per-client cap, that client's oldest; over
 /// the global cap, the oldest connection of the client holding the most — the globally oldest

@@ -1,4 +1,4 @@
-/// The half-open caps (docs/operations.md, "Admission"): `--max-half-open` in all and
+/// The half-open caps (docs/operations.md, "Admission limits"): `--max-half-open` in all and
 /// `--max-half-open-per-ip` per client, so that one source flooding idle connections evicts its
 /// own connections, not the phones that are slow to send their upgrade request.
 extension RelayService {
