@@ -11,7 +11,7 @@ import tempfile
 
 import pytest
 
-from conftest import free_port, parse_logfmt
+from conftest import parse_logfmt
 from relaylib import binary_headers, phone_conn_id, phone_headers, recv_json
 from test_tls import PKI, pki  # noqa: F401  (pki is a fixture)
 from websockets.asyncio.client import connect
@@ -21,9 +21,17 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 60))
 
 
+def free_dual_port():
+    """A port free on IPv4 and IPv6 alike (what a dual-stack [::] bind needs)."""
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.bind(("::", 0))
+        return s.getsockname()[1]
+
+
 def start_on(start_relay, relay_bin, listen, wait_host, *extra, flag="--insecure-listen"):
     """The relay on `listen`; waits until wait_host answers. Returns (proc, port)."""
-    port = free_port()
+    port = free_dual_port()
     rundir = tempfile.mkdtemp(prefix="relay-run-")
     args = [flag, listen.format(port=port), "--metrics-listen", "", "--runtime-dir", rundir, *extra]
     return start_relay(relay_bin, args, wait_port=port, wait_host=wait_host), port
@@ -133,7 +141,7 @@ def test_socket_activated_port_only_listener_serves_both_families(relay_bin, sta
     tool = shutil.which("systemd-socket-activate")
     if tool is None:
         pytest.skip("systemd-socket-activate not installed")
-    port = free_port()
+    port = free_dual_port()
     # `-l PORT` is what ListenStream=443 binds: [::]:PORT. The tool execs the relay on the first
     # connection (wait_port's).
     proc = start_relay(tool, ["-l", str(port), relay_bin, "--insecure-listen", f":{port}",
