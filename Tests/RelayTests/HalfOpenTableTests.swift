@@ -75,6 +75,19 @@ import Testing
         #expect(t.count(of: a) == 2 && t.count(of: .unattributed) == 2 && t.count == 4)
     }
 
+    @Test func capOfOneReplacesTheClientsOnlyConnection() {
+        var t = HalfOpenTable<Conn>(limit: 10, perKeyLimit: 1)
+        admit(&t, "a1", a)
+        #expect(admit(&t, "a2", a).1 == ["a1"])
+        let (p, _) = admit(&t, "p", .unattributed)
+        let evicted = t.rekey(p, to: a).map(\.name)
+        #expect(evicted == ["a2"])
+        #expect(t.count(of: a) == 1 && t.contains(p))
+        #expect(admit(&t, "a3", a).1 == ["p"])
+        t.remove(t.elements[0])
+        #expect(t.count == 0 && t.count(of: a) == 0 && t.storedRefs <= 4)
+    }
+
     @Test func rekeyedConnectionKeepsItsPlaceInTheGlobalOrder() {
         var t = HalfOpenTable<Conn>(limit: 3, perKeyLimit: 10)
         let (p, _) = admit(&t, "p", .unattributed)
