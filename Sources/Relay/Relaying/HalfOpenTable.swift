@@ -3,14 +3,15 @@
 /// Room for a newcomer is made by evicting, over the per-client cap, that client's oldest; over
 /// the global cap, the oldest connection of the client holding the most — the globally oldest
 /// when its client is among those holding the most. So one address (or one IPv6 /64) that floods
-/// idle connections evicts its own, never a phone that is slow to send its request; among equal
+/// idle connections evicts its own, not a phone that is slow to send its request; among equal
 /// holders (every client holds one) the order is first in, first out.
 ///
 /// Every operation is O(1) amortized, never a scan of the table: first-in-first-out queues of
-/// entry objects with lazy deletion (a removed entry stays queued, marked dead, until it reaches
-/// the head or the queue is compacted once dead entries outnumber live ones); and clients
-/// bucketed by how many connections they hold — counts move by one, so the largest bucket is
-/// found by stepping at most once. An accept hashes a client key once and a connection once.
+/// entry objects with lazy deletion (a removed entry stays queued, dead and holding no
+/// connection, until it reaches the head or the queue is compacted once dead entries outnumber
+/// live ones); and clients bucketed by how many connections they hold — counts move by one, so
+/// the largest bucket is found by stepping at most once. An accept hashes its client key twice
+/// and its connection once, plus one connection hash per eviction.
 struct HalfOpenTable<Element: AnyObject> {
     private final class Entry {
         /// nil once removed: the entry is dead wherever it is still queued.
