@@ -34,6 +34,11 @@ public enum Limits {
     public static let maxConnections = 10_000
     public static let maxConnectionsPerIP = 256
     public static let maxHalfOpen = 1_024
+    /// Half-open connections per client (an IPv4 address, an IPv6 /64), the oldest closed
+    /// beyond. 64 is far above what one household or carrier NAT has in handshake at once (a
+    /// handshake takes well under a second, and the rate limit lets an address upgrade 20 at a
+    /// time), yet it takes 16 addresses (16 /64s) to fill the whole table of 1,024.
+    public static let maxHalfOpenPerIP = 64
     public static let proxyHeaderTimeoutMs: Int64 = 5_000
 
     // Upgrade gate (docs/protocol.md)

@@ -11,7 +11,8 @@ final class LoopbackRelay {
     let listener: Listener
     var port: UInt16 { listener.address.port }
 
-    init(configure: (inout RelayConfig) -> Void = { _ in }) throws {
+    /// `proxyHeader`: every connection starts with a PROXY v2 header (as `--https-proxy-protocol`, without TLS).
+    init(proxyHeader: Bool = false, configure: (inout RelayConfig) -> Void = { _ in }) throws {
         var config = RelayConfig()
         config.insecureListen = SocketAddress(ip: "127.0.0.1", port: 0)
         configure(&config)
@@ -23,7 +24,7 @@ final class LoopbackRelay {
         // Port 0: let the kernel choose (SocketAddress(parsing:) refuses 0 by design).
         withUnsafeMutableBytes(of: &any.storage) { $0.storeBytes(of: UInt16(0), toByteOffset: 2, as: UInt16.self) }
         listener = try Listener(socket: try Socket.listen(on: any), reactor: reactor) { fd, remote in
-            relay.accept(fd: fd, remote: remote)
+            relay.accept(fd: fd, remote: remote, proxyHeader: proxyHeader)
         }
     }
 
@@ -45,9 +46,15 @@ final class RawSocket {
     var received: [UInt8] = []
     private(set) var eof = false
 
-    init(port: UInt16) {
+    /// `source`: the loopback address to connect from (127.0.0.0/8 is all local on Linux).
+    init(port: UInt16, from source: String? = nil) {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
         precondition(fd >= 0)
+        if let source {
+            try! SocketAddress(ip: source, port: 0)!.withSockAddr { sa, len throws(Errno) in
+                precondition(pyry_bind(fd, sa, len) == 0, "bind \(source): errno \(pyry_errno())")
+            }
+        }
         let addr = SocketAddress(ip: "127.0.0.1", port: port)!
         try! addr.withSockAddr { sa, len throws(Errno) in
             _ = pyry_connect(fd, sa, len)  // EINPROGRESS on loopback completes within the first pump

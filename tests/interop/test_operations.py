@@ -156,7 +156,7 @@ DOCUMENTED_FLAGS = {
     "metrics-listen": "127.0.0.1:9090", "trust-x-forwarded-for": None, "max-connections": "10000",
     "version": None,
     # [beyond] tunables, each with the default of its SPEC section.
-    "max-connections-per-ip": "256", "max-half-open": "1024", "grace": "30s",
+    "max-connections-per-ip": "256", "max-half-open": "1024", "max-half-open-per-ip": "64", "grace": "30s",
     "heartbeat-interval": "30s", "heartbeat-timeout": "30s", "probe-timeout": "10s",
     "phones-per-server": "16", "max-message-bytes": "262144", "outbox-budget": "4194304",
     "max-buffered-bytes": "536870912", "drain-deadline": "10s", "header-timeout": "5s",

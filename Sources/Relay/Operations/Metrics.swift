@@ -26,6 +26,8 @@ public final class Metrics {
     public var httpRejects: [Int: Int] = [:]
     public var tlsHandshakesOK = 0
     public var tlsHandshakesFailed = 0
+    /// Half-open connections closed to make room (per-IP or global half-open cap).
+    public var halfOpenEvictions = 0
 
     public init() {}
 
@@ -84,6 +86,8 @@ public final class Metrics {
         o += "pyrycode_relay_live_connections \(g.liveConnections)\n"
         family("pyrycode_relay_half_open_connections", "gauge", "Connections not yet upgraded.")
         o += "pyrycode_relay_half_open_connections \(g.halfOpen)\n"
+        family("pyrycode_relay_half_open_evictions_total", "counter", "Connections not yet upgraded closed to make room (--max-half-open, --max-half-open-per-ip).")
+        o += "pyrycode_relay_half_open_evictions_total \(halfOpenEvictions)\n"
         family("pyrycode_relay_connections_closed_total", "counter", "WebSocket connections closed, by close code (1006: no close frame).")
         for code in closedByCode.keys.sorted() {
             o += "pyrycode_relay_connections_closed_total{code=\"\(code)\"} \(closedByCode[code]!)\n"

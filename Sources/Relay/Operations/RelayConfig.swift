@@ -14,6 +14,7 @@ public struct RelayConfig {
     public var maxConnections = Limits.maxConnections
     public var maxConnectionsPerIP = Limits.maxConnectionsPerIP
     public var maxHalfOpen = Limits.maxHalfOpen
+    public var maxHalfOpenPerIP = Limits.maxHalfOpenPerIP
     public var runtimeDir: String?
     public var graceMs = Limits.graceMs
     public var probeTimeoutMs = Limits.claimProbeTimeoutMs
@@ -53,6 +54,7 @@ public struct RelayConfig {
         f.string("max-connections", default: String(Limits.maxConnections), "global cap on live WebSocket connections (503 beyond)")
         f.string("max-connections-per-ip", default: String(Limits.maxConnectionsPerIP), "live WebSocket connections per client IP (429 beyond)")
         f.string("max-half-open", default: String(Limits.maxHalfOpen), "connections not yet upgraded; the oldest is closed beyond")
+        f.string("max-half-open-per-ip", default: String(Limits.maxHalfOpenPerIP), "connections not yet upgraded per client IP (IPv6: per /64); its oldest is closed beyond")
         f.string("runtime-dir", default: "", "directory for instance.lock (default $RUNTIME_DIRECTORY, else /run/pyrycode-relay)")
         f.string("grace", default: "30s", "how long a binary's server-id stays reserved after it disconnects")
         f.string("heartbeat-interval", default: "30s", "interval between pings to each connection")
@@ -150,6 +152,7 @@ public struct RelayConfig {
         c.maxConnections = try positive(flags, "max-connections")
         c.maxConnectionsPerIP = try positive(flags, "max-connections-per-ip")
         c.maxHalfOpen = try positive(flags, "max-half-open")
+        c.maxHalfOpenPerIP = try positive(flags, "max-half-open-per-ip")
         let rd = flags.string("runtime-dir")
         c.runtimeDir = rd.isEmpty ? nil : rd
         c.graceMs = try duration(flags, "grace")

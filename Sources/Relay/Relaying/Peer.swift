@@ -6,6 +6,8 @@ final class Peer {
     let handle: ConnHandle
     let serverID: String
     let ip: String
+    /// What the per-IP limits count this connection under (an IPv6 client's /64).
+    let key: ClientKey
     let version: String      // X-Pyrycode-Version (binaries)
     let deviceName: String   // X-Pyrycode-Device-Name (phones), truncated for logs
     var connID = ""
@@ -38,11 +40,12 @@ final class Peer {
 
     func messageQueued(endingAt end: Int) { pendingEnds.append(end) }
 
-    init(role: Role, handle: ConnHandle, serverID: String, ip: String, version: String, deviceName: String) {
+    init(role: Role, handle: ConnHandle, serverID: String, ip: String, key: ClientKey, version: String, deviceName: String) {
         self.role = role
         self.handle = handle
         self.serverID = serverID
         self.ip = ip
+        self.key = key
         self.version = version
         self.deviceName = deviceName
     }

@@ -1,5 +1,5 @@
 /// Per-key token buckets (SPEC §10: burst 20, one token per 6 s, idle buckets swept after
-/// 120 s). Time is passed in, so the limiter is a pure value tested without clocks.
+/// 120 s), one per `ClientKey` (an IPv6 client's whole /64 shares one). Time is passed in, so the limiter is a pure value tested without clocks.
 public struct RateLimiter {
     struct Bucket {
         var tokens: Double
@@ -9,7 +9,7 @@ public struct RateLimiter {
     public let burst: Double
     public let refillMs: Int64
     public let idleMs: Int64
-    private var buckets: [String: Bucket] = [:]
+    private var buckets: [ClientKey: Bucket] = [:]
 
     public init(burst: Int = Limits.rateBurst, refillMs: Int64 = Limits.rateRefillMs, idleMs: Int64 = Limits.rateBucketIdleMs) {
         self.burst = Double(burst)
@@ -20,7 +20,7 @@ public struct RateLimiter {
     public var bucketCount: Int { buckets.count }
 
     /// Takes one token for `key`; false when the bucket is empty.
-    public mutating func allow(_ key: String, now: Int64) -> Bool {
+    public mutating func allow(_ key: ClientKey, now: Int64) -> Bool {
         var b = buckets[key] ?? Bucket(tokens: burst, updatedMs: now)
         let elapsed = max(0, now - b.updatedMs)
         b.tokens = min(burst, b.tokens + Double(elapsed) / Double(refillMs))

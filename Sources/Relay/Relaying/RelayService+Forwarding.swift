@@ -193,13 +193,13 @@ extension RelayService {
 
     public func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?) {
         guard let peer = c.userInfo as? Peer else {
-            halfOpen[ObjectIdentifier(c)] = nil
+            halfOpen.remove(c)
             return
         }
         c.userInfo = nil
         connections[peer.handle] = nil
         liveWebSockets -= 1
-        if let n = perIP[peer.ip], n > 1 { perIP[peer.ip] = n - 1 } else { perIP[peer.ip] = nil }
+        if let n = perIP[peer.key], n > 1 { perIP[peer.key] = n - 1 } else { perIP[peer.key] = nil }
         let wireCode = c.closeInitiatedByPeer ? peerCode : (localCode ?? peerCode)
         metrics.closed(code: wireCode)
         let now = context.reactor.now

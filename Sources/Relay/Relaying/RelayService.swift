@@ -10,11 +10,9 @@ public final class RelayService: ConnectionDelegate {
     let registry: Registry
     var rateLimiter = RateLimiter()
     var connections: [ConnHandle: Connection] = [:]
-    var perIP: [String: Int] = [:]
+    var perIP: [ClientKey: Int] = [:]
     var liveWebSockets = 0
-    var halfOpen: [ObjectIdentifier: Connection] = [:]
-    var halfOpenOrder: [Connection] = []
-    var halfOpenHead = 0
+    var halfOpen: HalfOpenTable<Connection>
     var nextHandle: UInt64 = 1
     var registryTimers: [UInt64: RegistryTimer] = [:]
     var nextTimerKey: UInt64 = 1
@@ -39,6 +37,7 @@ public final class RelayService: ConnectionDelegate {
         self.registry = Registry(graceMs: config.graceMs, probeTimeoutMs: config.probeTimeoutMs,
                                  maxPhonesPerServer: config.phonesPerServer)
         self.startedMs = context.reactor.now
+        self.halfOpen = HalfOpenTable(limit: config.maxHalfOpen, perKeyLimit: config.maxHalfOpenPerIP)
         context.reactor.timerDelegate = { [unowned self] entry, now in self.delegateTimer(entry, now: now) }
         context.reactor.scheduleDelegate(key: 0, at: startedMs + RelayService.housekeepingMs, kind: RelayService.housekeepingKind)
         // Large message buffers come and go with every big message: keep glibc from returning
@@ -78,19 +77,12 @@ public final class RelayService: ConnectionDelegate {
         }
         Socket.setNoDelay(fd)
         noteAccept()
-        // SPEC §10: beyond the half-open cap the oldest not-yet-upgraded connection goes first.
-        while halfOpen.count >= config.maxHalfOpen, let oldest = popOldestHalfOpen() {
-            oldest.abort()
-        }
+        let key = halfOpenKey(remote: remote, proxyHeader: proxyHeader)
+        makeHalfOpenRoom(for: key)
         let c = Connection(fd: fd, remote: remote, context: context, settings: config.connection, delegate: self,
                            tls: tls, proxyHeader: proxyHeader)
         do { try c.start() } catch { return }
-        halfOpen[ObjectIdentifier(c)] = c
-        halfOpenOrder.append(c)
-        // Entries of connections that upgraded or closed stay in the FIFO until compacted; compact
-        // once dead entries outnumber live ones (amortized O(1)), so a flood of rejected upgrades
-        // (429/503) cannot pin closed connections in memory (SPEC §10: rejections cost no state).
-        if halfOpenOrder.count - halfOpenHead > 2 * halfOpen.count + 64 { compactHalfOpenOrder() }
+        halfOpen.insert(c, key: key)
     }
 
     /// A connection storm leaves the heap fragmented by short-lived request-parsing allocations
@@ -102,20 +94,6 @@ public final class RelayService: ConnectionDelegate {
             trimArmed = true
             context.reactor.scheduleDelegate(key: 0, at: lastAcceptMs + RelayService.trimQuietMs, kind: RelayService.trimKind)
         }
-    }
-
-    private func popOldestHalfOpen() -> Connection? {
-        while halfOpenHead < halfOpenOrder.count {
-            let c = halfOpenOrder[halfOpenHead]
-            halfOpenHead += 1
-            if halfOpen[ObjectIdentifier(c)] != nil { return c }
-        }
-        return nil
-    }
-
-    private func compactHalfOpenOrder() {
-        halfOpenOrder = halfOpenOrder[halfOpenHead...].filter { halfOpen[ObjectIdentifier($0)] != nil }
-        halfOpenHead = 0
     }
 
     // MARK: HTTP (SPEC §5.2, §6)
@@ -181,7 +159,7 @@ public final class RelayService: ConnectionDelegate {
     func admit(_ c: Connection, _ head: HTTPRequestHead, endpoint: Metrics.Endpoint) -> HTTPDisposition {
         let now = context.reactor.now
         let path = head.path
-        guard let ip = clientIP(c, head), rateLimiter.allow(ip, now: now) else {
+        guard let ip = clientIP(c, head), let key = ClientKey(ip: ip), rateLimiter.allow(key, now: now) else {
             metrics.upgrade(endpoint, .rejectRateLimit)
             metrics.registerFailure(.ratelimit)
             Log.warn("ratelimit_rejected", ["remote": c.remote.ipString, "path": path])
@@ -192,7 +170,7 @@ public final class RelayService: ConnectionDelegate {
             Log.warn("conn_cap_reached", ["remote": c.remote.ipString, "path": path])
             return reject(.serviceUnavailable, close: true)
         }
-        if perIP[ip, default: 0] >= config.maxConnectionsPerIP {
+        if perIP[key, default: 0] >= config.maxConnectionsPerIP {
             // Counted like a rate-limit refusal: outcome and kind move together, as in Go's pairs.
             metrics.upgrade(endpoint, .rejectRateLimit)
             metrics.registerFailure(.ratelimit)
@@ -215,13 +193,13 @@ public final class RelayService: ConnectionDelegate {
         nextHandle += 1
         let device = head.value("x-pyrycode-device-name").map { truncatedUTF8($0, maxBytes: 64) } ?? ""
         let peer = Peer(role: endpoint == .server ? .binary : .phone, handle: handle,
-                        serverID: head.value("x-pyrycode-server")!, ip: ip,
+                        serverID: head.value("x-pyrycode-server")!, ip: ip, key: key,
                         version: head.value("x-pyrycode-version") ?? "", deviceName: device)
         c.userInfo = peer
         connections[handle] = c
-        perIP[ip, default: 0] += 1
+        perIP[key, default: 0] += 1
         liveWebSockets += 1
-        halfOpen[ObjectIdentifier(c)] = nil
+        halfOpen.remove(c)
         return .upgrade(acceptKey: acceptKey, extraHeaders: [])
     }
 
@@ -244,7 +222,6 @@ public final class RelayService: ConnectionDelegate {
             rateLimiter.sweep(now: now)
             context.pool.trim()
             _ = malloc_trim(0)
-            if halfOpenHead > 1024 || halfOpenOrder.count > 2 * max(halfOpen.count, 512) { compactHalfOpenOrder() }
             context.reactor.scheduleDelegate(key: 0, at: now + RelayService.housekeepingMs, kind: RelayService.housekeepingKind)
         default:
             break
@@ -257,7 +234,7 @@ public final class RelayService: ConnectionDelegate {
     public func beginDrain() {
         guard !draining else { return }
         draining = true
-        for c in halfOpen.values { c.abort() }
+        for c in halfOpen.elements { c.abort() }
         for c in Array(connections.values) { c.close(code: .goingAway, reason: "shutting down") }
         checkDrained()
     }

@@ -5,6 +5,10 @@ import CEpoll
 public struct SocketAddress: Equatable, CustomStringConvertible {
     public var storage = sockaddr_storage()
     public var length: socklen_t = 0
+    /// `:port` (no host): listen on IPv6 and IPv4 alike, as Go's net.Listen does — one `[::]`
+    /// socket with IPV6_V6ONLY off, or `0.0.0.0` when the host has no IPv6 (`Socket.listen`).
+    /// An explicit `0.0.0.0:port` stays IPv4-only.
+    public private(set) var anyFamily = false
 
     public init() {}
 
@@ -28,7 +32,11 @@ public struct SocketAddress: Equatable, CustomStringConvertible {
         guard !portText.isEmpty, portText.allSatisfy({ $0.isASCII && $0.isNumber }), portText.count <= 5,
               let port = Int(portText) else { throw .badPort }
         guard (1...65535).contains(port) else { throw .badPort }
-        if host.isEmpty { host = "0.0.0.0" }
+        if host.isEmpty {
+            self = SocketAddress(ip: "::", port: UInt16(port))!
+            anyFamily = true
+            return
+        }
         if host == "localhost" { host = "127.0.0.1" }
         guard let a = SocketAddress(ip: String(host), port: UInt16(port)) else { throw .badHost }
         self = a
@@ -87,6 +95,38 @@ public struct SocketAddress: Equatable, CustomStringConvertible {
                 }
                 return String(cString: out)
             }
+        }
+    }
+
+    /// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, RFC 4291 §2.5.5.2: what a dual-stack
+    /// socket reports for an IPv4 peer) as the plain IPv4 address; any other address unchanged.
+    /// Accept and the PROXY header apply it, so logs and limits never see the mapped form.
+    public var unmappingIPv4: SocketAddress {
+        guard family == AF_INET6 else { return self }
+        return withUnsafeBytes(of: storage) { raw -> SocketAddress in
+            let a = UnsafeRawBufferPointer(rebasing: raw[8..<24])
+            guard a[0..<10].allSatisfy({ $0 == 0 }) && a[10] == 0xff && a[11] == 0xff else { return self }
+            var sin = sockaddr_in()
+            sin.sin_family = sa_family_t(AF_INET)
+            sin.sin_port = port.bigEndian
+            withUnsafeMutableBytes(of: &sin.sin_addr) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: a[12..<16])) }
+            var v4 = SocketAddress()
+            withUnsafeMutableBytes(of: &v4.storage) { dst in withUnsafeBytes(of: sin) { dst.copyMemory(from: $0) } }
+            v4.length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            return v4
+        }
+    }
+
+    /// The 16 address bytes in IPv6 form (IPv4 as `::ffff:a.b.c.d`); nil for other families.
+    var ipv6Bytes: (high: UInt64, low: UInt64)? {
+        withUnsafeBytes(of: storage) { raw -> (UInt64, UInt64)? in
+            if family == AF_INET {
+                let v4 = UInt64(UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: 4, as: UInt32.self)))
+                return (0, 0xffff_0000_0000 | v4)
+            }
+            guard family == AF_INET6 else { return nil }
+            return (UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self)),
+                    UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 16, as: UInt64.self)))
         }
     }
 

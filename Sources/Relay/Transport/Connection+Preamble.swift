@@ -26,6 +26,7 @@ extension Connection {
                 input.release(to: context.pool)
                 proxyDeadline = 0
                 preamble = tls != nil ? .tlsHandshake : .none
+                delegate.connection(self, proxiedFrom: source)
                 return
             case .needMore(let total):
                 let want = total - input.count

@@ -25,12 +25,15 @@ public protocol ConnectionDelegate: AnyObject {
     func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?)
     /// A TLS handshake finished (`ok`) or failed / timed out (the connection then closes).
     func connection(_ c: Connection, tlsHandshakeFinished ok: Bool)
+    /// The PROXY v2 header named the client (`c.remote` is now `source`).
+    func connection(_ c: Connection, proxiedFrom source: SocketAddress)
 }
 
 extension ConnectionDelegate {
     public func connection(_ c: Connection, tlsHandshakeFinished ok: Bool) {}
     public func connectionDidReceivePong(_ c: Connection) {}
     public func connectionDidDrain(_ c: Connection) {}
+    public func connection(_ c: Connection, proxiedFrom source: SocketAddress) {}
 }
 
 /// Per-connection WebSocket settings chosen by the application.

@@ -90,6 +90,6 @@ public enum ProxyProtocolV2 {
         var s = SocketAddress()
         withUnsafeMutableBytes(of: &s.storage) { dst in withUnsafeBytes(of: sin6) { dst.copyMemory(from: $0) } }
         s.length = socklen_t(MemoryLayout<sockaddr_in6>.size)
-        return s
+        return s.unmappingIPv4
     }
 }

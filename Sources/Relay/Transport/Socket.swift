@@ -2,8 +2,25 @@ import CEpoll
 
 /// Thin, typed wrappers over the socket calls, all through the `syscall` funnel.
 public enum Socket {
-    /// A non-blocking, close-on-exec listening TCP socket.
+    /// A non-blocking, close-on-exec listening TCP socket. `:port` (`address.anyFamily`) is one
+    /// `[::]` socket serving IPv4 too; on a host without IPv6 it falls back to `0.0.0.0`.
     public static func listen(on address: SocketAddress, backlog: Int32 = 4096) throws(Errno) -> FileDescriptor {
+        try listenFallingBackToIPv4(address) { a throws(Errno) in try bindAndListen(a, backlog: backlog) }
+    }
+
+    /// Go's net.Listen does the same: a kernel without IPv6 (booted with ipv6.disable=1, or a
+    /// sandbox without AF_INET6) refuses socket(AF_INET6) with EAFNOSUPPORT; then an empty host
+    /// means IPv4 only, and the log says so. An explicit `[::]` or IPv6 host still fails.
+    static func listenFallingBackToIPv4(_ address: SocketAddress,
+                                        _ open: (SocketAddress) throws(Errno) -> FileDescriptor) throws(Errno) -> FileDescriptor {
+        do { return try open(address) } catch let e where e.code == EAFNOSUPPORT && address.anyFamily {
+            let v4 = SocketAddress(ip: "0.0.0.0", port: address.port)!
+            Log.warn("ipv6_unavailable", ["listen": v4.description, "err": e.description])
+            return try open(v4)
+        }
+    }
+
+    private static func bindAndListen(_ address: SocketAddress, backlog: Int32) throws(Errno) -> FileDescriptor {
         let raw = try syscallChecked("socket") {
             socket(address.family, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
         }
@@ -11,7 +28,8 @@ public enum Socket {
         var one: Int32 = 1
         _ = setsockopt(raw, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         if address.family == AF_INET6 {
-            // "[::]:port" should serve IPv4 too, as Go's net.Listen does.
+            // "[::]:port" and ":port" serve IPv4 too, as Go's net.Listen does (not every
+            // distribution leaves net.ipv6.bindv6only at 0, so set it explicitly).
             var zero: Int32 = 0
             _ = setsockopt(raw, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &zero, socklen_t(MemoryLayout<Int32>.size))
         }
@@ -37,7 +55,7 @@ public enum Socket {
         case .wouldBlock: return .wouldBlock
         case .done(let fd):
             addr.length = len
-            return .done((fd, addr))
+            return .done((fd, addr.unmappingIPv4))
         }
     }
 
