@@ -2,12 +2,12 @@
 """Log volume under an invalid-envelope flood (docs/operations.md, "Log volume").
 
 Starts the relay with stderr on a regular file, claims one server-id of --server-id-bytes
-bytes from a raw binary, sends --frames masked text frames holding just `1` (7 bytes on the
-wire: an envelope the relay cannot parse, one `binary_forwarder_unmarshal_err` event each),
-then a ping: its pong means every frame before it was handled. Prints the log bytes and lines
-the flood produced and the rate over the flood's duration.
+bytes from a raw binary, sends masked text frames holding just `1` (7 bytes on the wire: an
+envelope the relay cannot parse, one `binary_forwarder_unmarshal_err` event each) — --frames
+of them, or for --seconds — then a ping: its pong means every frame before it was handled.
+Prints the log bytes and lines the flood produced and the rate over the flood's duration.
 
-    python3 scripts/log-flood.py --relay .build/debug/pyrycode-relay --server-id-bytes 16384
+    .venv-test/bin/python scripts/log-flood.py --relay .build/debug/pyrycode-relay --server-id-bytes 128 --seconds 25
 """
 
 import argparse
@@ -42,6 +42,7 @@ def main():
     ap.add_argument("--relay", required=True)
     ap.add_argument("--server-id-bytes", type=int, default=16384)
     ap.add_argument("--frames", type=int, default=200_000)
+    ap.add_argument("--seconds", type=float, default=0, help="flood for this long instead of --frames")
     a = ap.parse_args()
 
     port = free_port()
@@ -64,20 +65,31 @@ def main():
         t0 = time.monotonic()
         batch = frame * 10_000
         sent = 0
-        while sent < a.frames:
-            n = min(10_000, a.frames - sent)
+        while (time.monotonic() - t0 < a.seconds) if a.seconds else (sent < a.frames):
+            n = 10_000 if a.seconds else min(10_000, a.frames - sent)
             b.sock.sendall(batch if n == 10_000 else frame * n)
             sent += n
+            if a.seconds:  # the relay pings every 30 s: answer, or it closes the binary
+                b.sock.setblocking(False)
+                try:
+                    b.buf += b.sock.recv(65536)
+                except BlockingIOError:
+                    pass
+                b.sock.setblocking(True)
+                b.sock.settimeout(120)
+                while len(b.buf) >= 2 and b.buf[0] & 0x0F == 0x9 and len(b.buf) >= 2 + (b.buf[1] & 0x7F):
+                    f = b.read_frame()
+                    b.send_frame(0xA, f[1])
         b.send_frame(0x9, b"flood-end")
         while True:
             f = b.read_frame()
             assert f is not None, "relay closed the binary"
-            if f[0] == 0xA:
+            if f[0] == 0xA and f[1] == b"flood-end":
                 break
         elapsed = time.monotonic() - t0
         size = os.path.getsize(log.name) - start_bytes
         lines = sum(1 for _ in open(log.name, "rb")) - start_lines
-        print(f"server_id_bytes={a.server_id_bytes} frames={a.frames} seconds={elapsed:.2f} "
+        print(f"server_id_bytes={a.server_id_bytes} frames={sent} seconds={elapsed:.2f} "
               f"log_bytes={size} log_lines={lines} log_bytes_per_second={size / elapsed:.0f}")
         b.close()
     finally:
