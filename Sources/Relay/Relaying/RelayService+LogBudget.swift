@@ -5,16 +5,25 @@
 /// then one `msg=log_suppressed event=<msg> count=K` summary (docs/operations.md, "Log volume").
 /// Lines that happen once per connection (claimed, registered, disconnected) are not budgeted:
 /// admission already limits how often they can happen.
-enum RepeatedLogEvent: String, CaseIterable {
-    case binaryForwarderUnmarshalErr = "binary_forwarder_unmarshal_err"
-    case binaryForwarderPushWakeDropped = "binary_forwarder_push_wake_dropped"
-    case binaryForwarderUnknownConnID = "binary_forwarder_unknown_conn_id"
-    case ratelimitRejected = "ratelimit_rejected"
-    case connCapReached = "conn_cap_reached"
-    case ipConnCapReached = "ip_conn_cap_reached"
-    case phoneRegisterNoServer = "phone_register_no_server"
-    case phoneRegisterAtCap = "phone_register_at_cap"
-    case serverIDConflict = "server_id_conflict"
+enum RepeatedLogEvent: CaseIterable {
+    case binaryForwarderUnmarshalErr, binaryForwarderPushWakeDropped, binaryForwarderUnknownConnID
+    case ratelimitRejected, connCapReached, ipConnCapReached
+    case phoneRegisterNoServer, phoneRegisterAtCap, serverIDConflict
+
+    /// No raw value on purpose: a flood hashes the case, not a string.
+    var msg: String {
+        switch self {
+        case .binaryForwarderUnmarshalErr: "binary_forwarder_unmarshal_err"
+        case .binaryForwarderPushWakeDropped: "binary_forwarder_push_wake_dropped"
+        case .binaryForwarderUnknownConnID: "binary_forwarder_unknown_conn_id"
+        case .ratelimitRejected: "ratelimit_rejected"
+        case .connCapReached: "conn_cap_reached"
+        case .ipConnCapReached: "ip_conn_cap_reached"
+        case .phoneRegisterNoServer: "phone_register_no_server"
+        case .phoneRegisterAtCap: "phone_register_at_cap"
+        case .serverIDConflict: "server_id_conflict"
+        }
+    }
 }
 
 extension RelayService {
@@ -25,7 +34,7 @@ extension RelayService {
     func logRepeated(_ event: RepeatedLogEvent, level: Log.Level = .warn, peer: Peer? = nil,
                      _ fields: @autoclosure () -> KeyValuePairs<String, String>) {
         guard logBudget.admit(event, scope: peer?.handle.raw) else { return }
-        Log.write(level, event.rawValue, fields())
+        Log.write(level, event.msg, fields())
     }
 
     func scheduleLogInterval(from now: Int64) {
@@ -49,10 +58,10 @@ extension RelayService {
     private func logSuppressed(_ s: LogSuppressor<RepeatedLogEvent>.Summary, peer: Peer?) {
         let interval = "\(Limits.logSuppressionIntervalMs / 1000)s"
         if let peer {
-            Log.warn("log_suppressed", ["event": s.event.rawValue, "count": String(s.count), "duration": interval,
+            Log.warn("log_suppressed", ["event": s.event.msg, "count": String(s.count), "duration": interval,
                                         "server_id": peer.serverID, "conn_id": peer.connID])
         } else {
-            Log.warn("log_suppressed", ["event": s.event.rawValue, "count": String(s.count), "duration": interval])
+            Log.warn("log_suppressed", ["event": s.event.msg, "count": String(s.count), "duration": interval])
         }
     }
 }
