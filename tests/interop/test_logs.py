@@ -11,10 +11,13 @@ import asyncio
 import fcntl
 import os
 import re
+import socket
 import subprocess
 import tempfile
 import threading
 import time
+
+import pytest
 
 from conftest import free_port, parse_logfmt
 from relaylib import (RawClient, RunningRelay, binary_headers, http_get, open_binary, open_phone,
@@ -84,13 +87,19 @@ def test_invalid_envelope_flood_logs_a_bounded_number_of_lines_per_connection(re
     assert len(written) + sum(int(e["count"]) for e in summaries) == frames
 
 
-class SlowPipeRelay:
-    """The relay with stderr on a small pipe that the test reads only when told to."""
+class SlowReaderRelay:
+    """The relay with stderr on a small pipe, or on a stream socket as under systemd (journald),
+    that the test reads only when told to."""
 
-    def __init__(self, relay_bin, *extra):
+    def __init__(self, relay_bin, stderr_kind, *extra):
         self.port, self.metrics_port = free_port(), free_port()
-        self.read_fd, write_fd = os.pipe()
-        fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, 4096)  # the smallest pipe: one page
+        if stderr_kind == "pipe":
+            self.read_fd, write_fd = os.pipe()
+            fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, 4096)  # the smallest pipe: one page
+        else:
+            reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            writer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)  # the kernel's minimum
+            self.read_fd, write_fd = reader.detach(), writer.detach()
         self.proc = subprocess.Popen(
             [relay_bin, "--insecure-listen", f"127.0.0.1:{self.port}", "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
              "--runtime-dir", tempfile.mkdtemp(prefix="relay-run-"), *extra],
@@ -138,10 +147,16 @@ class SlowPipeRelay:
             self.proc.wait()
 
 
-def test_a_stalled_stderr_reader_never_stalls_the_loop(relay_bin):
-    r = SlowPipeRelay(relay_bin, "--log-buffer-bytes", "16384")
+@pytest.mark.parametrize("stderr_kind", ["pipe", "socket"])
+def test_a_stalled_stderr_reader_never_stalls_the_loop(relay_bin, stderr_kind):
+    r = SlowReaderRelay(relay_bin, stderr_kind, "--log-buffer-bytes", "16384")
     try:
         r.wait_listening()
+        # Non-blocking writes without O_NONBLOCK on fd 2 itself: the description stderr shares
+        # with the parent (a shell's terminal) is left as it was.
+        with open(f"/proc/{r.proc.pid}/fdinfo/2") as f:
+            flags = int(next(l for l in f if l.startswith("flags:")).split()[1], 8)
+        assert not flags & os.O_NONBLOCK
         latencies = {"healthz": [], "round_trip": []}
 
         def flood_from_binaries():
