@@ -160,6 +160,7 @@ DOCUMENTED_FLAGS = {
     "heartbeat-interval": "30s", "heartbeat-timeout": "30s", "probe-timeout": "10s",
     "phones-per-server": "16", "max-message-bytes": "262144", "outbox-budget": "4194304",
     "max-buffered-bytes": "536870912", "drain-deadline": "10s", "header-timeout": "5s",
+    "log-buffer-bytes": "1048576",
 }
 
 
@@ -221,6 +222,7 @@ BAD = ["--insecure-listen", "127.0.0.1:1"]
     (BAD + ["--max-connections-per-ip", "0"], "max-connections-per-ip"),
     (BAD + ["--max-half-open", "0"], "max-half-open"),
     (BAD + ["--drain-deadline", "soon"], "drain-deadline"),
+    (BAD + ["--log-buffer-bytes", "0"], "log-buffer-bytes"),
     (BAD + ["--grace", "0s"], "grace"),
     (BAD + ["--metrics-listen", "0.0.0.0:9090"], "metrics-listen"),  # not loopback
     (BAD + ["--metrics-listen", ":9090"], "metrics-listen"),         # every interface

@@ -10,11 +10,12 @@ public enum Logfmt {
         return s
     }
 
-    /// A value is quoted when it is empty or holds a space, `"`, `=`, `\` or a control character
-    /// (the go-logfmt rules); inside quotes `\` and `"` are escaped and controls become `\n`, `\t`, `\u00XX`.
+    /// A value is quoted when it is empty or holds a space, `"`, `=`, `\` or a character that
+    /// `mustEscape` (the go-logfmt rules, widened); inside quotes `\` and `"` are escaped and
+    /// those characters become `\n`, `\r`, `\t` or `\uXXXX`.
     public static func quote(_ value: String) -> String {
         let needs = value.isEmpty || value.unicodeScalars.contains {
-            $0 == " " || $0 == "\"" || $0 == "=" || $0 == "\\" || $0.value < 0x20 || $0.value == 0x7f
+            $0 == " " || $0 == "\"" || $0 == "=" || $0 == "\\" || mustEscape($0)
         }
         guard needs else { return value }
         var out = "\""
@@ -26,9 +27,10 @@ public enum Logfmt {
             case "\r": out += "\\r"
             case "\t": out += "\\t"
             default:
-                if u.value < 0x20 || u.value == 0x7f {
+                if mustEscape(u) {
                     let hex = Array("0123456789abcdef")
-                    out += "\\u00" + String(hex[Int(u.value >> 4)]) + String(hex[Int(u.value & 0xf)])
+                    out += "\\u"
+                    for shift in stride(from: 12, through: 0, by: -4) { out.append(hex[Int(u.value >> UInt32(shift) & 0xf)]) }
                 } else {
                     out.unicodeScalars.append(u)
                 }
@@ -36,6 +38,37 @@ public enum Logfmt {
         }
         return out + "\""
     }
+
+    /// Characters never written raw: the C0 controls, DEL and the C1 controls (0x80–0x9F, which
+    /// terminals act on), and U+2028/U+2029 — with U+0085 (NEL, a C1 control) these end a line
+    /// for Unicode-aware readers (Unicode §5.8), so a header value holding one could start a
+    /// forged log line.
+    static func mustEscape(_ u: Unicode.Scalar) -> Bool {
+        u.value < 0x20 || (0x7f...0x9f).contains(u.value) || u.value == 0x2028 || u.value == 0x2029
+    }
+
+    /// `value` cut to at most `maxBytes` UTF-8 bytes when it is longer: its head and its last
+    /// `clipTailBytes` bytes around `…`, both cut on code point boundaries. The tail is kept
+    /// because a connection id ends in the 8 hex digits that tell two connections apart.
+    public static func clip(_ value: String, maxBytes: Int = Limits.logValueMaxBytes) -> String {
+        guard value.utf8.count > maxBytes else { return value }
+        let marker = "…"
+        let room = max(0, maxBytes - marker.utf8.count)
+        let tailBudget = min(clipTailBytes, room / 2)
+        var tailStart = value.unicodeScalars.endIndex
+        var tailBytes = 0
+        while tailStart > value.unicodeScalars.startIndex {
+            let i = value.unicodeScalars.index(before: tailStart)
+            let n = UTF8.width(value.unicodeScalars[i])
+            if tailBytes + n > tailBudget { break }
+            tailBytes += n
+            tailStart = i
+        }
+        return truncatedUTF8(value, maxBytes: room - tailBytes) + marker + String(value.unicodeScalars[tailStart...])
+    }
+
+    /// Bytes `clip` keeps from the end of a value.
+    static let clipTailBytes = 16
 
     /// Wall-clock now as RFC 3339 UTC with milliseconds, e.g. `2025-01-02T03:04:05.678Z`.
     public static func timestamp() -> String {

@@ -48,6 +48,7 @@ public final class Metrics {
         public var liveConnections = 0
         public var halfOpen = 0
         public var loopLatency = LoopLatency()
+        public var logLinesDropped = 0
         public init() {}
     }
 
@@ -108,6 +109,8 @@ public final class Metrics {
         o += "pyrycode_relay_loop_iteration_seconds_bucket{le=\"+Inf\"} \(g.loopLatency.count)\n"
         o += "pyrycode_relay_loop_iteration_seconds_sum \(Double(g.loopLatency.sumNs) / 1e9)\n"
         o += "pyrycode_relay_loop_iteration_seconds_count \(g.loopLatency.count)\n"
+        family("pyrycode_relay_log_lines_dropped_total", "counter", "Log lines dropped because stderr did not take them in time (slow reader, buffer full).")
+        o += "pyrycode_relay_log_lines_dropped_total \(g.logLinesDropped)\n"
         family("process_open_fds", "gauge", "Open file descriptors.")
         o += "process_open_fds \(openFileDescriptorCount())\n"
         family("process_resident_memory_bytes", "gauge", "Resident set size.")

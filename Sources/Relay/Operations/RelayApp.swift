@@ -159,7 +159,11 @@ public enum RelayApp {
             reactor.scheduleDelegate(key: 0, at: reactor.now + TLSContext.ticketKeyRotationMs, kind: TLSHolder.rotationTimerKind)
         }
 
-        // 7. Ready.
+        // 7. Ready. From here on a log line never blocks the loop: it waits in a bounded buffer
+        // when stderr is slow (docs/operations.md, "Log volume"). Lines before this point were
+        // written straight to fd 2, blocking, as nothing was being served yet.
+        let logOutput = LogOutput.stderr(reactor: reactor, capacity: config.logBufferBytes)
+        Log.output = logOutput
         let listenText = listeners.prefix(publicListenerCount).map { $0.address.description }.joined(separator: ",")
         Log.info("relay_started", ["listen": listenText, "mode": config.insecureListen != nil ? "insecure" : "tls",
                                    "version": RelayConfig.version,
@@ -168,6 +172,9 @@ public enum RelayApp {
         reactor.run()
         withExtendedLifetime(instance) {}
         Log.info("relay_stopped", ["count": String(relay.liveConnectionCount)])
+        // The last lines (and the dropped-lines summary) get a bounded blocking wait.
+        Log.output = nil
+        logOutput.finish(timeoutMs: Limits.logExitFlushMs)
         return exitCode
     }
 }

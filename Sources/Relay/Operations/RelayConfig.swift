@@ -22,6 +22,7 @@ public struct RelayConfig {
     public var outboxBudget = Limits.phoneOutboxBudget
     public var maxBufferedBytes = Limits.maxBufferedBytes
     public var drainDeadlineMs = Limits.drainDeadlineMs
+    public var logBufferBytes = Limits.logBufferBytes
     public var connection = ConnectionSettings()
 
     public init() {}
@@ -66,6 +67,7 @@ public struct RelayConfig {
         f.string("max-buffered-bytes", default: String(Limits.maxBufferedBytes), "bytes queued for all connections together")
         f.string("drain-deadline", default: "10s", "how long shutdown waits for connections to close")
         f.string("header-timeout", default: "5s", "time allowed from accept to a complete request head (TLS included)")
+        f.string("log-buffer-bytes", default: String(Limits.logBufferBytes), "log bytes held for a slow stderr reader; lines beyond are dropped and counted")
         f.bool("version", "print the version and exit")
         return f
     }
@@ -165,6 +167,7 @@ public struct RelayConfig {
         c.maxBufferedBytes = try positive(flags, "max-buffered-bytes")
         c.drainDeadlineMs = try duration(flags, "drain-deadline")
         c.connection.headerTimeoutMs = try duration(flags, "header-timeout")
+        c.logBufferBytes = try positive(flags, "log-buffer-bytes")
         return c
     }
 }

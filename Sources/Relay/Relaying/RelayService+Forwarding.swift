@@ -31,9 +31,9 @@ extension RelayService {
                 if code == .noServer {
                     metrics.upgrade(.client, .reject404)
                     metrics.registerFailure(.noServer)
-                    Log.info("phone_register_no_server", ["server_id": peer.serverID, "remote": peer.ip])
+                    logRepeated(.phoneRegisterNoServer, level: .info, ["server_id": peer.serverID, "remote": peer.ip])
                 } else {
-                    Log.info("phone_register_at_cap", ["server_id": peer.serverID, "remote": peer.ip])
+                    logRepeated(.phoneRegisterAtCap, level: .info, ["server_id": peer.serverID, "remote": peer.ip])
                     metrics.upgrade(.client, .reject429)
                     metrics.registerFailure(.phonesAtCap)
                 }
@@ -105,17 +105,17 @@ extension RelayService {
     /// SPEC §9.2: route one envelope to its phone, byte-for-byte.
     private func binaryMessage(_ c: Connection, _ peer: Peer, _ payload: UnsafeRawBufferPointer) {
         guard let env = Envelope.parseBinaryEnvelope(payload) else {
-            Log.warn("binary_forwarder_unmarshal_err", ["server_id": peer.serverID, "conn_id": peer.connID])
+            logRepeated(.binaryForwarderUnmarshalErr, peer: peer, ["server_id": peer.serverID, "conn_id": peer.connID])
             return
         }
         if env.pushWake != nil && env.connID == .none {
             // Push is not configured in this build (SPEC §11): refused with one warn line.
-            Log.warn("binary_forwarder_push_wake_dropped", ["server_id": peer.serverID, "reason": "push not configured"])
+            logRepeated(.binaryForwarderPushWakeDropped, peer: peer, ["server_id": peer.serverID, "reason": "push not configured"])
             return
         }
         let target = env.withConnIDBytes(in: payload) { id in registry.phone(connID: id, ofBinary: peer.handle) }
         guard let phoneHandle = target, let pc = connections[phoneHandle], let phone = pc.userInfo as? Peer else {
-            Log.warn("binary_forwarder_unknown_conn_id", ["server_id": peer.serverID, "conn_id": peer.connID])
+            logRepeated(.binaryForwarderUnknownConnID, peer: peer, ["server_id": peer.serverID, "conn_id": peer.connID])
             return
         }
         guard pc.state == .open else { return }  // the phone is leaving; nothing more reaches it
@@ -202,6 +202,7 @@ extension RelayService {
         if let n = perIP[peer.key], n > 1 { perIP[peer.key] = n - 1 } else { perIP[peer.key] = nil }
         let wireCode = c.closeInitiatedByPeer ? peerCode : (localCode ?? peerCode)
         metrics.closed(code: wireCode)
+        endLogScope(peer)
         let now = context.reactor.now
         switch peer.role {
         case .binary:
@@ -253,7 +254,7 @@ extension RelayService {
             case .claimRefused(let h, let serverID):
                 metrics.upgrade(.server, .reject409)
                 metrics.registerFailure(.serverInUse)
-                Log.warn("server_id_conflict", ["server_id": serverID, "conn_id": (connections[h]?.userInfo as? Peer)?.connID ?? ""])
+                logRepeated(.serverIDConflict, ["server_id": serverID, "conn_id": (connections[h]?.userInfo as? Peer)?.connID ?? ""])
             case .graceExpired(let serverID, _):
                 metrics.graceExpiries += 1
                 Log.info("grace_expired", ["server_id": serverID])

@@ -30,6 +30,9 @@ public final class RelayService: ConnectionDelegate {
     static let trimQuietMs: Int64 = 500
     var lastAcceptMs: Int64 = 0
     var trimArmed = false
+    /// Repeatable log events (RelayService+LogBudget.swift).
+    var logBudget = LogSuppressor<RepeatedLogEvent>(perScopeBurst: Limits.logBurstPerConnection,
+                                                    globalBurst: Limits.logBurstGlobal)
 
     public init(config: RelayConfig, context: IOContext) {
         self.config = config
@@ -40,6 +43,7 @@ public final class RelayService: ConnectionDelegate {
         self.halfOpen = HalfOpenTable(limit: config.maxHalfOpen, perKeyLimit: config.maxHalfOpenPerIP)
         context.reactor.timerDelegate = { [unowned self] entry, now in self.delegateTimer(entry, now: now) }
         context.reactor.scheduleDelegate(key: 0, at: startedMs + RelayService.housekeepingMs, kind: RelayService.housekeepingKind)
+        scheduleLogInterval(from: startedMs)
         // Large message buffers come and go with every big message: keep glibc from returning
         // the heap top (brk) or mapping fresh pages (mmap) for each one; freed memory goes back to
         // the kernel in `malloc_trim` once the loop is quiet (after a storm, and every minute).
@@ -63,6 +67,7 @@ public final class RelayService: ConnectionDelegate {
         g.halfOpen = halfOpen.count
         g.queuedBytes = context.queuedBytes
         g.loopLatency = context.reactor.loopLatency
+        g.logLinesDropped = Log.linesDropped
         return g
     }
 
@@ -162,19 +167,19 @@ public final class RelayService: ConnectionDelegate {
         guard let ip = clientIP(c, head), let key = ClientKey(ip: ip), rateLimiter.allow(key, now: now) else {
             metrics.upgrade(endpoint, .rejectRateLimit)
             metrics.registerFailure(.ratelimit)
-            Log.warn("ratelimit_rejected", ["remote": c.remote.ipString, "path": path])
+            logRepeated(.ratelimitRejected, ["remote": c.remote.ipString, "path": path])
             return reject(.tooManyRequests, close: true)
         }
         if draining || liveWebSockets >= config.maxConnections {
             // As the Go relay: one warn line per 503, no upgrade series (it never reached a handler).
-            Log.warn("conn_cap_reached", ["remote": c.remote.ipString, "path": path])
+            logRepeated(.connCapReached, ["remote": c.remote.ipString, "path": path])
             return reject(.serviceUnavailable, close: true)
         }
         if perIP[key, default: 0] >= config.maxConnectionsPerIP {
             // Counted like a rate-limit refusal: outcome and kind move together, as in Go's pairs.
             metrics.upgrade(endpoint, .rejectRateLimit)
             metrics.registerFailure(.ratelimit)
-            Log.warn("ip_conn_cap_reached", ["remote": c.remote.ipString, "path": path])
+            logRepeated(.ipConnCapReached, ["remote": c.remote.ipString, "path": path])
             return reject(.tooManyRequests, close: true)
         }
         guard UpgradeHeaderGate.admits(head, endpoint: endpoint) else {
@@ -210,6 +215,8 @@ public final class RelayService: ConnectionDelegate {
         case RelayService.registryTimerKind:
             guard let t = registryTimers.removeValue(forKey: entry.key) else { return }
             perform(registry.timerFired(t, now: now))
+        case RelayService.logIntervalKind:
+            endLogInterval(now: now)
         case RelayService.trimKind:
             let quietAt = lastAcceptMs + RelayService.trimQuietMs
             if now < quietAt {
