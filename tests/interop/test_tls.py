@@ -231,20 +231,25 @@ def test_bad_files_at_boot_exit_1_naming_the_file(relay_bin, start_relay, pki, t
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not pem\n")
     other_crt, other_key = pki.leaf("other", 0x0BAD)
+    # (cert, key, the file named, what is wrong in words, OpenSSL's reason after them)
     cases = [
-        (str(tmp_path / "missing.crt"), key, str(tmp_path / "missing.crt"), "No such file or directory"),
-        (str(garbage), key, str(garbage), "no start line"),
-        (crt, str(tmp_path / "missing.key"), str(tmp_path / "missing.key"), "No such file or directory"),
-        (crt, other_key, other_key, "key values mismatch"),
+        (str(tmp_path / "missing.crt"), key, str(tmp_path / "missing.crt"),
+         "cannot read the certificate file: No such file or directory", "No such file or directory"),
+        (str(garbage), key, str(garbage), "not a PEM file (no -----BEGIN line)", "no start line"),
+        (crt, str(tmp_path / "missing.key"), str(tmp_path / "missing.key"),
+         "cannot read the key file: No such file or directory", "No such file or directory"),
+        (crt, other_key, other_key, f"the private key does not match the certificate in {crt}", "key values mismatch"),
+        (key, crt, key, f"--tls-cert and --tls-key look swapped: this file holds a private key and {crt} a certificate",
+         "no start line"),
     ]
-    for cert_path, key_path, named, reason in cases:
+    for cert_path, key_path, named, words, reason in cases:
         p = start_relay(relay_bin, ["--tls-cert", cert_path, "--tls-key", key_path,
                                     "--https-listen", f"127.0.0.1:{free_port()}", "--metrics-listen", "",
                                     "--runtime-dir", tempfile.mkdtemp(prefix="relay-run-")])
         assert p.wait(10) == 1
         line = p.wait_for_log(lambda l: l.startswith("pyrycode-relay: tls: "))
-        assert line.startswith(f"pyrycode-relay: tls: {named}: "), line
-        assert reason in line, line
+        assert line.startswith(f"pyrycode-relay: tls: {named}: {words} (OpenSSL: "), line
+        assert reason in line.split("(OpenSSL: ", 1)[1], line
 
 
 def test_sighup_reload_serves_the_new_pair_and_keeps_old_connections(relay_bin, start_relay, pki, tmp_path):
@@ -429,3 +434,18 @@ def test_missing_or_late_proxy_header_is_closed_with_zero_bytes(relay_bin, start
         elapsed = time.monotonic() - t0
     assert data1 == b"" and data2 == b""
     assert HEADER_TIMEOUT_S * 0.8 <= elapsed < HEADER_TIMEOUT_S + 2.0, elapsed
+
+
+def test_https_listen_bind_failure_names_the_listener(relay_bin, start_relay, pki):
+    crt, key = pki.default
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    taken = f"127.0.0.1:{holder.getsockname()[1]}"
+    try:
+        p = start_relay(relay_bin, ["--tls-cert", crt, "--tls-key", key, "--https-listen", taken,
+                                    "--metrics-listen", "", "--runtime-dir", tempfile.mkdtemp(prefix="relay-run-")])
+        assert p.wait(10) == 1
+        p.wait_for_log(lambda l: l == f"pyrycode-relay: listen --https-listen {taken}: address already in use")
+    finally:
+        holder.close()
