@@ -253,3 +253,17 @@ def test_install_says_to_stop_the_service_before_enabling_the_socket(tmp_path):
     stop = next(i for i, l in enumerate(steps) if "systemctl stop pyrycode-relay.service" in l)
     enable = next(i for i, l in enumerate(steps) if "systemctl enable --now pyrycode-relay.socket" in l)
     assert stop < enable, steps
+
+
+def test_operations_doc_matches_what_systemd_shows():
+    """docs/operations.md: the watchdog kill as systemd reports it without a core-dump handler,
+    how to get cores on stock Debian, the ping schedule, the start limit, and the socket order."""
+    doc = (pathlib.Path(REPO_ROOT) / "docs" / "operations.md").read_text()
+    assert "code=killed, status=6/ABRT" in doc
+    assert "apt-get install systemd-coredump" in doc and "coredumpctl list pyrycode-relay" in doc
+    assert "every 15 s" not in doc  # the ping is the 1 s loop tick, not WatchdogSec/2 of 30 s
+    assert "`WATCHDOG=1` every second (every `WatchdogSec/2` if that is shorter)" in doc
+    assert "systemctl reset-failed pyrycode-relay" in doc and "start-limit-hit" in doc
+    socket_section = doc.split("### Socket activation", 1)[1].split("\n## ", 1)[0]
+    stop = socket_section.index("systemctl stop pyrycode-relay.service")
+    assert stop < socket_section.index("systemctl enable --now pyrycode-relay.socket")
