@@ -265,5 +265,6 @@ def test_operations_doc_matches_what_systemd_shows():
     assert "`WATCHDOG=1` every second (every `WatchdogSec/2` if that is shorter)" in doc
     assert "systemctl reset-failed pyrycode-relay" in doc and "start-limit-hit" in doc
     socket_section = doc.split("### Socket activation", 1)[1].split("\n## ", 1)[0]
-    stop = socket_section.index("systemctl stop pyrycode-relay.service")
-    assert stop < socket_section.index("systemctl enable --now pyrycode-relay.socket")
+    commands = [l.strip() for l in socket_section.splitlines() if l.startswith("    systemctl ")]
+    stop = commands.index("systemctl stop pyrycode-relay.service")
+    assert stop < commands.index("systemctl enable --now pyrycode-relay.socket"), commands
