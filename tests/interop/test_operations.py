@@ -1015,3 +1015,43 @@ def test_second_signal_during_drain_exits_at_once(relay_bin, start_relay, second
     assert rc == 1  # forced exit: documented in the module docstring and README.md
     r.proc.wait_for_log(lambda l: "msg=shutdown_forced" in l)
     c.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# make run (README: the first command a newcomer types)
+# ---------------------------------------------------------------------------------------------
+
+def test_make_run_builds_only_the_relay_and_says_where_the_binary_is(relay_bin, start_relay, tmp_path):
+    if shutil.which("make") is None or shutil.which("swift") is None:
+        pytest.skip("make or swift not installed")
+    plan = subprocess.run(["make", "-n", "run"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    builds = [l for l in plan.splitlines() if l.startswith("swift build") and "--show-bin-path" not in l]
+    assert builds == ["swift build --product pyrycode-relay"], plan  # not every product (benchmarks, fuzzers)
+
+    port, mport, rundir = free_port(), free_port(), tmp_path / "run"
+    r = start_relay("make", ["-s", "run", f"RUN_LISTEN=127.0.0.1:{port}", f"RUN_METRICS=127.0.0.1:{mport}",
+                             f"RUN_DIR={rundir}"], env={"MAKEFLAGS": ""})
+    # A no-op build when the debug binary is current; bounded for a rebuild on a slow machine.
+    r.wait_for_log(lambda l: "msg=relay_started" in l, timeout=900)
+    bin_path = subprocess.run(["swift", "build", "--show-bin-path"], cwd=REPO_ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip() + "/pyrycode-relay"
+    r.wait_for_log(lambda l: l == f"make run: binary {bin_path}", stream="stdout")
+    assert os.access(bin_path, os.X_OK)
+    # make execs the relay in its recipe shell: the lock names it, and it is that binary.
+    pid = int((rundir / "instance.lock").read_text())
+    assert os.path.realpath(f"/proc/{pid}/exe") == os.path.realpath(bin_path)
+    assert health(port)["status"] == "ok"
+    os.kill(pid, signal.SIGTERM)
+    assert r.wait(30) == 0
+
+
+def test_readme_names_what_a_fresh_machine_needs():
+    readme = open(os.path.join(REPO_ROOT, "README.md")).read()
+    prereq = readme.split("## Prerequisites", 1)[1].split("\n## ", 1)[0]
+    tools = open(os.path.join(REPO_ROOT, "Package.swift")).readline()
+    major = int(re.search(r"swift-tools-version:\s*(\d+)", tools).group(1))
+    assert f"version {major}.0 or newer" in prereq  # the toolchain Package.swift asks for
+    deps = open(os.path.join(REPO_ROOT, "scripts", "ensure-deps.sh")).read()
+    for pkg in ("libssl-dev", "zlib1g-dev", "pkg-config"):  # what the CTLS target builds against
+        assert pkg in prereq and pkg in deps, pkg
+    assert "`make test` installs everything else" in prereq
