@@ -449,3 +449,42 @@ def test_https_listen_bind_failure_names_the_listener(relay_bin, start_relay, pk
         p.wait_for_log(lambda l: l == f"pyrycode-relay: listen --https-listen {taken}: address already in use")
     finally:
         holder.close()
+
+
+def test_encrypted_key_fails_at_once_instead_of_prompting_on_the_terminal(relay_bin, pki, tmp_path):
+    """OpenSSL's default passphrase callback reads the controlling terminal: a relay started by
+    hand would hang at boot (and its whole loop on a SIGHUP reload). It must fail, exit 1, in words."""
+    import pty
+    import select
+    crt, key = pki.default
+    enc = tmp_path / "encrypted.key"
+    subprocess.run(["openssl", "pkey", "-in", key, "-aes128", "-passout", "pass:secret", "-out", str(enc)],
+                   check=True, capture_output=True)
+    argv = [relay_bin, "--tls-cert", crt, "--tls-key", str(enc), "--https-listen", f"127.0.0.1:{free_port()}",
+            "--metrics-listen", "", "--runtime-dir", tempfile.mkdtemp(prefix="relay-run-")]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the relay with the pty as its controlling terminal
+        os.execv(relay_bin, argv)
+    out, deadline, closed = b"", time.monotonic() + 10, False
+    try:
+        while not closed and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break  # silent until the deadline: waiting for a passphrase
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: every holder of the pty closed it, i.e. the relay exited
+                chunk = b""
+            closed = not chunk
+            out += chunk
+        text = out.decode("utf-8", "replace")
+        if not closed:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        assert closed, "the relay still held the terminal after 10 s: " + text
+        assert os.waitstatus_to_exitcode(status) == 1, text
+    finally:
+        os.close(fd)
+    assert "pass phrase" not in text, text
+    assert (f"pyrycode-relay: tls: {enc}: the private key is encrypted; give an unencrypted key "
+            "(openssl pkey -in FILE -out NEWFILE) (OpenSSL: ") in text, text

@@ -83,6 +83,9 @@ public final class TLSContext {
         pyry_ssl_ctx_set_alpn_http11(ctx)
         try rotateTicketKeys()
 
+        // No passphrase, ever: OpenSSL's default callback would prompt on the terminal and block
+        // the boot, or the whole loop on a SIGHUP reload. An encrypted key fails to load instead.
+        SSL_CTX_set_default_passwd_cb(ctx) { _, _, _, _ in 0 }
         guard SSL_CTX_use_certificate_chain_file(ctx, certFile) == 1 else {
             var e = TLSError.drain(certFile)
             e.explanation = TLSFileCheck.explainCertificate(certFile: certFile, keyFile: keyFile)
