@@ -4,9 +4,18 @@
 build:
 	swift build
 
-# Foreground dev server on loopback (plain WS; SPEC §3 --insecure-listen). Ctrl-C stops it.
-run: build
-	exec "$$(swift build --show-bin-path)/pyrycode-relay" --insecure-listen 127.0.0.1:8080
+# Foreground dev server on loopback: builds only the relay, says where the binary is, serves
+# plain WebSocket on RUN_LISTEN and /metrics on RUN_METRICS, keeps its instance.lock in
+# RUN_DIR. Ctrl-C stops it.
+RUN_LISTEN ?= 127.0.0.1:8080
+RUN_METRICS ?= 127.0.0.1:9090
+RUN_DIR ?= $(CURDIR)/.build/run
+run:
+	swift build --product pyrycode-relay
+	@bin="$$(swift build --show-bin-path)/pyrycode-relay"; \
+	echo "make run: binary $$bin"; \
+	echo "make run: ws://$(RUN_LISTEN)/v1/server and /v1/client, http://$(RUN_METRICS)/metrics; Ctrl-C stops it"; \
+	exec "$$bin" --insecure-listen $(RUN_LISTEN) --metrics-listen $(RUN_METRICS) --runtime-dir "$(RUN_DIR)"
 
 test:
 	bash scripts/test-all.sh

@@ -149,9 +149,13 @@ if [[ $SOCKET == 1 ]]; then
 fi
 render "$SRC/pyrycode-relay.env.example" >"$WORK/env"
 ensure_new_file "$WORK/env" "$ENV_FILE" 0640
-if [[ -f "$REPO/docs/operations.md" ]]; then
-  ensure_file "$REPO/docs/operations.md" "$DOC_DIR/operations.md" 0644
-fi
+# operations.md links architecture.md, and the relay's single-instance refusal names
+# $DOC_DIR/architecture.md: both go to the same directory.
+for doc in operations.md architecture.md; do
+  if [[ -f "$REPO/docs/$doc" ]]; then
+    ensure_file "$REPO/docs/$doc" "$DOC_DIR/$doc" 0644
+  fi
+done
 if [[ -n "$DOMAIN" ]]; then
   ensure_dir /etc/letsencrypt 0755
   ensure_dir /etc/letsencrypt/renewal-hooks 0755
@@ -174,7 +178,10 @@ say "next steps (docs/operations.md):"
 say "  1. certificate: certbot certonly --standalone -d ${DOMAIN:-relay.example.com}, then run $HOOK once"
 say "  2. edit $ENV_FILE"
 if [[ $SOCKET == 1 ]]; then
-  say "  3. systemctl enable --now pyrycode-relay.socket pyrycode-relay.service"
+  # The socket unit cannot bind :443 while a running service holds it: enable --now would fail.
+  say "  3. systemctl stop pyrycode-relay.service   (if it runs: it holds :443, which the socket unit must bind)"
+  say "  4. systemctl enable --now pyrycode-relay.socket"
+  say "  5. systemctl enable --now pyrycode-relay.service"
 else
   say "  3. systemctl enable --now pyrycode-relay.service"
 fi

@@ -15,6 +15,7 @@ import Testing
         let second = SameHostLockSignal(runtimeDirFlag: dir.path, env: [:])
         #expect(second.probe() == .multiple(evidence: "lock \(dir.path)/instance.lock is held by another relay, pid \(getpid())"))
         #expect(second.lock == nil)
+        #expect(second.holderPID == getpid())
     }
 
     @Test func droppingTheLockReleasesIt() {
@@ -45,6 +46,11 @@ import Testing
         #expect(ftruncate(fd, 0) == 0)
         let second = SameHostLockSignal(runtimeDirFlag: dir.path, env: [:])
         #expect(second.probe() == .multiple(evidence: "lock \(dir.path)/instance.lock is held by another process (no pid recorded)"))
+        #expect(second.holderPID == nil)
+        let report = [SignalReport(signal: second.name, isPlatform: false, answer: second.probe())]
+        #expect(SingleInstanceRefusal.remedy(for: report, sameHost: second)
+            == "stop the process holding \(dir.path)/instance.lock (fuser -v \(dir.path)/instance.lock), "
+            + "or give this relay another --runtime-dir if it serves a different deployment")
     }
 
     @Test func lockFdIsCloseOnExec() throws {

@@ -35,7 +35,8 @@ import Testing
             Set PYRYCODE_RELAY_SINGLE_INSTANCE=1 to bypass (NOT recommended for production).
               reason: same_host signal saw another replica
               evidence: same_host=multiple: lock \(dir.path)/instance.lock is held by another relay, pid \(getpid())
-              See docs/architecture.md § "v1 = single-instance".
+              fix: stop the relay with pid \(getpid()) (ps -p \(getpid()) -o pid,args), or give this relay another --runtime-dir if it serves a different deployment
+              see: /usr/local/share/doc/pyrycode-relay/architecture.md (docs/architecture.md in the source tree), section "v1 = single-instance"
             """)
         withExtendedLifetime(o) {}
     }
@@ -56,6 +57,8 @@ import Testing
             Issue.record("expected refusal"); return
         }
         #expect(r.reason == "PYRYCODE_RELAY_PRODUCTION=1 requires PYRYCODE_RELAY_ASSERT_SINGLE_INSTANCE=true")
+        #expect(r.remedy == "where the platform guarantees one replica, set PYRYCODE_RELAY_ASSERT_SINGLE_INSTANCE=true "
+            + "(deploy manifest or env file)")
         env.assertSingleInstance = true
         #expect((try? runSingleInstanceCheck(env: env, rawEnv: [:], runtimeDirFlag: nil,
                                              defaultRuntimeDirectory: Self.nowhere).get()) != nil)
@@ -79,6 +82,7 @@ import Testing
             Issue.record("expected refusal"); return
         }
         #expect(r2.message.contains("evidence: kubernetes=multiple: HOSTNAME ends in StatefulSet ordinal 2; ordinal 0 exists too"))
+        #expect(r2.message.contains("\n  fix: run one replica of this relay (replicas: 1)\n"))
     }
 
     @Test func kubernetesHostnames() {
@@ -110,6 +114,7 @@ import Testing
             Issue.record("expected refusal"); return
         }
         #expect(r.reason == "fly signal saw another replica")
+        #expect(r.remedy == "run one machine for this app (fly scale count 1)")
         #expect(r.message.split(separator: "\n").first.map(String.init) == SingleInstanceRefusal.headline)
     }
 

@@ -55,6 +55,7 @@ import Testing
         let e = loadError(cert: m.path("missing.crt"), key: m.path("leaf.key"))
         #expect(e?.subject == m.path("missing.crt"))
         #expect(e?.reason.contains("No such file or directory") == true, "\(String(describing: e))")
+        #expect(e?.explanation == "cannot read the certificate file: No such file or directory")
     }
 
     @Test func nonPEMCertificateGivesOpenSSLReason() throws {
@@ -62,6 +63,7 @@ import Testing
         let e = loadError(cert: m.path("garbage.pem"), key: m.path("leaf.key"))
         #expect(e?.subject == m.path("garbage.pem"))
         #expect(e?.reason == "PEM routines::no start line", "\(String(describing: e))")
+        #expect(e?.description == m.path("garbage.pem") + ": not a PEM file (no -----BEGIN line) (OpenSSL: PEM routines::no start line)")
     }
 
     @Test func missingKeyNamesTheKeyFile() throws {
@@ -69,6 +71,7 @@ import Testing
         let e = loadError(cert: m.path("leaf.crt"), key: m.path("missing.key"))
         #expect(e?.subject == m.path("missing.key"))
         #expect(e?.reason.contains("No such file or directory") == true, "\(String(describing: e))")
+        #expect(e?.explanation == "cannot read the key file: No such file or directory")
     }
 
     @Test func keyOfAnotherCertificateIsRefused() throws {
@@ -76,6 +79,7 @@ import Testing
         let e = loadError(cert: m.path("leaf.crt"), key: m.path("other.key"))
         #expect(e?.subject == m.path("other.key"))
         #expect(e?.reason.contains("key values mismatch") == true, "\(String(describing: e))")
+        #expect(e?.explanation == "the private key does not match the certificate in \(m.path("leaf.crt"))")
     }
 
     @Test func aKeyIsNotACertificate() throws {
@@ -83,6 +87,30 @@ import Testing
         let e = loadError(cert: m.path("leaf.key"), key: m.path("leaf.key"))
         #expect(e?.subject == m.path("leaf.key"))
         #expect(e?.reason == "PEM routines::no start line", "\(String(describing: e))")
+        #expect(e?.explanation == "holds a private key, not a certificate (--tls-cert wants the certificate chain, e.g. fullchain.pem)")
+    }
+
+    @Test func swappedCertificateAndKeyAreNamedAsSuch() throws {
+        let m = try Material()
+        let e = loadError(cert: m.path("leaf.key"), key: m.path("leaf.crt"))
+        #expect(e?.subject == m.path("leaf.key"))
+        #expect(e?.description == m.path("leaf.key") + ": --tls-cert and --tls-key look swapped: this file holds a private key and "
+            + m.path("leaf.crt") + " a certificate (OpenSSL: PEM routines::no start line)")
+    }
+
+    @Test func aCertificateIsNotAKey() throws {
+        let m = try Material()
+        let e = loadError(cert: m.path("leaf.crt"), key: m.path("ca.crt"))
+        #expect(e?.subject == m.path("ca.crt"))
+        #expect(e?.explanation == "holds a certificate, not a private key (--tls-key wants the key, e.g. privkey.pem)")
+    }
+
+    @Test func pemLabelsAreReadFromTheBeginLines() {
+        let text = "junk\n-----BEGIN CERTIFICATE-----\nMII\n-----END CERTIFICATE-----\n-----BEGIN EC PRIVATE KEY-----\n"
+        #expect(TLSFileCheck.classify(Array(text.utf8)) == .pem(["CERTIFICATE", "EC PRIVATE KEY"]))
+        #expect(TLSFileCheck.classify(Array(" \n\t".utf8)) == .empty)
+        #expect(TLSFileCheck.classify(Array("-----BEGIN".utf8)) == .notPEM)
+        #expect(TLSFileCheck.classify(Array("-----BEGIN CERTIFICATE".utf8)) == .pem(["CERTIFICATE"]))  // cut short
     }
 
     @Test func errorQueueIsEmptyAfterAFailure() throws {

@@ -4,6 +4,7 @@ asks for; deploy/install.sh plans without writing (--dry-run) and installs idemp
 """
 import os
 import pathlib
+import re
 import shutil
 import stat
 import subprocess
@@ -98,6 +99,34 @@ def test_service_hardening_and_contract():
     assert exec_start.endswith("$RELAY_ARGS")
 
 
+def seconds(text):
+    """A systemd time span of the forms the units use: 60, 60s, 2min, 1min 30s."""
+    total, units = 0.0, {"": 1, "s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600, "ms": 0.001}
+    for number, unit in re.findall(r"(\d+(?:\.\d+)?)\s*([a-z]*)", text):
+        total += float(number) * units[unit]
+    return total
+
+
+def test_a_start_that_keeps_failing_ends_in_failed():
+    """Missing TLS files exit 1 at once; Restart=on-failure alone would retry every RestartSec for
+    ever. The start limit must be reachable by those restarts: Burst starts spaced RestartSec
+    apart fit inside IntervalSec. It belongs in [Unit] (systemd.unit(5); [Service] is the old place)."""
+    interval = values(SERVICE, "Unit", "StartLimitIntervalSec")
+    burst = values(SERVICE, "Unit", "StartLimitBurst")
+    assert len(interval) == 1 and len(burst) == 1, (interval, burst)
+    restart = seconds(values(SERVICE, "Service", "RestartSec")[0])
+    assert restart > 0 and seconds(interval[0]) > 0
+    assert int(burst[0]) * restart < seconds(interval[0]), (burst, restart, interval)
+    assert not [k for s, k, _ in unit_settings(SERVICE) if s == "Service" and k.startswith("StartLimit")]
+
+
+def test_watchdog_comment_matches_the_ping_schedule():
+    """The loop pings at min(1 s status tick, WatchdogSec/2) (Operations/SystemdNotify.swift)."""
+    text = SERVICE.read_text()
+    assert "WATCHDOG=1 every second (every WatchdogSec/2 if that is shorter)" in text
+    assert seconds(values(SERVICE, "Service", "WatchdogSec")[0]) >= 2  # ≥ 2 pings per period
+
+
 def test_env_example_sets_production_and_the_single_instance_assertion():
     lines = [l for l in (DEPLOY / "pyrycode-relay.env.example").read_text().splitlines()
              if l and not l.startswith("#")]
@@ -162,6 +191,7 @@ def test_install_creates_the_tree_idempotently(tmp_path, relay_bin):
         "var/lib/pyrycode-relay/tls": "0o700",
         "etc/letsencrypt/renewal-hooks/deploy/pyrycode-relay": "0o755",
         "usr/local/share/doc/pyrycode-relay/operations.md": "0o644",
+        "usr/local/share/doc/pyrycode-relay/architecture.md": "0o644",
     }
     for rel, mode in expect.items():
         assert rel in tree and tree[rel][0] == mode, (rel, tree.get(rel))
@@ -194,3 +224,47 @@ def test_install_refuses_bad_usage(tmp_path):
     assert install("--root", str(tmp_path), "--domain", "bad name;rm").returncode == 2
     assert install("--root", str(tmp_path), "--binary", str(tmp_path / "nope")).returncode == 2
     assert os.listdir(tmp_path) == []
+
+
+def test_install_puts_the_architecture_doc_where_the_refusal_points(tmp_path, relay_bin):
+    """The single-instance refusal names a file an operator can open on the VM."""
+    root = tmp_path / "root"
+    root.mkdir()
+    assert install("--root", str(root)).returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYRYCODE_RELAY_")}
+    env["PYRYCODE_RELAY_PRODUCTION"] = "1"  # without the assertion: refused at the check
+    r = subprocess.run([relay_bin, "--insecure-listen", "127.0.0.1:1", "--metrics-listen", "",
+                        "--runtime-dir", str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=15)
+    assert r.returncode == 2, r.stderr
+    see = [l for l in r.stderr.splitlines() if l.startswith("  see: ")]
+    assert len(see) == 1, r.stderr
+    path = see[0].split()[1]
+    assert path.endswith("/architecture.md") and os.path.isabs(path), see
+    installed = root / path.lstrip("/")
+    assert installed.read_bytes() == (pathlib.Path(REPO_ROOT) / "docs" / "architecture.md").read_bytes()
+    assert 'v1 = single-instance' in installed.read_text()
+
+
+def test_install_says_to_stop_the_service_before_enabling_the_socket(tmp_path):
+    """`systemctl enable --now pyrycode-relay.socket` fails while the service holds :443."""
+    r = install("--dry-run", "--root", str(tmp_path), "--socket")
+    assert r.returncode == 0, r.stderr
+    steps = [l.strip() for l in r.stdout.splitlines() if re.match(r"^  \d\. ", l)]
+    stop = next(i for i, l in enumerate(steps) if "systemctl stop pyrycode-relay.service" in l)
+    enable = next(i for i, l in enumerate(steps) if "systemctl enable --now pyrycode-relay.socket" in l)
+    assert stop < enable, steps
+
+
+def test_operations_doc_matches_what_systemd_shows():
+    """docs/operations.md: the watchdog kill as systemd reports it without a core-dump handler,
+    how to get cores on stock Debian, the ping schedule, the start limit, and the socket order."""
+    doc = (pathlib.Path(REPO_ROOT) / "docs" / "operations.md").read_text()
+    assert "code=killed, status=6/ABRT" in doc
+    assert "apt-get install systemd-coredump" in doc and "coredumpctl list pyrycode-relay" in doc
+    assert "every 15 s" not in doc  # the ping is the 1 s loop tick, not WatchdogSec/2 of 30 s
+    assert "`WATCHDOG=1` every second (every `WatchdogSec/2` if that is shorter)" in doc
+    assert "systemctl reset-failed pyrycode-relay" in doc and "start-limit-hit" in doc
+    socket_section = doc.split("### Socket activation", 1)[1].split("\n## ", 1)[0]
+    commands = [l.strip() for l in socket_section.splitlines() if l.startswith("    systemctl ")]
+    stop = commands.index("systemctl stop pyrycode-relay.service")
+    assert stop < commands.index("systemctl enable --now pyrycode-relay.socket"), commands

@@ -198,11 +198,57 @@ def test_version_exits_0_and_matches_healthz(relay_bin, start_relay):
     assert health(r.port)["version"] == version
 
 
-def test_unknown_flag_exits_2_with_usage(relay_bin):
+USAGE_HINT = "run pyrycode-relay --help for usage"
+
+
+def test_unknown_flag_exits_2_with_one_line_and_the_help_hint(relay_bin):
     rc, out, err = run_cli(relay_bin, ["--insecure-listen", "127.0.0.1:1", "--no-such-flag"])
     assert rc == 2 and out == ""
-    assert "no-such-flag" in err.splitlines()[0]
-    assert "Usage:" in err and "--insecure-listen" in err.split("Usage:", 1)[1]
+    # The refusal and where to look, not the whole flag list scrolling it away.
+    assert err.splitlines() == ["pyrycode-relay: flag provided but not defined: -no-such-flag", USAGE_HINT], err
+
+
+@pytest.mark.parametrize("arg", ["--help", "-h"])
+def test_help_lists_environment_endpoints_and_only_supported_flags(relay_bin, arg):
+    rc, out, _ = run_cli(relay_bin, [arg])
+    assert rc == 0
+    for var in ENV_VARS + ["RUNTIME_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC", "LISTEN_FDS", "FLY_APP_NAME",
+                           "KUBERNETES_SERVICE_HOST"]:
+        assert re.search(r"^  (\S+, )*" + var + r"\b", out, re.M), f"{var} missing from --help"
+    for endpoint in ["/v1/server", "/v1/client", "/healthz", "/metrics"]:
+        assert re.search(r"^  " + re.escape(endpoint) + " ", out, re.M), f"{endpoint} missing from --help"
+    assert "served only on --metrics-listen" in out
+    flags = parse_help(out)
+    for acme in ["http-listen", "cert-cache"]:
+        assert flags[acme].startswith("reserved for ACME"), flags[acme]
+        assert "does not support yet; accepted and ignored" in flags[acme]
+    for internal in ["SPEC", "DESIGN.md", "BENCH.md", "§"]:
+        assert internal not in out
+
+
+def test_domain_without_tls_cert_says_acme_is_not_built(relay_bin):
+    rc, out, err = run_cli(relay_bin, ["--runtime-dir", runtime_dir(), "--domain", "relay.example.com"])
+    assert rc == 2 and out == ""
+    assert err.splitlines() == [
+        "pyrycode-relay: --domain without --tls-cert needs ACME, which this build does not support yet; "
+        "give --tls-cert and --tls-key", USAGE_HINT], err
+
+
+@pytest.mark.parametrize("flag", ["metrics-listen", "insecure-listen"])
+def test_bind_failure_names_the_listener_and_address(relay_bin, flag):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    taken = f"127.0.0.1:{holder.getsockname()[1]}"
+    try:
+        args = {"insecure-listen": f"127.0.0.1:{free_port()}", "metrics-listen": f"127.0.0.1:{free_port()}"}
+        args[flag] = taken
+        rc, out, err = run_cli(relay_bin, ["--runtime-dir", runtime_dir(),
+                                           *[a for k, v in args.items() for a in (f"--{k}", v)]])
+    finally:
+        holder.close()
+    assert rc == 1, err
+    assert f"pyrycode-relay: listen --{flag} {taken}: address already in use" in err.splitlines(), err
 
 
 BAD = ["--insecure-listen", "127.0.0.1:1"]
@@ -241,9 +287,9 @@ def test_bad_flag_value_exits_2_naming_the_flag(relay_bin, args, flag):
     rc, out, err = run_cli(relay_bin, ["--runtime-dir", runtime_dir()] + args)
     assert rc == 2, err
     assert out == ""
-    first = err.splitlines()[0]
+    first, *rest = err.splitlines()
     assert re.search(r"(^|[^a-z-])--?" + re.escape(flag) + r"([^a-z-]|$)", first), first
-    assert "Usage:" in err
+    assert rest == [USAGE_HINT], err
 
 
 def test_flag_syntaxes_and_last_value_wins(relay_bin, start_relay):
@@ -971,3 +1017,43 @@ def test_second_signal_during_drain_exits_at_once(relay_bin, start_relay, second
     assert rc == 1  # forced exit: documented in the module docstring and README.md
     r.proc.wait_for_log(lambda l: "msg=shutdown_forced" in l)
     c.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# make run (README: the first command a newcomer types)
+# ---------------------------------------------------------------------------------------------
+
+def test_make_run_builds_only_the_relay_and_says_where_the_binary_is(relay_bin, start_relay, tmp_path):
+    if shutil.which("make") is None or shutil.which("swift") is None:
+        pytest.skip("make or swift not installed")
+    plan = subprocess.run(["make", "-n", "run"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    builds = [l for l in plan.splitlines() if l.startswith("swift build") and "--show-bin-path" not in l]
+    assert builds == ["swift build --product pyrycode-relay"], plan  # not every product (benchmarks, fuzzers)
+
+    port, mport, rundir = free_port(), free_port(), tmp_path / "run"
+    r = start_relay("make", ["-s", "run", f"RUN_LISTEN=127.0.0.1:{port}", f"RUN_METRICS=127.0.0.1:{mport}",
+                             f"RUN_DIR={rundir}"], env={"MAKEFLAGS": ""})
+    # A no-op build when the debug binary is current; bounded for a rebuild on a slow machine.
+    r.wait_for_log(lambda l: "msg=relay_started" in l, timeout=900)
+    bin_path = subprocess.run(["swift", "build", "--show-bin-path"], cwd=REPO_ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip() + "/pyrycode-relay"
+    r.wait_for_log(lambda l: l == f"make run: binary {bin_path}", stream="stdout")
+    assert os.access(bin_path, os.X_OK)
+    # make execs the relay in its recipe shell: the lock names it, and it is that binary.
+    pid = int((rundir / "instance.lock").read_text())
+    assert os.path.realpath(f"/proc/{pid}/exe") == os.path.realpath(bin_path)
+    assert health(port)["status"] == "ok"
+    os.kill(pid, signal.SIGTERM)
+    assert r.wait(30) == 0
+
+
+def test_readme_names_what_a_fresh_machine_needs():
+    readme = open(os.path.join(REPO_ROOT, "README.md")).read()
+    prereq = readme.split("## Prerequisites", 1)[1].split("\n## ", 1)[0]
+    tools = open(os.path.join(REPO_ROOT, "Package.swift")).readline()
+    major = int(re.search(r"swift-tools-version:\s*(\d+)", tools).group(1))
+    assert f"version {major}.0 or newer" in prereq  # the toolchain Package.swift asks for
+    deps = open(os.path.join(REPO_ROOT, "scripts", "ensure-deps.sh")).read()
+    for pkg in ("libssl-dev", "zlib1g-dev", "pkg-config"):  # what the CTLS target builds against
+        assert pkg in prereq and pkg in deps, pkg
+    assert "`make test` installs everything else" in prereq

@@ -25,7 +25,8 @@ HEADLINE = (
     "ERROR: multi-instance deploy detected, relay registry is in-memory and cannot share state "
     "across replicas. Set PYRYCODE_RELAY_SINGLE_INSTANCE=1 to bypass (NOT recommended for production)."
 )
-POINTER = 'docs/architecture.md § "v1 = single-instance"'
+POINTER = ('  see: /usr/local/share/doc/pyrycode-relay/architecture.md (docs/architecture.md in the source tree), '
+           'section "v1 = single-instance"')
 OUR_IP = "fdaa:0:1::1"
 OTHER_IP = "fdaa:0:1::2"
 START_TIMEOUT = 10.0
@@ -181,7 +182,11 @@ def test_second_relay_on_same_runtime_dir_refuses_then_starts_after_first_exits(
     lines = err.splitlines()
     assert lines[0] == HEADLINE
     assert f"held by another relay, pid {first.proc.pid}" in err
-    assert any(POINTER in line for line in lines[1:])
+    # After the evidence: what to do, then where the reasoning is (deploy/install.sh installs it there).
+    assert lines[-2:] == [
+        f"  fix: stop the relay with pid {first.proc.pid} (ps -p {first.proc.pid} -o pid,args), "
+        "or give this relay another --runtime-dir if it serves a different deployment",
+        POINTER], err
 
     assert first.stop() == 0
     again = relays(second_port, tmp_path)
@@ -203,11 +208,22 @@ def test_different_runtime_dirs_run_side_by_side(relays, tmp_path):
         assert "same_host=single" in r.stderr
 
 
-def test_missing_runtime_dir_starts_with_warn(relays, tmp_path):
+def test_missing_runtime_dir_is_created_0700_and_checked(relays, tmp_path):
     r = relays(free_port(), tmp_path / "absent")
     r.wait_listening()
+    assert (tmp_path / "absent").stat().st_mode & 0o7777 == 0o700
+    assert (tmp_path / "absent" / "instance.lock").read_text() == f"{r.proc.pid}\n"
     assert r.stop() == 0
-    assert "level=warn msg=single_instance_check same_host=unknown" in r.stderr
+    assert f"level=info msg=runtime_dir_created path={tmp_path / 'absent'}" in r.stderr
+    assert "msg=single_instance_check same_host=single" in r.stderr
+
+
+def test_uncreatable_runtime_dir_refuses_before_binding(relays, tmp_path):
+    (tmp_path / "file").write_text("")
+    for bad, why in [(tmp_path / "no" / "such", "cannot create it: No such file or directory"),
+                     (tmp_path / "file", "exists and is not a directory")]:
+        err = relays(free_port(), bad).expect_refusal()
+        assert err.splitlines() == [f"pyrycode-relay: --runtime-dir {bad}: {why}"]
 
 
 def test_fly_two_addresses_refuses_even_with_assertion(relays, fly_dns, tmp_path):

@@ -231,20 +231,25 @@ def test_bad_files_at_boot_exit_1_naming_the_file(relay_bin, start_relay, pki, t
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not pem\n")
     other_crt, other_key = pki.leaf("other", 0x0BAD)
+    # (cert, key, the file named, what is wrong in words, OpenSSL's reason after them)
     cases = [
-        (str(tmp_path / "missing.crt"), key, str(tmp_path / "missing.crt"), "No such file or directory"),
-        (str(garbage), key, str(garbage), "no start line"),
-        (crt, str(tmp_path / "missing.key"), str(tmp_path / "missing.key"), "No such file or directory"),
-        (crt, other_key, other_key, "key values mismatch"),
+        (str(tmp_path / "missing.crt"), key, str(tmp_path / "missing.crt"),
+         "cannot read the certificate file: No such file or directory", "No such file or directory"),
+        (str(garbage), key, str(garbage), "not a PEM file (no -----BEGIN line)", "no start line"),
+        (crt, str(tmp_path / "missing.key"), str(tmp_path / "missing.key"),
+         "cannot read the key file: No such file or directory", "No such file or directory"),
+        (crt, other_key, other_key, f"the private key does not match the certificate in {crt}", "key values mismatch"),
+        (key, crt, key, f"--tls-cert and --tls-key look swapped: this file holds a private key and {crt} a certificate",
+         "no start line"),
     ]
-    for cert_path, key_path, named, reason in cases:
+    for cert_path, key_path, named, words, reason in cases:
         p = start_relay(relay_bin, ["--tls-cert", cert_path, "--tls-key", key_path,
                                     "--https-listen", f"127.0.0.1:{free_port()}", "--metrics-listen", "",
                                     "--runtime-dir", tempfile.mkdtemp(prefix="relay-run-")])
         assert p.wait(10) == 1
         line = p.wait_for_log(lambda l: l.startswith("pyrycode-relay: tls: "))
-        assert line.startswith(f"pyrycode-relay: tls: {named}: "), line
-        assert reason in line, line
+        assert line.startswith(f"pyrycode-relay: tls: {named}: {words} (OpenSSL: "), line
+        assert reason in line.split("(OpenSSL: ", 1)[1], line
 
 
 def test_sighup_reload_serves_the_new_pair_and_keeps_old_connections(relay_bin, start_relay, pki, tmp_path):
@@ -472,3 +477,57 @@ def test_proxy_v2_header_with_tlvs_is_accepted_up_to_the_bound_and_refused_past_
         data, waited = read_until_closed(s)
     assert data == b""
     assert waited < HEADER_TIMEOUT_S * 0.8, "refused at once, not at the deadline (%.2f s)" % waited
+
+
+def test_https_listen_bind_failure_names_the_listener(relay_bin, start_relay, pki):
+    crt, key = pki.default
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    taken = f"127.0.0.1:{holder.getsockname()[1]}"
+    try:
+        p = start_relay(relay_bin, ["--tls-cert", crt, "--tls-key", key, "--https-listen", taken,
+                                    "--metrics-listen", "", "--runtime-dir", tempfile.mkdtemp(prefix="relay-run-")])
+        assert p.wait(10) == 1
+        p.wait_for_log(lambda l: l == f"pyrycode-relay: listen --https-listen {taken}: address already in use")
+    finally:
+        holder.close()
+
+
+def test_encrypted_key_fails_at_once_instead_of_prompting_on_the_terminal(relay_bin, pki, tmp_path):
+    """OpenSSL's default passphrase callback reads the controlling terminal: a relay started by
+    hand would hang at boot (and its whole loop on a SIGHUP reload). It must fail, exit 1, in words."""
+    import pty
+    import select
+    crt, key = pki.default
+    enc = tmp_path / "encrypted.key"
+    subprocess.run(["openssl", "pkey", "-in", key, "-aes128", "-passout", "pass:secret", "-out", str(enc)],
+                   check=True, capture_output=True)
+    argv = [relay_bin, "--tls-cert", crt, "--tls-key", str(enc), "--https-listen", f"127.0.0.1:{free_port()}",
+            "--metrics-listen", "", "--runtime-dir", tempfile.mkdtemp(prefix="relay-run-")]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the relay with the pty as its controlling terminal
+        os.execv(relay_bin, argv)
+    out, deadline, closed = b"", time.monotonic() + 10, False
+    try:
+        while not closed and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break  # silent until the deadline: waiting for a passphrase
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: every holder of the pty closed it, i.e. the relay exited
+                chunk = b""
+            closed = not chunk
+            out += chunk
+        text = out.decode("utf-8", "replace")
+        if not closed:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        assert closed, "the relay still held the terminal after 10 s: " + text
+        assert os.waitstatus_to_exitcode(status) == 1, text
+    finally:
+        os.close(fd)
+    assert "pass phrase" not in text, text
+    assert (f"pyrycode-relay: tls: {enc}: the private key is encrypted; give an unencrypted key "
+            "(openssl pkey -in FILE -out NEWFILE) (OpenSSL: ") in text, text

@@ -78,8 +78,9 @@ public struct FlagSet {
     }
     public func bool(_ name: String) -> Bool { values[name] == "true" }
 
-    public func usage(program: String) -> String {
-        var out = "Usage: \(program) [flags]\n\nFlags:\n"
+    /// One entry per flag: `  --name VALUE`, then its explanation and default, indented.
+    public func flagList() -> String {
+        var out = ""
         for s in specs {
             out += "  --\(s.name)"
             if s.kind == .string { out += " VALUE" }

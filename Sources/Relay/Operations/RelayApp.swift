@@ -14,8 +14,8 @@ public enum RelayApp {
             writeStdout(v + "\n")
             return 0
         case .failure(let refusal):
-            writeStderr("pyrycode-relay: \(refusal.description)\n")
-            writeStderr("\n" + RelayConfig.usageText)
+            // One line that names the problem; the whole flag list would scroll it away.
+            writeStderr("pyrycode-relay: \(refusal.description)\nrun pyrycode-relay --help for usage\n")
             return 2
         case .success(.run(let c)):
             config = c
@@ -38,7 +38,14 @@ public enum RelayApp {
             return 1
         }
 
-        // 3. Reactor init, step 1: the single-instance self-check (SPEC §12), before any socket.
+        // 3. Reactor init, step 1: the single-instance self-check, before any socket. A named
+        // --runtime-dir must exist for the same-host lock: it is created, or the start refused.
+        if let dir = config.runtimeDir, !env.bypassSingleInstance {
+            if let refusal = RuntimeDirectory.prepare(dir) {
+                writeStderr("pyrycode-relay: \(refusal)\n")
+                return 2
+            }
+        }
         let instance: SingleInstanceOutcome
         switch runSingleInstanceCheck(env: env, rawEnv: rawEnv, runtimeDirFlag: config.runtimeDir) {
         case .failure(let refusal):
@@ -88,14 +95,14 @@ public enum RelayApp {
         var publicListenerCount = 0
         do {
             if let a = config.insecureListen {
-                let socket = try activation.takePublicListener(configured: a) ?? Socket.listen(on: a)
+                let socket = try activation.takePublicListener(configured: a) ?? bindListener("insecure-listen", a)
                 listeners.append(try Listener(socket: socket, reactor: reactor) { fd, remote in
                     relay.accept(fd: fd, remote: remote)
                 })
             }
             if let a = config.httpsListen, let tls {
                 let proxy = config.httpsProxyProtocol
-                let socket = try activation.takePublicListener(configured: a) ?? Socket.listen(on: a)
+                let socket = try activation.takePublicListener(configured: a) ?? bindListener("https-listen", a)
                 listeners.append(try Listener(socket: socket, reactor: reactor) { fd, remote in
                     // New connections take the current pair; a reload does not touch older ones.
                     relay.accept(fd: fd, remote: remote, tls: tls.current, proxyHeader: proxy)
@@ -103,10 +110,13 @@ public enum RelayApp {
             }
             publicListenerCount = listeners.count
             if let m = config.metricsListen {
-                listeners.append(try Listener(socket: try Socket.listen(on: m), reactor: reactor) { fd, remote in
+                listeners.append(try Listener(socket: try bindListener("metrics-listen", m), reactor: reactor) { fd, remote in
                     metricsService.accept(fd: fd, remote: remote)
                 })
             }
+        } catch let failure as ListenFailure {
+            writeStderr("pyrycode-relay: \(failure)\n")
+            return 1
         } catch {
             writeStderr("pyrycode-relay: listen: \(error)\n")
             return 1

@@ -37,18 +37,17 @@ public struct RelayConfig {
 
     public struct Refusal: Error, CustomStringConvertible {
         public let description: String
-        public let usage: Bool
     }
 
     static func flagSet() -> FlagSet {
         var f = FlagSet()
         f.string("insecure-listen", default: "", "plain HTTP/WebSocket listener address (behind a TLS proxy, or for development)")
-        f.string("domain", default: "", "public host name; enables the Host check (421) on the TLS listener")
+        f.string("domain", default: "", "public host name; enables the Host check (421) on the TLS listener; needs --tls-cert and --tls-key (ACME is not built yet)")
         f.string("tls-cert", default: "", "PEM certificate chain (leaf first) for the TLS listener; SIGHUP reloads")
         f.string("tls-key", default: "", "PEM private key for --tls-cert")
         f.string("https-listen", default: ":443", "TLS listener address")
-        f.string("http-listen", default: ":80", "ACME http-01 listener address (ACME mode only)")
-        f.string("cert-cache", default: "$HOME/.pyrycode-relay/certs", "ACME account and certificate store (0700)")
+        f.string("http-listen", default: ":80", "reserved for ACME http-01, which this build does not support yet; accepted and ignored")
+        f.string("cert-cache", default: "$HOME/.pyrycode-relay/certs", "reserved for ACME (account and certificate store), which this build does not support yet; accepted and ignored")
         f.bool("https-proxy-protocol", "require a PROXY protocol v2 header on every TLS-listener connection")
         f.string("metrics-listen", default: "127.0.0.1:9090", "Prometheus /metrics listener; a loopback IP literal; \"\" disables")
         f.bool("trust-x-forwarded-for", "use the first X-Forwarded-For entry as the client IP for rate limiting")
@@ -56,7 +55,7 @@ public struct RelayConfig {
         f.string("max-connections-per-ip", default: String(Limits.maxConnectionsPerIP), "live WebSocket connections per client IP (429 beyond)")
         f.string("max-half-open", default: String(Limits.maxHalfOpen), "connections not yet upgraded; the oldest is closed beyond")
         f.string("max-half-open-per-ip", default: String(Limits.maxHalfOpenPerIP), "connections not yet upgraded per client IP (IPv6: per /64); its oldest is closed beyond")
-        f.string("runtime-dir", default: "", "directory for instance.lock (default $RUNTIME_DIRECTORY, else /run/pyrycode-relay)")
+        f.string("runtime-dir", default: "", "directory for instance.lock, the same-host single-instance lock; created (0700) when missing (default $RUNTIME_DIRECTORY, else /run/pyrycode-relay)")
         f.string("grace", default: "30s", "how long a binary's server-id stays reserved after it disconnects")
         f.string("heartbeat-interval", default: "30s", "interval between pings to each connection")
         f.string("heartbeat-timeout", default: "30s", "pong deadline after a ping; then close 1011")
@@ -72,15 +71,15 @@ public struct RelayConfig {
         return f
     }
 
-    /// The `--help` text; also printed after every flag refusal (SPEC §2: usage on stderr).
-    public static var usageText: String { flagSet().usage(program: "pyrycode-relay") }
+    /// The `--help` text: invocations, flags, environment, endpoints, exit codes (HelpText.swift).
+    public static var usageText: String { HelpText.render(flags: flagSet().flagList()) }
 
     public static func parse(_ args: [String]) -> Result<Outcome, Refusal> {
         var flags = flagSet()
         do { try flags.parse(args) } catch {
-            return .failure(Refusal(description: error.description, usage: true))
+            return .failure(Refusal(description: error.description))
         }
-        if flags.bool("help") { return .success(.help(flags.usage(program: "pyrycode-relay"))) }
+        if flags.bool("help") { return .success(.help(usageText)) }
         // The bare version, as the Go relay prints it and /healthz reports it.
         if flags.bool("version") { return .success(.version(version)) }
         do {
@@ -93,14 +92,14 @@ public struct RelayConfig {
     private static func address(_ flags: FlagSet, _ name: String) throws(Refusal) -> SocketAddress {
         let text = flags.string(name)
         do { return try SocketAddress(parsing: text) } catch {
-            throw Refusal(description: "invalid value \"\(text)\" for --\(name): want host:port, :port or [v6]:port with port 1-65535 and an IP host", usage: false)
+            throw Refusal(description: "invalid value \"\(text)\" for --\(name): want host:port, :port or [v6]:port with port 1-65535 and an IP host")
         }
     }
 
     private static func positive(_ flags: FlagSet, _ name: String) throws(Refusal) -> Int {
         let text = flags.string(name)
         guard let v = Int(text), v > 0 else {
-            throw Refusal(description: "invalid value \"\(text)\" for --\(name): want a positive integer", usage: false)
+            throw Refusal(description: "invalid value \"\(text)\" for --\(name): want a positive integer")
         }
         return v
     }
@@ -108,7 +107,7 @@ public struct RelayConfig {
     private static func duration(_ flags: FlagSet, _ name: String) throws(Refusal) -> Int64 {
         let text = flags.string(name)
         guard let v = parseGoDuration(text), v > 0 else {
-            throw Refusal(description: "invalid value \"\(text)\" for --\(name): want a duration such as 30s or 500ms", usage: false)
+            throw Refusal(description: "invalid value \"\(text)\" for --\(name): want a duration such as 30s or 500ms")
         }
         return v
     }
@@ -119,20 +118,20 @@ public struct RelayConfig {
         let domain = flags.string("domain")
         let cert = flags.string("tls-cert"), key = flags.string("tls-key")
         if cert.isEmpty != key.isEmpty {
-            throw Refusal(description: "--tls-cert and --tls-key must be given together", usage: false)
+            throw Refusal(description: "--tls-cert and --tls-key must be given together")
         }
         let tlsMode = !domain.isEmpty || !cert.isEmpty
         if insecure == tlsMode {
-            throw Refusal(description: "exactly one of --insecure-listen or --domain/--tls-cert is required", usage: true)
+            throw Refusal(description: "exactly one of --insecure-listen or --domain/--tls-cert is required")
         }
         if insecure {
             for f in ["http-listen", "https-listen", "https-proxy-protocol"] where flags.isSet(f) {
-                throw Refusal(description: "--\(f) cannot be combined with --insecure-listen", usage: false)
+                throw Refusal(description: "--\(f) cannot be combined with --insecure-listen")
             }
             c.insecureListen = try address(flags, "insecure-listen")
         } else {
             if cert.isEmpty {
-                throw Refusal(description: "--domain without --tls-cert needs ACME, which this build does not support yet; give --tls-cert and --tls-key", usage: false)
+                throw Refusal(description: "--domain without --tls-cert needs ACME, which this build does not support yet; give --tls-cert and --tls-key")
             }
             c.domain = domain.isEmpty ? nil : domain
             c.tlsCert = cert
@@ -146,7 +145,7 @@ public struct RelayConfig {
             // An IP literal, not a name: a name could resolve elsewhere between check and bind
             // (the Go relay refuses names for the same reason), so `localhost:9090` is refused too.
             guard a.isLoopback, !metrics.lowercased().hasPrefix("localhost") else {
-                throw Refusal(description: "--metrics-listen must be a loopback IP literal (127.0.0.0/8 or [::1]), got \"\(metrics)\"", usage: false)
+                throw Refusal(description: "--metrics-listen must be a loopback IP literal (127.0.0.0/8 or [::1]), got \"\(metrics)\"")
             }
             c.metricsListen = a
         }

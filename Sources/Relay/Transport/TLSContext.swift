@@ -8,8 +8,13 @@ public struct TLSError: Error, CustomStringConvertible, Equatable {
     /// OpenSSL's root-cause reason: the oldest entry of the queue (later entries only say
     /// which wrapper gave up, e.g. `SSL routines::PEM lib`).
     public let reason: String
+    /// What is wrong, in words, when it can be told (TLSFileCheck): read before OpenSSL's text.
+    public var explanation: String? = nil
 
-    public var description: String { "\(subject): \(reason)" }
+    public var description: String {
+        guard let explanation else { return "\(subject): \(reason)" }
+        return "\(subject): \(explanation) (OpenSSL: \(reason))"
+    }
 
     /// Drains OpenSSL's error queue into one error (the queue is empty afterwards).
     static func drain(_ subject: String, fallback: String = "unknown error") -> TLSError {
@@ -78,9 +83,19 @@ public final class TLSContext {
         pyry_ssl_ctx_set_alpn_http11(ctx)
         try rotateTicketKeys()
 
-        guard SSL_CTX_use_certificate_chain_file(ctx, certFile) == 1 else { throw TLSError.drain(certFile) }
-        guard SSL_CTX_use_PrivateKey_file(ctx, keyFile, SSL_FILETYPE_PEM) == 1 else { throw TLSError.drain(keyFile) }
-        guard SSL_CTX_check_private_key(ctx) == 1 else { throw TLSError.drain(keyFile) }
+        // No passphrase, ever: OpenSSL's default callback would prompt on the terminal and block
+        // the boot, or the whole loop on a SIGHUP reload. An encrypted key fails to load instead.
+        SSL_CTX_set_default_passwd_cb(ctx) { _, _, _, _ in 0 }
+        guard SSL_CTX_use_certificate_chain_file(ctx, certFile) == 1 else {
+            var e = TLSError.drain(certFile)
+            e.explanation = TLSFileCheck.explainCertificate(certFile: certFile, keyFile: keyFile)
+            throw e
+        }
+        guard SSL_CTX_use_PrivateKey_file(ctx, keyFile, SSL_FILETYPE_PEM) == 1, SSL_CTX_check_private_key(ctx) == 1 else {
+            var e = TLSError.drain(keyFile)
+            e.explanation = TLSFileCheck.explainKey(keyFile: keyFile, certFile: certFile, reason: e.reason)
+            throw e
+        }
     }
 
     deinit { SSL_CTX_free(ctx) }

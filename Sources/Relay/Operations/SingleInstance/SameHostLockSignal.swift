@@ -28,6 +28,13 @@ public final class SameHostLockSignal: ReplicaSignal {
     public let runtimeDirectory: String?
     /// Set by a successful `probe()`; hand it to the caller to keep alive.
     public private(set) var lock: InstanceLock?
+    /// The PID stamped in the lock another process holds, when `probe()` found one.
+    public private(set) var holderPID: Int32?
+
+    /// `<runtime dir>/instance.lock`, nil when no directory was resolved.
+    public var lockPath: String? {
+        runtimeDirectory.map { $0.hasSuffix("/") ? $0 + Self.lockFileName : $0 + "/" + Self.lockFileName }
+    }
 
     public init(runtimeDirFlag: String?, env: [String: String],
                 defaultDirectory: String = SameHostLockSignal.defaultRuntimeDirectory) {
@@ -56,11 +63,10 @@ public final class SameHostLockSignal: ReplicaSignal {
     }
 
     public func probe() -> ReplicaSignalAnswer {
-        guard let dir = runtimeDirectory else {
+        guard let path = lockPath else {
             return .unknown(evidence: "no runtime directory (--runtime-dir, RUNTIME_DIRECTORY, "
                 + "\(Self.defaultRuntimeDirectory)); same-host instances not checked")
         }
-        let path = dir.hasSuffix("/") ? dir + Self.lockFileName : dir + "/" + Self.lockFileName
         let fd: FileDescriptor
         var writable = true
         do throws(Errno) {
@@ -93,6 +99,7 @@ public final class SameHostLockSignal: ReplicaSignal {
         }
         guard acquired else {
             if let pid = Self.readPID(fd.raw) {
+                holderPID = pid
                 return .multiple(evidence: "lock \(path) is held by another relay, pid \(pid)")
             }
             // The holder has locked but not yet stamped the file (or a foreign process holds it).

@@ -6,22 +6,50 @@ public struct SingleInstanceOutcome {
     public let decision: SingleInstanceDecision
 }
 
-/// A refused start (SPEC §12): print `message` to stderr and exit 2 before binding anything.
+/// A refused start: print `message` to stderr and exit 2 before binding anything.
 public struct SingleInstanceRefusal: Error, Equatable, Sendable {
-    /// The exact first line SPEC §12 requires.
+    /// The exact first line operators and their alerting grep for (the Go relay prints the same).
     public static let headline = "ERROR: multi-instance deploy detected, relay registry is in-memory and cannot share "
         + "state across replicas. Set PYRYCODE_RELAY_SINGLE_INSTANCE=1 to bypass (NOT recommended for production)."
-    public static let pointer = "See docs/architecture.md § \"v1 = single-instance\"."
+    /// Where deploy/install.sh puts docs/architecture.md (its DOC_DIR; the unit's Documentation=).
+    public static let installedArchitectureDoc = "/usr/local/share/doc/pyrycode-relay/architecture.md"
+    public static let pointer = "see: \(installedArchitectureDoc) (docs/architecture.md in the source tree), "
+        + "section \"v1 = single-instance\""
 
     public let reason: String
     public let report: [SignalReport]
+    /// What the operator can do about it, one line (`remedy(for:)`).
+    public let remedy: String
 
-    /// Headline, the reason, one evidence line per signal, the pointer; newline-separated, no trailing newline.
+    /// Headline, the reason, one evidence line per signal, the remedy, the pointer;
+    /// newline-separated, no trailing newline.
     public var message: String {
         var lines = [Self.headline, "  reason: \(reason)"]
         for r in report { lines.append("  evidence: \(r.signal)=\(r.answer.word): \(r.answer.evidence)") }
+        lines.append("  fix: \(remedy)")
         lines.append("  \(Self.pointer)")
         return lines.joined(separator: "\n")
+    }
+
+    /// The fix for the signal that refused: the first `multiple` one, else the missing assertion
+    /// (a platform that cannot count replicas, or production mode).
+    static func remedy(for report: [SignalReport], sameHost: SameHostLockSignal) -> String {
+        let otherDeploy = "or give this relay another --runtime-dir if it serves a different deployment"
+        switch report.first(where: { if case .multiple = $0.answer { true } else { false } })?.signal {
+        case "same_host":
+            if let pid = sameHost.holderPID {
+                return "stop the relay with pid \(pid) (ps -p \(pid) -o pid,args), \(otherDeploy)"
+            }
+            return "stop the process holding \(sameHost.lockPath ?? SameHostLockSignal.lockFileName) "
+                + "(fuser -v \(sameHost.lockPath ?? SameHostLockSignal.lockFileName)), \(otherDeploy)"
+        case "fly":
+            return "run one machine for this app (fly scale count 1)"
+        case "kubernetes":
+            return "run one replica of this relay (replicas: 1)"
+        default:
+            return "where the platform guarantees one replica, set \(EnvironmentConfig.assertSingleInstanceVar)=true "
+                + "(deploy manifest or env file)"
+        }
     }
 }
 
@@ -53,7 +81,8 @@ public func runSingleInstanceCheck(env: EnvironmentConfig, rawEnv: [String: Stri
     let report = signals.map { SignalReport(signal: $0.name, isPlatform: $0.isPlatform, answer: $0.probe()) }
     switch decideSingleInstance(env: env, answers: report) {
     case .refuse(let reason, let report):
-        return .failure(SingleInstanceRefusal(reason: reason, report: report))
+        return .failure(SingleInstanceRefusal(reason: reason, report: report,
+                                              remedy: SingleInstanceRefusal.remedy(for: report, sameHost: sameHost)))
     case .bypass:
         return .success(SingleInstanceOutcome(lock: nil, logLines: [], decision: .bypass))  // unreachable: handled above
     case .start(let report):

@@ -1,0 +1,62 @@
+/// The `--help` page around the flag list: how to invoke the relay, the environment variables
+/// it reads, what it serves and its exit codes. Only what this build does; details live in
+/// docs/operations.md (running it) and docs/protocol.md (the wire protocol).
+enum HelpText {
+    static func render(flags: String) -> String {
+        usage + "\nFlags:\n" + flags + "\n" + environment + "\n" + endpoints + "\n" + exitCodes
+    }
+
+    static let usage = """
+        Usage:
+          pyrycode-relay --tls-cert FILE --tls-key FILE [--domain NAME] [flags]
+                TLS on --https-listen (default :443); SIGHUP reloads the certificate and key
+          pyrycode-relay --insecure-listen ADDR [flags]
+                plain HTTP/WebSocket, behind a TLS-terminating proxy or for development
+        Flags take Go syntax: --flag=value, --flag value or -flag; a repeated flag keeps its last value.
+
+        """
+
+    static let environment = """
+        Environment:
+          PYRYCODE_RELAY_PRODUCTION=1
+                production mode: refuses --insecure-listen, running as root and any capability
+                but CAP_NET_BIND_SERVICE
+          PYRYCODE_RELAY_ASSERT_SINGLE_INSTANCE=true
+                the deploy guarantees exactly one relay replica; required with
+                PYRYCODE_RELAY_PRODUCTION=1, and on Fly.io or Kubernetes when the replicas cannot be counted
+          PYRYCODE_RELAY_SINGLE_INSTANCE=1
+                skips the single-instance self-check (NOT recommended for production)
+          PYRYCODE_RELAY_FCM_CREDENTIALS=JSON
+                service-account JSON key for push wake-ups; validated at boot (this build sends no pushes yet)
+          PYRYCODE_RELAY_FLY_DNS_SERVER=HOST:PORT
+                DNS server for the Fly.io replica count (default [fdaa::3]:53); for tests
+          RUNTIME_DIRECTORY
+                directory for instance.lock when --runtime-dir is not given (systemd RuntimeDirectory=)
+          NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID
+                systemd Type=notify: READY=1, STATUS=, STOPPING=1 and watchdog pings
+          LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES
+                systemd socket activation: the public listener is taken instead of bound
+          FLY_APP_NAME, FLY_PRIVATE_IP
+                on Fly.io: the replicas are counted through Fly's internal DNS
+          KUBERNETES_SERVICE_HOST, HOSTNAME
+                on Kubernetes: a StatefulSet ordinal above 0 means more than one replica
+
+        """
+
+    static let endpoints = """
+        Endpoints (docs/protocol.md):
+          /v1/server    WebSocket upgrade for a pyry binary, paired by server-id
+          /v1/client    WebSocket upgrade for a phone
+          /healthz      JSON status, any method; neither rate limited nor capped
+          /metrics      Prometheus text, served only on --metrics-listen
+
+        """
+
+    static let exitCodes = """
+        Exit status:
+          0  clean shutdown (SIGTERM or SIGINT, connections drained)
+          1  runtime failure: TLS files, a listener that cannot bind, a forced stop (second signal)
+          2  configuration refused at boot: flags, environment, single-instance check, production guards
+
+        """
+}
