@@ -26,7 +26,6 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <dirent.h>
-#include <sys/stat.h>
 #include <poll.h>
 #include <sys/random.h>
 #include <malloc.h>
