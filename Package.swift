@@ -30,7 +30,7 @@ let package = Package(
         .executableTarget(name: "fuzz-http", dependencies: ["Relay"]),
         .executableTarget(name: "fuzz-frame", dependencies: ["Relay"]),
         .executableTarget(name: "fuzz-envelope", dependencies: ["Relay"]),
-        // The bundled load tool (BENCH.md): real protocol, epoll-driven, plus a `floor` forwarder.
+        // The bundled load tool (docs/benchmarks.md): real protocol, epoll-driven, plus a `floor` forwarder.
         .executableTarget(
             name: "relay-bench",
             dependencies: [

@@ -6,7 +6,7 @@
 #
 # Copies the chain and key into the relay's StateDirectory (readable only by the service's
 # dynamic user: certbot's own files are root-only) and reloads the relay: SIGHUP re-reads the
-# files without dropping a single connection (SPEC §14).
+# files without dropping a single connection (docs/operations.md).
 set -eu
 
 DOMAIN=relay.example.com

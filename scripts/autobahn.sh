@@ -7,7 +7,7 @@
 # Env: AUTOBAHN_TIMEOUT (seconds for wstest, default 600), PY27 (python2.7 to use),
 #      AUTOBAHN_TEMPLATE (config template, default tests/autobahn/fuzzingclient.json; for running
 #      a subset while debugging, e.g. a copy with "cases": ["7.1.*"]).
-# Installs the suite into .autobahn once (stamp file); see /work/shared/TESTING-TOOLS.md for why it
+# Installs the suite into .autobahn once (stamp file); see tests/autobahn/EXCLUSIONS.md for why it
 # needs Python 2.7 (autobahntestsuite is Python 2 code) and how that was verified.
 # Results: reports/servers/index.json (+ per-case HTML/JSON); logs: reports/autobahn/.
 # The verdict comes from tests/autobahn/count.py: wstest exits 0 even when cases fail.

@@ -6,7 +6,7 @@
 #                                 `openssl speed` line for S7's yardstick)
 #   reports/bench/summary.md      the table for docs/benchmarks.md (relay beside floor, target, met?)
 # Client addressing: many source IPs (127.B.x.y, 16 connections each) so the relay's per-IP
-# upgrade rate limit (SPEC §10: burst 20, then 1/6 s) and per-IP cap are never hit; the relay
+# upgrade rate limit (docs/protocol.md §3.3: burst 20, then 1/6 s) and per-IP cap are never hit; the relay
 # runs with its stock admission settings except --max-connections (S5 needs 18,200 sockets).
 # Runs of 9k pairs use two generator processes (`--workers 2`: 20,000 fds per process).
 # TLS scenarios (S6, S7, M1 TLS) use a throw-away CA and ECDSA P-256 leaf made here with the

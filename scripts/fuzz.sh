@@ -5,7 +5,7 @@
 #   FUZZ_TARGETS="fuzz-http" scripts/fuzz.sh 60   (choose targets; default: fuzz-http fuzz-frame fuzz-envelope)
 #
 # A target is an executable product whose sources define LLVMFuzzerTestOneInput under
-# `#if FUZZING` (TESTING-TOOLS.md §libFuzzer). The committed corpus fuzz/corpus/<target> is only
+# `#if FUZZING`. The committed corpus fuzz/corpus/<target> is only
 # read: new inputs go to a temporary copy. Crashes, timeouts and leaks land in
 # fuzz-artifacts/<target>/. Exit status: 0 = no finding, 1 = a finding, 2 = usage/build error.
 set -euo pipefail

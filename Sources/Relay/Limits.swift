@@ -1,12 +1,13 @@
-/// Every limit and timeout of SPEC.md, by name, with the SPEC's default.
+/// Every limit and timeout of the relay, by name, with its default (docs/protocol.md §11 lists them
+/// for clients; `pyrycode-relay --help` shows the flags).
 /// Operator-tunable ones are copied into `RelayConfig` and overridden by flags there.
 public enum Limits {
-    // §5.1 HTTP layer
+    // HTTP layer (docs/protocol.md §3)
     public static let maxHeaderBytes = 16 * 1024
     public static let headerTimeoutMs: Int64 = 5_000
     public static let keepAliveIdleMs: Int64 = 120_000
 
-    // §7 WebSocket
+    // WebSocket (docs/protocol.md §4)
     public static let maxMessageBytes = 262_144
     public static let messageAssemblyTimeoutMs: Int64 = 30_000
     public static let heartbeatIntervalMs: Int64 = 30_000
@@ -15,19 +16,19 @@ public enum Limits {
     public static let closeHandshakeTimeoutMs: Int64 = 5_000
     public static let maxControlPayload = 125
 
-    // §8 Registry
+    // Registry (docs/protocol.md §5–§6)
     public static let claimProbeTimeoutMs: Int64 = 10_000
     public static let graceMs: Int64 = 30_000
     public static let phonesPerServerID = 16
 
-    // §9 Forwarding
+    // Forwarding (docs/protocol.md §7)
     public static let phoneOutboxBudget = 4 * 1024 * 1024
     public static let outboxPerMessageOverhead = 64
     public static let binaryHighWater = 1024 * 1024
     public static let binaryLowWater = 256 * 1024
     public static let maxBufferedBytes = 512 * 1024 * 1024
 
-    // §10 Admission
+    // Admission (docs/protocol.md §3.3, docs/operations.md § Admission limits)
     public static let rateBurst = 20
     public static let rateRefillMs: Int64 = 6_000
     public static let rateBucketIdleMs: Int64 = 120_000
@@ -49,7 +50,7 @@ public enum Limits {
     /// hundred bytes); equal to one `BufferPool` block, so reading it never mallocs.
     public static let maxProxyHeaderBytes = 4_096
 
-    // §14 Operations
+    // Operations (docs/operations.md)
     public static let drainDeadlineMs: Int64 = 10_000
 
     // Log volume (docs/operations.md, "Log volume")

@@ -1,4 +1,4 @@
-// libFuzzer target for the JSON validator and the envelope code (SPEC §9): what phones and
+// libFuzzer target for the JSON validator and the envelope code (docs/protocol.md §7): what phones and
 // binaries send is hostile input. Built by scripts/fuzz.sh with `-sanitize=fuzzer,address
 // -parse-as-library -DFUZZING`; a plain build gets the stub at the bottom.
 #if FUZZING
@@ -32,7 +32,7 @@ public func fuzzEnvelopeTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int)
         precondition(wrapped.count == Envelope.wrappedLength(connIDLength: connID.count, frameLength: size))
         precondition(JSON.isValid(wrapped), "wrapped envelope is not JSON")
         let value = Array(bytes).trimmingJSONWhitespace()
-        // `"frame":null` reads as "no frame" in the binary's direction (SPEC §9.2), by design.
+        // `"frame":null` reads as "no frame" in the binary's direction (docs/protocol.md §7.2), by design.
         if value != Array("null".utf8) {
             guard let env = Envelope.parseBinaryEnvelope(wrapped), let frame = env.frame else {
                 preconditionFailure("wrapped envelope does not parse")

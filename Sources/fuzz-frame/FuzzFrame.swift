@@ -25,7 +25,7 @@ struct EventDigest: Equatable {
 
 @inline(never)
 func sink(_ d: EventDigest) {
-    // Keeps the optimizer from discarding the parse (TESTING-TOOLS.md §libFuzzer).
+    // Keeps the optimizer from discarding the parse (scripts/fuzz.sh).
     if d.hash == 0x1234_5678_9ABC_DEF0 && d.events == -1 { print("unreachable") }
 }
 

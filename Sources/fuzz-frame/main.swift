@@ -1,4 +1,4 @@
-// libFuzzer entry points (TESTING-TOOLS.md §libFuzzer). Build with:
+// libFuzzer entry points (scripts/fuzz.sh). Build with:
 //   swift build -c release --product fuzz-frame --scratch-path .build-fuzz \
 //     -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -DFUZZING
 // Run: .build-fuzz/release/fuzz-frame fuzz/corpus/fuzz-frame -max_total_time=60

@@ -1,6 +1,6 @@
 // libFuzzer target for the HTTP request parser and the WebSocket handshake checks.
 // Built by scripts/fuzz.sh with `-sanitize=fuzzer,address -parse-as-library -DFUZZING`
-// (TESTING-TOOLS.md §libFuzzer); a plain build gets the stub at the bottom.
+// (scripts/fuzz.sh); a plain build gets the stub at the bottom.
 #if FUZZING
 import Relay
 

@@ -278,7 +278,7 @@ final class ClientConnection: EventHandler {
                 offset += consumed
             case .ping(let payload, let consumed):
                 offset += consumed
-                // RFC 6455 §5.5.3; the relay's heartbeat (SPEC §7) must not close idle bench pairs.
+                // RFC 6455 §5.5.3; the relay's heartbeat (docs/protocol.md §4) must not close idle bench pairs.
                 queueFrame(opcode: .pong, length: payload.count) { dst in
                     if payload.count > 0 { dst.copyMemory(from: payload.baseAddress!, byteCount: payload.count) }
                 }

@@ -21,7 +21,7 @@ struct LoadPlan {
 struct Endpoint {
     var target: SocketAddress
     var hostHeader: String
-    /// Source IPs: 127.<base>.x.y, a new address every `perSourceIP` connections (SPEC §10 rate
+    /// Source IPs: 127.<base>.x.y, a new address every `perSourceIP` connections (docs/protocol.md §3.3 rate
     /// limit: 20 upgrades burst per client IP). nil = connect from the default address.
     var sourceBase: UInt8?
     var perSourceIP = 16
@@ -90,7 +90,7 @@ final class LoadRun: ClientDelegate {
 
     var reactor: Reactor { context.reactor }
 
-    /// `{"t":"<16 hex ns>","p":"xxx…"}` padded to exactly `size` bytes: valid JSON (SPEC §9.1),
+    /// `{"t":"<16 hex ns>","p":"xxx…"}` padded to exactly `size` bytes: valid JSON (docs/protocol.md §7.1),
     /// with the send time at a fixed offset so the receiver finds it without parsing.
     func setPayloadSize(_ size: Int) {
         precondition(size >= 31, "payload size must be at least 31 bytes")
@@ -113,7 +113,7 @@ final class LoadRun: ClientDelegate {
 
     var allOpen: Bool { connectHead == connectQueue.count && connecting == 0 }
 
-    /// Starts queued connects up to the concurrency limit (the relay's half-open cap, SPEC §10).
+    /// Starts queued connects up to the concurrency limit (the relay's half-open cap, docs/protocol.md §3.3).
     func pumpConnects() {
         while connecting < endpoint.connectConcurrency && connectHead < connectQueue.count {
             let (g, role, member) = connectQueue[connectHead]
@@ -174,7 +174,7 @@ final class LoadRun: ClientDelegate {
             return
         }
         if c.role == .binary {
-            // A phone may only register once its binary holds the server-id (SPEC §8: else 4404).
+            // A phone may only register once its binary holds the server-id (docs/protocol.md §5: else 4404).
             for m in 0..<plan.phonesPerGroup { connectQueue.append((g, .phone, m)) }
             if plan.slowBinaryBytesPerSec > 0 { c.pauseReading() }
         } else {
@@ -258,7 +258,7 @@ final class LoadRun: ClientDelegate {
         c.received += 1
         let g = groups[c.group]
         if c.role == .binary {
-            // A relay wraps (SPEC §9.1): parse the envelope as a real binary does. The floor
+            // A relay wraps (docs/protocol.md §7.1): parse the envelope as a real binary does. The floor
             // delivers the phone's frame as it was sent.
             var frame = message
             var env: BinaryEnvelope?
@@ -310,7 +310,7 @@ final class LoadRun: ClientDelegate {
         phone.markDirty()
     }
 
-    /// SPEC §9.2: `{"conn_id":"<phone>","frame":<frame>}` back to the relay, which delivers the
+    /// docs/protocol.md §7.2: `{"conn_id":"<phone>","frame":<frame>}` back to the relay, which delivers the
     /// frame bytes to that phone.
     private func echo(from b: ClientConnection, frame: UnsafeRawBufferPointer, envelope: BinaryEnvelope?,
                       message: UnsafeRawBufferPointer) {

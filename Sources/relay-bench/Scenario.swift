@@ -456,7 +456,7 @@ final class ScenarioRunner {
         })
         run.stopTraffic()
         let sent = run.groups.reduce(0) { $0 + $1.phones.reduce(0) { $0 + $1.sent } }
-        // Drain at full speed: every message sent must arrive (SPEC §9.4: none dropped).
+        // Drain at full speed: every message sent must arrive (docs/protocol.md §7.5: none dropped).
         run.plan.slowBinaryBytesPerSec = 0
         for g in run.groups { g.binary.readLimit = 0; g.binary.resumeReading() }
         let totalBefore = run.groups.reduce(0) { $0 + $1.binary.received }

@@ -37,7 +37,7 @@ struct Run: ParsableCommand {
     @Option(help: "S5: idle pairs added after the baseline.") var idlePairs: Int = 9000
     @Option(help: "Client addressing: many-ips (127.B.x.y source addresses, IP_BIND_ADDRESS_NO_PORT), xff (X-Forwarded-For per connection; relay needs --trust-x-forwarded-for), single.")
     var addressing = "many-ips"
-    @Option(help: "Connections per source IP / X-Forwarded-For value (SPEC §10 burst is 20).") var perIp = 16
+    @Option(help: "Connections per source IP / X-Forwarded-For value (docs/protocol.md §3.3 burst is 20).") var perIp = 16
     @Option(help: "Second octet for source IPs (default: random 2–254, so repeated runs get fresh rate-limit buckets).")
     var ipBase: Int?
     @Option(help: "Concurrent connection attempts.") var connectConcurrency = 256

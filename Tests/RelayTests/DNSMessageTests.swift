@@ -113,7 +113,7 @@ import Testing
         #expect(throws: DNSMessage.ParseError.badName) { try DNSMessage.parseAAAAResponse(m) }
     }
 
-    // SPEC §12's rule over parsed answers.
+    // docs/architecture.md (v1 = single-instance)'s rule over parsed answers.
     static func resp(_ a: [[UInt8]], rcode: UInt8 = 0, tc: Bool = false) -> DNSMessage.AAAAResponse {
         DNSMessage.AAAAResponse(id: 1, rcode: rcode, truncated: tc, questionName: "myapp.internal", addresses: a)
     }

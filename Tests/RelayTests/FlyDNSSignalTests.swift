@@ -2,7 +2,7 @@ import CEpoll
 import Testing
 @testable import Relay
 
-/// FlyDNSSignal against a fake resolver on loopback (SPEC §12 Fly.io signal).
+/// FlyDNSSignal against a fake resolver on loopback (docs/architecture.md (v1 = single-instance) Fly.io signal).
 @Suite struct FlyDNSSignalTests {
     static let ours: [UInt8] = [0xfd, 0xaa, 0, 0, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01]
     static let other: [UInt8] = [0xfd, 0xaa, 0, 0, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02]

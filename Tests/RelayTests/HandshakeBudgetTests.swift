@@ -1,7 +1,7 @@
 import Testing
 @testable import Relay
 
-/// DESIGN.md 10: TLS handshake steps are budgeted per loop iteration.
+/// Fair loop: TLS handshake steps are budgeted per loop iteration.
 @Suite struct HandshakeBudgetTests {
     @Test func budgetIsSpentWithinAnIterationAndRefilledByTheNext() throws {
         let reactor = try Reactor()

@@ -2,7 +2,7 @@ import Testing
 @testable import Relay
 
 /// RFC 8259 validity, JSONTestSuite-style (y_ = must accept, n_ = must reject), plus the
-/// choices SPEC §9.1 / Go compatibility force on the i_ (implementation-defined) cases.
+/// choices docs/protocol.md §7.1 / Go compatibility force on the i_ (implementation-defined) cases.
 @Suite struct JSONTests {
     static let valid: [String] = [
         "0", "-0", "1", "-1", "123", "1.5", "-1.5e10", "1E+2", "1e-2", "0.0", "0e0", "1E2",

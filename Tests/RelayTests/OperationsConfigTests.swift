@@ -1,8 +1,8 @@
 import Testing
 @testable import Relay
 
-/// Flags (SPEC §3), environment (SPEC §13) and the HTTP details of /healthz and /metrics
-/// (SPEC §5.2) that the operations work added. The built binary is exercised end to end by
+/// Flags (docs/operations.md), environment (docs/operations.md) and the HTTP details of /healthz and /metrics
+/// (docs/protocol.md §2) that the operations work added. The built binary is exercised end to end by
 /// tests/interop/test_operations.py; these pin the pure pieces.
 @Suite struct OperationsConfigTests {
     private func run(_ args: [String]) -> RelayConfig? {

@@ -78,7 +78,7 @@ import Testing
     }
 
     @Test func localCommandIsRefused() {
-        // A health check from the proxy itself carries no client: SPEC §10 closes it.
+        // A health check from the proxy itself carries no client: docs/protocol.md §3.3 closes it.
         #expect(parse(Self.sig + [0x20, 0x00, 0x00, 0x00]) == .refused(.local))
     }
 

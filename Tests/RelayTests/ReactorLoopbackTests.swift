@@ -2,7 +2,7 @@ import CEpoll
 import Testing
 @testable import Relay
 
-/// The reactor and transport over real loopback sockets (SPEC §5.1): many connections, no fd
+/// The reactor and transport over real loopback sockets (docs/protocol.md §3.2): many connections, no fd
 /// leak, and hostile clients get their bounded answer while another client is served.
 @Suite(.serialized) struct ReactorLoopbackTests {
     static let healthRequest = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"

@@ -1,7 +1,7 @@
 import Testing
 @testable import Relay
 
-/// SPEC §8 and §9.5 scenarios, driven as a pure state machine.
+/// docs/protocol.md §5 and §8 scenarios, driven as a pure state machine.
 @Suite struct RegistryTests {
     let b1 = ConnHandle(1), b2 = ConnHandle(2), b3 = ConnHandle(3)
     let p1 = ConnHandle(11), p2 = ConnHandle(12), p3 = ConnHandle(13)
@@ -273,7 +273,7 @@ import Testing
         #expect(found == p1)
     }
 
-    // MARK: Close notice (SPEC §9.5)
+    // MARK: Close notice (docs/protocol.md §8)
 
     @Test func closeNoticeWhenPhoneLeavesOnItsOwn() {
         let r = makeRegistry()

@@ -71,7 +71,7 @@ import Testing
         #expect(server.pump(timeoutMs: 2_000) { server.relay.connectedBinaries == 0 })
     }
 
-    // Each message gets its own 30 s assembly deadline (SPEC §7), also when it starts in the same
+    // Each message gets its own 30 s assembly deadline (docs/protocol.md §4), also when it starts in the same
     // read in which the previous one ends.
     @Test func assemblyDeadlineRestartsForTheNextMessage() throws {
         let server = try LoopbackRelay { $0.connection.messageAssemblyTimeoutMs = 600 }
@@ -87,7 +87,7 @@ import Testing
         #expect(Self.closeFrames(c).isEmpty, "closed early: \(Self.closeFrames(c))")
     }
 
-    // The outbox charges 64 bytes only for messages not yet written (SPEC §9.3): a phone that keeps
+    // The outbox charges 64 bytes only for messages not yet written (docs/protocol.md §7.5): a phone that keeps
     // up with a steady stream, always with a small backlog, is never closed `phone backlog full`.
     @Test func steadyStreamToAPhoneThatKeepsUpIsNotShed() throws {
         let budget = 1 << 20

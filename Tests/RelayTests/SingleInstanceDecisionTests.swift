@@ -2,7 +2,7 @@ import CEpoll
 import Testing
 @testable import Relay
 
-/// SPEC §12's decision over every combination of the switches and the three signals' answers.
+/// docs/architecture.md (v1 = single-instance)'s decision over every combination of the switches and the three signals' answers.
 /// The expected outcome comes from a reference written as one boolean formula per outcome,
 /// not from the implementation's ordered if-chain.
 @Suite struct SingleInstanceDecisionTests {
@@ -82,7 +82,7 @@ import Testing
     }
 }
 
-/// SPEC §13: unset or exactly the accepted value; anything else names the variable, exit 2.
+/// docs/operations.md: unset or exactly the accepted value; anything else names the variable, exit 2.
 @Suite struct EnvironmentConfigTests {
     @Test func unsetIsDefault() throws {
         let c = try EnvironmentConfig.parse(["PATH": "/bin", "PYRYCODE_RELAY_OTHER": "x"]).get()

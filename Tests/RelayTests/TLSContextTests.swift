@@ -2,7 +2,7 @@ import Foundation  // Process: the test CA and leaf are made with the openssl CL
 import Testing
 @testable import Relay
 
-/// SPEC §4.2: a bad file is refused naming the file and OpenSSL's reason; a good pair loads.
+/// docs/operations.md: a bad file is refused naming the file and OpenSSL's reason; a good pair loads.
 @Suite struct TLSContextTests {
     /// A temp dir holding an ECDSA P-256 leaf (`leaf.crt`, `leaf.key`) signed by a throwaway CA,
     /// a second unrelated key (`other.key`) and a non-PEM file (`garbage.pem`).
@@ -114,7 +114,7 @@ import Testing
     }
 
     @Test func errorQueueIsEmptyAfterAFailure() throws {
-        // DESIGN.md 7: a failure must not leave entries behind for the next OpenSSL call.
+        // A failure must not leave entries behind for the next OpenSSL call.
         let m = try Material()
         _ = loadError(cert: m.path("garbage.pem"), key: m.path("leaf.key"))
         #expect(TLSError.drain("probe", fallback: "empty").reason == "empty")

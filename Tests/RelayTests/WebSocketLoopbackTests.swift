@@ -2,7 +2,7 @@ import CEpoll
 import Testing
 @testable import Relay
 
-/// WebSocket-level deadlines of SPEC §7 over real loopback sockets, with the timings shortened.
+/// WebSocket-level deadlines of docs/protocol.md §4 over real loopback sockets, with the timings shortened.
 @Suite(.serialized) struct WebSocketLoopbackTests {
     static func upgrade(_ server: LoopbackRelay, path: String = "/v1/server", serverID: String = "s1") -> RawSocket {
         let c = RawSocket(port: server.port)

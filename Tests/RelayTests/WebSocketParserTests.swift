@@ -63,7 +63,7 @@ private let violationCases: [ViolationCase] = {
         // §5.2: the 64-bit length's most significant bit MUST be 0 — decided with 10 bytes.
         .init(name: "64-bit length with high bit", bytes: [0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0] + k, code: 1002, failsAfter: 10),
         .init(name: "64-bit length 2^64-1", bytes: [0x82, 0xFF] + [UInt8](repeating: 0xFF, count: 8) + k, code: 1002, failsAfter: 10),
-        // SPEC §7 message limit: refused from the header, before the mask key or payload.
+        // docs/protocol.md §4 message limit: refused from the header, before the mask key or payload.
         .init(name: "64-bit length 2^63-1", bytes: [0x82, 0xFF, 0x7F] + [UInt8](repeating: 0xFF, count: 7) + k, code: 1009, failsAfter: 10),
         .init(name: "text 262145 bytes claimed", bytes: [0x81, 0xFF, 0, 0, 0, 0, 0, 0x04, 0x00, 0x01] + k, code: 1009, failsAfter: 10),
         .init(name: "over limit by 16-bit length", bytes: [0x82, 0xFE, 0x00, 0x0B] + k, code: 1009, failsAfter: 4, maxMessageBytes: 10),

@@ -9,7 +9,7 @@ Provided:
   Relay            a started process whose stdout/stderr lines are captured by reader threads;
                    can wait for a TCP port and for log lines; stops with SIGTERM, then SIGKILL.
   start_relay      fixture: factory that starts Relay processes and stops them at teardown.
-  parse_logfmt()   the relay's logfmt stderr line (SPEC §14) -> dict, for wait_for_log predicates.
+  parse_logfmt()   the relay's logfmt stderr line (docs/operations.md) -> dict, for wait_for_log predicates.
 
 Example:
     def test_boot(relay_bin, start_relay):

@@ -1,4 +1,4 @@
-"""deploy/: the systemd units pass `systemd-analyze verify` and carry the hardening SPEC §14
+"""deploy/: the systemd units pass `systemd-analyze verify` and carry the hardening docs/operations.md
 asks for; deploy/install.sh plans without writing (--dry-run) and installs idempotently under
 --root. No systemd needs to be running: verify works offline on unit files.
 """
@@ -94,7 +94,7 @@ def test_service_hardening_and_contract():
     assert one("ExecReload") == ["/bin/kill -HUP $MAINPID"]
     exec_start = one("ExecStart")[0]
     assert exec_start.startswith("/usr/local/bin/pyrycode-relay ")
-    assert "--insecure-listen" not in exec_start  # refused in production mode (SPEC §13)
+    assert "--insecure-listen" not in exec_start  # refused in production mode (docs/operations.md)
     assert "--metrics-listen 127.0.0.1:9090" in exec_start
     assert exec_start.endswith("$RELAY_ARGS")
 

@@ -1,4 +1,4 @@
-"""Operability of the built binary (SPEC §2, §3, §5.2, §10, §13, §14): flags, environment,
+"""Operability of the built binary (docs/operations.md; docs/protocol.md §2.6, §3.3): flags, environment,
 production guards, admission limits, /healthz, /metrics, logs and shutdown.
 
 Every test drives the real executable as a separate process over loopback. Source addresses
@@ -6,7 +6,7 @@ Every test drives the real executable as a separate process over loopback. Sourc
 X-Forwarded-For values are header strings only (TEST-NET ranges, never dialled).
 
 Decision recorded here and in README.md: a second SIGTERM/SIGINT during the drain ends the
-process at once with exit code 1 (SPEC §2: 0 is a *clean* shutdown; a forced exit drops
+process at once with exit code 1 (docs/operations.md: 0 is a *clean* shutdown; a forced exit drops
 connections without their close handshake, so it is reported as a failure to supervisors).
 """
 
@@ -35,7 +35,7 @@ ENV_VARS = ["PYRYCODE_RELAY_PRODUCTION", "PYRYCODE_RELAY_SINGLE_INSTANCE",
             "PYRYCODE_RELAY_ASSERT_SINGLE_INSTANCE", "PYRYCODE_RELAY_FCM_CREDENTIALS",
             "PYRYCODE_RELAY_FLY_DNS_SERVER"]
 
-# SPEC §14, the keys every log line may carry after ts/level/msg.
+# docs/operations.md, the keys every log line may carry after ts/level/msg.
 SPEC_LOG_KEYS = {"server_id", "conn_id", "binary_conn_id", "device_name", "remote", "binary_version",
                  "err", "path", "from", "to", "close_code", "token_fp", "duration", "fcm_message_id"}
 
@@ -146,16 +146,16 @@ def relay_version(relay_bin):
 
 
 # ---------------------------------------------------------------------------------------------
-# Flags (SPEC §2 step 1, §3)
+# Flags (`pyrycode-relay --help`)
 # ---------------------------------------------------------------------------------------------
 
 DOCUMENTED_FLAGS = {
-    # SPEC §3 table (Go names).
+    # docs/operations.md table (Go names).
     "insecure-listen": None, "domain": None, "tls-cert": None, "tls-key": None,
     "https-listen": ":443", "http-listen": ":80", "cert-cache": None, "https-proxy-protocol": None,
     "metrics-listen": "127.0.0.1:9090", "trust-x-forwarded-for": None, "max-connections": "10000",
     "version": None,
-    # [beyond] tunables, each with the default of its SPEC section.
+    # Tunables beyond the Go relay's flags, each with its default (Sources/Relay/Limits.swift).
     "max-connections-per-ip": "256", "max-half-open": "1024", "max-half-open-per-ip": "64", "grace": "30s",
     "heartbeat-interval": "30s", "heartbeat-timeout": "30s", "probe-timeout": "10s",
     "phones-per-server": "16", "max-message-bytes": "262144", "outbox-budget": "4194304",
@@ -329,7 +329,7 @@ def test_empty_metrics_listen_disables_metrics(relay_bin, start_relay):
 
 
 # ---------------------------------------------------------------------------------------------
-# Environment (SPEC §2 step 2, §13)
+# Environment (docs/operations.md)
 # ---------------------------------------------------------------------------------------------
 
 FCM_SECRET = "fcm-secret-" + secrets.token_hex(8)
@@ -360,7 +360,7 @@ def test_invalid_env_var_exits_2_naming_it(relay_bin, var, value):
     assert len(lines[0]) > len(f"relay: invalid env-var config: {var}: ")
     assert FCM_SECRET not in err + out
     if len(value.strip()) > 1:
-        # No env value is ever echoed (SPEC §14), not only the FCM key.
+        # No env value is ever echoed (docs/operations.md), not only the FCM key.
         assert value.strip() not in lines[0].split(f"{var}: ", 1)[1]
 
 
@@ -374,7 +374,7 @@ def test_valid_fcm_key_is_never_logged(relay_bin, start_relay):
 
 
 # ---------------------------------------------------------------------------------------------
-# Production guards and the capability allowlist (SPEC §2 step 4, §13)
+# Production guards and the capability allowlist (docs/operations.md)
 # ---------------------------------------------------------------------------------------------
 
 PRODUCTION = {"PYRYCODE_RELAY_PRODUCTION": "1", "PYRYCODE_RELAY_ASSERT_SINGLE_INSTANCE": "true"}
@@ -479,7 +479,7 @@ def test_root_with_capabilities_warns_once_and_starts(relay_bin, start_relay):
 
 
 # ---------------------------------------------------------------------------------------------
-# Admission (SPEC §6 order, §10)
+# Admission (docs/protocol.md §2–§3 order, §10)
 # ---------------------------------------------------------------------------------------------
 
 NO_HEADERS = {"User-Agent": "admission-test"}  # fails the header gate (400) after the rate limit
@@ -576,7 +576,7 @@ def test_trusted_x_forwarded_for_keys_the_bucket(relay_bin, start_relay):
     assert attempt("192.0.2.50") == 400
     # ...and is the key when it is absent.
     assert attempt() == 400
-    # An entry that is not an IP is an unknown client: 429 (SPEC §10).
+    # An entry that is not an IP is an unknown client: 429 (docs/protocol.md §3.3).
     assert attempt("not-an-ip") == 429
     assert attempt("") == 429
 
@@ -623,7 +623,7 @@ def test_half_open_cap_closes_the_oldest_first(relay_bin, start_relay):
 
 def test_rejected_upgrades_cost_no_state(relay_bin, start_relay):
     """Thousands of 503/429 answers leave nothing behind: no registry entry, no gauge, no fd,
-    and bounded memory (SPEC §10)."""
+    and bounded memory (docs/protocol.md §3.3)."""
     r = start(start_relay, relay_bin, "--max-connections", "2")
     binaries = [RawClient(r.port, "/v1/server", binary_headers(f"nostate-{i}")) for i in range(2)]
     assert [b.status for b in binaries] == [101, 101]
@@ -687,7 +687,7 @@ def test_rejected_upgrades_cost_no_state(relay_bin, start_relay):
 
 
 # ---------------------------------------------------------------------------------------------
-# /healthz (SPEC §5.2)
+# /healthz (docs/protocol.md §2)
 # ---------------------------------------------------------------------------------------------
 
 def test_healthz_exact_body_headers_any_method(relay_bin, start_relay):
@@ -742,7 +742,7 @@ def test_healthz_is_not_capped(relay_bin, start_relay):
 
 
 # ---------------------------------------------------------------------------------------------
-# /metrics (SPEC §14)
+# /metrics (docs/operations.md)
 # ---------------------------------------------------------------------------------------------
 
 UP = "pyrycode_relay_ws_upgrade_attempts_total"
@@ -773,7 +773,7 @@ def test_metrics_series_present_from_boot(relay_bin, start_relay):
                  "pyrycode_relay_queued_bytes"]:
         assert m[(name, ())] == 0
     assert m[("process_open_fds", ())] > 0 and m[("process_resident_memory_bytes", ())] > 0
-    # [beyond] loop-iteration latency histogram: cumulative buckets ending in +Inf == _count.
+    # Loop-iteration latency histogram: cumulative buckets ending in +Inf == _count.
     h = "pyrycode_relay_loop_iteration_seconds"
     m = scrape(r)  # the first scrape itself took loop iterations
     buckets = sorted(((float(dict(labels)["le"]), v) for (name, labels), v in m.items() if name == h + "_bucket"))
@@ -826,21 +826,21 @@ def test_metrics_move_with_an_exchange(relay_bin, start_relay):
     wait_until(lambda: scrape(r)[("pyrycode_relay_live_connections", ())] == 0, what="connections to close")
     m = scrape(r)
     assert m[("pyrycode_relay_connected_phones", ())] == 0
-    assert m[("pyrycode_relay_connected_binaries", ())] == 0  # in grace: not counted (SPEC §8)
+    assert m[("pyrycode_relay_connected_binaries", ())] == 0  # in grace: not counted (docs/protocol.md §5)
 
 
 # ---------------------------------------------------------------------------------------------
-# Logs (SPEC §14)
+# Logs (docs/operations.md)
 # ---------------------------------------------------------------------------------------------
 
 def allowed_log_keys():
-    """SPEC §14's keys plus the additions documented in Log.swift (read from the source)."""
+    """docs/operations.md's keys plus the additions documented in Log.swift (read from the source)."""
     path = os.path.join(REPO_ROOT, "Sources", "Relay", "Operations", "Log.swift")
     with open(path) as f:
         src = f.read()
     block = re.search(r"allowedKeys: Set<String> = \[(.*?)\]", src, re.S).group(1)
     keys = set(re.findall(r'"([a-z_]+)"', block))
-    assert SPEC_LOG_KEYS <= keys, "Log.swift must allow every SPEC §14 key"
+    assert SPEC_LOG_KEYS <= keys, "Log.swift must allow every docs/operations.md key"
     return keys
 
 
@@ -943,7 +943,7 @@ def test_logs_are_logfmt_and_never_carry_secrets(relay_bin, start_relay):
 
 
 # ---------------------------------------------------------------------------------------------
-# Shutdown (SPEC §14)
+# Shutdown (docs/operations.md)
 # ---------------------------------------------------------------------------------------------
 
 def test_sigterm_closes_500_connections_1001_and_exits_0(relay_bin, start_relay):

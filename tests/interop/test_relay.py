@@ -1,4 +1,4 @@
-"""The relay end to end (SPEC §5.2, §6, §8, §9): the built binary as a separate process,
+"""The relay end to end (docs/protocol.md §2, §2–§3, §8, §9): the built binary as a separate process,
 driven by the third-party `websockets` client and a raw-socket client."""
 
 import asyncio
@@ -49,7 +49,7 @@ def test_binary_and_phones_exchange_both_ways(relay_bin, start_relay):
         for i, p in enumerate(phones):
             await p.send(json.dumps({"n": i, "text": "hello"}, separators=(",", ":")))
             raw = await asyncio.wait_for(binary.recv(), 5)
-            # Exactly two keys in this order, the frame verbatim (SPEC §9.1).
+            # Exactly two keys in this order, the frame verbatim (docs/protocol.md §7.1).
             assert raw.startswith('{"conn_id":"client-srv-a-')
             assert raw.endswith(',"frame":{"n":%d,"text":"hello"}}' % i)
             env = json.loads(raw)
@@ -351,12 +351,12 @@ def test_header_gate_400_and_upgrade_metrics(relay_bin, start_relay):
     assert resp.startswith(b"HTTP/1.1 400 ")
     m = scrape(r)
     assert m[("pyrycode_relay_ws_upgrade_attempts_total", (("endpoint", "client"), ("outcome", "reject_headers")))] == 1
-    # All 12 upgrade series exist from boot (SPEC §14).
+    # All 12 upgrade series exist from boot (docs/operations.md).
     assert sum(1 for (name, _) in m if name == "pyrycode_relay_ws_upgrade_attempts_total") == 12
 
 
 def test_phone_that_stops_reading_is_closed_after_the_10s_write_stall(relay_bin, start_relay):
-    """SPEC §7/§9.3 with the real 10 s default: a phone whose socket accepts nothing for 10 s is
+    """docs/protocol.md §4/§9.3 with the real 10 s default: a phone whose socket accepts nothing for 10 s is
     dropped as 1011 (`phone write failed`); the binary hears it in the close notice."""
     # The budget is raised so the stall, not the budget, ends the phone: the kernel's own socket
     # buffers (tcp_wmem up to 4 MB) absorb a few MB before anything queues in the relay.
@@ -382,7 +382,7 @@ def test_phone_that_stops_reading_is_closed_after_the_10s_write_stall(relay_bin,
 
 
 def test_binary_that_accepts_nothing_for_10s_is_dead_and_grace_starts(relay_bin, start_relay):
-    """SPEC §9.4 with the real defaults: the stuck binary is closed 1011 after 10 s without
+    """docs/protocol.md §7.5 with the real defaults: the stuck binary is closed 1011 after 10 s without
     progress; its server-id goes into grace (phones stay, a phone message is answered 1000)."""
     r = start(start_relay, relay_bin)
 
@@ -409,7 +409,7 @@ def test_binary_that_accepts_nothing_for_10s_is_dead_and_grace_starts(relay_bin,
         health = json.loads(http_get(r.port, "/healthz").split(b"\r\n\r\n", 1)[1])
         assert health["connected_binaries"] == 0, "binary never declared dead"
         assert 9.0 <= elapsed <= 16.0
-        # Its phone is read again; its next message meets the grace rule (SPEC §8: 1000).
+        # Its phone is read again; its next message meets the grace rule (docs/protocol.md §5: 1000).
         code, _ = await closed_with(phone, timeout=10)
         producer.cancel()
         assert code == 1000
@@ -422,7 +422,7 @@ def test_binary_that_accepts_nothing_for_10s_is_dead_and_grace_starts(relay_bin,
 
 
 def test_global_buffer_budget_sheds_the_largest_phone_queue_first(relay_bin, start_relay):
-    """SPEC §9.3 [beyond]: over --max-buffered-bytes the phone with the largest queue is closed
+    """docs/protocol.md §7.5: over --max-buffered-bytes the phone with the largest queue is closed
     1011; a phone with a small queue and the binary are untouched."""
     r = start(start_relay, relay_bin, "--max-buffered-bytes", str(2 << 20), "--outbox-budget", str(64 << 20))
 

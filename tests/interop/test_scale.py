@@ -1,6 +1,6 @@
 """Thousands of connections opened and closed against the built relay: its open descriptor
 count (/proc/PID/fd) returns to the start value, and hostile inputs are answered while another
-client keeps being served (SPEC §5.1, §7)."""
+client keeps being served (docs/protocol.md §3.2, §4)."""
 
 import asyncio
 import os
@@ -54,7 +54,7 @@ def test_thousands_of_connections_leave_no_fd_behind(relay_bin, start_relay):
             s.close()
 
     async def websockets_churn():
-        # 17 upgrades: within one IP's rate-limit burst of 20 (SPEC §10).
+        # 17 upgrades: within one IP's rate-limit burst of 20 (docs/protocol.md §3.3).
         b = await open_binary(r, "srv-churn")
         phones = [await open_phone(r, "srv-churn") for _ in range(16)]
         for p in phones:

@@ -1,4 +1,4 @@
-"""End-to-end tests of the single-instance self-check (SPEC §12) against the relay binary.
+"""End-to-end tests of the single-instance self-check (docs/architecture.md (v1 = single-instance)) against the relay binary.
 
 Contract: RELAY_BIN (default .build/debug/pyrycode-relay) is started as
     RELAY_BIN --insecure-listen 127.0.0.1:PORT --metrics-listen "" --runtime-dir DIR

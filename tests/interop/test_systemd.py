@@ -1,4 +1,4 @@
-"""The relay under systemd-style supervision (SPEC §14): the sd_notify protocol, socket
+"""The relay under systemd-style supervision (docs/operations.md): the sd_notify protocol, socket
 activation, and the static release build that runs without a Swift toolchain.
 
 - Notify: the test plays systemd's side of NOTIFY_SOCKET (an AF_UNIX datagram socket in a temp
@@ -219,7 +219,7 @@ def test_listen_fds_for_another_pid_are_ignored(relay_bin, start_relay, tmp_path
 
 
 def test_inherited_datagram_socket_is_refused(relay_bin, tmp_path):
-    """fd 3 that is not a listening stream socket → boot failure, exit 1 (SPEC §2 step 6)."""
+    """fd 3 that is not a listening stream socket → boot failure, exit 1 (docs/operations.md § Boot order, step 6)."""
     port = free_port()
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind(("127.0.0.1", 0))

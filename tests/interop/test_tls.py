@@ -1,4 +1,4 @@
-"""TLS termination in the relay (SPEC §4) and PROXY protocol v2 on the TLS listener (SPEC §10),
+"""TLS termination in the relay (docs/operations.md) and PROXY protocol v2 on the TLS listener (docs/protocol.md §3.3),
 driven by third-party clients: Python `ssl` + `websockets`, `openssl s_client`, `sslyze`.
 
 The test CA and leaves are made by the `pki` fixture with the `openssl` CLI in a temp dir
@@ -104,7 +104,7 @@ async def wss_phone(relay, ctx, server_id, **kw):
 
 
 async def exchange(binary, phone, tag):
-    """phone → binary (wrapped, SPEC §9.1) and binary → phone (unwrapped, §9.2)."""
+    """phone → binary (wrapped, docs/protocol.md §7.1) and binary → phone (unwrapped, §9.2)."""
     await phone.send(json.dumps({"tag": tag}))
     env = await recv_json(binary)
     assert env["frame"] == {"tag": tag}
@@ -205,7 +205,7 @@ def test_tls12_offers_only_ecdhe_aead(relay_bin, start_relay, pki):
 @pytest.mark.parametrize("flag", ["-tls1_1", "-tls1"])
 def test_tls11_and_tls10_are_refused(relay_bin, start_relay, pki, flag):
     r = start_tls(start_relay, relay_bin, *pki.default)
-    # Even offering them needs SECLEVEL=0 on OpenSSL 3 (TESTING-TOOLS.md §TLS).
+    # Even offering them needs SECLEVEL=0 on OpenSSL 3.
     rc, out = s_client(r.port, pki.ca, flag, "-cipher", "DEFAULT:@SECLEVEL=0")
     assert rc != 0, out
     assert "Cipher is (NONE)" in out, out
@@ -352,7 +352,7 @@ def test_silent_and_stalled_handshakes_close_at_the_header_timeout(relay_bin, st
     assert tls_metric(r, "failed") >= 2
 
 
-# -- PROXY protocol v2 (SPEC §10) ----------------------------------------------------------
+# -- PROXY protocol v2 (docs/protocol.md §3.3) ----------------------------------------------------------
 
 SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 

@@ -1,11 +1,11 @@
 /// A parsed request line and header section (RFC 9112 §3, §5). Bodies are never read by the relay
-/// (SPEC §5): `contentLength` and `hasTransferEncoding` let the caller refuse requests that carry one.
+/// (docs/protocol.md §3): `contentLength` and `hasTransferEncoding` let the caller refuse requests that carry one.
 public struct HTTPRequestHead: Sendable {
     /// As sent: methods are case-sensitive (RFC 9110 §9.1), so `get` is not `GET`.
     public var method: String
     /// The request-target as sent (RFC 9112 §3.2).
     public var target: String
-    /// `target` up to the first `?` (SPEC §5.2: query strings are ignored by routing). An
+    /// `target` up to the first `?` (docs/protocol.md §2: query strings are ignored by routing). An
     /// absolute-form target (`http://host/p`) is kept whole, so it matches no route (404).
     public var path: String
     /// `HTTP/1.x` → x. Any single-digit minor version is accepted and a minor above 1 is handled

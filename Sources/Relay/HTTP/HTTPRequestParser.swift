@@ -17,7 +17,7 @@ public enum HTTPParseResult: Sendable {
 /// checked as it arrives, so non-HTTP input (a TLS ClientHello, binary garbage) fails with 400 on
 /// its first offending byte, and no more than `maxHeaderBytes` bytes are ever examined.
 ///
-/// Choices (SPEC §5.1):
+/// Choices (docs/protocol.md §3.2):
 /// - Request line + headers + the terminating empty line ≤ `maxHeaderBytes`; once more bytes than
 ///   that are buffered without a complete head → 431. More than `maxHeaderCount` header lines → 431.
 /// - Line endings: CRLF, and a bare LF is recognized too (RFC 9112 §2.2 allows it); a bare CR → 400.

@@ -1,7 +1,7 @@
 /// Serialized HTTP/1.1 responses (RFC 9112 §4, §6). Header names and values passed in come from
-/// the relay's own code, never from a request (SPEC §5.2: no error echoes input).
+/// the relay's own code, never from a request (docs/protocol.md §2: no error echoes input).
 public enum HTTPResponse {
-    /// SPEC §5.2 error response: empty body, `Content-Type: text/plain; charset=utf-8`,
+    /// docs/protocol.md §2 error response: empty body, `Content-Type: text/plain; charset=utf-8`,
     /// `Content-Length: 0`, the extra headers, and `Connection: close` when `close` (the caller
     /// closes the socket after writing it). When an extra header is `Upgrade` (426, RFC 9110
     /// §15.5.22), the Connection header also carries the `Upgrade` option, as RFC 9110 §7.8
@@ -25,7 +25,7 @@ public enum HTTPResponse {
         return out
     }
 
-    /// A 200 with a body (SPEC §5.2 `/healthz`). For an HTTP/1.0 client kept alive, the caller
+    /// A 200 with a body (docs/protocol.md §2 `/healthz`). For an HTTP/1.0 client kept alive, the caller
     /// passes `("Connection", "keep-alive")` in `extraHeaders` (RFC 9112 §9.3).
     public static func ok(body: [UInt8], contentType: String, extraHeaders: [(String, String)], close: Bool) -> [UInt8] {
         var out = statusLine(.ok)

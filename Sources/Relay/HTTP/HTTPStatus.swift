@@ -1,5 +1,5 @@
 /// A response status line's code and reason phrase (RFC 9110 §15).
-/// Only the statuses the relay sends (SPEC §4–§6) have names.
+/// Only the statuses the relay sends (docs/operations.md–docs/protocol.md §2–§3) have names.
 public struct HTTPStatus: Equatable, Hashable, Sendable, CustomStringConvertible {
     public let code: Int
     public let reason: String

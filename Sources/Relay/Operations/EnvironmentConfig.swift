@@ -1,16 +1,16 @@
 import CEpoll
 
-/// The environment contract of SPEC §13 (and the §12 switches), validated strictly at boot
-/// (SPEC §2 step 2): a variable is either unset or holds exactly an accepted value.
+/// The environment contract of docs/operations.md (and the single-instance switches of docs/architecture.md), validated strictly at boot
+/// (docs/operations.md § Boot order, step 2): a variable is either unset or holds exactly an accepted value.
 /// Set-but-invalid, including empty, is an `EnvironmentError` → the caller exits 2.
 public struct EnvironmentConfig: Equatable, Sendable {
     /// `PYRYCODE_RELAY_PRODUCTION=1`.
     public var production: Bool = false
-    /// `PYRYCODE_RELAY_SINGLE_INSTANCE=1`: skip the §12 self-check.
+    /// `PYRYCODE_RELAY_SINGLE_INSTANCE=1`: skip the single-instance self-check.
     public var bypassSingleInstance: Bool = false
     /// `PYRYCODE_RELAY_ASSERT_SINGLE_INSTANCE=true`: the deploy manifest asserts one replica.
     public var assertSingleInstance: Bool = false
-    /// `PYRYCODE_RELAY_FCM_CREDENTIALS`: the service-account JSON key (§11). Never log it.
+    /// `PYRYCODE_RELAY_FCM_CREDENTIALS`: the service-account JSON key (push_wake, docs/protocol.md §9). Never log it.
     public var fcmCredentials: String? = nil
     /// `PYRYCODE_RELAY_FLY_DNS_SERVER=host:port` (IP literal host): overrides Fly's resolver (tests).
     public var flyDNSServer: String? = nil
@@ -42,8 +42,8 @@ public struct EnvironmentConfig: Equatable, Sendable {
                     throw EnvironmentError(variable: fcmCredentialsVar,
                                            reason: "empty value; expected a service-account JSON key or unset")
                 }
-                // SPEC §13: a service-account JSON key, so at least a JSON object. The field-level
-                // checks (type, client_email, RSA private_key) belong with the sender (SPEC §11).
+                // docs/operations.md: a service-account JSON key, so at least a JSON object. The field-level
+                // checks (type, client_email, RSA private_key) belong with the sender (docs/protocol.md §9).
                 let bytes = Array(v.utf8)
                 guard bytes.first(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0A && $0 != 0x0D }) == UInt8(ascii: "{"),
                       JSON.isValid(bytes) else {
@@ -71,7 +71,7 @@ public struct EnvironmentConfig: Equatable, Sendable {
     }
 
     /// Exactly `accepted` → true, unset → false, anything else → error. The value is not
-    /// echoed (SPEC §14: no env values in logs); a hint names the likely typo instead.
+    /// echoed (docs/operations.md: no env values in logs); a hint names the likely typo instead.
     private static func exactFlag(_ env: [String: String], _ name: String, accepted: String) throws(EnvironmentError) -> Bool {
         guard let v = env[name] else { return false }
         if v == accepted { return true }
@@ -113,7 +113,7 @@ extension EnvironmentConfig: CustomStringConvertible, CustomReflectable {
     }
 }
 
-/// A set-but-invalid variable. `message` is the exact stderr line (SPEC §13); the caller exits 2.
+/// A set-but-invalid variable. `message` is the exact stderr line (docs/operations.md); the caller exits 2.
 public struct EnvironmentError: Error, Equatable, Sendable, CustomStringConvertible {
     public let variable: String
     public let reason: String

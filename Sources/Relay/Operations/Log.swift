@@ -1,18 +1,18 @@
 import CEpoll
 
 /// logfmt lines on stderr, one per event: `ts`, `level`, `msg`, then allow-listed keys only
-/// (SPEC §14). A key outside the list is a programming error caught in debug builds, and
+/// (docs/operations.md). A key outside the list is a programming error caught in debug builds, and
 /// dropped in release builds, so no header, token or payload can reach the log by accident.
 public enum Log {
     public enum Level: String, Sendable { case debug, info, warn, error }
 
-    /// SPEC §14 keys, plus ones added with a reason (each value is a number, a fixed word, an
+    /// docs/operations.md keys, plus ones added with a reason (each value is a number, a fixed word, an
     /// address or a path the operator chose — never request bytes):
     /// `listen`, `mode`, `version`, `metrics` (relay_started: what was bound and how);
     /// `signal`, `count` (shutdown_started/relay_stopped: which signal, how many connections left);
-    /// `capabilities` (extra_capabilities: the CapEff names, SPEC §13);
+    /// `capabilities` (extra_capabilities: the CapEff names, docs/operations.md);
     /// `reason` (a fixed phrase chosen by the relay, e.g. why a push_wake was dropped);
-    /// `same_host`, `fly`, `kubernetes` (single_instance_check: one word per signal, SPEC §12);
+    /// `same_host`, `fly`, `kubernetes` (single_instance_check: one word per signal, docs/architecture.md (v1 = single-instance));
     /// `pid`, `status`, `endpoint` (reserved: a lock owner's pid, an HTTP status code, server|client);
     /// `event` (log_suppressed: the msg of the lines a summary counts).
     /// The interop test tests/interop/test_operations.py reads this list from this file.

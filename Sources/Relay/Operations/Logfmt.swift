@@ -1,6 +1,6 @@
 
-/// The one logfmt encoder (SPEC §14: `ts`, `level`, `msg`, then keys). `Log` filters keys
-/// through its allow-list and writes through here; boot-time lines (SPEC §12) call it directly.
+/// The one logfmt encoder (docs/operations.md: `ts`, `level`, `msg`, then keys). `Log` filters keys
+/// through its allow-list and writes through here; boot-time lines (docs/architecture.md (v1 = single-instance)) call it directly.
 public enum Logfmt {
     /// `ts=<RFC 3339 UTC, ms> level=<level> msg=<msg> k=v ...`, no trailing newline.
     public static func line(level: String, msg: String, _ fields: [(key: String, value: String)] = [],

@@ -1,6 +1,6 @@
 import CEpoll
 
-/// The relay's counters, named as in the Go relay (SPEC §14) so dashboards keep working,
+/// The relay's counters, named as in the Go relay (docs/operations.md) so dashboards keep working,
 /// rendered in the Prometheus text format 0.0.4. Plain stored integers: one thread.
 public final class Metrics {
     public enum Endpoint: Int, CaseIterable { case server, client }

@@ -1,4 +1,4 @@
-/// The loopback-only metrics listener (SPEC §14): `GET /metrics` in the Prometheus text
+/// The loopback-only metrics listener (docs/operations.md): `GET /metrics` in the Prometheus text
 /// format; everything else 404. Plain HTTP on the same transport, never upgraded.
 public final class MetricsService: ConnectionDelegate {
     let context: IOContext

@@ -1,6 +1,6 @@
 import CEpoll
 
-/// SPEC §13: production mode refuses `--insecure-listen` and euid 0; any effective capability
+/// docs/operations.md: production mode refuses `--insecure-listen` and euid 0; any effective capability
 /// other than CAP_NET_BIND_SERVICE refuses in production and warns otherwise.
 public enum ProductionGuards {
     static let capNetBindService = 10

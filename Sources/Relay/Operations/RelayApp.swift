@@ -1,6 +1,6 @@
 import CEpoll
 
-/// The relay process: the boot order of SPEC §2, the loop, and the signals of §14.
+/// The relay process: the boot order of docs/operations.md, the loop, and the signals of docs/operations.md.
 public enum RelayApp {
     /// Runs the relay; returns the process exit code.
     public static func main(arguments: [String]) -> Int32 {
@@ -21,7 +21,7 @@ public enum RelayApp {
             config = c
         }
 
-        // 2. Environment (SPEC §13).
+        // 2. Environment (docs/operations.md).
         let rawEnv = currentEnvironment()
         let env: EnvironmentConfig
         switch EnvironmentConfig.parse(rawEnv) {
@@ -56,13 +56,13 @@ public enum RelayApp {
             for line in outcome.logLines { writeStderr(line.hasSuffix("\n") ? line : line + "\n") }
         }
 
-        // 4. Production guards and capabilities (SPEC §13).
+        // 4. Production guards and capabilities (docs/operations.md).
         if let refusal = ProductionGuards.check(env: env, config: config) {
             writeStderr("pyrycode-relay: \(refusal)\n")
             return 2
         }
 
-        // 5. TLS material (SPEC §4.2): a bad file exits 1 naming the file and OpenSSL's reason.
+        // 5. TLS material (docs/operations.md): a bad file exits 1 naming the file and OpenSSL's reason.
         var tls: TLSHolder?
         if let cert = config.tlsCert, let key = config.tlsKey {
             do { tls = TLSHolder(try TLSContext(certFile: cert, keyFile: key)) } catch {
@@ -80,7 +80,7 @@ public enum RelayApp {
         let context = IOContext(reactor: reactor)
         let relay = RelayService(config: config, context: context)
         let metricsService = MetricsService(context: context, relay: relay)
-        // systemd integration (SPEC §14): inherited listeners, and READY/STATUS/WATCHDOG/STOPPING.
+        // systemd integration (docs/operations.md): inherited listeners, and READY/STATUS/WATCHDOG/STOPPING.
         let activation: SocketActivation
         switch SocketActivation.fromEnvironment(rawEnv) {
         case .success(let a): activation = a
@@ -134,7 +134,7 @@ public enum RelayApp {
                 tls.reload()
             default:
                 if relay.draining {
-                    // A second signal ends at once (SPEC §14).
+                    // A second signal ends at once (docs/operations.md).
                     Log.warn("shutdown_forced", ["signal": String(signo)])
                     exitCode = 1
                     reactor.stop()
@@ -189,7 +189,7 @@ public enum RelayApp {
     }
 }
 
-/// The TLS listener's current context; SIGHUP swaps it (SPEC §4.2, §14).
+/// The TLS listener's current context; SIGHUP swaps it (docs/operations.md § Certificate renewal).
 final class TLSHolder {
     static let rotationTimerKind: UInt8 = 251
     private(set) var current: TLSContext

@@ -1,4 +1,4 @@
-/// Everything the relay is configured with, validated (SPEC §3). Built from flags by
+/// Everything the relay is configured with, validated (docs/operations.md). Built from flags by
 /// `RelayConfig.parse`; a refusal is a message that names the flag (exit 2 by the caller).
 public struct RelayConfig {
     public var insecureListen: SocketAddress?

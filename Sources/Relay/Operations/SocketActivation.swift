@@ -1,6 +1,6 @@
 import CEpoll
 
-/// systemd socket activation (sd_listen_fds(3), SPEC §14), without libsystemd: when
+/// systemd socket activation (sd_listen_fds(3), docs/operations.md), without libsystemd: when
 /// `$LISTEN_PID` is our PID, descriptors 3 ..< 3+`$LISTEN_FDS` are listening sockets systemd (or
 /// `systemd-socket-activate`) bound for us, optionally named by the colon-separated
 /// `$LISTEN_FDNAMES` (`FileDescriptorName=`). The first listening stream socket becomes the
@@ -27,7 +27,7 @@ public final class SocketActivation {
 
     /// Reads and validates the inherited descriptors, makes them non-blocking and close-on-exec,
     /// and unsets the three variables so nothing we might start inherits them (what
-    /// `sd_listen_fds(1)` does). A failure is a boot failure (SPEC §2 step 6 → exit 1).
+    /// `sd_listen_fds(1)` does). A failure is a boot failure (docs/operations.md § Boot order, step 6 → exit 1).
     public static func fromEnvironment(_ env: [String: String]) -> Result<SocketActivation, Failure> {
         defer { for v in variables { unsetenv(v) } }
         let parsed: [Inherited]

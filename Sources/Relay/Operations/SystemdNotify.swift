@@ -1,6 +1,6 @@
 import CEpoll
 
-/// The sd_notify(3) protocol spoken directly, without libsystemd (SPEC §14): one datagram of
+/// The sd_notify(3) protocol spoken directly, without libsystemd (docs/operations.md): one datagram of
 /// newline-separated `KEY=VALUE` assignments to the AF_UNIX socket named by `$NOTIFY_SOCKET`.
 /// Quietly absent when the variable is unset (not run by systemd, or not `Type=notify`).
 public final class SystemdNotifier {
@@ -145,7 +145,7 @@ public final class SystemdSupervisor {
         }
     }
 
-    /// SPEC §2 step 7: sent after every listener is bound and listening, so a client that connects
+    /// docs/operations.md § Boot order, step 7: sent after every listener is bound and listening, so a client that connects
     /// the moment systemd reports "active" lands in a backlog rather than being refused.
     public func ready() {
         let status = SystemdSupervisor.statusLine(counts(), draining: false)
@@ -156,7 +156,7 @@ public final class SystemdSupervisor {
         reactor.scheduleDelegate(key: 0, at: reactor.now + tickMs, kind: SystemdSupervisor.timerKind)
     }
 
-    /// SPEC §14: the drain started (systemd shows "deactivating" instead of a hung "active").
+    /// docs/operations.md: the drain started (systemd shows "deactivating" instead of a hung "active").
     public func stopping() {
         draining = true
         let status = SystemdSupervisor.statusLine(counts(), draining: true)

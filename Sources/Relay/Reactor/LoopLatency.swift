@@ -1,4 +1,4 @@
-/// Durations of loop iterations (SPEC §14 [beyond]: the loop-iteration latency histogram), from
+/// Durations of loop iterations (docs/operations.md § Metrics: the loop-iteration latency histogram), from
 /// epoll_wait's return to the end of that iteration's work (events, timers, flushes). One thread
 /// serves every connection, so this is the delay a ready socket can see on top of its own work.
 /// Fixed buckets; recording allocates nothing.

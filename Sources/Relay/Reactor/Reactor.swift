@@ -53,7 +53,7 @@ public final class Reactor {
     public var tickHook: (() -> Void)?
     /// Counts loop iterations; per-iteration budgets (TLS handshakes) reset when it changes.
     public private(set) var iteration: UInt64 = 0
-    /// How long iterations take (SPEC §14 loop-latency histogram).
+    /// How long iterations take (docs/operations.md loop-latency histogram).
     public private(set) var loopLatency = LoopLatency()
     /// Cached monotonic time of the current iteration.
     public private(set) var now: Int64 = monotonicMs()

@@ -1,4 +1,4 @@
-/// Relay-assigned connection ids (SPEC §6): `server-<server-id>-<8 hex>` for a binary,
+/// Relay-assigned connection ids (docs/protocol.md §2–§3): `server-<server-id>-<8 hex>` for a binary,
 /// `client-<server-id>-<8 hex>` for a phone; the 8 hex digits are 32 CSPRNG bits, lowercase,
 /// zero-padded (Go: `hex.EncodeToString` of 4 random bytes).
 public enum ConnectionID {

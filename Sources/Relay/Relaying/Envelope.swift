@@ -1,6 +1,6 @@
-/// The routing envelope between the relay and a binary (SPEC §9.1, §9.2, §9.5).
+/// The routing envelope between the relay and a binary (docs/protocol.md §7.1, §7.2, §9.5).
 public enum Envelope {
-    // `{"conn_id":"` … `","frame":` … `}` — exactly these two keys in this order (SPEC §9.1).
+    // `{"conn_id":"` … `","frame":` … `}` — exactly these two keys in this order (docs/protocol.md §7.1).
     static let wrapHead: StaticString = "{\"conn_id\":\""
     static let wrapMiddle: StaticString = "\",\"frame\":"
     static let wrapTail: StaticString = "}"
@@ -13,11 +13,11 @@ public enum Envelope {
             + wrapTail.utf8CodeUnitCount
     }
 
-    /// Phone → binary (SPEC §9.1): writes `{"conn_id":"<connID>","frame":<frame>}` into `dst`,
+    /// Phone → binary (docs/protocol.md §7.1): writes `{"conn_id":"<connID>","frame":<frame>}` into `dst`,
     /// which must hold `wrappedLength(...)` bytes; returns the bytes written.
     /// `connID` must already be the JSON string body (`jsonEscaped(id)`, computed once per phone;
     /// ids made only of printable ASCII other than `"` `\` `<` `>` `&` are their own escape).
-    /// `frame` is copied verbatim: the caller has checked it with `JSON.isValid` (SPEC §9.1).
+    /// `frame` is copied verbatim: the caller has checked it with `JSON.isValid` (docs/protocol.md §7.1).
     public static func wrap(
         connID: UnsafeRawBufferPointer, frame: UnsafeRawBufferPointer, into dst: UnsafeMutableRawPointer
     ) -> Int {
@@ -49,7 +49,7 @@ public enum Envelope {
         }
     }
 
-    /// Close notice (SPEC §9.5): `{"conn_id":"<id>","close_code":N}` — two keys, no `frame`.
+    /// Close notice (docs/protocol.md §8): `{"conn_id":"<id>","close_code":N}` — two keys, no `frame`.
     public static func closeNotice(connID: String, code: UInt16) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(connID.utf8.count + 40)
@@ -92,7 +92,7 @@ public enum Envelope {
         return out
     }
 
-    /// Binary → relay (SPEC §9.2): one pass over `bytes`, no copies (except a `conn_id` written
+    /// Binary → relay (docs/protocol.md §7.2): one pass over `bytes`, no copies (except a `conn_id` written
     /// with escapes, see `BinaryEnvelope.ConnID`). `nil` = invalid: drop it and log
     /// `binary_forwarder_unmarshal_err`.
     public static func parseBinaryEnvelope(
@@ -123,12 +123,12 @@ public struct BinaryEnvelope: Equatable, Sendable {
     }
 
     public var connID: ConnID
-    /// The exact bytes of the `frame` value (SPEC §9.2); `nil` when absent or `null`.
+    /// The exact bytes of the `frame` value (docs/protocol.md §7.2); `nil` when absent or `null`.
     public var frame: Range<Int>?
     /// The close directive, 1...65535; `nil` when absent, `null` or 0.
     public var closeCode: UInt16?
     /// The exact bytes of the `push_wake` value when present and not `null`. Like Go (a
-    /// `json.RawMessage` field) any JSON type is accepted here; the push layer (SPEC §11) checks
+    /// `json.RawMessage` field) any JSON type is accepted here; the push layer (docs/protocol.md §9) checks
     /// it is an object with `platform` and `token` and logs `binary_forwarder_push_wake_dropped`
     /// when not. Only meaningful when `connID == .none`.
     public var pushWake: Range<Int>?

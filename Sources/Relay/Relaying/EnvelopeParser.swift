@@ -1,4 +1,4 @@
-/// Single-pass decoder of a binary's envelope (SPEC §9.2) with the semantics of Go's
+/// Single-pass decoder of a binary's envelope (docs/protocol.md §7.2) with the semantics of Go's
 /// `json.Unmarshal` into `struct{ConnID string; Frame, PushWake json.RawMessage; CloseCode uint16}`,
 /// which is what real binaries have been talking to:
 ///
@@ -81,7 +81,7 @@ enum EnvelopeParser {
         guard s.atEnd else { return nil }
 
         let code: UInt16? = closeCode == 0 ? nil : UInt16(closeCode)
-        // SPEC §9.2 validation, in Go's order: no conn_id → only a wake request is valid.
+        // docs/protocol.md §7.2 validation, in Go's order: no conn_id → only a wake request is valid.
         guard let id = connID, !id.content.isEmpty else {
             guard pushWake != nil else { return nil }
             return BinaryEnvelope(connID: .none, frame: frame, closeCode: code, pushWake: pushWake)

@@ -1,8 +1,8 @@
 import CEpoll
 
 /// JSON validation (RFC 8259) without building a tree, without Foundation and without heap
-/// allocation: the relay only needs "is this one JSON value" (SPEC §9.1) and the byte ranges of a
-/// few top-level members of a binary's envelope (SPEC §9.2).
+/// allocation: the relay only needs "is this one JSON value" (docs/protocol.md §7.1) and the byte ranges of a
+/// few top-level members of a binary's envelope (docs/protocol.md §7.2).
 ///
 /// Compatibility with Go's `encoding/json` (the relay we replace):
 /// - Same grammar, same whitespace set (RFC 8259 §2: space, tab, LF, CR).
@@ -13,7 +13,7 @@ import CEpoll
 /// - Stricter than Go on purpose: raw bytes inside strings must be valid UTF-8 (RFC 8259 §8.1,
 ///   RFC 3629: no overlongs, no encoded surrogates, nothing above U+10FFFF). Go's scanner lets
 ///   any byte ≥ 0x80 through, but the relay forwards these bytes in WebSocket *text* frames
-///   (SPEC §7), which RFC 6455 §8.1 requires to be UTF-8; a binary-opcode phone message with
+///   (docs/protocol.md §4), which RFC 6455 §8.1 requires to be UTF-8; a binary-opcode phone message with
 ///   invalid UTF-8 would otherwise become a text frame the peer must fail with 1007.
 public enum JSON {
     /// Go's `encoding/json` nesting limit (scanner.go `maxNestingDepth`). Depth counts open

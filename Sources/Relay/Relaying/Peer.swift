@@ -16,12 +16,12 @@ final class Peer {
     /// For a phone: its binary's connection while that binary holds the slot live (a cache of
     /// `Registry.route`, cleared when the binary leaves; saves two hash lookups per message).
     var binary: Connection?
-    /// The binary's envelope asked for this phone's close: no close notice (SPEC §9.5).
+    /// The binary's envelope asked for this phone's close: no close notice (docs/protocol.md §8).
     var closedByBinary = false
-    /// A close notice code decided by the relay (1001 for non-JSON, SPEC §9.1).
+    /// A close notice code decided by the relay (1001 for non-JSON, docs/protocol.md §7.1).
     var noticeCode: UInt16?
     /// Where each message queued to this phone ends in its output stream (bytes written + queued
-    /// at the time): the outbox charges 64 bytes per message not yet written (SPEC §9.3).
+    /// at the time): the outbox charges 64 bytes per message not yet written (docs/protocol.md §7.5).
     private var pendingEnds: [Int] = []
     private var pendingHead = 0
 

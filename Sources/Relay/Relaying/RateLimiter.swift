@@ -1,4 +1,4 @@
-/// Per-key token buckets (SPEC §10: burst 20, one token per 6 s, idle buckets swept after
+/// Per-key token buckets (docs/protocol.md §3.3: burst 20, one token per 6 s, idle buckets swept after
 /// 120 s), one per `ClientKey` (an IPv6 client's whole /64 shares one). Time is passed in, so the limiter is a pure value tested without clocks.
 public struct RateLimiter {
     struct Bucket {

@@ -1,4 +1,4 @@
-/// The server-id registry of SPEC §8 as a pure state machine: no sockets, no clocks. The
+/// The server-id registry of docs/protocol.md §5 as a pure state machine: no sockets, no clocks. The
 /// caller feeds events (claims, pongs, disconnects, timer expiries, phone arrivals and
 /// departures) with the current time in milliseconds and performs the returned actions.
 ///
@@ -15,7 +15,7 @@ public final class Registry {
 
     final class Slot {
         let serverID: String
-        /// `client-<server-id>-`: a binary's `conn_id` must start with it (SPEC §9.2).
+        /// `client-<server-id>-`: a binary's `conn_id` must start with it (docs/protocol.md §7.2).
         let phonePrefix: [UInt8]
         /// The binary holding the id, live or (when `!live`) in grace.
         var holder: ConnHandle
@@ -44,7 +44,7 @@ public final class Registry {
         let slot: Slot
         let key: UInt32
         let connID: String
-        /// The binary holding the id when the phone registered (SPEC §9.5 notice rule).
+        /// The binary holding the id when the phone registered (docs/protocol.md §8 notice rule).
         let registeredWith: ConnHandle
     }
 
@@ -65,7 +65,7 @@ public final class Registry {
         self.maxPhonesPerServer = maxPhonesPerServer
     }
 
-    // MARK: Counts (SPEC §8, §14)
+    // MARK: Counts (docs/protocol.md §5, docs/operations.md)
 
     /// Binaries holding a server-id and connected; binaries in grace are excluded.
     public var connectedBinaries: Int { liveBinaries }
@@ -74,7 +74,7 @@ public final class Registry {
 
     // MARK: Binaries
 
-    /// A binary finished its upgrade on `/v1/server` (SPEC §8 "Binary claim").
+    /// A binary finished its upgrade on `/v1/server` (docs/protocol.md §5 "Binary claim").
     public func claimBinary(_ binary: ConnHandle, serverID: String, now: Int64) -> [RegistryAction] {
         precondition(binaries[binary] == nil && phones[binary] == nil, "handle reused")
         guard let slot = slots[serverID] else {
@@ -117,7 +117,7 @@ public final class Registry {
         }
     }
 
-    /// The binary's connection is gone, whatever the cause (SPEC §8 "Binary disconnect").
+    /// The binary's connection is gone, whatever the cause (docs/protocol.md §5 "Binary disconnect").
     /// Grace is armed only if this connection still holds the slot.
     public func binaryDisconnected(_ binary: ConnHandle, now: Int64) -> [RegistryAction] {
         guard let state = binaries.removeValue(forKey: binary) else { return [] }
@@ -150,7 +150,7 @@ public final class Registry {
     }
 
     /// The phones of the server-id `binary` holds (live), for pausing and resuming them
-    /// together (SPEC §9.4). Allocates: called only when the binary crosses a water mark.
+    /// together (docs/protocol.md §7.5). Allocates: called only when the binary crosses a water mark.
     public func phones(ofBinary binary: ConnHandle) -> [ConnHandle] {
         guard case .holder(let slot)? = binaries[binary] else { return [] }
         return Array(slot.phones.values)
@@ -164,7 +164,7 @@ public final class Registry {
 
     // MARK: Phones
 
-    /// A phone finished its upgrade on `/v1/client` (SPEC §8 "Phone registration").
+    /// A phone finished its upgrade on `/v1/client` (docs/protocol.md §5 "Phone registration").
     /// `random` is 32 CSPRNG bits for its conn id; should they collide with a phone already on
     /// this id, the next free value is used, so ids stay unique per server-id.
     public func registerPhone(_ phone: ConnHandle, serverID: String, random: UInt32) -> PhoneRegistration {
@@ -184,14 +184,14 @@ public final class Registry {
         return .registered(connID: connID)
     }
 
-    /// Where a message from `phone` goes (SPEC §9.1; during grace the phone is closed 1000).
+    /// Where a message from `phone` goes (docs/protocol.md §7.1; during grace the phone is closed 1000).
     @inline(__always)
     public func route(phone: ConnHandle) -> PhoneRoute {
         guard let p = phones[phone] else { return .unknown }
         return p.slot.live ? .forward(binary: p.slot.holder) : .closePhone(code: .normal, reason: "")
     }
 
-    /// The phone a binary's envelope addresses (SPEC §9.2): `connID` is the decoded conn_id
+    /// The phone a binary's envelope addresses (docs/protocol.md §7.2): `connID` is the decoded conn_id
     /// bytes; it must name a phone of the server-id `binary` holds live. Allocation-free.
     @inline(__always)
     public func phone(connID: UnsafeRawBufferPointer, ofBinary binary: ConnHandle) -> ConnHandle? {
@@ -209,7 +209,7 @@ public final class Registry {
     /// The conn id a registered phone was given.
     public func connID(ofPhone phone: ConnHandle) -> String? { phones[phone]?.connID }
 
-    /// The phone's connection ended, or is being closed (SPEC §9.5). `closeCode` is the code of
+    /// The phone's connection ended, or is being closed (docs/protocol.md §8). `closeCode` is the code of
     /// the close it sent (nil when it sent none, dropped, or sent non-JSON → notice 1001).
     /// `closedByBinary`: the binary's own close directive ended it (no notice).
     /// Returns the close notice when one is due: the phone was still registered (not evicted or
@@ -219,7 +219,7 @@ public final class Registry {
         let slot = p.slot
         if slot.phones[p.key] == phone { slot.phones[p.key] = nil }
         // Reclaim, takeover and expiry already forget every phone of the old binary, so the
-        // `registeredWith` test is implied today; it states the SPEC §9.5 rule where it applies.
+        // `registeredWith` test is implied today; it states the docs/protocol.md §8 rule where it applies.
         guard !closedByBinary, slot.live, slot.holder == p.registeredWith,
             slots[slot.serverID] === slot
         else { return [] }
@@ -234,7 +234,7 @@ public final class Registry {
     }
 
     /// Makes `binary` the live holder. For a reclaim or takeover, every phone of the id is
-    /// removed at once and closed 4404 (SPEC §8 "Reclaim"); none gets a close notice.
+    /// removed at once and closed 4404 (docs/protocol.md §5 "Reclaim"); none gets a close notice.
     private func install(_ binary: ConnHandle, in slot: Slot, kind: ClaimKind, _ actions: inout [RegistryAction]) {
         if kind != .fresh {
             evictPhones(of: slot, code: .noServer, reason: RegistryReason.reclaimed, &actions)

@@ -12,13 +12,13 @@ public struct ConnHandle: Hashable, Sendable, CustomStringConvertible {
 /// fires after the registry moved on (reclaim, answered probe) is recognised and ignored;
 /// `cancelTimer` is an optimisation, not a correctness requirement.
 public enum RegistryTimer: Hashable, Sendable {
-    /// SPEC §8 grace window of a disconnected binary.
+    /// docs/protocol.md §5 grace window of a disconnected binary.
     case grace(serverID: String, token: UInt64)
-    /// SPEC §8 claim probe: the deadline for the incumbent's pong, keyed by the newcomer.
+    /// docs/protocol.md §5 claim probe: the deadline for the incumbent's pong, keyed by the newcomer.
     case probe(newcomer: ConnHandle, token: UInt64)
 }
 
-/// How a binary came to hold its server-id (SPEC §8).
+/// How a binary came to hold its server-id (docs/protocol.md §5).
 public enum ClaimKind: Sendable, Equatable {
     /// The slot was free.
     case fresh
@@ -31,9 +31,9 @@ public enum ClaimKind: Sendable, Equatable {
 
 /// Work for the caller, in the order returned.
 public enum RegistryAction: Equatable, Sendable {
-    /// Close this connection with this code and reason (close codes and reasons of SPEC §8).
+    /// Close this connection with this code and reason (close codes and reasons of docs/protocol.md §5).
     /// The registry has already forgotten a phone it closes; the caller's later `phoneLeft`
-    /// for it is a no-op (so no close notice, SPEC §9.5).
+    /// for it is a no-op (so no close notice, docs/protocol.md §8).
     case closeConn(ConnHandle, code: CloseCode, reason: String)
     /// Ping this incumbent binary now; report any pong with `incumbentAnswered`.
     case probeIncumbent(ConnHandle)
@@ -41,7 +41,7 @@ public enum RegistryAction: Equatable, Sendable {
     case armTimer(RegistryTimer, atMs: Int64)
     case cancelTimer(RegistryTimer)
     /// Queue `Envelope.closeNotice(connID: phoneConnID, code: code)` to this binary, after the
-    /// phone's last forwarded message (SPEC §9.5).
+    /// phone's last forwarded message (docs/protocol.md §8).
     case sendCloseNotice(binary: ConnHandle, phoneConnID: String, code: UInt16)
     /// The binary now holds `serverID`: log `server_claimed` {server_id, binary_version,
     /// remote} (and `server_id_takeover` for a takeover) and start reading from it.
@@ -53,7 +53,7 @@ public enum RegistryAction: Equatable, Sendable {
     case graceExpired(serverID: String, phonesClosed: Int)
 }
 
-/// Outcome of a phone registration (SPEC §8).
+/// Outcome of a phone registration (docs/protocol.md §5).
 public enum PhoneRegistration: Equatable, Sendable {
     /// Registered under this relay connection id (`client-<server-id>-<8 hex>`).
     case registered(connID: String)
@@ -61,7 +61,7 @@ public enum PhoneRegistration: Equatable, Sendable {
     case rejected(code: CloseCode, reason: String)
 }
 
-/// Where a phone's message goes (SPEC §9.1).
+/// Where a phone's message goes (docs/protocol.md §7.1).
 public enum PhoneRoute: Equatable, Sendable {
     /// Wrap it and queue it to this binary.
     case forward(binary: ConnHandle)
@@ -72,7 +72,7 @@ public enum PhoneRoute: Equatable, Sendable {
     case unknown
 }
 
-/// Close reasons of SPEC §8 (never echo the id).
+/// Close reasons of docs/protocol.md §5 (never echo the id).
 public enum RegistryReason {
     public static let alreadyClaimed = "server-id already claimed"
     public static let heartbeatTimeout = "heartbeat timeout"

@@ -1,4 +1,4 @@
-/// Registry wiring and message forwarding (SPEC §8, §9).
+/// Registry wiring and message forwarding (docs/protocol.md §5, §7).
 extension RelayService {
     // MARK: after the 101
 
@@ -8,7 +8,7 @@ extension RelayService {
         switch peer.role {
         case .binary:
             peer.connID = ConnectionID.make(role: .binary, serverID: peer.serverID, random: random.next32())
-            // SPEC §9.4: the binary's queue pauses its phones above high water.
+            // docs/protocol.md §7.5: the binary's queue pauses its phones above high water.
             c.highWaterMark = Limits.binaryHighWater
             c.lowWaterMark = Limits.binaryLowWater
             // Nothing from a binary is forwarded until it holds the slot (the claim may wait on a probe).
@@ -54,7 +54,7 @@ extension RelayService {
         }
     }
 
-    /// SPEC §9.1: validate, wrap as `{"conn_id":…,"frame":…}` straight into the binary's queue.
+    /// docs/protocol.md §7.1: validate, wrap as `{"conn_id":…,"frame":…}` straight into the binary's queue.
     private func phoneMessage(_ c: Connection, _ peer: Peer, _ payload: UnsafeRawBufferPointer, _ opcode: Opcode) {
         // The binary is cached on the phone while it is live; the registry decides otherwise.
         let b: Connection
@@ -102,14 +102,14 @@ extension RelayService {
         }
     }
 
-    /// SPEC §9.2: route one envelope to its phone, byte-for-byte.
+    /// docs/protocol.md §7.2: route one envelope to its phone, byte-for-byte.
     private func binaryMessage(_ c: Connection, _ peer: Peer, _ payload: UnsafeRawBufferPointer) {
         guard let env = Envelope.parseBinaryEnvelope(payload) else {
             logRepeated(.binaryForwarderUnmarshalErr, peer: peer, ["server_id": peer.serverID, "conn_id": peer.connID])
             return
         }
         if env.pushWake != nil && env.connID == .none {
-            // Push is not configured in this build (SPEC §11): refused with one warn line.
+            // Push is not configured in this build (docs/protocol.md §9): refused with one warn line.
             logRepeated(.binaryForwarderPushWakeDropped, peer: peer, ["server_id": peer.serverID, "reason": "push not configured"])
             return
         }
@@ -121,7 +121,7 @@ extension RelayService {
         guard pc.state == .open else { return }  // the phone is leaving; nothing more reaches it
         if let range = env.frame {
             let frame = UnsafeRawBufferPointer(rebasing: payload[range])
-            // SPEC §9.3: each queued message is charged its length + 64 against the phone's budget.
+            // docs/protocol.md §7.5: each queued message is charged its length + 64 against the phone's budget.
             let charge = pc.queuedBytes + (phone.unwrittenMessages(written: pc.bytesOut) + 1) * Limits.outboxPerMessageOverhead
                 + frame.count
             if charge > config.outboxBudget {
@@ -143,14 +143,14 @@ extension RelayService {
 
     /// A phone whose queue passed its budget: the pending bytes are dropped with the socket
     /// (it is not reading, so a close frame would never reach it) and it counts as closed 1011
-    /// `phone backlog full`, or with the directive's own code (SPEC §9.3).
+    /// `phone backlog full`, or with the directive's own code (docs/protocol.md §7.5).
     private func overflow(_ pc: Connection, _ phone: Peer, directive: UInt16?) {
         if let d = directive { phone.closedByBinary = true; phone.noticeCode = d } else { phone.noticeCode = CloseCode.internalError.rawValue }
         Log.warn("phone_backlog_full", ["server_id": phone.serverID, "conn_id": phone.connID])
         pc.fail(code: directive.map { CloseCode($0) } ?? .internalError, reason: "phone backlog full")
     }
 
-    /// SPEC §9.3 [beyond]: all queued bytes together stay under `--max-buffered-bytes`; over it,
+    /// docs/protocol.md §7.5: all queued bytes together stay under `--max-buffered-bytes`; over it,
     /// the phone with the largest queue goes first (1011 `phone backlog full`). The scan is
     /// O(connections) but runs only when the process is over its budget.
     func shedLargestPhoneQueues() {
@@ -213,7 +213,7 @@ extension RelayService {
             perform(registry.binaryDisconnected(peer.handle, now: now))
             Log.info("binary_disconnected", ["server_id": peer.serverID, "conn_id": peer.connID])
         case .phone:
-            // SPEC §9.5: the phone's own close code, or 1001 when it sent none; a phone the relay
+            // docs/protocol.md §8: the phone's own close code, or 1001 when it sent none; a phone the relay
             // dropped (heartbeat, write stall) is reported with the code it was dropped with.
             let code = peer.noticeCode ?? (c.closeInitiatedByPeer ? peerCode : localCode)?.rawValue
                 ?? CloseCode.goingAway.rawValue

@@ -1,7 +1,7 @@
 import CEpoll
 
 /// The relay: one `ConnectionDelegate` for every public connection. It routes requests
-/// (SPEC §5.2), admits upgrades (§6, §10), drives the registry (§8) and forwards (§9).
+/// (docs/protocol.md §2), admits upgrades (§6, §10), drives the registry (§8) and forwards (§9).
 /// Everything runs on the reactor thread.
 public final class RelayService: ConnectionDelegate {
     public let config: RelayConfig
@@ -73,8 +73,8 @@ public final class RelayService: ConnectionDelegate {
 
     // MARK: accepting
 
-    /// Takes a freshly accepted socket. `tls`: the TLS listener's current context (SPEC §4);
-    /// `proxyHeader`: `--https-proxy-protocol` (SPEC §10).
+    /// Takes a freshly accepted socket. `tls`: the TLS listener's current context (docs/operations.md);
+    /// `proxyHeader`: `--https-proxy-protocol` (docs/protocol.md §3.3).
     public func accept(fd: Int32, remote: SocketAddress, tls: TLSContext? = nil, proxyHeader: Bool = false) {
         guard !draining else {
             _ = close(fd)
@@ -101,17 +101,17 @@ public final class RelayService: ConnectionDelegate {
         }
     }
 
-    // MARK: HTTP (SPEC §5.2, §6)
+    // MARK: HTTP (docs/protocol.md §2, §2–§3)
 
     public func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition {
-        // Request bodies are never read (SPEC §5), so a request that carries one cannot persist.
+        // Request bodies are never read (docs/protocol.md §3), so a request that carries one cannot persist.
         let keepAlive = head.keepAlive && !draining && !head.carriesBody
         if let domain = config.domain, !hostMatches(head.value("host"), domain) {
             return reject(.misdirected, close: true)
         }
         switch head.path {
         case "/healthz":
-            // SPEC §5.2: any method. RFC 9110 §9.3.2: a HEAD response carries the headers only.
+            // docs/protocol.md §2: any method. RFC 9110 §9.3.2: a HEAD response carries the headers only.
             let response = healthResponse(close: !keepAlive)
             return .respond(head.method == "HEAD" ? HTTPResponse.withoutBody(response) : response, close: !keepAlive)
         case "/v1/server":
@@ -147,7 +147,7 @@ public final class RelayService: ConnectionDelegate {
                                extraHeaders: [("Cache-Control", "no-store")], close: close)
     }
 
-    /// The client IP of SPEC §10: the peer, or the first X-Forwarded-For entry when trusted.
+    /// The client IP of docs/protocol.md §3.3: the peer, or the first X-Forwarded-For entry when trusted.
     func clientIP(_ c: Connection, _ head: HTTPRequestHead) -> String? {
         if config.trustXForwardedFor, let xff = head.value("x-forwarded-for") {
             let first = xff.split(separator: ",", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
@@ -235,7 +235,7 @@ public final class RelayService: ConnectionDelegate {
         }
     }
 
-    // MARK: shutdown (SPEC §14)
+    // MARK: shutdown (docs/operations.md)
 
     /// Closes every WebSocket with 1001 `shutting down` and drops half-open connections.
     public func beginDrain() {
@@ -260,7 +260,7 @@ extension Substring {
     }
 }
 
-/// Random 32-bit values from the kernel CSPRNG (getrandom), for connection ids (SPEC §6).
+/// Random 32-bit values from the kernel CSPRNG (getrandom), for connection ids (docs/protocol.md §2–§3).
 struct SystemRandom {
     mutating func next32() -> UInt32 {
         var v: UInt32 = 0
@@ -269,7 +269,7 @@ struct SystemRandom {
     }
 }
 
-/// `s` cut to at most `maxBytes` UTF-8 bytes on a code point boundary (SPEC §6: device names are
+/// `s` cut to at most `maxBytes` UTF-8 bytes on a code point boundary (docs/protocol.md §2–§3: device names are
 /// logged truncated to 64 bytes; a cut through a multi-byte character must not drop the name).
 func truncatedUTF8(_ s: String, maxBytes: Int) -> String {
     var end = s.utf8.startIndex

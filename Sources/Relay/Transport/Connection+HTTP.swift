@@ -1,6 +1,6 @@
 import CEpoll
 
-/// The HTTP phase (SPEC §5): one request head at a time, bounded, then the upgrade.
+/// The HTTP phase (docs/protocol.md §3): one request head at a time, bounded, then the upgrade.
 extension Connection {
     // MARK: HTTP phase
 

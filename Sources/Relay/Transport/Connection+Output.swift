@@ -165,7 +165,7 @@ extension Connection {
 
     // MARK: read backpressure
 
-    /// Stops reading from this peer (its kernel buffers fill, TCP pushes back): SPEC §9.4.
+    /// Stops reading from this peer (its kernel buffers fill, TCP pushes back): docs/protocol.md §7.5.
     public func pauseReading() {
         guard !readingPaused, state == .open else { return }
         readingPaused = true

@@ -1,6 +1,6 @@
 import CEpoll
 
-/// Before HTTP: the PROXY v2 header (SPEC §10) and the TLS handshake (SPEC §4.1).
+/// Before HTTP: the PROXY v2 header (docs/protocol.md §3.3) and the TLS handshake (docs/protocol.md §2.1).
 extension Connection {
     // MARK: preamble: PROXY v2 header, TLS handshake
 
@@ -13,7 +13,7 @@ extension Connection {
     }
 
     /// Reads exactly the bytes the parser asks for, so the ClientHello behind the header stays
-    /// in the kernel for OpenSSL. Any refusal closes with zero bytes written (SPEC §10).
+    /// in the kernel for OpenSSL. Any refusal closes with zero bytes written (docs/protocol.md §3.3).
     func readProxyHeader() {
         while true {
             switch ProxyProtocolV2.parse(UnsafeRawBufferPointer(input.readable)) {
@@ -42,7 +42,7 @@ extension Connection {
 
     func driveHandshake() {
         guard let tls else { return }
-        // DESIGN.md 10: a bounded number of handshake steps per loop iteration. Over budget the
+        // Fair loop (docs/architecture.md): a bounded number of handshake steps per loop iteration. Over budget the
         // event is left pending; level-triggered epoll reports it again next iteration.
         guard context.takeHandshakeStep() else { return }
         switch tls.handshake() {

@@ -1,6 +1,6 @@
 import CEpoll
 
-/// The WebSocket phase (RFC 6455, SPEC §7): reading frames and handing messages up.
+/// The WebSocket phase (RFC 6455, docs/protocol.md §4): reading frames and handing messages up.
 extension Connection {
     // MARK: WebSocket phase
 
@@ -42,7 +42,7 @@ extension Connection {
             let rest = UnsafeMutableRawBufferPointer(rebasing: bytes[offset...])
             switch wsParser.next(rest) {
             case .needMore:
-                // A message (or its one frame) has begun arriving: SPEC §7's 30 s start here.
+                // A message (or its one frame) has begun arriving: docs/protocol.md §4's 30 s start here.
                 if wsParser.isAssemblingMessage || wsParser.bytesNeededForCurrentFrame != nil { armAssemblyDeadline() }
                 return offset
             case .message(let opcode, let payload, let consumed):

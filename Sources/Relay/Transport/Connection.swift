@@ -19,18 +19,18 @@ public final class Connection: EventHandler {
     }
 
     /// What must happen before HTTP bytes can be read (the public `state` is `.http` meanwhile,
-    /// so the header timeout of SPEC §5.1 covers these steps too).
+    /// so the header timeout of docs/protocol.md §3.2 covers these steps too).
     enum Preamble: UInt8 {
         case none
-        case proxyHeader   // SPEC §10: a PROXY v2 header before the ClientHello
-        case tlsHandshake  // SPEC §4.1: non-blocking handshake inside the reactor
+        case proxyHeader   // docs/protocol.md §3.3: a PROXY v2 header before the ClientHello
+        case tlsHandshake  // docs/protocol.md §2.1: non-blocking handshake inside the reactor
     }
 
     /// Queued bytes above which pings go unanswered.
     static let pongBacklogLimit = 64 * 1024
 
     public let context: IOContext
-    /// The client address: the TCP peer, or the PROXY v2 source once the header is read (SPEC §10).
+    /// The client address: the TCP peer, or the PROXY v2 source once the header is read (docs/protocol.md §3.3).
     public internal(set) var remote: SocketAddress
     public let settings: ConnectionSettings
     public unowned(unsafe) var delegate: ConnectionDelegate
@@ -81,7 +81,7 @@ public final class Connection: EventHandler {
     /// The peer sent its close frame before we sent ours.
     public internal(set) var closeInitiatedByPeer = false
 
-    /// Output queue water marks (SPEC §9.4); `connectionDidDrain` fires when crossing low after high.
+    /// Output queue water marks (docs/protocol.md §7.5); `connectionDidDrain` fires when crossing low after high.
     public var highWaterMark = Int.max
     public var lowWaterMark = 0
     public internal(set) var aboveHighWater = false
@@ -92,8 +92,8 @@ public final class Connection: EventHandler {
     public internal(set) var bytesIn = 0
     public internal(set) var bytesOut = 0
 
-    /// `tls`: terminate TLS with this context (SPEC §4); `proxyHeader`: require a PROXY v2
-    /// header first (SPEC §10, `--https-proxy-protocol`).
+    /// `tls`: terminate TLS with this context (docs/operations.md); `proxyHeader`: require a PROXY v2
+    /// header first (docs/protocol.md §3.3, `--https-proxy-protocol`).
     public init(fd: Int32, remote: SocketAddress, context: IOContext, settings: ConnectionSettings,
                 delegate: ConnectionDelegate, tls: TLSContext? = nil, proxyHeader: Bool = false) {
         self.fd = fd
@@ -114,7 +114,7 @@ public final class Connection: EventHandler {
         if fd >= 0 { _ = CEpoll.close(fd) }
     }
 
-    /// Registers with the reactor and arms the header timeout (SPEC §5.1: 5 s from accept).
+    /// Registers with the reactor and arms the header timeout (docs/protocol.md §3.2: 5 s from accept).
     public func start() throws(Errno) {
         if let ctx = tlsContext {
             guard let session = ctx.makeSession(fd: fd) else { throw Errno(ENOMEM, call: "SSL_new") }
@@ -128,7 +128,7 @@ public final class Connection: EventHandler {
         let now = context.reactor.now
         armHTTPDeadline(now + settings.headerTimeoutMs)
         if expectsProxyHeader {
-            // SPEC §10: the PROXY header has its own 5 s bound (the header timeout may be longer).
+            // docs/protocol.md §3.3: the PROXY header has its own 5 s bound (the header timeout may be longer).
             proxyDeadline = now + Limits.proxyHeaderTimeoutMs
             schedule(.proxyDeadline, at: proxyDeadline)
         }
@@ -187,8 +187,8 @@ public final class Connection: EventHandler {
         guard state != .closed, let k = TimerKind(rawValue: kind) else { return }
         switch k {
         case .httpDeadline:
-            // No response on a header timeout (SPEC §5.1): the peer is not speaking HTTP at our pace.
-            // The deadline runs from accept, so it bounds the TLS handshake too (SPEC §4.1).
+            // No response on a header timeout (docs/protocol.md §3.2): the peer is not speaking HTTP at our pace.
+            // The deadline runs from accept, so it bounds the TLS handshake too (docs/protocol.md §2.1).
             httpTimerAt = 0
             guard state == .http && httpDeadline != 0 else { return }
             if now >= httpDeadline {
@@ -198,7 +198,7 @@ public final class Connection: EventHandler {
                 armHTTPDeadline(httpDeadline)
             }
         case .proxyDeadline:
-            // SPEC §10: no complete PROXY header in time → closed with zero bytes.
+            // docs/protocol.md §3.3: no complete PROXY header in time → closed with zero bytes.
             if preamble == .proxyHeader && now >= proxyDeadline { abort() }
         case .heartbeat:
             guard state == .open else { return }
@@ -209,7 +209,7 @@ public final class Connection: EventHandler {
                 close(code: .internalError, reason: "heartbeat timeout")
             }
         case .assemblyDeadline:
-            // SPEC §7: a message must complete within 30 s of its first frame.
+            // docs/protocol.md §4: a message must complete within 30 s of its first frame.
             if state == .open && assemblyDeadline != 0 && now >= assemblyDeadline {
                 close(code: .policyViolation, reason: "message timeout")
             }
@@ -218,7 +218,7 @@ public final class Connection: EventHandler {
             guard !output.isEmpty else { return }
             let due = lastWriteProgress + settings.writeStallTimeoutMs
             if now >= due {
-                // SPEC §7: a write that cannot progress for 10 s marks the peer dead. A close frame
+                // docs/protocol.md §4: a write that cannot progress for 10 s marks the peer dead. A close frame
                 // would sit behind the same stuck bytes, so the socket is dropped at once.
                 if localCloseCode == nil { localCloseCode = .internalError }
                 abort(reset: true)

@@ -8,11 +8,11 @@ public final class IOContext {
     /// A whole message of the default limit (256 KiB) plus its frame header fits in one read,
     /// so large frames are handled in place rather than copied out as partial frames.
     public static let defaultReadBufferSize = Limits.maxMessageBytes + 16
-    /// Bytes queued for writing across every connection (SPEC §9.3 global budget, metrics).
+    /// Bytes queued for writing across every connection (docs/protocol.md §7.5 global budget, metrics).
     public var queuedBytes = 0
     /// Blocks for connection buffers (ByteBuffer.swift).
     public let pool = BufferPool()
-    /// TLS handshake steps (`SSL_do_handshake` calls) allowed per loop iteration (DESIGN.md 10):
+    /// TLS handshake steps (`SSL_do_handshake` calls) allowed per loop iteration (a fair loop: a connection storm cannot starve live relays):
     /// a storm of new TLS clients cannot starve established connections. One step that
     /// processes a ClientHello costs an ECDHE and a signature, roughly 0.1–0.3 ms.
     public var handshakeStepsPerIteration = 64

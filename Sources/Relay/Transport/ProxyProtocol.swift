@@ -1,7 +1,7 @@
 import CEpoll
 
 /// The PROXY protocol version 2 header (haproxy `proxy-protocol.txt` §2.2), as a pure parser.
-/// SPEC §10: with `--https-proxy-protocol` every TLS-listener connection starts with one; only
+/// docs/protocol.md §3.3: with `--https-proxy-protocol` every TLS-listener connection starts with one; only
 /// the `PROXY` command over TCP4/TCP6 is accepted, and its source address becomes the client IP.
 /// Everything else — v1 text headers, `LOCAL`, `UNSPEC`, UDP, UNIX, malformed — is refused.
 ///

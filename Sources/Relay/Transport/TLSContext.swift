@@ -1,9 +1,9 @@
 internal import CTLS
 
 /// A failure reported by OpenSSL: what we were doing (a file name, a call) and the reasons
-/// drained from the thread's error queue (DESIGN.md convention 7).
+/// drained from the thread's error queue (cleared before each call, so a failure never reports a stale entry).
 public struct TLSError: Error, CustomStringConvertible, Equatable {
-    /// The file or call the failure is about (SPEC §4.2: a bad file is named).
+    /// The file or call the failure is about (docs/operations.md: a bad file is named).
     public let subject: String
     /// OpenSSL's root-cause reason: the oldest entry of the queue (later entries only say
     /// which wrapper gave up, e.g. `SSL routines::PEM lib`).
@@ -37,8 +37,8 @@ public struct TLSError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// One `SSL_CTX` for the TLS listener (DESIGN.md convention 8: one owning type, freed in
-/// `deinit`), configured per SPEC §4.1 and loaded from the PEM files of §4.2.
+/// One `SSL_CTX` for the TLS listener (one owning type, freed in
+/// `deinit`), configured per docs/protocol.md §2.1 and loaded from the PEM files of §4.2.
 /// A reload builds a new context; connections made on the old one keep it alive through
 /// OpenSSL's own reference count (`SSL_new` takes a reference on its `SSL_CTX`).
 public final class TLSContext {
@@ -46,16 +46,16 @@ public final class TLSContext {
     public let certFile: String
     public let keyFile: String
 
-    /// SPEC §4.1: TLS 1.2 ciphers are ECDHE with AEAD only, ECDSA before RSA, AES-128 before
+    /// docs/protocol.md §2.1: TLS 1.2 ciphers are ECDHE with AEAD only, ECDSA before RSA, AES-128 before
     /// AES-256 before ChaCha20 (Mozilla "intermediate" order, applied as server preference).
     static let tls12Ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
         + "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
         + "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
     /// TLS 1.3 suites are all AEAD; listed to pin the order.
     static let tls13Suites = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
-    /// SPEC §4.1: X25519 and P-256 only.
+    /// docs/protocol.md §2.1: X25519 and P-256 only.
     static let groups = "X25519:P-256"
-    /// How often the session-ticket keys are replaced (SPEC §4.1 "rotated in memory"). A
+    /// How often the session-ticket keys are replaced (docs/protocol.md §2.1 "rotated in memory"). A
     /// ticket sealed with an older key no longer resumes; the client does a full handshake.
     public static let ticketKeyRotationMs: Int64 = 12 * 3_600_000
 
@@ -72,7 +72,7 @@ public final class TLSContext {
         }
         _ = pyry_ssl_ctx_set_options(ctx, pyry_ssl_op_no_compression() | pyry_ssl_op_no_renegotiation()
                                          | pyry_ssl_op_cipher_server_preference())
-        // Idle connections keep no 16 KiB record buffers (SPEC §4.1 memory); partial writes let
+        // Idle connections keep no 16 KiB record buffers (docs/protocol.md §2.1 memory); partial writes let
         // the connection's output queue drain one record at a time from a moving pointer.
         _ = pyry_ssl_ctx_set_mode(ctx, pyry_ssl_mode_release_buffers() | pyry_ssl_mode_partial_write())
         guard SSL_CTX_set_cipher_list(ctx, TLSContext.tls12Ciphers) == 1 else { throw TLSError.drain("SSL_CTX_set_cipher_list") }

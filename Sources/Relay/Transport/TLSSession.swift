@@ -1,7 +1,7 @@
 internal import CTLS
 import CEpoll
 
-/// One server-side `SSL` on a non-blocking socket (DESIGN.md convention 8: the owner frees it
+/// One server-side `SSL` on a non-blocking socket (one owning type: the owner frees it
 /// in `deinit`). Every call clears the error queue first and turns `WANT_READ`/`WANT_WRITE`
 /// into values (convention 7). The socket itself is owned by the connection.
 final class TLSSession {

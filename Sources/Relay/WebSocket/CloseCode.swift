@@ -1,4 +1,4 @@
-/// WebSocket close status codes (RFC 6455 §7.4) and the relay's application codes (SPEC §8–§9).
+/// WebSocket close status codes (RFC 6455 §7.4) and the relay's application codes (docs/protocol.md §5–§7).
 public struct CloseCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     public let rawValue: UInt16
     public init(rawValue: UInt16) { self.rawValue = rawValue }
@@ -16,7 +16,7 @@ public struct CloseCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let mandatoryExtension = CloseCode(1010)
     public static let internalError = CloseCode(1011)
 
-    // Relay application codes (SPEC §8).
+    // Relay application codes (docs/protocol.md §5).
     public static let noServer = CloseCode(4404)
     public static let alreadyClaimed = CloseCode(4409)
     public static let tooManyPhones = CloseCode(4429)

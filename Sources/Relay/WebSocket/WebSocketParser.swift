@@ -1,5 +1,5 @@
 /// Server-side RFC 6455 frame decoder and message assembler: a pure state machine over bytes
-/// (DESIGN §Conventions 6). No syscalls, no allocation for unfragmented frames.
+/// (bytes in, `.needMore | .message | .violation` out). No syscalls, no allocation for unfragmented frames.
 ///
 /// Contract: `input` is every received byte not yet consumed, starting at a frame boundary.
 /// The parser reports at most one event per call and never keeps a pointer into `input`; it
@@ -8,7 +8,7 @@
 /// says how many). Payloads are unmasked in place, so bytes must not be fed twice.
 ///
 /// Every rule is checked the moment the bytes it depends on are present (RFC 6455 §5.2–§5.5,
-/// SPEC §7): a bad first byte fails with 1 byte of input; an oversized length fails with the
+/// docs/protocol.md §4): a bad first byte fails with 1 byte of input; an oversized length fails with the
 /// length field, before the mask key or payload — a frame claiming 2^63−1 bytes is refused with
 /// 10 bytes of input. Text payload is unmasked and UTF-8 validated as it arrives, so invalid
 /// text fails fast even inside one large frame (RFC 6455 §8.1).
@@ -27,7 +27,7 @@ public struct WebSocketParser: ~Copyable {
     private var assemblyCapacity = 0
     private var assemblyCount = 0
     /// The last `.message` pointed into `assembly`; free it at the next call (not before: the
-    /// payload must stay valid until then). Idle connections hold no buffers (DESIGN §Performance).
+    /// payload must stay valid until then). Idle connections hold no buffers.
     private var releaseAssemblyOnNextCall = false
     /// UTF-8 state of the text message in progress; reset at every message boundary.
     private var utf8 = UTF8Validator()
@@ -46,7 +46,7 @@ public struct WebSocketParser: ~Copyable {
 
     deinit { assembly?.deallocate() }
 
-    /// True between the first fragment of a message and its final one (SPEC §7 30 s deadline).
+    /// True between the first fragment of a message and its final one (docs/protocol.md §4 30 s deadline).
     public var isAssemblingMessage: Bool { assemblingOpcode != nil }
 
     /// Header + payload bytes the caller must hold before the current frame can complete; nil
@@ -116,7 +116,7 @@ public struct WebSocketParser: ~Copyable {
             payloadLength = Int(v)
             headerLength = 10
         }
-        // SPEC §7 message limit, checked on the header so no byte of an oversized message is
+        // docs/protocol.md §4 message limit, checked on the header so no byte of an oversized message is
         // buffered. `assemblyCount` is 0 outside a fragmented message; subtract to avoid overflow.
         if !isControl && payloadLength > maxMessageBytes - assemblyCount {
             return fail(.messageTooBig)

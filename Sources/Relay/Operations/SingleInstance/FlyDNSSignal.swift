@@ -1,6 +1,6 @@
 import CEpoll
 
-/// SPEC §12 Fly.io signal: ask Fly's internal resolver for `<FLY_APP_NAME>.internal` AAAA,
+/// docs/architecture.md (v1 = single-instance) Fly.io signal: ask Fly's internal resolver for `<FLY_APP_NAME>.internal` AAAA,
 /// one UDP datagram, and compare the machines' 6PN addresses with our `FLY_PRIVATE_IP`.
 /// Any address other than ours → `multiple`; exactly ours → `single`; no answer → `unknown`.
 public final class FlyDNSSignal: ReplicaSignal {
@@ -8,7 +8,7 @@ public final class FlyDNSSignal: ReplicaSignal {
     public let isPlatform = true
     /// Fly's internal resolver (fly.io docs: "Private Networking", `fdaa::3`).
     public static let defaultServer = "[fdaa::3]:53"
-    /// SPEC §12: 2 s. (Candidate for `Limits.flyDNSTimeoutMs`.)
+    /// docs/architecture.md (v1 = single-instance): 2 s. (Candidate for `Limits.flyDNSTimeoutMs`.)
     public static let defaultTimeoutMs: Int64 = 2_000
 
     let appName: String
@@ -48,7 +48,7 @@ public final class FlyDNSSignal: ReplicaSignal {
         }
     }
 
-    /// The rule of SPEC §12 over a parsed answer (pure, tested with byte literals).
+    /// The rule of docs/architecture.md (v1 = single-instance) over a parsed answer (pure, tested with byte literals).
     static func classify(_ r: DNSMessage.AAAAResponse, own: [UInt8]?) -> ReplicaSignalAnswer {
         // NXDOMAIN (3) is an answer with no machines; any other failure code is no answer.
         guard r.rcode == 0 || r.rcode == 3 else {

@@ -1,4 +1,4 @@
-/// SPEC §12 Kubernetes signal: a multi-replica-capable platform with no cheap replica count →
+/// docs/architecture.md (v1 = single-instance) Kubernetes signal: a multi-replica-capable platform with no cheap replica count →
 /// `unknown`, except a StatefulSet pod whose `HOSTNAME` ends in an ordinal > 0 (`relay-1`):
 /// ordinal 0 exists too, so that pod is one of several → `multiple`.
 public struct KubernetesSignal: ReplicaSignal {

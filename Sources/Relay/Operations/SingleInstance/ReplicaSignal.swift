@@ -1,4 +1,4 @@
-/// What one replica signal saw (SPEC §12). The evidence is operator-facing text; it names PIDs,
+/// What one replica signal saw (docs/architecture.md (v1 = single-instance)). The evidence is operator-facing text; it names PIDs,
 /// counts and paths but never an environment value's content.
 public enum ReplicaSignalAnswer: Equatable, Sendable {
     case single(evidence: String)

@@ -12,7 +12,7 @@ public final class InstanceLock {
     }
 }
 
-/// SPEC §12 same-host signal: an exclusive `flock` on `<runtime dir>/instance.lock`,
+/// docs/architecture.md (v1 = single-instance) same-host signal: an exclusive `flock` on `<runtime dir>/instance.lock`,
 /// stamped with our PID. Another live holder → `multiple` naming its PID.
 /// flock(2) locks belong to the open file description, so a second open of the file in the
 /// same process conflicts too, and the kernel drops the lock when its holder dies (no stale

@@ -53,10 +53,10 @@ public struct SingleInstanceRefusal: Error, Equatable, Sendable {
     }
 }
 
-/// SPEC §12, the first step of reactor init: probes the signals that apply (unless bypassed),
+/// docs/architecture.md (v1 = single-instance), the first step of reactor init: probes the signals that apply (unless bypassed),
 /// decides, and formats the log lines. Runs before any socket is bound.
 /// - `runtimeDirFlag`: the `--runtime-dir` value, nil when not given.
-/// - `flyTimeoutMs`: the DNS wait (SPEC §12: 2 s); tests shorten it.
+/// - `flyTimeoutMs`: the DNS wait (docs/architecture.md (v1 = single-instance): 2 s); tests shorten it.
 public func runSingleInstanceCheck(env: EnvironmentConfig, rawEnv: [String: String], runtimeDirFlag: String?,
                                    flyTimeoutMs: Int64 = FlyDNSSignal.defaultTimeoutMs,
                                    defaultRuntimeDirectory: String = SameHostLockSignal.defaultRuntimeDirectory)

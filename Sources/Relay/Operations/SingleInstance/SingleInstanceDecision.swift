@@ -1,4 +1,4 @@
-/// The outcome of SPEC §12's decision, before anything is printed.
+/// The outcome of docs/architecture.md (v1 = single-instance)'s decision, before anything is printed.
 public enum SingleInstanceDecision: Equatable, Sendable {
     /// `PYRYCODE_RELAY_SINGLE_INSTANCE=1`: start with a WARN; no signal was probed.
     case bypass
@@ -6,7 +6,7 @@ public enum SingleInstanceDecision: Equatable, Sendable {
     case refuse(reason: String, report: [SignalReport])
 }
 
-/// SPEC §12's decision, in order; pure so every combination can be tested without I/O.
+/// docs/architecture.md (v1 = single-instance)'s decision, in order; pure so every combination can be tested without I/O.
 /// Signals that do not apply (no `FLY_APP_NAME`, no `KUBERNETES_SERVICE_HOST`) are absent
 /// from `answers`.
 public func decideSingleInstance(env: EnvironmentConfig, answers: [SignalReport]) -> SingleInstanceDecision {
