@@ -214,3 +214,29 @@ def test_a_stalled_stderr_reader_never_stalls_the_loop(relay_bin, stderr_kind):
         r.stop()
     assert r.proc.returncode == 0
     r.wait_for_line(lambda l: "msg=relay_stopped" in l)
+
+
+def test_closed_stderr_is_reopened_on_dev_null_so_logs_never_reach_a_client(relay_bin, tmp_path):
+    """Started with fd 2 closed, the relay must not let an accepted socket take fd 2: every log
+    line would then be written to that client."""
+    port = free_port()
+    argv = [relay_bin, "--insecure-listen", f"127.0.0.1:{port}", "--metrics-listen", "",
+            "--runtime-dir", str(tmp_path)]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            preexec_fn=lambda: os.close(2))
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # the listener is up once a connect succeeds
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "relay did not start"
+                time.sleep(0.01)
+        assert os.readlink(f"/proc/{proc.pid}/fd/2") == "/dev/null"
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(64).startswith(b"HTTP/1.1 404")
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0

@@ -4,6 +4,8 @@ import CEpoll
 public enum RelayApp {
     /// Runs the relay; returns the process exit code.
     public static func main(arguments: [String]) -> Int32 {
+        reserveStandardDescriptors()
+
         // 1. Flags.
         let config: RelayConfig
         switch RelayConfig.parse(arguments) {
