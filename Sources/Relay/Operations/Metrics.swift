@@ -6,13 +6,9 @@ public final class Metrics {
     public enum Endpoint: Int, CaseIterable { case server, client }
     public enum UpgradeOutcome: Int, CaseIterable {
         case accept, rejectHeaders, reject409, reject404, reject429, rejectRateLimit
-        var label: String {
-            ["accept", "reject_headers", "reject_409", "reject_404", "reject_429", "reject_rate_limit"][rawValue]
-        }
     }
     public enum RegisterFailure: Int, CaseIterable {
         case noServer, serverInUse, phonesAtCap, ratelimit
-        var label: String { ["no_server", "server_in_use", "phones_at_cap", "ratelimit"][rawValue] }
     }
 
     public var framesPhoneToBinary = 0
@@ -46,76 +42,159 @@ public final class Metrics {
         public var liveConnections = 0
         public var halfOpen = 0
         public var loopLatency = LoopLatency()
+        public var openFileDescriptors = 0
+        public var residentMemoryBytes = 0
         public init() {}
     }
 
+    /// The exposition text, rebuilt in place on every scrape: no String per line, no allocation
+    /// once the buffer has grown to the text's size. Valid until the next `render`.
+    private var text: [UInt8] = []
+
     public func render(_ g: Gauges) -> [UInt8] {
-        var o = ""
-        o.reserveCapacity(4096)
-        func family(_ name: String, _ type: String, _ help: String) {
-            o += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
-        }
-        family("pyrycode_relay_connected_binaries", "gauge", "Binaries currently connected (excludes binaries in grace).")
-        o += "pyrycode_relay_connected_binaries \(g.connectedBinaries)\n"
-        family("pyrycode_relay_connected_phones", "gauge", "Phones currently connected.")
-        o += "pyrycode_relay_connected_phones \(g.connectedPhones)\n"
-        family("pyrycode_relay_frames_forwarded_total", "counter", "Frames forwarded, by direction.")
-        o += "pyrycode_relay_frames_forwarded_total{direction=\"phone_to_binary\"} \(framesPhoneToBinary)\n"
-        o += "pyrycode_relay_frames_forwarded_total{direction=\"binary_to_phone\"} \(framesBinaryToPhone)\n"
-        family("pyrycode_relay_grace_expiries_total", "counter", "Grace periods that expired without a reclaim.")
-        o += "pyrycode_relay_grace_expiries_total \(graceExpiries)\n"
-        family("pyrycode_relay_ws_upgrade_attempts_total", "counter", "WebSocket upgrade attempts, by endpoint and outcome.")
+        var o = text
+        text = []  // `o` holds the only reference: appends stay in place
+        o.removeAll(keepingCapacity: true)
+        o.reserveCapacity(8192)
+        o.family("pyrycode_relay_connected_binaries", "gauge", "Binaries currently connected (excludes binaries in grace).")
+        o.sample("pyrycode_relay_connected_binaries ", g.connectedBinaries)
+        o.family("pyrycode_relay_connected_phones", "gauge", "Phones currently connected.")
+        o.sample("pyrycode_relay_connected_phones ", g.connectedPhones)
+        o.family("pyrycode_relay_frames_forwarded_total", "counter", "Frames forwarded, by direction.")
+        o.sample("pyrycode_relay_frames_forwarded_total{direction=\"phone_to_binary\"} ", framesPhoneToBinary)
+        o.sample("pyrycode_relay_frames_forwarded_total{direction=\"binary_to_phone\"} ", framesBinaryToPhone)
+        o.family("pyrycode_relay_grace_expiries_total", "counter", "Grace periods that expired without a reclaim.")
+        o.sample("pyrycode_relay_grace_expiries_total ", graceExpiries)
+        o.family("pyrycode_relay_ws_upgrade_attempts_total", "counter", "WebSocket upgrade attempts, by endpoint and outcome.")
         for e in Endpoint.allCases {
             for oc in UpgradeOutcome.allCases {
-                let v = upgrades[e.rawValue * UpgradeOutcome.allCases.count + oc.rawValue]
-                o += "pyrycode_relay_ws_upgrade_attempts_total{endpoint=\"\(e == .server ? "server" : "client")\",outcome=\"\(oc.label)\"} \(v)\n"
+                o.append("pyrycode_relay_ws_upgrade_attempts_total{endpoint=\"")
+                o.append(e == .server ? "server" : "client")
+                o.append("\",outcome=\"")
+                o.append(Metrics.outcomeLabels[oc.rawValue])
+                o.sample("\"} ", upgrades[e.rawValue * UpgradeOutcome.allCases.count + oc.rawValue])
             }
         }
-        family("pyrycode_relay_register_failures_total", "counter", "Registrations refused, by kind.")
+        o.family("pyrycode_relay_register_failures_total", "counter", "Registrations refused, by kind.")
         for k in RegisterFailure.allCases {
-            o += "pyrycode_relay_register_failures_total{kind=\"\(k.label)\"} \(registerFailures[k.rawValue])\n"
+            o.append("pyrycode_relay_register_failures_total{kind=\"")
+            o.append(Metrics.failureLabels[k.rawValue])
+            o.sample("\"} ", registerFailures[k.rawValue])
         }
-        family("pyrycode_relay_bytes_relayed_total", "counter", "Payload bytes relayed, by direction.")
-        o += "pyrycode_relay_bytes_relayed_total{direction=\"phone_to_binary\"} \(bytesPhoneToBinary)\n"
-        o += "pyrycode_relay_bytes_relayed_total{direction=\"binary_to_phone\"} \(bytesBinaryToPhone)\n"
-        family("pyrycode_relay_queued_bytes", "gauge", "Bytes queued for writing across all connections.")
-        o += "pyrycode_relay_queued_bytes \(g.queuedBytes)\n"
-        family("pyrycode_relay_live_connections", "gauge", "Live WebSocket connections.")
-        o += "pyrycode_relay_live_connections \(g.liveConnections)\n"
-        family("pyrycode_relay_half_open_connections", "gauge", "Connections not yet upgraded.")
-        o += "pyrycode_relay_half_open_connections \(g.halfOpen)\n"
-        family("pyrycode_relay_connections_closed_total", "counter", "WebSocket connections closed, by close code (1006: no close frame).")
+        o.family("pyrycode_relay_bytes_relayed_total", "counter", "Payload bytes relayed, by direction.")
+        o.sample("pyrycode_relay_bytes_relayed_total{direction=\"phone_to_binary\"} ", bytesPhoneToBinary)
+        o.sample("pyrycode_relay_bytes_relayed_total{direction=\"binary_to_phone\"} ", bytesBinaryToPhone)
+        o.family("pyrycode_relay_queued_bytes", "gauge", "Bytes queued for writing across all connections.")
+        o.sample("pyrycode_relay_queued_bytes ", g.queuedBytes)
+        o.family("pyrycode_relay_live_connections", "gauge", "Live WebSocket connections.")
+        o.sample("pyrycode_relay_live_connections ", g.liveConnections)
+        o.family("pyrycode_relay_half_open_connections", "gauge", "Connections not yet upgraded.")
+        o.sample("pyrycode_relay_half_open_connections ", g.halfOpen)
+        o.family("pyrycode_relay_connections_closed_total", "counter", "WebSocket connections closed, by close code (1006: no close frame).")
         for code in closedByCode.keys.sorted() {
-            o += "pyrycode_relay_connections_closed_total{code=\"\(code)\"} \(closedByCode[code]!)\n"
+            o.append("pyrycode_relay_connections_closed_total{code=\"")
+            o.appendDecimal(Int(code))
+            o.sample("\"} ", closedByCode[code]!)
         }
-        family("pyrycode_relay_http_rejects_total", "counter", "HTTP requests answered with an error status.")
+        o.family("pyrycode_relay_http_rejects_total", "counter", "HTTP requests answered with an error status.")
         for s in httpRejects.keys.sorted() {
-            o += "pyrycode_relay_http_rejects_total{status=\"\(s)\"} \(httpRejects[s]!)\n"
+            o.append("pyrycode_relay_http_rejects_total{status=\"")
+            o.appendDecimal(s)
+            o.sample("\"} ", httpRejects[s]!)
         }
-        family("pyrycode_relay_tls_handshakes_total", "counter", "TLS handshakes, by result.")
-        o += "pyrycode_relay_tls_handshakes_total{result=\"ok\"} \(tlsHandshakesOK)\n"
-        o += "pyrycode_relay_tls_handshakes_total{result=\"failed\"} \(tlsHandshakesFailed)\n"
-        family("pyrycode_relay_loop_iteration_seconds", "histogram", "Event-loop iteration durations (events, timers and writes of one epoll_wait wake-up).")
+        o.family("pyrycode_relay_tls_handshakes_total", "counter", "TLS handshakes, by result.")
+        o.sample("pyrycode_relay_tls_handshakes_total{result=\"ok\"} ", tlsHandshakesOK)
+        o.sample("pyrycode_relay_tls_handshakes_total{result=\"failed\"} ", tlsHandshakesFailed)
+        o.family("pyrycode_relay_loop_iteration_seconds", "histogram", "Event-loop iteration durations (events, timers and writes of one epoll_wait wake-up).")
         var cumulative: UInt64 = 0
         for (i, label) in LoopLatency.boundLabels.enumerated() {
             cumulative += g.loopLatency.counts[i]
-            o += "pyrycode_relay_loop_iteration_seconds_bucket{le=\"\(label)\"} \(cumulative)\n"
+            o.append("pyrycode_relay_loop_iteration_seconds_bucket{le=\"")
+            o.append(contentsOf: label.utf8)
+            o.sample("\"} ", cumulative)
         }
-        o += "pyrycode_relay_loop_iteration_seconds_bucket{le=\"+Inf\"} \(g.loopLatency.count)\n"
-        o += "pyrycode_relay_loop_iteration_seconds_sum \(Double(g.loopLatency.sumNs) / 1e9)\n"
-        o += "pyrycode_relay_loop_iteration_seconds_count \(g.loopLatency.count)\n"
-        family("process_open_fds", "gauge", "Open file descriptors.")
-        o += "process_open_fds \(openFileDescriptorCount())\n"
-        family("process_resident_memory_bytes", "gauge", "Resident set size.")
-        o += "process_resident_memory_bytes \(residentMemoryBytes())\n"
-        return Array(o.utf8)
+        o.sample("pyrycode_relay_loop_iteration_seconds_bucket{le=\"+Inf\"} ", g.loopLatency.count)
+        o.append("pyrycode_relay_loop_iteration_seconds_sum ")
+        o.appendSeconds(nanoseconds: g.loopLatency.sumNs)
+        o.append(0x0A)
+        o.sample("pyrycode_relay_loop_iteration_seconds_count ", g.loopLatency.count)
+        o.family("process_open_fds", "gauge", "Open file descriptors.")
+        o.sample("process_open_fds ", g.openFileDescriptors)
+        o.family("process_resident_memory_bytes", "gauge", "Resident set size.")
+        o.sample("process_resident_memory_bytes ", g.residentMemoryBytes)
+        text = o
+        return o
+    }
+
+    /// Label values by `rawValue`, as the Go relay spells them.
+    private static let outcomeLabels: [StaticString] = [
+        "accept", "reject_headers", "reject_409", "reject_404", "reject_429", "reject_rate_limit",
+    ]
+    private static let failureLabels: [StaticString] = ["no_server", "server_in_use", "phones_at_cap", "ratelimit"]
+}
+
+/// Prometheus text-format pieces appended to a byte buffer without building Strings.
+extension [UInt8] {
+    mutating func append(_ s: StaticString) {
+        s.withUTF8Buffer { append(contentsOf: $0) }
+    }
+
+    mutating func family(_ name: StaticString, _ type: StaticString, _ help: StaticString) {
+        append("# HELP "); append(name); append(0x20); append(help)
+        append("\n# TYPE "); append(name); append(0x20); append(type); append(0x0A)
+    }
+
+    /// `prefix` (the series and a space) then the value and a newline.
+    mutating func sample<I: BinaryInteger>(_ prefix: StaticString, _ value: I) {
+        append(prefix)
+        appendDecimal(value)
+        append(0x0A)
+    }
+
+    mutating func appendDecimal<I: BinaryInteger>(_ value: I) {
+        if value < 0 { append(UInt8(ascii: "-")) }
+        var v = UInt64(value.magnitude)
+        let start = count
+        repeat {
+            append(0x30 + UInt8(v % 10))
+            v /= 10
+        } while v > 0
+        self[start...].reverse()
+    }
+
+    /// Nanoseconds as decimal seconds, exact: `0.0032`, `12.0`.
+    mutating func appendSeconds(nanoseconds ns: UInt64) {
+        appendDecimal(ns / 1_000_000_000)
+        append(UInt8(ascii: "."))
+        var frac = ns % 1_000_000_000
+        guard frac > 0 else { append(0x30); return }
+        var digits = 9
+        while frac % 10 == 0 { frac /= 10; digits -= 1 }
+        let start = count
+        for _ in 0..<digits { append(0x30 + UInt8(frac % 10)); frac /= 10 }
+        self[start...].reverse()
     }
 }
 
-/// VmRSS of this process in bytes, from /proc/self/statm (pages × page size).
+/// VmRSS of this process in bytes: the second field of /proc/self/statm (pages, proc(5)) × the
+/// page size. One small read into a stack buffer: no String, no allocation.
 public func residentMemoryBytes() -> Int {
-    guard let statm = readSmallFile("/proc/self/statm") else { return 0 }
-    let fields = statm.split(separator: " ")
-    guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
-    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    let fd = pyry_open("/proc/self/statm", O_RDONLY | O_CLOEXEC, 0)
+    guard fd >= 0 else { return 0 }
+    defer { _ = close(fd) }
+    return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 128) { buf -> Int in
+        let n = read(fd, buf.baseAddress, buf.count)
+        guard n > 0 else { return 0 }
+        var i = 0
+        while i < n && buf[i] != 0x20 { i += 1 }  // skip the first field (size)
+        i += 1
+        var pages = 0
+        while i < n, buf[i] >= 0x30, buf[i] <= 0x39 {
+            pages = pages * 10 + Int(buf[i] - 0x30)
+            i += 1
+        }
+        return pages * pageSize
+    }
 }
+
+private let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
