@@ -3,8 +3,8 @@
 #
 #   instructions  the relay under `valgrind --tool=callgrind`, collecting only inside
 #                 Reactor.runOnce (every loop iteration, user space); SCRAPES sequential scrapes
-#                 (one connection each, as Prometheus does after an idle keep-alive timeout) on an
-#                 idle relay; Ir per scrape = collected Ir ÷ SCRAPES. Also the render alone
+#                 (one connection each, the costlier case: a Prometheus agent keeps its connection
+#                 alive) on an idle relay; Ir per scrape = collected Ir ÷ SCRAPES. Also the render alone
 #                 (Metrics.render, --toggle-collect on it).
 #   iterations    the release relay pinned to CPU0 (`taskset`), a scrape every INTERVAL_MS for
 #                 SCRAPES scrapes; the loop-iteration histogram (pyrycode_relay_loop_iteration_seconds)
@@ -12,7 +12,8 @@
 #                 took, and how long, per bucket; and the relay's CPU time (user + kernel, from
 #                 /proc/<pid>/schedstat) over the same scrapes. HOLD=N first opens N idle WebSocket binaries
 #                 (source addresses 127.B.x.1, 8 each: under the per-IP limits), so the process
-#                 holds N more descriptors while it is scraped.
+#                 holds N more descriptors while it is scraped (all within the 30 s before the
+#                 relay's first heartbeat ping to them, with the defaults).
 #
 # Usage: scripts/scrape-cost.sh [RELAY_BINARY]     (default .build/release/pyrycode-relay)
 # Env:   SCRAPES (default 200), INTERVAL_MS (default 50), HOLD (default 0), CALLGRIND (default 1;
@@ -79,7 +80,7 @@ echo "  Ir per scrape, whole loop iterations: $(( (ir_loop_all - ir_loop_one) / 
 echo "  Ir per render (Metrics.render):       $(( (ir_render_all - ir_render_one) / SCRAPES ))"
 fi
 
-# 2. Loop iterations per scrape and their durations (wall clock), release build on CPU0.
+# 2. Loop iterations per scrape, their durations (wall clock) and the relay's CPU time, on CPU0.
 taskset -c 0 "$BIN" "${relay_args[@]}" >"$OUT/relay.hist.log" 2>&1 &
 PID=$!
 wait_port "$METRICS_PORT"
@@ -108,7 +109,7 @@ PY
   [[ -e "$RUNDIR/held" ]] || { echo "scrape-cost: could not hold $HOLD connections" >&2; exit 1; }
 fi
 scrape >"$OUT/first.txt"
-read -r cpu0 _ <"/proc/$PID/schedstat"   # ns on a CPU, user + kernel (sched_stat(5)... proc(5))
+read -r cpu0 _ <"/proc/$PID/schedstat"   # first field: ns spent on a CPU, user + kernel
 for _ in $(seq "$((SCRAPES - 1))"); do scrape >/dev/null; sleep "$(awk "BEGIN{print $INTERVAL_MS/1000}")"; done
 scrape >"$OUT/last.txt"
 read -r cpu1 _ <"/proc/$PID/schedstat"

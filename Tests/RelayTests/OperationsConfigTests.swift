@@ -136,15 +136,16 @@ import Testing
         #expect(second.utf8.count == first.count - 4 - 9)
         #expect(second.contains("\nprocess_open_fds 3\n") && second.hasSuffix("process_resident_memory_bytes 0\n"))
         #expect(String(decoding: first, as: UTF8.self) == text)  // the caller's copy is untouched
+        #expect(text.contains("\npyrycode_relay_frames_forwarded_total{direction=\"phone_to_binary\"} 0\n"))
     }
 
     @Test func formatsNanosecondsAsExactSeconds() {
-        var b: [UInt8] = []
+        let b = ExpositionBuffer(capacity: 4)  // grows as it goes
         for (ns, s) in [(UInt64(0), "0.0"), (1, "0.000000001"), (3_200_000, "0.0032"), (12_000_000_000, "12.0"),
-                        (1_500_000_001, "1.500000001")] {
-            b.removeAll()
+                        (1_500_000_001, "1.500000001"), (UInt64.max, "18446744073.709551615")] {
+            b.reset()
             b.appendSeconds(nanoseconds: ns)
-            #expect(String(decoding: b, as: UTF8.self) == s)
+            #expect(String(decoding: b.bytes, as: UTF8.self) == s)
         }
     }
 }

@@ -47,15 +47,13 @@ public final class Metrics {
         public init() {}
     }
 
-    /// The exposition text, rebuilt in place on every scrape: no String per line, no allocation
-    /// once the buffer has grown to the text's size. Valid until the next `render`.
-    private var text: [UInt8] = []
+    /// The exposition text is rebuilt in this buffer on every scrape: no String per line, no
+    /// allocation once it has grown to the text's size.
+    private let text = ExpositionBuffer(capacity: 8192)
 
     public func render(_ g: Gauges) -> [UInt8] {
-        var o = text
-        text = []  // `o` holds the only reference: appends stay in place
-        o.removeAll(keepingCapacity: true)
-        o.reserveCapacity(8192)
+        let o = text
+        o.reset()
         o.family("pyrycode_relay_connected_binaries", "gauge", "Binaries currently connected (excludes binaries in grace).")
         o.sample("pyrycode_relay_connected_binaries ", g.connectedBinaries)
         o.family("pyrycode_relay_connected_phones", "gauge", "Phones currently connected.")
@@ -107,25 +105,25 @@ public final class Metrics {
         o.sample("pyrycode_relay_tls_handshakes_total{result=\"failed\"} ", tlsHandshakesFailed)
         o.family("pyrycode_relay_loop_iteration_seconds", "histogram", "Event-loop iteration durations (events, timers and writes of one epoll_wait wake-up).")
         var cumulative: UInt64 = 0
-        for (i, label) in LoopLatency.boundLabels.enumerated() {
+        for (i, label) in Metrics.bucketLabels.enumerated() {
             cumulative += g.loopLatency.counts[i]
             o.append("pyrycode_relay_loop_iteration_seconds_bucket{le=\"")
-            o.append(contentsOf: label.utf8)
+            o.append(label)
             o.sample("\"} ", cumulative)
         }
         o.sample("pyrycode_relay_loop_iteration_seconds_bucket{le=\"+Inf\"} ", g.loopLatency.count)
         o.append("pyrycode_relay_loop_iteration_seconds_sum ")
         o.appendSeconds(nanoseconds: g.loopLatency.sumNs)
-        o.append(0x0A)
+        o.append(byte: 0x0A)
         o.sample("pyrycode_relay_loop_iteration_seconds_count ", g.loopLatency.count)
         o.family("process_open_fds", "gauge", "Open file descriptors.")
         o.sample("process_open_fds ", g.openFileDescriptors)
         o.family("process_resident_memory_bytes", "gauge", "Resident set size.")
         o.sample("process_resident_memory_bytes ", g.residentMemoryBytes)
-        text = o
-        return o
+        return o.bytes
     }
 
+    private static let bucketLabels = LoopLatency.boundLabels.map { Array($0.utf8) }
     /// Label values by `rawValue`, as the Go relay spells them.
     private static let outcomeLabels: [StaticString] = [
         "accept", "reject_headers", "reject_409", "reject_404", "reject_429", "reject_rate_limit",
@@ -133,46 +131,111 @@ public final class Metrics {
     private static let failureLabels: [StaticString] = ["no_server", "server_in_use", "phones_at_cap", "ratelimit"]
 }
 
-/// Prometheus text-format pieces appended to a byte buffer without building Strings.
-extension [UInt8] {
-    mutating func append(_ s: StaticString) {
-        s.withUTF8Buffer { append(contentsOf: $0) }
+/// A growable byte buffer written through a pointer, for the Prometheus text format: fixed text
+/// from `StaticString`s, integers formatted in place.
+final class ExpositionBuffer {
+    private var base: UnsafeMutablePointer<UInt8>
+    private var capacity: Int
+    private(set) var count = 0
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        base = .allocate(capacity: capacity)
     }
 
-    mutating func family(_ name: StaticString, _ type: StaticString, _ help: StaticString) {
-        append("# HELP "); append(name); append(0x20); append(help)
-        append("\n# TYPE "); append(name); append(0x20); append(type); append(0x0A)
+    deinit { base.deallocate() }
+
+    func reset() { count = 0 }
+
+    /// The text so far, copied out.
+    var bytes: [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
+
+    @inline(__always)
+    private func reserve(_ n: Int) {
+        if count + n > capacity { grow(n) }
+    }
+
+    private func grow(_ n: Int) {
+        let grown = UnsafeMutablePointer<UInt8>.allocate(capacity: max(capacity * 2, count + n))
+        grown.update(from: base, count: count)
+        base.deallocate()
+        base = grown
+        capacity = max(capacity * 2, count + n)
+    }
+
+    func append(byte: UInt8) {
+        reserve(1)
+        base[count] = byte
+        count += 1
+    }
+
+    func append(_ s: StaticString) {
+        let n = s.utf8CodeUnitCount
+        reserve(n)
+        (base + count).update(from: s.utf8Start, count: n)
+        count += n
+    }
+
+    func append(_ bytes: [UInt8]) {
+        reserve(bytes.count)
+        bytes.withUnsafeBufferPointer { b in
+            if let p = b.baseAddress { (base + count).update(from: p, count: b.count) }
+        }
+        count += bytes.count
+    }
+
+    func family(_ name: StaticString, _ type: StaticString, _ help: StaticString) {
+        append("# HELP "); append(name); append(byte: 0x20); append(help)
+        append("\n# TYPE "); append(name); append(byte: 0x20); append(type); append(byte: 0x0A)
     }
 
     /// `prefix` (the series and a space) then the value and a newline.
-    mutating func sample<I: BinaryInteger>(_ prefix: StaticString, _ value: I) {
+    func sample(_ prefix: StaticString, _ value: Int) {
         append(prefix)
         appendDecimal(value)
-        append(0x0A)
+        append(byte: 0x0A)
     }
 
-    mutating func appendDecimal<I: BinaryInteger>(_ value: I) {
-        if value < 0 { append(UInt8(ascii: "-")) }
-        var v = UInt64(value.magnitude)
-        let start = count
-        repeat {
-            append(0x30 + UInt8(v % 10))
+    func sample(_ prefix: StaticString, _ value: UInt64) {
+        append(prefix)
+        appendDecimal(value)
+        append(byte: 0x0A)
+    }
+
+    func appendDecimal(_ value: Int) {
+        if value < 0 { append(byte: UInt8(ascii: "-")) }
+        appendDecimal(UInt64(value.magnitude))
+    }
+
+    func appendDecimal(_ value: UInt64) {
+        var digits = 1
+        var v = value
+        while v >= 10 { v /= 10; digits += 1 }
+        appendDigits(value, digits)
+    }
+
+    /// The low `digits` decimal digits of `value`, zero-padded on the left.
+    private func appendDigits(_ value: UInt64, _ digits: Int) {
+        reserve(digits)
+        var v = value
+        var i = count + digits - 1
+        while i >= count {
+            base[i] = 0x30 + UInt8(v % 10)
             v /= 10
-        } while v > 0
-        self[start...].reverse()
+            i -= 1
+        }
+        count += digits
     }
 
     /// Nanoseconds as decimal seconds, exact: `0.0032`, `12.0`.
-    mutating func appendSeconds(nanoseconds ns: UInt64) {
+    func appendSeconds(nanoseconds ns: UInt64) {
         appendDecimal(ns / 1_000_000_000)
-        append(UInt8(ascii: "."))
+        append(byte: UInt8(ascii: "."))
         var frac = ns % 1_000_000_000
-        guard frac > 0 else { append(0x30); return }
+        guard frac > 0 else { append(byte: 0x30); return }
         var digits = 9
         while frac % 10 == 0 { frac /= 10; digits -= 1 }
-        let start = count
-        for _ in 0..<digits { append(0x30 + UInt8(frac % 10)); frac /= 10 }
-        self[start...].reverse()
+        appendDigits(frac, digits)
     }
 }
 
