@@ -10,6 +10,12 @@ public final class Metrics {
     public enum RegisterFailure: Int, CaseIterable {
         case noServer, serverInUse, phonesAtCap, ratelimit
     }
+    /// Label values by `rawValue`, as the Go relay spells them.
+    private static let outcomeLabels: [StaticString] = [
+        "accept", "reject_headers", "reject_409", "reject_404", "reject_429", "reject_rate_limit",
+    ]
+    private static let failureLabels: [StaticString] = ["no_server", "server_in_use", "phones_at_cap", "ratelimit"]
+    private static let bucketLabels = LoopLatency.boundLabels.map { Array($0.utf8) }
 
     public var framesPhoneToBinary = 0
     public var framesBinaryToPhone = 0
@@ -122,13 +128,6 @@ public final class Metrics {
         o.sample("process_resident_memory_bytes ", g.residentMemoryBytes)
         return o.bytes
     }
-
-    private static let bucketLabels = LoopLatency.boundLabels.map { Array($0.utf8) }
-    /// Label values by `rawValue`, as the Go relay spells them.
-    private static let outcomeLabels: [StaticString] = [
-        "accept", "reject_headers", "reject_409", "reject_404", "reject_429", "reject_rate_limit",
-    ]
-    private static let failureLabels: [StaticString] = ["no_server", "server_in_use", "phones_at_cap", "ratelimit"]
 }
 
 /// A growable byte buffer written through a pointer, for the Prometheus text format: fixed text
