@@ -117,9 +117,10 @@ run() { # SCENARIO TARGETKIND(relay|floor|tls) [extra args]
   [[ $kind == floor ]] && { target="ws://127.0.0.1:$FLOOR_PORT"; pid=$FLOOR_PID; }
   [[ $kind == tls ]] && { target="wss://127.0.0.1:$TLS_PORT"; pid=$TLS_PID; set -- --ca "$RUNDIR/pki/ca.crt" "$@"; }
   echo "bench: $s vs $kind $*"
+  # The table goes to stderr (shown here), the JSON line to $RESULTS only.
   taskset -c 1 "$BIN/relay-bench" run "$s" --target "$target" --relay-pid "$pid" \
     --duration "$DURATION" --repeats "$REPEATS" --json-out "$RESULTS" --label "$label" --quiet "$@" \
-    | grep -v '^{' || echo "bench: $s vs $kind FAILED"
+    || echo "bench: $s vs $kind FAILED"
 }
 
 # S7's yardstick (BENCH.md: "≥ 85% of openssl speed-derived in-process rate"): one full

@@ -145,6 +145,7 @@ public enum RelayApp {
                 Log.info("shutdown_started", ["signal": String(signo), "count": String(relay.liveConnectionCount)])
                 systemd?.stopping()
                 for l in listeners { l.close() }
+                relay.recountDescriptors()
                 relay.beginDrain()
                 reactor.scheduleDelegate(key: 0, at: reactor.now + config.drainDeadlineMs, kind: 250)
             }

@@ -68,8 +68,28 @@ public final class RelayService: ConnectionDelegate {
         g.queuedBytes = context.queuedBytes
         g.loopLatency = context.reactor.loopLatency
         g.logLinesDropped = Log.linesDropped
+        g.openFileDescriptors = openDescriptors()
+        g.residentMemoryBytes = residentMemoryBytes()
         return g
     }
+
+    /// Descriptors that do not belong to a connection (stdio, epoll, timerfd, signalfd, listeners
+    /// and their spares, the instance lock, the notify socket), counted once by walking
+    /// /proc/self/fd; nil until the first scrape and after `recountDescriptors()`.
+    private var fixedDescriptors: Int?
+
+    /// The process's open descriptors without a directory walk per scrape (a walk costs time in
+    /// proportion to the open fds, on the loop): the fixed ones plus the connections' own count.
+    /// Exact while no transient fd (a /proc read, a TLS file load) is open, which is always the
+    /// case between two events on the one thread.
+    func openDescriptors() -> Int {
+        let fixed = fixedDescriptors ?? (openFileDescriptorCount() - context.connectionDescriptors)
+        fixedDescriptors = fixed
+        return fixed + context.connectionDescriptors
+    }
+
+    /// The fixed set changed (listeners closed at shutdown): walk /proc/self/fd again at the next scrape.
+    public func recountDescriptors() { fixedDescriptors = nil }
 
     // MARK: accepting
 

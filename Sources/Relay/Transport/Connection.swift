@@ -105,13 +105,17 @@ public final class Connection: EventHandler {
         self.delegate = delegate
         self.http = HTTPPhase(maxHeaderBytes: settings.maxHeaderBytes)
         self.wsParser = WebSocketParser(maxMessageBytes: settings.maxMessageBytes)
+        context.connectionDescriptors += 1
     }
 
     deinit {
         input.release(to: context.pool)
         context.queuedBytes -= output.count
         output.release(to: context.pool)
-        if fd >= 0 { _ = CEpoll.close(fd) }
+        if fd >= 0 {
+            _ = CEpoll.close(fd)
+            context.connectionDescriptors -= 1
+        }
     }
 
     /// Registers with the reactor and arms the header timeout (docs/protocol.md §3.2: 5 s from accept).
@@ -296,6 +300,7 @@ public final class Connection: EventHandler {
         tls = nil  // SSL_free before the fd goes (the BIO does not own the fd)
         _ = CEpoll.close(fd)
         fd = -1
+        context.connectionDescriptors -= 1
         input.release(to: context.pool)
         context.queuedBytes -= output.count
         output.release(to: context.pool)

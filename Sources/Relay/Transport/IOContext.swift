@@ -10,6 +10,9 @@ public final class IOContext {
     public static let defaultReadBufferSize = Limits.maxMessageBytes + 16
     /// Bytes queued for writing across every connection (docs/protocol.md §7.5 global budget, metrics).
     public var queuedBytes = 0
+    /// Sockets held by live `Connection`s (opened at init, closed in `abort` or `deinit`): the
+    /// part of the process's descriptor count that moves after boot (`process_open_fds`).
+    public internal(set) var connectionDescriptors = 0
     /// Blocks for connection buffers (ByteBuffer.swift).
     public let pool = BufferPool()
     /// TLS handshake steps (`SSL_do_handshake` calls) allowed per loop iteration (a fair loop: a connection storm cannot starve live relays):
