@@ -2,7 +2,7 @@ import CEpoll
 import Histogram
 import Relay
 
-/// The named scenarios of BENCH.md.
+/// The named scenarios of docs/benchmarks.md.
 enum ScenarioID: String, CaseIterable {
     case S1, S1b, S2, S2b, S3, S4, S5, S7, S8, L1, M1
 

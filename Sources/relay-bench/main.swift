@@ -2,7 +2,7 @@ import ArgumentParser
 import CEpoll
 import Relay
 
-/// relay-bench: the load tool of BENCH.md. `run` drives a relay (or the floor) with a named
+/// relay-bench: the load tool behind docs/benchmarks.md. `run` drives a relay (or the floor) with a named
 /// scenario; `floor` is the yardstick forwarder; `callgrind-driver` is the instruction-count
 /// gate of `scripts/callgrind-check.sh`.
 struct RelayBench: ParsableCommand {
