@@ -25,12 +25,17 @@ public protocol ConnectionDelegate: AnyObject {
     func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?)
     /// A TLS handshake finished (`ok`) or failed / timed out (the connection then closes).
     func connection(_ c: Connection, tlsHandshakeFinished ok: Bool)
+    /// Growing `c`'s input or message assembly by `bytes` would pass `IOContext.bufferBudget`
+    /// (0: it already grew past it). Shed holders, `c` included, until it fits; whatever is
+    /// still missing on return is refused by shedding `c`.
+    func connection(_ c: Connection, needsBufferRoom bytes: Int)
 }
 
 extension ConnectionDelegate {
     public func connection(_ c: Connection, tlsHandshakeFinished ok: Bool) {}
     public func connectionDidReceivePong(_ c: Connection) {}
     public func connectionDidDrain(_ c: Connection) {}
+    public func connection(_ c: Connection, needsBufferRoom bytes: Int) {}
 }
 
 /// Per-connection WebSocket settings chosen by the application.

@@ -10,6 +10,17 @@ public final class IOContext {
     public static let defaultReadBufferSize = Limits.maxMessageBytes + 16
     /// Bytes queued for writing across every connection (SPEC §9.3 global budget, metrics).
     public var queuedBytes = 0
+    /// Bytes of input and message-assembly buffers (their capacity) held by every connection:
+    /// unfinished messages, counted against the same budget as queued bytes.
+    public internal(set) var heldBytes = 0
+    /// Queued plus held bytes may not pass this (`--max-buffered-bytes`): a connection whose
+    /// buffers would grow past it asks its delegate to shed holders first (`needsBufferRoom`).
+    public var bufferBudget = Int.max
+    public var bufferedBytes: Int { queuedBytes + heldBytes }
+    /// Bytes of large buffers handed back to malloc since the owner last returned free memory
+    /// to the kernel; past `Limits.trimAfterReleasedBytes` each release calls `onLargeRelease`.
+    public var releasedBytes = 0
+    public var onLargeRelease: (() -> Void)?
     /// Blocks for connection buffers (ByteBuffer.swift).
     public let pool = BufferPool()
     /// TLS handshake steps (`SSL_do_handshake` calls) allowed per loop iteration (DESIGN.md 10):
@@ -26,6 +37,12 @@ public final class IOContext {
     }
 
     deinit { readBuffer.deallocate() }
+
+    /// A buffer larger than a pool block went back to malloc.
+    func noteReleased(_ bytes: Int) {
+        releasedBytes += bytes
+        if releasedBytes >= Limits.trimAfterReleasedBytes { onLargeRelease?() }
+    }
 
     /// Takes one handshake step from this iteration's budget; false when it is spent.
     func takeHandshakeStep() -> Bool {
