@@ -37,6 +37,10 @@ extension RelayService {
             } else {
                 Log.warn("buffer_budget_shed", ["server_id": peer.serverID, "conn_id": peer.connID])
                 v.shed(code: .internalError, reason: Connection.bufferBudgetReason)
+                if peer.role == .phone {
+                    peer.noticeCode = CloseCode.internalError.rawValue
+                    phoneLeavesNow(peer)
+                }
             }
             if v === requester { return }
         }

@@ -156,6 +156,14 @@ extension RelayService {
         }
         Log.warn("phone_backlog_full", ["server_id": phone.serverID, "conn_id": phone.connID])
         pc.closeDroppingBacklog(code: code, reason: "phone backlog full")
+        phoneLeavesNow(phone)
+    }
+
+    /// A phone the relay is closing to get its memory back leaves the registry at once: its
+    /// binary hears the close notice now, not when the socket finally goes (a phone that does
+    /// not read keeps it until the write-stall timeout). `connectionDidClose` finds it gone.
+    func phoneLeavesNow(_ phone: Peer) {
+        perform(registry.phoneLeft(phone.handle, closeCode: phone.noticeCode, closedByBinary: phone.closedByBinary))
     }
 
     func setPhonesPaused(of binary: Connection, _ paused: Bool) {
