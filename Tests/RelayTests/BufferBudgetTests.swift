@@ -142,7 +142,7 @@ import Testing
         #expect(Self.closeFrames(c).isEmpty)
     }
 
-    // MARK: phone backlog (SPEC §9.3)
+    // MARK: phone backlog (docs/operations.md, "Memory")
 
     static func connID(_ server: LoopbackRelay, _ binary: RawSocket, _ phone: RawSocket) -> String {
         Self.sendAll(server, phone, FrameEncoder.maskedFrame(opcode: .text, payload: Array("{}".utf8), maskKey: 3))

@@ -157,7 +157,7 @@ def test_grace_keeps_phones_then_reclaim_evicts_them(relay_bin, start_relay):
 
 
 def test_grace_start_is_logged_server_released(relay_bin, start_relay):
-    """SPEC §8: `server_released` {server_id} when a binary's grace timer is armed (the Go
+    """`server_released` {server_id} when a binary's grace timer is armed (the Go
     relay's event name, which operators' alerts use); a binary refused 4409 never held the slot
     and releases nothing."""
     r = start(start_relay, relay_bin)
@@ -346,7 +346,7 @@ async def flood_until_backlog_full(binary, phone_id, payload):
 
 
 def test_phone_backlog_full_ends_with_a_close_frame_behind_whole_frames(relay_bin, start_relay):
-    """SPEC §9.3 (issue #11): a phone whose outbox overflows gets, once it reads again, what the
+    """Issue #11: a phone whose outbox overflows gets, once it reads again, what the
     kernel already held, the rest of the frame being written, then a close frame 1011
     `phone backlog full` and EOF — every byte parses as whole frames. The binary hears 1011 at
     once (the flood stops on that notice)."""
@@ -383,7 +383,7 @@ def test_phone_backlog_full_ends_with_a_close_frame_behind_whole_frames(relay_bi
 
 
 def test_phone_backlog_full_that_never_reads_is_dropped_at_the_write_stall(relay_bin, start_relay):
-    """SPEC §7/§9.3 with the real 10 s: after the overflow the close frame waits behind the frame
+    """With the real 10 s write stall: after the overflow the close frame waits behind the frame
     being written; a phone that never reads again gets neither and is dropped when the write has
     made no progress for 10 s."""
     r = start(start_relay, relay_bin, "--outbox-budget", "262144")

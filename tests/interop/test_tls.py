@@ -434,7 +434,7 @@ def test_missing_or_late_proxy_header_is_closed_with_zero_bytes(relay_bin, start
 
 @pytest.mark.parametrize("size", [65000, 2000])
 def test_wss_phone_backlog_full_gets_a_close_frame_behind_whole_frames(relay_bin, start_relay, pki, size):
-    """SPEC §9.3 over TLS: when the outbox overflows, the bytes OpenSSL may hold for a blocked
+    """The phone backlog close over TLS: when the outbox overflows, the bytes OpenSSL may hold for a blocked
     SSL_write (a TLS record, which spans several small frames) are kept with the frame being
     written, so the phone (`websockets`, which checks every frame) reads whole messages in
     order, then 1011 `phone backlog full`."""

@@ -144,7 +144,7 @@ extension RelayService {
 
     /// A phone whose queue passed its budget: what is not yet in the kernel is dropped and it
     /// gets a close frame 1011 `phone backlog full` behind the frame it is reading, or the
-    /// directive's own code (SPEC §9.3).
+    /// directive's own code (docs/operations.md, "Memory").
     func overflow(_ pc: Connection, _ phone: Peer, directive: UInt16?) {
         var code = CloseCode.internalError
         if let d = directive {

@@ -107,7 +107,7 @@ extension Connection {
         schedule(.lingerDeadline, at: lingerDeadline)
     }
 
-    /// Closes a peer whose queue overflowed (SPEC §9.3) with a real close frame once it reads
+    /// Closes a peer whose queue overflowed (docs/operations.md) with a real close frame once it reads
     /// again: the queued bytes not yet handed to the kernel are dropped, except the rest of the
     /// frame already partly written (over TLS, also the record OpenSSL may hold pending, which a
     /// retried `SSL_write` must be offered again), so the peer still sees whole frames; then our

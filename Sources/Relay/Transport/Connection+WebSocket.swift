@@ -43,8 +43,8 @@ extension Connection {
             let rest = UnsafeMutableRawBufferPointer(rebasing: bytes[offset...])
             switch wsParser.next(rest) {
             case .needMore:
-                // A message (or its first byte) has begun arriving: SPEC §7's 30 s start here, so
-                // no partial frame, not even a header, can hold its buffer longer.
+                // A message (or its first byte) has begun arriving: the 30 s message deadline
+                // starts here, so no partial frame, not even a header, holds its buffer longer.
                 if wsParser.isAssemblingMessage || offset < bytes.count { armAssemblyDeadline() }
                 return offset
             case .message(let opcode, let payload, let consumed):
