@@ -63,7 +63,7 @@ public struct RelayConfig {
         f.string("phones-per-server", default: String(Limits.phonesPerServerID), "phones per server-id (4429 beyond)")
         f.string("max-message-bytes", default: String(Limits.maxMessageBytes), "largest WebSocket message accepted (1009 beyond)")
         f.string("outbox-budget", default: String(Limits.phoneOutboxBudget), "bytes queued per phone before it is closed 1011")
-        f.string("max-buffered-bytes", default: String(Limits.maxBufferedBytes), "bytes queued for all connections together")
+        f.string("max-buffered-bytes", default: String(Limits.maxBufferedBytes), "bytes queued plus bytes of unfinished messages, all connections together; over it the largest holder is closed 1011")
         f.string("drain-deadline", default: "10s", "how long shutdown waits for connections to close")
         f.string("header-timeout", default: "5s", "time allowed from accept to a complete request head (TLS included)")
         f.string("log-buffer-bytes", default: String(Limits.logBufferBytes), "log bytes held for a slow stderr reader; lines beyond are dropped and counted")

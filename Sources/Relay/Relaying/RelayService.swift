@@ -29,6 +29,8 @@ public final class RelayService: ConnectionDelegate {
     /// Quiet time after the last accept before freed heap pages are returned to the kernel.
     static let trimQuietMs: Int64 = 500
     var lastAcceptMs: Int64 = 0
+    /// When freed buffers last passed `Limits.trimAfterReleasedBytes` (RelayService+BufferBudget).
+    var lastReleaseMs: Int64 = 0
     var trimArmed = false
     /// Repeatable log events (RelayService+LogBudget.swift).
     var logBudget = LogSuppressor<RepeatedLogEvent>(perScopeBurst: Limits.logBurstPerConnection,
@@ -52,6 +54,8 @@ public final class RelayService: ConnectionDelegate {
         // Page in the handshake's SHA-1 path once at boot: OpenSSL's provider set-up touches ~2 MB
         // of libcrypto the first time, which would otherwise land on the first client.
         _ = WebSocketHandshake.acceptKey(for: "dGhlIHNhbXBsZSBub25jZQ==")
+        context.bufferBudget = config.maxBufferedBytes
+        context.onLargeRelease = { [unowned self] in self.noteLargeRelease() }
     }
 
     public var connectedBinaries: Int { registry.connectedBinaries }
@@ -115,9 +119,13 @@ public final class RelayService: ConnectionDelegate {
     /// pages go back to the kernel (malloc_trim), so RSS tracks live connections.
     private func noteAccept() {
         lastAcceptMs = context.reactor.now
+        armTrim(at: lastAcceptMs + RelayService.trimQuietMs)
+    }
+
+    func armTrim(at deadline: Int64) {
         if !trimArmed {
             trimArmed = true
-            context.reactor.scheduleDelegate(key: 0, at: lastAcceptMs + RelayService.trimQuietMs, kind: RelayService.trimKind)
+            context.reactor.scheduleDelegate(key: 0, at: deadline, kind: RelayService.trimKind)
         }
     }
 
@@ -238,16 +246,18 @@ public final class RelayService: ConnectionDelegate {
         case RelayService.logIntervalKind:
             endLogInterval(now: now)
         case RelayService.trimKind:
-            let quietAt = lastAcceptMs + RelayService.trimQuietMs
+            let quietAt = max(lastAcceptMs, lastReleaseMs) + RelayService.trimQuietMs
             if now < quietAt {
                 context.reactor.scheduleDelegate(key: 0, at: quietAt, kind: RelayService.trimKind)
             } else {
                 trimArmed = false
+                context.releasedBytes = 0
                 _ = malloc_trim(0)
             }
         case RelayService.housekeepingKind:
             rateLimiter.sweep(now: now)
             context.pool.trim()
+            context.releasedBytes = 0
             _ = malloc_trim(0)
             context.reactor.scheduleDelegate(key: 0, at: now + RelayService.housekeepingMs, kind: RelayService.housekeepingKind)
         default:
