@@ -9,9 +9,11 @@ import Testing
     typealias WS = WebSocketLoopbackTests
 
     static func phone(_ server: LoopbackRelay) -> (RawSocket, Connection) {
-        let before = Set(server.relay.connections.values.map { ObjectIdentifier($0) })
+        // Strong references: a connection freed meanwhile could hand its address (and so its
+        // ObjectIdentifier) to the new one.
+        let before = Array(server.relay.connections.values)
         let p = WS.upgrade(server, path: "/v1/client", serverID: "s1")
-        let c = server.relay.connections.values.first { !before.contains(ObjectIdentifier($0)) }!
+        let c = server.relay.connections.values.first { new in !before.contains { $0 === new } }!
         return (p, c)
     }
 
@@ -109,7 +111,8 @@ import Testing
     @Test func aGrowthThatCannotFitClosesTheGrower() throws {
         let budget = 64 * 1024
         let server = try LoopbackRelay { $0.maxBufferedBytes = budget }
-        _ = WS.upgrade(server)
+        let binary = WS.upgrade(server)
+        defer { withExtendedLifetime(binary) {} }
         let (p, pc) = Self.phone(server)
         Self.sendAll(server, p, Array(Self.jsonFrame(200_000)[..<150_000]))
         #expect(server.pump { p.poll(); return !Self.closeFrames(p).isEmpty })
