@@ -28,6 +28,8 @@ public final class Metrics {
     public var tlsHandshakesFailed = 0
     /// Half-open connections closed to make room (per-IP or global half-open cap).
     public var halfOpenEvictions = 0
+    /// Sharded mode: upgrades refused with 421 because their server-id belongs to another shard.
+    public var misroutedUpgrades = 0
 
     public init() {}
 
@@ -111,6 +113,8 @@ public final class Metrics {
         o += "pyrycode_relay_loop_iteration_seconds_count \(g.loopLatency.count)\n"
         family("pyrycode_relay_log_lines_dropped_total", "counter", "Log lines dropped because stderr did not take them in time (slow reader, buffer full).")
         o += "pyrycode_relay_log_lines_dropped_total \(g.logLinesDropped)\n"
+        family("pyrycode_relay_misrouted_upgrades_total", "counter", "Upgrades refused with 421 because their server-id belongs to another shard (--shard).")
+        o += "pyrycode_relay_misrouted_upgrades_total \(misroutedUpgrades)\n"
         family("process_open_fds", "gauge", "Open file descriptors.")
         o += "process_open_fds \(openFileDescriptorCount())\n"
         family("process_resident_memory_bytes", "gauge", "Resident set size.")

@@ -5,7 +5,7 @@ public enum RelayApp {
     /// Runs the relay; returns the process exit code.
     public static func main(arguments: [String]) -> Int32 {
         // 1. Flags.
-        let config: RelayConfig
+        var config: RelayConfig
         switch RelayConfig.parse(arguments) {
         case .success(.help(let text)):
             writeStdout(text)
@@ -30,6 +30,13 @@ public enum RelayApp {
             writeStderr("\(e.message)\n")
             return 2
         }
+        // Sharded mode (docs/architecture.md, "v2 = static shards"): --shard or PYRYCODE_RELAY_SHARD.
+        switch ShardAssignment.resolve(flag: config.shard, environment: env.shard) {
+        case .success(let shard): config.shard = shard
+        case .failure(let refusal):
+            writeStderr("pyrycode-relay: \(refusal.description)\n")
+            return 2
+        }
 
         // Signals are blocked before anything else could start a thread (signalfd needs it).
         let signals: SignalChannel
@@ -47,7 +54,7 @@ public enum RelayApp {
             }
         }
         let instance: SingleInstanceOutcome
-        switch runSingleInstanceCheck(env: env, rawEnv: rawEnv, runtimeDirFlag: config.runtimeDir) {
+        switch runSingleInstanceCheck(env: env, rawEnv: rawEnv, runtimeDirFlag: config.runtimeDir, shard: config.shard) {
         case .failure(let refusal):
             writeStderr(refusal.message + "\n")
             return 2
@@ -177,7 +184,8 @@ public enum RelayApp {
         let listenText = listeners.prefix(publicListenerCount).map { $0.address.description }.joined(separator: ",")
         Log.info("relay_started", ["listen": listenText, "mode": config.insecureListen != nil ? "insecure" : "tls",
                                    "version": RelayConfig.version,
-                                   "metrics": config.metricsListen?.description ?? "off"])
+                                   "metrics": config.metricsListen?.description ?? "off",
+                                   "shard": config.shard?.description ?? "none"])
         systemd?.ready()
         reactor.run()
         withExtendedLifetime(instance) {}

@@ -1,0 +1,354 @@
+"""Static sharding behind HAProxy (docs/architecture.md, "v2 = static shards"): the shipped
+deploy/haproxy.cfg in front of three relays started with `--shard i/3`, all on loopback.
+
+HAProxy is Debian's package (scripts/ensure-deps.sh installs it). The test takes the shipped
+file from its `defaults` section on — the timeouts, the TLS frontend, the shard routing and the
+health checks — and changes only addresses, ports and the certificate path; its own short
+`global` section replaces the production one (no chroot, user or log socket). The test CA is
+made with openssl, as tests/interop/test_tls.py does.
+
+Clients connect from distinct loopback addresses (127.1.x.y): HAProxy passes each one on in
+X-Forwarded-For, and the relays (--trust-x-forwarded-for, --max-connections-per-ip 2) admit by
+it, so a relay that saw only HAProxy's address would refuse all but two connections.
+"""
+
+import asyncio
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import tempfile
+import zlib
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from conftest import Relay as Process, free_port, parse_logfmt
+from relaylib import RunningRelay, binary_headers, phone_headers, scrape, wait_until
+from test_tls import PKI
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+SHIPPED_CFG = REPO / "deploy" / "haproxy.cfg"
+HAPROXY = shutil.which("haproxy")
+SHARDS = 3
+PAIRS = 300
+PER_IP_CAP = 2  # a binary and its phone per client address
+TIMEOUT = 60  # the whole scenario of one test, seconds
+HEADLINE = (  # docs/architecture.md: the exact first line of a single-instance refusal, sharded or not
+    "ERROR: multi-instance deploy detected, relay registry is in-memory and cannot share state "
+    "across replicas. Set PYRYCODE_RELAY_SINGLE_INSTANCE=1 to bypass (NOT recommended for production)."
+)
+
+
+@pytest.fixture(scope="module")
+def haproxy_bin():
+    if HAPROXY is None:
+        pytest.fail("haproxy not installed (scripts/ensure-deps.sh installs Debian's package)", pytrace=False)
+    return HAPROXY
+
+
+@pytest.fixture(scope="module")
+def pem(tmp_path_factory):
+    """(CA path, cert+key PEM for HAProxy's `crt`)."""
+    pki = PKI(str(tmp_path_factory.mktemp("shard-pki")))
+    crt, key = pki.leaf("haproxy", 0x5001)
+    bundle = os.path.join(pki.root, "haproxy.pem")
+    with open(bundle, "w") as out:
+        out.write(open(crt).read() + open(key).read())
+    return pki, bundle
+
+
+def shard_of(server_id, n=SHARDS):
+    """docs/architecture.md: CRC-32/IEEE (zlib, the library the relay links) mod N."""
+    return zlib.crc32(server_id.encode()) % n
+
+
+def client_ip(k):
+    return f"127.1.{k // 200}.{k % 200 + 1}"
+
+
+# -- processes -----------------------------------------------------------------------------------
+
+class Shard(RunningRelay):
+    def __init__(self, start_relay, relay_bin, index, rundir, port=None, mport=None):
+        port, mport = port or free_port(), mport or free_port()
+        args = ["--insecure-listen", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{mport}",
+                "--runtime-dir", rundir, "--shard", f"{index}/{SHARDS}", "--trust-x-forwarded-for",
+                "--max-connections-per-ip", str(PER_IP_CAP), "--max-half-open-per-ip", "1024"]
+        super().__init__(start_relay(relay_bin, args, wait_port=port), port, mport)
+        self.index, self.rundir, self.relay_bin, self.start_relay = index, rundir, relay_bin, start_relay
+
+    def restarted(self):
+        """A new process for the same shard on the same ports, as systemd's Restart= would do."""
+        return Shard(self.start_relay, self.relay_bin, self.index, self.rundir, self.port, self.metrics_port)
+
+    def metric(self, name, labels=()):
+        return scrape(self).get((name, labels), 0)
+
+    def claimed_ids(self):
+        return {e["server_id"] for e in self.log_events() if e.get("msg") == "server_claimed"}
+
+
+def start_shards(start_relay, relay_bin):
+    rundir = tempfile.mkdtemp(prefix="relay-shards-")  # one runtime dir: the locks are per shard
+    return [Shard(start_relay, relay_bin, i, rundir) for i in range(SHARDS)]
+
+
+def haproxy_config(shards, port, bundle, mutate=lambda text: text):
+    """The shipped file from `defaults` on, pointed at the test's shards, port and certificate."""
+    text = SHIPPED_CFG.read_text()
+    body = text[text.index("\ndefaults"):]
+    body = body.replace("bind 0.0.0.0:443 ", f"bind 127.0.0.1:{port} ")
+    body = body.replace("bind [::]:443 ", f"bind [::1]:{port} ")
+    body = body.replace("/etc/haproxy/certs/relay.pem", bundle)
+    for s in shards:
+        body = body.replace(f"127.0.0.1:{8100 + s.index} ", f"127.0.0.1:{s.port} ")
+    assert body.count("127.0.0.1:810") == 0, "the shipped file changed shape: update this test"
+    head = "global\n    maxconn 4000\n"
+    return head + mutate(body)
+
+
+def start_haproxy(start_relay, haproxy_bin, config_text):
+    port = int(re.search(r"bind 127\.0\.0\.1:(\d+)\b", config_text).group(1))
+    path = os.path.join(tempfile.mkdtemp(prefix="haproxy-"), "haproxy.cfg")
+    with open(path, "w") as f:
+        f.write(config_text)
+    return start_relay(haproxy_bin, ["-db", "-f", path], wait_port=port)
+
+
+# -- clients -------------------------------------------------------------------------------------
+
+class Pair:
+    def __init__(self, k, server_id):
+        self.k, self.id = k, server_id
+        self.binary = self.phone = None
+        self.rounds = 0
+
+    async def open(self, url, ctx, attempts=1):
+        """Binary, then phone, from the pair's own address; a 503 is retried up to `attempts` times
+        (0.2 s apart: HAProxy's health check, not an event this process can wait on)."""
+        kw = dict(ssl=ctx, open_timeout=10, max_size=None, local_addr=(client_ip(self.k), 0))
+        for attempt in range(attempts):
+            try:
+                self.binary = await connect(url + "/v1/server", additional_headers=binary_headers(self.id), **kw)
+                break
+            except InvalidStatus as e:
+                if e.response.status_code != 503 or attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(0.2)
+        self.phone = await connect(url + "/v1/client", additional_headers=phone_headers(self.id), **kw)
+
+    async def round(self):
+        """phone → binary (wrapped, docs/protocol.md §7.1) → phone (unwrapped, §7.2), numbered."""
+        n = self.rounds
+        await self.phone.send(json.dumps({"id": self.id, "n": n}))
+        env = json.loads(await asyncio.wait_for(self.binary.recv(), 10))
+        assert env["frame"] == {"id": self.id, "n": n}
+        await self.binary.send(json.dumps({"conn_id": env["conn_id"], "frame": {"echo": n}}))
+        assert json.loads(await asyncio.wait_for(self.phone.recv(), 10)) == {"echo": n}
+        self.rounds += 1
+
+    async def close(self):
+        for ws in (self.phone, self.binary):
+            if ws is not None:
+                await ws.close()
+
+
+async def gather_bounded(coros, limit=50):
+    sem = asyncio.Semaphore(limit)
+
+    async def one(c):
+        async with sem:
+            return await c
+
+    return await asyncio.gather(*(one(c) for c in coros))
+
+
+def make_ids(n):
+    ids = [f"srv-{k:03d}-{os.urandom(4).hex()}" for k in range(n)]
+    # Every shard gets ids (about a third each); re-draw in the unlikely case one gets none.
+    return ids if len({shard_of(i) for i in ids}) == SHARDS else make_ids(n)
+
+
+# -- tests ---------------------------------------------------------------------------------------
+
+def test_haproxy_crc32_converter_is_zlib_crc32(start_relay, haproxy_bin):
+    """The map is one function on both sides: HAProxy's `crc32` (no avalanche) equals zlib's
+    crc32(), whose C implementation the relay links; ids with commas, spaces and every visible
+    ASCII byte included (the relay accepts 1-128 visible ASCII bytes, docs/protocol.md §2.3)."""
+    port = free_port()
+    config = ("global\n    maxconn 100\ndefaults\n    mode http\n    timeout connect 1s\n"
+              "    timeout client 5s\n    timeout server 5s\nfrontend f\n"
+              f"    bind 127.0.0.1:{port}\n"
+              '    http-request return status 200 content-type text/plain lf-string '
+              '"%[req.fhdr(x-pyrycode-server),crc32] %[req.fhdr(x-pyrycode-server),crc32,mod(3)]"\n')
+    start_haproxy(start_relay, haproxy_bin, config)
+    ids = ["123456789", "a,b c", "x" * 128, "".join(chr(c) for c in range(0x21, 0x7F))]
+    ids += [os.urandom(8).hex() for _ in range(200)]
+
+    async def ask(server_id):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pyrycode-Server: {server_id}\r\n\r\n"
+                     .encode())
+        data = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        return data.split(b"\r\n\r\n", 1)[1].decode()
+
+    answers = asyncio.run(asyncio.wait_for(gather_bounded([ask(i) for i in ids]), TIMEOUT))
+    assert zlib.crc32(b"123456789") == 0xCBF43926  # the CRC-32/IEEE check value
+    for server_id, answer in zip(ids, answers):
+        assert answer == f"{zlib.crc32(server_id.encode())} {shard_of(server_id)}", server_id
+
+
+def test_three_shards_route_by_crc32_and_a_killed_shard_fails_only_its_ids(
+        relay_bin, start_relay, haproxy_bin, pem):
+    pki, bundle = pem
+    ctx = pki.client_context()
+    shards = start_shards(start_relay, relay_bin)
+    port = free_port()
+    start_haproxy(start_relay, haproxy_bin, haproxy_config(shards, port, bundle))
+    url = f"wss://127.0.0.1:{port}"
+    ids = make_ids(PAIRS)
+    pairs = [Pair(k, i) for k, i in enumerate(ids)]
+    victim = shards[1]
+    doomed = [p for p in pairs if shard_of(p.id) == victim.index]
+    survivors = [p for p in pairs if shard_of(p.id) != victim.index]
+
+    async def scenario():
+        # 1. Every pair connects through HAProxy over TLS and exchanges a message.
+        await gather_bounded([p.open(url, ctx) for p in pairs])
+        await gather_bounded([p.round() for p in pairs])
+
+        # 2. Each server-id was claimed on shard crc32(id) mod 3 and nowhere else.
+        for s in shards:
+            expected = {i for i in ids if shard_of(i) == s.index}
+            wait_until(lambda: s.claimed_ids() == expected, what=f"shard {s.index}'s claims")
+            assert s.metric("pyrycode_relay_connected_binaries") == len(expected)
+            assert s.metric("pyrycode_relay_connected_phones") == len(expected)
+            assert s.metric("pyrycode_relay_misrouted_upgrades_total") == 0
+
+        # 3. Admission saw the client, not HAProxy: a third connection from a pair's address is
+        # over --max-connections-per-ip 2, while HAProxy's own address carries ~200 per shard.
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(url + "/v1/client", additional_headers=phone_headers(survivors[0].id), ssl=ctx,
+                          open_timeout=5, local_addr=(client_ip(survivors[0].k), 0))
+        assert refused.value.response.status_code == 429
+
+        # 4. The victim shard dies (SIGKILL: no drain) while every pair keeps exchanging; once
+        # every doomed pair has seen its connections go, each survivor completes 5 more rounds.
+        targets = {}  # survivor id -> rounds to reach; set after the last doomed pair failed
+        failures = {}
+
+        async def keep_exchanging(p):
+            try:
+                while p.rounds < targets.get(p.id, float("inf")):
+                    await p.round()
+            except (ConnectionClosed, OSError, asyncio.TimeoutError) as e:
+                failures[p.id] = e
+
+        doomed_loops = [asyncio.create_task(keep_exchanging(p)) for p in doomed]
+        survivor_loops = [asyncio.create_task(keep_exchanging(p)) for p in survivors]
+        marks = {p.id: p.rounds for p in survivors}
+        await asyncio.sleep(0)  # let every loop send its first message before the kill
+        victim.proc.signal(signal.SIGKILL)
+        await asyncio.wait_for(asyncio.gather(*doomed_loops), 15)
+        targets.update({p.id: p.rounds + 5 for p in survivors})
+        await asyncio.wait_for(asyncio.gather(*survivor_loops), 20)
+        assert set(failures) == {p.id for p in doomed}, "exactly the victim shard's ids fail"
+        assert all(p.rounds >= marks[p.id] + 5 for p in survivors)
+
+        # 5. While the shard is down its ids get 503 from HAProxy; other ids still pair.
+        victim.proc.wait()
+        probe = Pair(PAIRS, doomed[0].id)
+        with pytest.raises(InvalidStatus) as down:
+            await probe.open(url, ctx)
+        assert down.value.response.status_code == 503
+        fresh_id = next(i for i in (f"srv-new-{n}" for n in range(100)) if shard_of(i) != victim.index)
+        fresh = Pair(PAIRS + 1, fresh_id)
+        await fresh.open(url, ctx)
+        await fresh.round()
+        await fresh.close()
+
+        # 6. The shard restarts on the same address; its ids pair again on it, and only there.
+        back = victim.restarted()
+        await doomed[0].open(url, ctx, attempts=50)
+        await gather_bounded([p.open(url, ctx) for p in doomed[1:]])
+        await gather_bounded([p.round() for p in doomed])
+        wait_until(lambda: back.claimed_ids() == {p.id for p in doomed}, what="the restarted shard's claims")
+        assert back.metric("pyrycode_relay_misrouted_upgrades_total") == 0
+        await gather_bounded([p.close() for p in pairs])
+
+    asyncio.run(asyncio.wait_for(scenario(), TIMEOUT))
+
+
+def test_a_wrong_proxy_map_is_refused_with_421_and_counted(relay_bin, start_relay, haproxy_bin, pem):
+    """A second HAProxy whose map says mod(2) (N changed in one place only): ids it sends to
+    another shard than crc32 mod 3 are refused with 421 and counted where they landed; ids
+    both maps agree on still pair."""
+    pki, bundle = pem
+    ctx = pki.client_context()
+    shards = start_shards(start_relay, relay_bin)
+    port = free_port()
+
+    def wrong(text):
+        assert "crc32,mod(3)" in text
+        return text.replace("crc32,mod(3)", "crc32,mod(2)")
+
+    start_haproxy(start_relay, haproxy_bin, haproxy_config(shards, port, bundle, wrong))
+    url = f"wss://127.0.0.1:{port}"
+    ids = make_ids(60)
+    misrouted = [i for i in ids if shard_of(i, 2) != shard_of(i)]
+    agreed = [i for i in ids if shard_of(i, 2) == shard_of(i)]
+    assert misrouted and agreed
+
+    async def scenario():
+        async def attempt(k, server_id):
+            try:
+                ws = await connect(url + "/v1/server", additional_headers=binary_headers(server_id), ssl=ctx,
+                                   open_timeout=5, local_addr=(client_ip(k), 0))
+            except InvalidStatus as e:
+                return e.response.status_code
+            await ws.close()
+            return 101
+
+        return await gather_bounded([attempt(k, i) for k, i in enumerate(ids)])
+
+    statuses = dict(zip(ids, asyncio.run(asyncio.wait_for(scenario(), TIMEOUT))))
+    assert {statuses[i] for i in misrouted} == {421}
+    assert {statuses[i] for i in agreed} == {101}
+    for s in shards:
+        landed = [i for i in misrouted if shard_of(i, 2) == s.index]
+        assert s.metric("pyrycode_relay_misrouted_upgrades_total") == len(landed)
+        assert s.metric("pyrycode_relay_http_rejects_total", (("status", "421"),)) == len(landed)
+        if landed:
+            line = parse_logfmt(s.proc.wait_for_log(lambda l: "msg=upgrade_misrouted" in l))
+            assert line["shard"] == f"{s.index}/{SHARDS}" and line["path"] == "/v1/server"
+
+
+def test_one_process_per_shard_on_a_host(relay_bin, start_relay):
+    """The same-host lock is per shard: a second relay for shard 1/3 in the same runtime
+    directory exits 2 with the single-instance refusal naming the shard; shard 2/3 beside them
+    starts."""
+    shards = start_shards(start_relay, relay_bin)
+    port = free_port()
+    second = start_relay(relay_bin, ["--insecure-listen", f"127.0.0.1:{port}", "--metrics-listen", "",
+                                     "--runtime-dir", shards[1].rundir, "--shard", "1/3"])
+    assert second.wait(10) == 2
+    err = second.stderr_text().splitlines()
+    assert err[0] == HEADLINE
+    text = "\n".join(err)
+    assert f"instance-1-of-3.lock is held by another relay for shard 1/3, pid {shards[1].proc.pid}" in text
+    assert "this relay claims shard 1/3" in text
+    assert "relay_started" not in text
+    # The environment variable declares the same thing as the flag.
+    again = start_relay(relay_bin, ["--insecure-listen", f"127.0.0.1:{port}", "--metrics-listen", "",
+                                    "--runtime-dir", shards[1].rundir], env={"PYRYCODE_RELAY_SHARD": "1/3"})
+    assert again.wait(10) == 2
+    assert "instance-1-of-3.lock" in again.stderr_text()
+    for s in shards:
+        started = parse_logfmt(s.proc.wait_for_log(lambda l: "msg=relay_started" in l))
+        assert started["shard"] == f"{s.index}/{SHARDS}"
+        assert s.proc.returncode is None
