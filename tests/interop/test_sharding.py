@@ -176,9 +176,10 @@ def make_ids(n):
 # -- tests ---------------------------------------------------------------------------------------
 
 def test_haproxy_crc32_converter_is_zlib_crc32(start_relay, haproxy_bin):
-    """The map is one function on both sides: HAProxy's `crc32` (no avalanche) equals zlib's
-    crc32(), whose C implementation the relay links; ids with commas, spaces and every visible
-    ASCII byte included (the relay accepts 1-128 visible ASCII bytes, docs/protocol.md §2.3)."""
+    """The map is one function on both sides: HAProxy's `crc32` (no avalanche) over the whole
+    header line (req.fhdr: commas included, where req.hdr would split) equals zlib's crc32(),
+    whose C implementation the relay links; the longest id and every visible ASCII byte included
+    (docs/protocol.md §2.3)."""
     port = free_port()
     config = ("global\n    maxconn 100\ndefaults\n    mode http\n    timeout connect 1s\n"
               "    timeout client 5s\n    timeout server 5s\nfrontend f\n"
