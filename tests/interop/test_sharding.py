@@ -19,6 +19,7 @@ import pathlib
 import re
 import shutil
 import signal
+import subprocess
 import tempfile
 import zlib
 
@@ -353,3 +354,46 @@ def test_one_process_per_shard_on_a_host(relay_bin, start_relay):
         started = parse_logfmt(s.proc.wait_for_log(lambda l: "msg=relay_started" in l))
         assert started["shard"] == f"{s.index}/{SHARDS}"
         assert s.proc.returncode is None
+
+
+# -- deploy files --------------------------------------------------------------------------------
+
+TEMPLATE_UNIT = REPO / "deploy" / "pyrycode-relay@.service"
+
+
+def test_shipped_haproxy_cfg_is_valid_and_matches_the_shard_units(haproxy_bin, pem, tmp_path):
+    """`haproxy -c` accepts the shipped file as it is (certificate path aside); its map is
+    mod(3) over three backends, at the addresses the shard env example's pattern gives."""
+    _, bundle = pem
+    cfg = tmp_path / "haproxy.cfg"
+    text = SHIPPED_CFG.read_text()
+    cfg.write_text(text.replace("/etc/haproxy/certs/relay.pem", bundle))
+    check = subprocess.run([haproxy_bin, "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "req.fhdr(x-pyrycode-server),crc32,mod(3)" in text
+    assert "option redispatch" not in text.replace("no `option redispatch`", "")
+    for i in range(SHARDS):
+        assert re.search(rf"^backend shard{i}\n(?:    .*\n)*?    server shard{i} 127\.0\.0\.1:{8100 + i} check", text, re.M)
+    example = (REPO / "deploy" / "pyrycode-relay-shard.env.example").read_text()
+    assert "SHARD_LISTEN=127.0.0.1:8100" in example
+
+
+def test_template_unit_verifies_and_runs_one_shard_per_instance(tmp_path, relay_bin):
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze not installed")
+    text = TEMPLATE_UNIT.read_text().replace("/usr/local/bin/pyrycode-relay", relay_bin)
+    (tmp_path / "pyrycode-relay@1.service").write_text(text)
+    r = subprocess.run(["systemd-analyze", "verify", "./pyrycode-relay@1.service"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "SYSTEMD_LOG_COLOR": "0", "SYSTEMD_PAGER": ""})
+    assert r.returncode == 0 and r.stdout == "" and r.stderr == "", r.stdout + r.stderr
+    settings = TEMPLATE_UNIT.read_text().replace("\\\n", " ")
+    exec_start = re.search(r"^ExecStart=(.*)$", settings, re.M).group(1)
+    assert "--shard %i/${RELAY_SHARDS}" in exec_start
+    assert "--insecure-listen ${SHARD_LISTEN}" in exec_start and "--trust-x-forwarded-for" in exec_start
+    assert re.findall(r"^EnvironmentFile=(.*)$", settings, re.M) == [
+        "/etc/pyrycode-relay/shards.env", "/etc/pyrycode-relay/shard-%i.env"]
+    assert re.search(r"^RuntimeDirectoryPreserve=yes$", settings, re.M)  # shared by the instances
+    assert re.search(r"^CapabilityBoundingSet=$", settings, re.M)
+    assert "AmbientCapabilities" not in settings
+    assert re.search(r"^RestartPreventExitStatus=2$", settings, re.M)
