@@ -78,7 +78,7 @@ class Shard(RunningRelay):
         port, mport = port or free_port(), mport or free_port()
         args = ["--insecure-listen", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{mport}",
                 "--runtime-dir", rundir, "--shard", f"{index}/{SHARDS}", "--trust-x-forwarded-for",
-                "--max-connections-per-ip", str(PER_IP_CAP), "--max-half-open-per-ip", "1024"]
+                "--max-connections-per-ip", str(PER_IP_CAP)]
         super().__init__(start_relay(relay_bin, args, wait_port=port), port, mport)
         self.index, self.rundir, self.relay_bin, self.start_relay = index, rundir, relay_bin, start_relay
 
