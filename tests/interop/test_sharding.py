@@ -397,3 +397,38 @@ def test_template_unit_verifies_and_runs_one_shard_per_instance(tmp_path, relay_
     assert re.search(r"^CapabilityBoundingSet=$", settings, re.M)
     assert "AmbientCapabilities" not in settings
     assert re.search(r"^RestartPreventExitStatus=2$", settings, re.M)
+
+
+def test_install_shards_mode_writes_the_units_env_files_and_haproxy_cfg(tmp_path, relay_bin, haproxy_bin, pem):
+    """deploy/install.sh --shards N: the template unit, shards.env with RELAY_SHARDS=N, one
+    shard-<i>.env per shard at the addresses haproxy.cfg names, and haproxy.cfg for N — for N = 3
+    byte for byte the shipped file, for N = 5 one that `haproxy -c` accepts; no unsharded unit."""
+    def install(root, *args):
+        return subprocess.run(["bash", str(REPO / "deploy" / "install.sh"), "--root", str(root), *args],
+                              capture_output=True, text=True, timeout=60)
+
+    three = tmp_path / "three"
+    three.mkdir()
+    r = install(three, "--binary", relay_bin, "--shards", "3")
+    assert r.returncode == 0, r.stderr
+    conf = three / "etc" / "pyrycode-relay"
+    assert (conf / "haproxy.cfg").read_text() == SHIPPED_CFG.read_text()
+    assert (three / "etc/systemd/system/pyrycode-relay@.service").read_bytes() == TEMPLATE_UNIT.read_bytes()
+    assert not (three / "etc/systemd/system/pyrycode-relay.service").exists()
+    assert "RELAY_SHARDS=3" in (conf / "shards.env").read_text().splitlines()
+    for i in range(3):
+        lines = (conf / f"shard-{i}.env").read_text().splitlines()
+        assert f"SHARD_LISTEN=127.0.0.1:{8100 + i}" in lines and f"SHARD_METRICS=127.0.0.1:{9100 + i}" in lines
+    again = install(three, "--shards", "3")
+    assert again.returncode == 0 and "kept       /etc/pyrycode-relay/shard-0.env" in again.stdout
+
+    five = tmp_path / "five"
+    five.mkdir()
+    assert install(five, "--shards", "5").returncode == 0
+    cfg = (five / "etc/pyrycode-relay/haproxy.cfg").read_text()
+    assert "crc32,mod(5)" in cfg and "backend shard4\n" in cfg and "backend shard5" not in cfg
+    (five / "h.cfg").write_text(cfg.replace("/etc/haproxy/certs/relay.pem", pem[1]))
+    check = subprocess.run([haproxy_bin, "-c", "-f", str(five / "h.cfg")], capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr
+    for bad in (["--shards", "0"], ["--shards", "1025"], ["--shards", "03"], ["--shards", "2", "--domain", "x.example"]):
+        assert install(tmp_path, *bad).returncode == 2, bad
