@@ -15,6 +15,7 @@ Needs a release build (swift build -c release) and haproxy (scripts/ensure-deps.
 """
 
 import argparse
+import atexit
 import json
 import os
 import pathlib
@@ -91,7 +92,7 @@ def haproxy_config(n, port, bundle, shard_ports):
         else:
             body = re.sub(rf"\nbackend shard{k}\n(    [^\n]*\n)*", "\n", body)
             body = re.sub(rf"\n    server shard{k} [^\n]*", "", body)
-    return "global\n    nbthread 1\n    maxconn 20000\n" + body
+    return "global\n    nbthread 1\n    maxconn 4000\n" + body
 
 
 class Target:
@@ -101,6 +102,7 @@ class Target:
         self.procs = []  # (name, Popen)
         self.metrics = []
         self.rundir = tempfile.mkdtemp(prefix="bench-sharded-")
+        atexit.register(self.stop)  # also when a step fails and the script exits early
 
     def start(self, name, argv, port):
         p = subprocess.Popen(["taskset", "-c", "0", *map(str, argv)], stdout=subprocess.DEVNULL,
@@ -118,9 +120,11 @@ class Target:
 
     def stop(self):
         for _, p in self.procs:
-            p.terminate()
+            if p.poll() is None:
+                p.terminate()
         for _, p in self.procs:
             p.wait(10)
+        self.procs = []
         shutil.rmtree(self.rundir, ignore_errors=True)
 
 
