@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""S1 (100 pairs, 64 B, window 1) through HAProxy in front of 1 and 2 shards, beside the relay
-reached directly (plain and TLS): what the proxy hop costs (docs/benchmarks.md, "Sharded").
+"""S1 (100 pairs, 64 B, window 1) through HAProxy in front of 1 and 2 shards (TLS in HAProxy;
+and once without TLS, the hop alone), beside the relay reached directly (plain and TLS): what
+the proxy hop costs (docs/benchmarks.md, "Sharded behind HAProxy").
 
 Every server-side process (relays, HAProxy with `nbthread 1`) runs on CPU0, relay-bench on
 CPU1, as scripts/bench.sh does. HAProxy's configuration is the shipped deploy/haproxy.cfg from
@@ -79,13 +80,16 @@ def make_pki(d):
     return pathlib.Path(d, "ca.crt"), pathlib.Path(d, "leaf.crt"), pathlib.Path(d, "leaf.key"), bundle
 
 
-def haproxy_config(n, port, bundle, shard_ports):
+def haproxy_config(n, port, bundle, shard_ports, tls=True):
     text = (REPO / "deploy" / "haproxy.cfg").read_text()
     body = text[text.index("\ndefaults"):]
     body = body.replace("crc32,mod(3)", f"crc32,mod({n})")
     body = body.replace("bind 0.0.0.0:443 ", f"bind 127.0.0.1:{port} ")
     body = re.sub(r"\n    bind \[::\]:443 [^\n]*", "", body)
+    if not tls:  # the hop alone, without TLS termination
+        body = body.replace(" ssl crt /etc/haproxy/certs/relay.pem alpn http/1.1", "")
     body = body.replace("/etc/haproxy/certs/relay.pem", str(bundle))
+    assert ":443" not in body and f"bind 127.0.0.1:{port}" in body
     for k in range(3):
         if k < n:
             body = body.replace(f"127.0.0.1:{8100 + k} ", f"127.0.0.1:{shard_ports[k]} ")
@@ -172,7 +176,7 @@ def main():
     rows.append(bench("direct TLS", t, f"wss://127.0.0.1:{port}", ca, args))
     t.stop()
 
-    for n in (1, 2):
+    for n, tls in ((1, False), (1, True), (2, True)):
         t = Target()
         shard_ports = []
         for i in range(n):
@@ -182,9 +186,11 @@ def main():
             shard_ports.append(p)
         hport = free_port()
         cfg = pathlib.Path(t.rundir, "haproxy.cfg")
-        cfg.write_text(haproxy_config(n, hport, bundle, shard_ports))
+        cfg.write_text(haproxy_config(n, hport, bundle, shard_ports, tls))
         t.start("haproxy", [haproxy, "-db", "-f", cfg], hport)
-        rows.append(bench(f"HAProxy TLS, {n} shard{'s' if n > 1 else ''}", t, f"wss://127.0.0.1:{hport}", ca, args))
+        label = f"HAProxy {'TLS' if tls else 'plain'}, {n} shard{'s' if n > 1 else ''}"
+        url = f"{'wss' if tls else 'ws'}://127.0.0.1:{hport}"
+        rows.append(bench(label, t, url, ca if tls else None, args))
         t.stop()
 
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
