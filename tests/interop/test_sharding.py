@@ -238,6 +238,11 @@ def test_three_shards_route_by_crc32_and_a_killed_shard_fails_only_its_ids(
             await connect(url + "/v1/client", additional_headers=phone_headers(survivors[0].id), ssl=ctx,
                           open_timeout=5, local_addr=(client_ip(survivors[0].k), 0))
         assert refused.value.response.status_code == 429
+        # ... and a client cannot name another address: HAProxy drops its X-Forwarded-For.
+        with pytest.raises(InvalidStatus) as spoofed:
+            await connect(url + "/v1/client", ssl=ctx, open_timeout=5, local_addr=(client_ip(survivors[0].k), 0),
+                          additional_headers={**phone_headers(survivors[0].id), "X-Forwarded-For": "10.9.9.9"})
+        assert spoofed.value.response.status_code == 429
 
         # 4. The victim shard dies (SIGKILL: no drain) while every pair keeps exchanging; once
         # every doomed pair has seen its connections go, each survivor completes 5 more rounds.
