@@ -89,6 +89,8 @@ import Testing
         #expect(lines[0] == SingleInstanceRefusal.headline)
         #expect(lines[1] == "  reason: same_host signal saw another replica (sharded mode: this relay claims shard 0/2)")
         #expect(lines[2].contains("instance-0-of-2.lock is held by another relay for shard 0/2"))
+        #expect(lines.last == "  " + SingleInstanceRefusal.shardedPointer)
+        #expect(SingleInstanceRefusal.shardedPointer.hasSuffix("section \"v2 = static shards\""))
         withExtendedLifetime(held) {}
     }
 

@@ -349,6 +349,7 @@ def test_one_process_per_shard_on_a_host(relay_bin, start_relay):
     text = "\n".join(err)
     assert f"instance-1-of-3.lock is held by another relay for shard 1/3, pid {shards[1].proc.pid}" in text
     assert "this relay claims shard 1/3" in text
+    assert err[-1].endswith('section "v2 = static shards"')
     assert "relay_started" not in text
     # The environment variable declares the same thing as the flag.
     again = start_relay(relay_bin, ["--insecure-listen", f"127.0.0.1:{port}", "--metrics-listen", "",

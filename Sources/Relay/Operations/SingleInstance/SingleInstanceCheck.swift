@@ -13,13 +13,20 @@ public struct SingleInstanceRefusal: Error, Equatable, Sendable {
         + "state across replicas. Set PYRYCODE_RELAY_SINGLE_INSTANCE=1 to bypass (NOT recommended for production)."
     /// Where deploy/install.sh puts docs/architecture.md (its DOC_DIR; the unit's Documentation=).
     public static let installedArchitectureDoc = "/usr/local/share/doc/pyrycode-relay/architecture.md"
-    public static let pointer = "see: \(installedArchitectureDoc) (docs/architecture.md in the source tree), "
-        + "section \"v1 = single-instance\""
+    public static let pointer = pointer(section: "v1 = single-instance")
+    /// A sharded relay's refusal points at the section on shards and their per-shard lock.
+    public static let shardedPointer = pointer(section: "v2 = static shards")
+
+    static func pointer(section: String) -> String {
+        "see: \(installedArchitectureDoc) (docs/architecture.md in the source tree), section \"\(section)\""
+    }
 
     public let reason: String
     public let report: [SignalReport]
     /// What the operator can do about it, one line (`remedy(for:)`).
     public let remedy: String
+    /// Sharded mode: the `see:` line names the shards section instead.
+    public var sharded = false
 
     /// Headline, the reason, one evidence line per signal, the remedy, the pointer;
     /// newline-separated, no trailing newline.
@@ -27,7 +34,7 @@ public struct SingleInstanceRefusal: Error, Equatable, Sendable {
         var lines = [Self.headline, "  reason: \(reason)"]
         for r in report { lines.append("  evidence: \(r.signal)=\(r.answer.word): \(r.answer.evidence)") }
         lines.append("  fix: \(remedy)")
-        lines.append("  \(Self.pointer)")
+        lines.append("  \(sharded ? Self.shardedPointer : Self.pointer)")
         return lines.joined(separator: "\n")
     }
 
@@ -86,7 +93,8 @@ public func runSingleInstanceCheck(env: EnvironmentConfig, rawEnv: [String: Stri
     case .refuse(let reason, let report):
         let reason = shard.map { "\(reason) (sharded mode: this relay claims shard \($0))" } ?? reason
         return .failure(SingleInstanceRefusal(reason: reason, report: report,
-                                              remedy: SingleInstanceRefusal.remedy(for: report, sameHost: sameHost)))
+                                              remedy: SingleInstanceRefusal.remedy(for: report, sameHost: sameHost),
+                                              sharded: shard != nil))
     case .bypass:
         return .success(SingleInstanceOutcome(lock: nil, logLines: [], decision: .bypass))  // unreachable: handled above
     case .start(let report):
