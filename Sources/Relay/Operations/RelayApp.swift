@@ -182,10 +182,15 @@ public enum RelayApp {
         let logOutput = LogOutput.stderr(reactor: reactor, capacity: config.logBufferBytes)
         Log.output = logOutput
         let listenText = listeners.prefix(publicListenerCount).map { $0.address.description }.joined(separator: ",")
-        Log.info("relay_started", ["listen": listenText, "mode": config.insecureListen != nil ? "insecure" : "tls",
-                                   "version": RelayConfig.version,
-                                   "metrics": config.metricsListen?.description ?? "off",
-                                   "shard": config.shard?.description ?? "none"])
+        let mode = config.insecureListen != nil ? "insecure" : "tls"
+        let metricsText = config.metricsListen?.description ?? "off"
+        if let shard = config.shard {
+            Log.info("relay_started", ["listen": listenText, "mode": mode, "version": RelayConfig.version,
+                                       "metrics": metricsText, "shard": shard.description])
+        } else {
+            Log.info("relay_started", ["listen": listenText, "mode": mode, "version": RelayConfig.version,
+                                       "metrics": metricsText])
+        }
         systemd?.ready()
         reactor.run()
         withExtendedLifetime(instance) {}
