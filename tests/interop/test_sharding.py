@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 import zlib
 
 import pytest
@@ -38,6 +39,7 @@ SHARDS = 3
 PAIRS = 300
 PER_IP_CAP = 2  # a binary and its phone per client address
 TIMEOUT = 60  # the whole scenario of one test, seconds
+GAP_BOUND = 1.5  # seconds: the longest round trip a surviving pair may take while a shard dies
 HEADLINE = (  # docs/architecture.md: the exact first line of a single-instance refusal, sharded or not
     "ERROR: multi-instance deploy detected, relay registry is in-memory and cannot share state "
     "across replicas. Set PYRYCODE_RELAY_SINGLE_INSTANCE=1 to bypass (NOT recommended for production)."
@@ -127,6 +129,7 @@ class Pair:
         self.k, self.id = k, server_id
         self.binary = self.phone = None
         self.rounds = 0
+        self.longest_round = 0.0  # seconds, since the last reset
 
     async def open(self, url, ctx, attempts=1):
         """Binary, then phone, from the pair's own address; a 503 is retried up to `attempts` times
@@ -145,11 +148,13 @@ class Pair:
     async def round(self):
         """phone → binary (wrapped, docs/protocol.md §7.1) → phone (unwrapped, §7.2), numbered."""
         n = self.rounds
+        t0 = time.monotonic()
         await self.phone.send(json.dumps({"id": self.id, "n": n}))
         env = json.loads(await asyncio.wait_for(self.binary.recv(), 10))
         assert env["frame"] == {"id": self.id, "n": n}
         await self.binary.send(json.dumps({"conn_id": env["conn_id"], "frame": {"echo": n}}))
         assert json.loads(await asyncio.wait_for(self.phone.recv(), 10)) == {"echo": n}
+        self.longest_round = max(self.longest_round, time.monotonic() - t0)
         self.rounds += 1
 
     async def close(self):
@@ -246,6 +251,8 @@ def test_three_shards_route_by_crc32_and_a_killed_shard_fails_only_its_ids(
 
         # 4. The victim shard dies (SIGKILL: no drain) while every pair keeps exchanging; once
         # every doomed pair has seen its connections go, each survivor completes 5 more rounds.
+        for p in pairs:
+            p.longest_round = 0.0
         targets = {}  # survivor id -> rounds to reach; set after the last doomed pair failed
         failures = {}
 
@@ -266,6 +273,10 @@ def test_three_shards_route_by_crc32_and_a_killed_shard_fails_only_its_ids(
         await asyncio.wait_for(asyncio.gather(*survivor_loops), 20)
         assert set(failures) == {p.id for p in doomed}, "exactly the victim shard's ids fail"
         assert all(p.rounds >= marks[p.id] + 5 for p in survivors)
+        # Without a gap: no survivor round waited anywhere near the 2 s HAProxy takes to mark
+        # the dead shard down (its rounds take ~0.15 s on a loaded 2-core machine).
+        longest = max(p.longest_round for p in survivors)
+        assert longest < GAP_BOUND, f"a surviving pair stalled {longest:.2f} s"
 
         # 5. While the shard is down its ids get 503 from HAProxy; other ids still pair.
         victim.proc.wait()
