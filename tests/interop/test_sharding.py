@@ -249,6 +249,19 @@ def test_three_shards_route_by_crc32_and_a_killed_shard_fails_only_its_ids(
                           additional_headers={**phone_headers(survivors[0].id), "X-Forwarded-For": "10.9.9.9"})
         assert spoofed.value.response.status_code == 429
 
+        # 3b. HAProxy listens on IPv6 too (the shipped `bind [::]:443 v6only`, here [::1]): a
+        # binary over IPv6 and its phone over IPv4 meet on their shard.
+        v6_id = f"srv-v6-{os.urandom(4).hex()}"
+        v6_binary = await connect(f"wss://[::1]:{port}/v1/server", additional_headers=binary_headers(v6_id),
+                                  ssl=ctx, server_hostname="localhost", open_timeout=10)
+        v6_pair = Pair(PAIRS + 2, v6_id)
+        v6_pair.binary = v6_binary
+        v6_pair.phone = await connect(url + "/v1/client", additional_headers=phone_headers(v6_id), ssl=ctx,
+                                      open_timeout=10, local_addr=(client_ip(v6_pair.k), 0))
+        await v6_pair.round()
+        wait_until(lambda: v6_id in shards[shard_of(v6_id)].claimed_ids(), what="the IPv6 binary's claim")
+        await v6_pair.close()
+
         # 4. The victim shard dies (SIGKILL: no drain) while every pair keeps exchanging; once
         # every doomed pair has seen its connections go, each survivor completes 5 more rounds.
         for p in pairs:
