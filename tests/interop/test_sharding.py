@@ -384,6 +384,13 @@ def test_one_process_per_shard_on_a_host(relay_bin, start_relay):
         started = parse_logfmt(s.proc.wait_for_log(lambda l: "msg=relay_started" in l))
         assert started["shard"] == f"{s.index}/{SHARDS}"
         assert s.proc.returncode is None
+        assert "shard_without_client_address" not in s.proc.stderr_text()  # they trust X-Forwarded-For
+    # A shard that would see only the proxy's address says so at boot.
+    port = free_port()
+    blind = start_relay(relay_bin, ["--insecure-listen", f"127.0.0.1:{port}", "--metrics-listen", "",
+                                    "--runtime-dir", shards[1].rundir, "--shard", "2/4"], wait_port=port)
+    warn = parse_logfmt(blind.wait_for_log(lambda l: "msg=shard_without_client_address" in l))
+    assert warn["level"] == "warn" and warn["shard"] == "2/4"
 
 
 # -- deploy files --------------------------------------------------------------------------------

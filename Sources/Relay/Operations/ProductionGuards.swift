@@ -29,6 +29,14 @@ public enum ProductionGuards {
                     + "10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7)"
             }
         }
+        if let shard = config.shard, config.insecureListen != nil, !config.trustXForwardedFor {
+            // Behind the proxy every connection comes from the proxy's address: without the
+            // client's address every client shares one rate limit (docs/architecture.md, "v2 = static shards").
+            Log.warn("shard_without_client_address", [
+                "shard": shard.description,
+                "reason": "plain listener without --trust-x-forwarded-for: behind a proxy all clients share one address's limits",
+            ])
+        }
         if env.production && euid == 0 {
             return "PYRYCODE_RELAY_PRODUCTION=1 refuses to run as root (euid 0)"
         }
