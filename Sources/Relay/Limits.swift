@@ -75,4 +75,9 @@ public enum Limits {
     /// Repeatable events: lines per event over all connections in one interval, then one summary.
     public static let logBurstGlobal = 100
     public static let logSuppressionIntervalMs: Int64 = 10_000
+
+    // Sharding (docs/architecture.md, "v2 = static shards")
+    /// Most shards one deployment may declare (`--shard i/N`): far above the cores of the
+    /// largest VM times a handful of VMs, and it keeps the per-shard lock names short.
+    public static let maxShards = 1024
 }

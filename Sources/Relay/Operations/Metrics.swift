@@ -30,6 +30,8 @@ public final class Metrics {
     public var tlsHandshakesFailed = 0
     /// Half-open connections closed to make room (per-IP or global half-open cap).
     public var halfOpenEvictions = 0
+    /// Sharded mode: upgrades refused with 421 because their server-id belongs to another shard.
+    public var misroutedUpgrades = 0
 
     public init() {}
 
@@ -129,6 +131,8 @@ public final class Metrics {
         o.sample("pyrycode_relay_loop_iteration_seconds_count ", g.loopLatency.count)
         o.family("pyrycode_relay_log_lines_dropped_total", "counter", "Log lines dropped because stderr did not take them in time (slow reader, buffer full).")
         o.sample("pyrycode_relay_log_lines_dropped_total ", g.logLinesDropped)
+        o.family("pyrycode_relay_misrouted_upgrades_total", "counter", "Upgrades refused with 421 because their server-id belongs to another shard (--shard).")
+        o.sample("pyrycode_relay_misrouted_upgrades_total ", misroutedUpgrades)
         o.family("process_open_fds", "gauge", "Open file descriptors.")
         o.sample("process_open_fds ", g.openFileDescriptors)
         o.family("process_resident_memory_bytes", "gauge", "Resident set size.")

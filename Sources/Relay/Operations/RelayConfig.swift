@@ -24,6 +24,8 @@ public struct RelayConfig {
     public var drainDeadlineMs = Limits.drainDeadlineMs
     public var logBufferBytes = Limits.logBufferBytes
     public var connection = ConnectionSettings()
+    /// `--shard i/N` (or `PYRYCODE_RELAY_SHARD`, merged by `RelayApp`): sharded mode; nil = the whole map.
+    public var shard: ShardAssignment?
 
     public init() {}
 
@@ -67,6 +69,7 @@ public struct RelayConfig {
         f.string("drain-deadline", default: "10s", "how long shutdown waits for connections to close")
         f.string("header-timeout", default: "5s", "time allowed from accept to a complete request head (TLS included)")
         f.string("log-buffer-bytes", default: String(Limits.logBufferBytes), "log bytes held for a slow stderr reader; lines beyond are dropped and counted")
+        f.string("shard", default: "", "sharded mode: serve shard i of N, the server-ids with crc32(id) mod N = i, behind a proxy that routes on X-Pyrycode-Server (also PYRYCODE_RELAY_SHARD)")
         f.bool("version", "print the version and exit")
         return f
     }
@@ -110,6 +113,15 @@ public struct RelayConfig {
             throw Refusal(description: "invalid value \"\(text)\" for --\(name): want a duration such as 30s or 500ms")
         }
         return v
+    }
+
+    private static func shard(_ flags: FlagSet) throws(Refusal) -> ShardAssignment? {
+        let text = flags.string(ShardAssignment.flagName)
+        guard flags.isSet(ShardAssignment.flagName) else { return nil }
+        guard let s = ShardAssignment(parsing: text) else {
+            throw Refusal(description: "invalid value \"\(text)\" for --\(ShardAssignment.flagName): \(ShardAssignment.expected)")
+        }
+        return s
     }
 
     static func build(_ flags: FlagSet) throws(Refusal) -> RelayConfig {
@@ -167,6 +179,7 @@ public struct RelayConfig {
         c.drainDeadlineMs = try duration(flags, "drain-deadline")
         c.connection.headerTimeoutMs = try duration(flags, "header-timeout")
         c.logBufferBytes = try positive(flags, "log-buffer-bytes")
+        c.shard = try shard(flags)
         return c
     }
 }

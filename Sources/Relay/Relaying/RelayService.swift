@@ -214,6 +214,9 @@ public final class RelayService: ConnectionDelegate {
             metrics.upgrade(endpoint, .rejectHeaders)
             return reject(.badRequest, close: true)
         }
+        if let shard = config.shard, !shard.owns(head.value("x-pyrycode-server")!) {
+            return rejectMisrouted(c, path: path, shard: shard)
+        }
         let acceptKey: String
         switch WebSocketHandshake.validate(head) {
         case .reject(let status, let extra):
@@ -234,6 +237,16 @@ public final class RelayService: ConnectionDelegate {
         liveWebSockets += 1
         halfOpen.remove(c)
         return .upgrade(acceptKey: acceptKey, extraHeaders: [])
+    }
+
+    /// docs/architecture.md ("v2 = static shards"): the proxy sent a server-id of another shard.
+    /// 421 (RFC 9110 §15.5.20: this server cannot answer for the request's target) and a counter,
+    /// so a wrong proxy map shows at once rather than as 4404s for binaries that are online
+    /// elsewhere. Not an upgrade outcome: the request never reached the registry of its shard.
+    func rejectMisrouted(_ c: Connection, path: String, shard: ShardAssignment) -> HTTPDisposition {
+        metrics.misroutedUpgrades += 1
+        logRepeated(.upgradeMisrouted, ["remote": c.remote.ipString, "path": path, "shard": shard.description])
+        return reject(.misdirected, close: true)
     }
 
     // MARK: timers
