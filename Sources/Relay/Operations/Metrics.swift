@@ -49,6 +49,8 @@ public final class Metrics {
         public var halfOpen = 0
         public var loopLatency = LoopLatency()
         public var logLinesDropped = 0
+        /// Wakes per `PushService.Outcome`; nil (no series) when push is not configured.
+        public var pushWakes: [Int]?
         public init() {}
     }
 
@@ -111,6 +113,12 @@ public final class Metrics {
         o += "pyrycode_relay_loop_iteration_seconds_count \(g.loopLatency.count)\n"
         family("pyrycode_relay_log_lines_dropped_total", "counter", "Log lines dropped because stderr did not take them in time (slow reader, buffer full).")
         o += "pyrycode_relay_log_lines_dropped_total \(g.logLinesDropped)\n"
+        if let wakes = g.pushWakes {
+            family("pyrycode_relay_push_wakes_total", "counter", "push_wake requests, by outcome.")
+            for outcome in PushService.Outcome.allCases {
+                o += "pyrycode_relay_push_wakes_total{outcome=\"\(outcome.label)\"} \(wakes[outcome.rawValue])\n"
+            }
+        }
         family("process_open_fds", "gauge", "Open file descriptors.")
         o += "process_open_fds \(openFileDescriptorCount())\n"
         family("process_resident_memory_bytes", "gauge", "Resident set size.")

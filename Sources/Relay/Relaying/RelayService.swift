@@ -33,6 +33,8 @@ public final class RelayService: ConnectionDelegate {
     /// Repeatable log events (RelayService+LogBudget.swift).
     var logBudget = LogSuppressor<RepeatedLogEvent>(perScopeBurst: Limits.logBurstPerConnection,
                                                     globalBurst: Limits.logBurstGlobal)
+    /// FCM wakes (docs/protocol.md §9); nil when push is not configured.
+    public var push: PushService?
 
     public init(config: RelayConfig, context: IOContext) {
         self.config = config
@@ -68,6 +70,7 @@ public final class RelayService: ConnectionDelegate {
         g.queuedBytes = context.queuedBytes
         g.loopLatency = context.reactor.loopLatency
         g.logLinesDropped = Log.linesDropped
+        g.pushWakes = push?.counts
         return g
     }
 
@@ -227,6 +230,7 @@ public final class RelayService: ConnectionDelegate {
             }
         case RelayService.housekeepingKind:
             rateLimiter.sweep(now: now)
+            push?.sweep(now: now)
             context.pool.trim()
             _ = malloc_trim(0)
             context.reactor.scheduleDelegate(key: 0, at: now + RelayService.housekeepingMs, kind: RelayService.housekeepingKind)
