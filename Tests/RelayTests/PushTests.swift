@@ -187,4 +187,14 @@ import Testing
         #expect(JSONValue.parse(Array("{} x".utf8)) == nil)
         #expect(JSONValue.parse(Array("{\"a\":1,}".utf8)) == nil)
     }
+
+    @Test func fcmBaseURLIsAnHTTPSTestHookValidatedAtBoot() throws {
+        let v = EnvironmentConfig.fcmBaseURLVar
+        #expect(try EnvironmentConfig.parse([v: "https://127.0.0.1:8443"]).get().fcmBaseURL == "https://127.0.0.1:8443")
+        #expect(try EnvironmentConfig.parse([:]).get().fcmBaseURL == nil)
+        for bad in ["", "http://127.0.0.1:8443", "127.0.0.1:8443", "https://h/?q=1"] {
+            guard case .failure(let e) = EnvironmentConfig.parse([v: bad]) else { Issue.record("accepted \(bad)"); continue }
+            #expect(e.variable == v)
+        }
+    }
 }
