@@ -31,6 +31,17 @@ public enum RelayApp {
             return 2
         }
 
+        // The FCM key's fields (docs/operations.md § Push): a key that cannot sign would fail every wake.
+        var pushKey: ServiceAccountKey?
+        if let json = env.fcmCredentials {
+            switch ServiceAccountKey.parse(json) {
+            case .success(let k): pushKey = k
+            case .failure(let e):
+                writeStderr(EnvironmentError(variable: EnvironmentConfig.fcmCredentialsVar, reason: e.reason).message + "\n")
+                return 2
+            }
+        }
+
         // Signals are blocked before anything else could start a thread (signalfd needs it).
         let signals: SignalChannel
         do { signals = try SignalChannel([SIGTERM, SIGINT, SIGHUP]) } catch {
@@ -80,6 +91,17 @@ public enum RelayApp {
         let context = IOContext(reactor: reactor)
         let relay = RelayService(config: config, context: context)
         let metricsService = MetricsService(context: context, relay: relay)
+        if let pushKey {
+            // docs/protocol.md §9: wakes go out through the reactor's own HTTPS client.
+            let base = env.fcmBaseURL ?? PushMessages.defaultBaseURL
+            do {
+                let client = try HTTPSClient(reactor: reactor)
+                relay.push = PushService(key: pushKey, baseURL: base, client: client, now: { reactor.now })
+            } catch {
+                writeStderr("pyrycode-relay: push: \(error)\n")
+                return 1
+            }
+        }
         // systemd integration (docs/operations.md): inherited listeners, and READY/STATUS/WATCHDOG/STOPPING.
         let activation: SocketActivation
         switch SocketActivation.fromEnvironment(rawEnv) {
@@ -177,7 +199,8 @@ public enum RelayApp {
         let listenText = listeners.prefix(publicListenerCount).map { $0.address.description }.joined(separator: ",")
         Log.info("relay_started", ["listen": listenText, "mode": config.insecureListen != nil ? "insecure" : "tls",
                                    "version": RelayConfig.version,
-                                   "metrics": config.metricsListen?.description ?? "off"])
+                                   "metrics": config.metricsListen?.description ?? "off",
+                                   "push": relay.push == nil ? "off" : "fcm"])
         systemd?.ready()
         reactor.run()
         withExtendedLifetime(instance) {}

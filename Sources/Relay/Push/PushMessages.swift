@@ -153,6 +153,7 @@ public struct PushFailure: Error, Equatable, Sendable {
         case .responseTooLarge: text = "response too large"
         case .malformedResponse: text = "malformed response"
         case .closed: text = "connection closed"
+        case .invalidRequest: text = "invalid request"
         }
     }
 }
