@@ -172,6 +172,7 @@ def main():
         n, ns, wall = asyncio.run(cpu_per_wake(r, outcomes, a.wakes))
         print(f"cpu per wake (cached token, kept-alive FCM connections): {ns / 1000:.1f} us over {n} wakes "
               f"({wall:.2f} s wall)")
+        print(f"FCM: {len(google.fcm.requests)} requests over {google.fcm.connections} TLS connections")
         google.fcm.delay = 2.0
         for run, (label, flight) in enumerate([("no wake in flight", False),
                                                ("32 wakes in flight, FCM answers after 2 s", True)]):

@@ -9,6 +9,7 @@ import ipaddress
 import json
 import socketserver
 import ssl
+import sys
 import tempfile
 import threading
 import time
@@ -94,7 +95,8 @@ def b64url(s):
 class FakeServer:
     """A threaded HTTPS/1.1 server (keep-alive) that records each request and answers through
     `self.answer(request) -> (status, body bytes)`, or holds it open while `self.hold` is set.
-    `delay` seconds pass before each answer. TLS handshakes run in the per-connection thread."""
+    `delay` seconds pass before each answer. TLS handshakes run in the per-connection thread;
+    `connections` counts the completed ones, `handshake_failures` the others."""
 
     def __init__(self, cert, answer):
         self.port = free_port()
@@ -103,6 +105,7 @@ class FakeServer:
         self.hold = False
         self.requests = []
         self.handshake_failures = 0
+        self.connections = 0
         self.active = 0
         self.max_active = 0
         self.lock = threading.Lock()
@@ -154,7 +157,14 @@ class FakeServer:
                     with fake.lock:
                         fake.handshake_failures += 1
                     return
+                with fake.lock:
+                    fake.connections += 1
                 super().finish_request(tls, client_address)
+
+            def handle_error(self, request, client_address):
+                # The relay going away mid-answer (a test stopping it) is not an error of the fake.
+                if not isinstance(sys.exc_info()[1], OSError):
+                    super().handle_error(request, client_address)
 
         self.server = Server(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
