@@ -94,13 +94,17 @@ public enum RelayApp {
         if let pushKey {
             // docs/protocol.md §9: wakes go out through the reactor's own HTTPS client.
             let base = env.fcmBaseURL ?? PushMessages.defaultBaseURL
-            do {
-                let client = try HTTPSClient(reactor: reactor)
-                relay.push = PushService(key: pushKey, baseURL: base, client: client, now: { reactor.now })
-            } catch {
+            let client: HTTPSClient
+            do { client = try HTTPSClient(reactor: reactor) } catch {
                 writeStderr("pyrycode-relay: push: \(error)\n")
                 return 1
             }
+            guard let push = PushService(key: pushKey, baseURL: base, client: client, now: { reactor.now }) else {
+                let e = EnvironmentError(variable: EnvironmentConfig.fcmBaseURLVar, reason: "the send URL built from it is not valid")
+                writeStderr(e.message + "\n")
+                return 2
+            }
+            relay.push = push
         }
         // systemd integration (docs/operations.md): inherited listeners, and READY/STATUS/WATCHDOG/STOPPING.
         let activation: SocketActivation
