@@ -31,8 +31,6 @@ public final class PushService {
     public private(set) var counts = [Int](repeating: 0, count: Outcome.allCases.count)
     /// Admitted wakes without an outcome yet (≤ `Limits.pushMaxInFlight`).
     public private(set) var inFlight = 0
-    /// Access-token fetches started (tests check that one serves many wakes).
-    public private(set) var tokenFetches = 0
     var buckets = RateLimiter<String>(burst: Limits.pushBurst, refillMs: Limits.pushRefillMs, idleMs: Limits.pushBucketIdleMs)
     private var accessToken: String?
     private var accessTokenValidUntil: Int64 = 0
@@ -90,7 +88,6 @@ public final class PushService {
             return
         }
         fetching = true
-        tokenFetches += 1
         client.send(request) { [weak self] result in
             self?.tokenFetched(PushMessages.accessToken(result))
         }
