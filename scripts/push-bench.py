@@ -12,12 +12,15 @@ tests/interop/pushlib.py (test CA, loopback only).
    that answers after 2 s. Also the pair's own round-trip p99.
 
     .venv-test/bin/python scripts/push-bench.py --relay .build/release/pyrycode-relay
+    .venv-test/bin/python scripts/push-bench.py --relay .build/release/pyrycode-relay --callgrind reports/push.callgrind
+       (instructions per wake instead: valgrind counts only the batches of step 1)
 """
 
 import argparse
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -79,7 +82,7 @@ def wake(token):
     return json.dumps({"push_wake": {"platform": "fcm", "token": token}})
 
 
-async def cpu_per_wake(r, outcomes, wakes):
+async def cpu_per_wake(r, outcomes, wakes, callgrind):
     bins = [await open_binary(r, f"cpu-{i}", local_addr=source(i)) for i in range(32 * ((wakes // 32 + 5) // 5 + 1))]
     used = [0] * len(bins)
     nxt = 0
@@ -98,10 +101,14 @@ async def cpu_per_wake(r, outcomes, wakes):
     await batch()                              # token fetch + 32 FCM connections opened
     n = wakes // 32
     pid = r.proc.pid
+    if callgrind:
+        subprocess.run(["callgrind_control", "-i", "on", str(pid)], check=True, capture_output=True)
     t0, c0 = time.monotonic(), on_cpu_ns(pid)
     for _ in range(n):
         await batch()
     c1, t1 = on_cpu_ns(pid), time.monotonic()
+    if callgrind:
+        subprocess.run(["callgrind_control", "-i", "off", str(pid)], check=True, capture_output=True)
     for b in bins:
         await b.close()
     return n * 32, (c1 - c0) / (n * 32), t1 - t0
@@ -156,20 +163,30 @@ def main():
     ap.add_argument("--relay", required=True)
     ap.add_argument("--wakes", type=int, default=960)
     ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--callgrind", metavar="OUT",
+                    help="run the relay under valgrind --tool=callgrind, counting only the CPU-per-wake batches, "
+                         "into OUT (then: callgrind_annotate OUT); the latency figures are skipped")
     a = ap.parse_args()
 
     pki, key = make_pki(), make_account_key()
     google = Google(pki)
     port, mport = free_port(), free_port()
-    proc = Relay(a.relay, ["--insecure-listen", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{mport}",
+    prefix = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={a.callgrind}",
+              a.relay] if a.callgrind else [a.relay]
+    proc = Relay(prefix[0], prefix[1:] + ["--insecure-listen", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{mport}",
                            "--runtime-dir", os.path.join("/tmp", f"push-bench-{port}")],
                  env={"PYRYCODE_RELAY_FCM_CREDENTIALS": key_json(key, google.oauth.url + "/token"),
                       "PYRYCODE_RELAY_FCM_BASE_URL": google.fcm.url, "SSL_CERT_FILE": pki["ca"]},
-                 wait_port=port)
+                 wait_port=port, wait_timeout=60)
     r = RunningRelay(proc, port, mport)
     outcomes = Outcomes(proc)
     try:
-        n, ns, wall = asyncio.run(cpu_per_wake(r, outcomes, a.wakes))
+        n, ns, wall = asyncio.run(cpu_per_wake(r, outcomes, a.wakes, a.callgrind))
+        if a.callgrind:
+            proc.stop()
+            total = max(int(l.split()[1]) for l in open(a.callgrind) if l.startswith(("summary:", "totals:")))
+            print(f"instructions per wake (cached token, kept-alive FCM connections): {total // n} Ir over {n} wakes")
+            return
         print(f"cpu per wake (cached token, kept-alive FCM connections): {ns / 1000:.1f} us over {n} wakes "
               f"({wall:.2f} s wall)")
         print(f"FCM: {len(google.fcm.requests)} requests over {google.fcm.connections} TLS connections")

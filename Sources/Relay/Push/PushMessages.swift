@@ -113,12 +113,13 @@ public enum PushMessages {
     /// `projects/…/messages/<id>` → `<id>` when it is `[A-Za-z0-9:_.-]{1,128}` (FCM ids look
     /// like `0:1500415314455276%31bd1c9631bd1c96`, so `%` too); anything else is not logged.
     static func messageID(_ name: String) -> String? {
-        let id = name.split(separator: "/", omittingEmptySubsequences: false).last ?? ""
-        guard !id.isEmpty, id.utf8.count <= 128, id.utf8.allSatisfy({ b in
+        let bytes = Array(name.utf8)
+        let id = bytes[((bytes.lastIndex(of: UInt8(ascii: "/")) ?? -1) + 1)...]
+        guard !id.isEmpty, id.count <= 128, id.allSatisfy({ b in
             (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
                 || b == 0x3A || b == 0x5F || b == 0x2E || b == 0x2D || b == 0x25
         }) else { return nil }
-        return String(id)
+        return String(decoding: id, as: UTF8.self)
     }
 
     // MARK: the wake request

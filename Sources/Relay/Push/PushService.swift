@@ -151,7 +151,7 @@ public final class PushService {
             EVP_Digest(b.baseAddress, b.count, d.baseAddress, &length, EVP_sha256(), nil)
         } }
         precondition(ok == 1 && length == 32, "EVP_Digest(SHA-256) failed")
-        let hex: [Character] = Array("0123456789abcdef")
-        return String(digest[0..<4].flatMap { [hex[Int($0 >> 4)], hex[Int($0 & 0xF)]] })
+        let hex = Array("0123456789abcdef".utf8)
+        return String(decoding: digest[0..<4].flatMap { [hex[Int($0 >> 4)], hex[Int($0 & 0xF)]] }, as: UTF8.self)
     }
 }
