@@ -59,6 +59,10 @@ final class AsyncResolver {
         closeSockets(lookup)
     }
 
+    func cancelAll() {
+        for id in Array(lookups.keys) { cancel(id) }
+    }
+
     func timerFired(key: UInt64, now: Int64) {
         guard let lookup = lookups[key] else { return }  // finished meanwhile: a stale tick
         if now >= lookup.deadline { finish(lookup) } else { ask(lookup) }
