@@ -80,4 +80,38 @@ public enum Limits {
     /// Most shards one deployment may declare (`--shard i/N`): far above the cores of the
     /// largest VM times a handful of VMs, and it keeps the per-shard lock names short.
     public static let maxShards = 1024
+
+    // Push wakes (docs/protocol.md §9)
+    /// Wakes one server-id may request at once, then one per `pushRefillMs`.
+    public static let pushBurst = 6
+    public static let pushRefillMs: Int64 = 10_000
+    /// A server-id's bucket refills completely in burst × refill = 60 s; idle longer, it is forgotten.
+    public static let pushBucketIdleMs: Int64 = 60_000
+    /// Wakes in progress (waiting for the access token or for FCM) across all binaries.
+    public static let pushMaxInFlight = 32
+    /// The OAuth2 assertion's `exp` − `iat`; Google accepts at most one hour. Also the longest an
+    /// access token is cached, whatever `expires_in` says.
+    public static let pushAssertionLifetimeSeconds = 3_600
+    /// An access token is replaced this long before its `expires_in` runs out, so no wake carries
+    /// one that expires on the way.
+    public static let pushTokenRefreshMarginMs: Int64 = 60_000
+
+    // Outbound HTTPS client (Transport/HTTPSClient.swift: push wakes, later ACME)
+    /// One call — resolve, connect, TLS, request, response — ends by then.
+    public static let httpsClientDeadlineMs: Int64 = 10_000
+    /// Response head plus body as received; beyond it the call fails (`responseTooLarge`).
+    public static let httpsClientMaxResponseBytes = 4_096
+    /// A kept-alive connection unused this long is closed (servers close theirs after 60–650 s).
+    public static let httpsClientIdleMs: Int64 = 60_000
+    /// Kept-alive connections over all hosts; a connection finishing beyond it is closed instead.
+    public static let httpsClientMaxIdleConnections = 32
+    /// Addresses of one name tried in turn (AAAA and A interleaved, RFC 8305 §4).
+    public static let httpsClientMaxAddresses = 8
+    /// The shortest slice of the remaining time one connect attempt gets when several addresses
+    /// share it (Go's net.Dialer: the time is split evenly, but not below 2 s).
+    public static let httpsClientMinConnectAttemptMs: Int64 = 2_000
+    /// A DNS lookup gives up after this (the call fails with `resolve`, leaving time for the rest).
+    public static let dnsResolveTimeoutMs: Int64 = 5_000
+    /// Silence after which the questions go to the next nameserver of /etc/resolv.conf.
+    public static let dnsRetryMs: Int64 = 1_000
 }

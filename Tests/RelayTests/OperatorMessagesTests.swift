@@ -8,7 +8,7 @@ import Testing
     @Test func helpNamesTheEnvironmentAndEndpointsAndNoInternalDocuments() {
         let text = RelayConfig.usageText
         for v in ["PYRYCODE_RELAY_PRODUCTION=1", "PYRYCODE_RELAY_SINGLE_INSTANCE=1", "PYRYCODE_RELAY_ASSERT_SINGLE_INSTANCE=true",
-                  "PYRYCODE_RELAY_FCM_CREDENTIALS=", "PYRYCODE_RELAY_FLY_DNS_SERVER=", "RUNTIME_DIRECTORY", "NOTIFY_SOCKET",
+                  "PYRYCODE_RELAY_FCM_CREDENTIALS=", "PYRYCODE_RELAY_FCM_BASE_URL=", "PYRYCODE_RELAY_FLY_DNS_SERVER=", "RUNTIME_DIRECTORY", "NOTIFY_SOCKET",
                   "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "FLY_APP_NAME",
                   "FLY_PRIVATE_IP", "KUBERNETES_SERVICE_HOST", "HOSTNAME"] {
             #expect(text.contains("\n  \(v)") || text.contains(", \(v)"), "\(v)")

@@ -2,6 +2,7 @@
 asks for; deploy/install.sh plans without writing (--dry-run) and installs idempotently under
 --root. No systemd needs to be running: verify works offline on unit files.
 """
+import json
 import os
 import pathlib
 import re
@@ -268,3 +269,44 @@ def test_operations_doc_matches_what_systemd_shows():
     commands = [l.strip() for l in socket_section.splitlines() if l.startswith("    systemctl ")]
     stop = commands.index("systemctl stop pyrycode-relay.service")
     assert stop < commands.index("systemctl enable --now pyrycode-relay.socket"), commands
+
+
+def push_dropin():
+    """The [Service] drop-in of docs/operations.md § Push (FCM), exactly as an operator copies it."""
+    text = (pathlib.Path(REPO_ROOT) / "docs" / "operations.md").read_text()
+    return text.split("## Push (FCM)", 1)[1].split("```ini\n", 1)[1].split("```", 1)[0]
+
+
+def test_push_dropin_verifies_and_hands_the_key_over_by_environment(analyze, tmp_path, relay_bin):
+    dropin = push_dropin()
+    assert "LoadCredential=fcm-key:/etc/pyrycode-relay/fcm-key.json" in dropin.splitlines()
+    exec_line = next(l for l in dropin.splitlines() if l.startswith("ExecStart=/bin/sh -c '"))
+    script = exec_line[len("ExecStart=/bin/sh -c '"):-1]
+    # The wrapped command is the unit's own ExecStart (same flags, $RELAY_ARGS last), after
+    # systemd turns `$$` into `$`.
+    unit_cmd = " ".join(values(SERVICE, "Service", "ExecStart")[0].split())
+    assert script.replace("$$", "$").endswith("exec " + unit_cmd)
+    r = verify(tmp_path, relay_bin, SERVICE,
+               rewrite=lambda t: t + "\n[Service]\n" + dropin.split("[Service]\n", 1)[1].replace(
+                   "/usr/local/bin/pyrycode-relay", relay_bin))
+    assert r.returncode == 0 and r.stdout == "" and r.stderr == "", r.stdout + r.stderr
+
+    # Run the shell part as systemd would (`$$` → `$`, %S → the state directory) with a stand-in
+    # binary that records what it received: the key arrives whole in the variable, never in argv.
+    key = json.dumps({"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----\nsecret-material\n"},
+                     indent=2)
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "fcm-key").write_text(key + "\n")
+    standin = tmp_path / "standin.sh"
+    standin.write_text('#!/bin/sh\nprintf "%s" "$PYRYCODE_RELAY_FCM_CREDENTIALS" > "$OUT/env"\n'
+                       'printf "%s\\n" "$@" > "$OUT/argv"\n')
+    standin.chmod(0o755)
+    cmd = script.replace("$$", "$").replace("%S", "/var/lib").replace("/usr/local/bin/pyrycode-relay", str(standin))
+    subprocess.run(["/bin/sh", "-c", cmd], check=True, timeout=10,
+                   env={"PATH": "/usr/bin:/bin", "CREDENTIALS_DIRECTORY": str(creds), "OUT": str(tmp_path),
+                        "RELAY_ARGS": "--domain relay.example.com --drain-deadline 10s"})
+    assert (tmp_path / "env").read_text() == key
+    argv = (tmp_path / "argv").read_text().split("\n")[:-1]
+    assert argv[-4:] == ["--domain", "relay.example.com", "--drain-deadline", "10s"]
+    assert "--tls-cert" in argv and not any("secret-material" in a or "{" in a for a in argv)

@@ -32,7 +32,7 @@ from relaylib import (RawClient, binary_headers, closed_with, fd_count, open_bin
                       phone_conn_id, phone_headers, recv_json, scrape, start, wait_until)
 
 ENV_VARS = ["PYRYCODE_RELAY_PRODUCTION", "PYRYCODE_RELAY_SINGLE_INSTANCE",
-            "PYRYCODE_RELAY_ASSERT_SINGLE_INSTANCE", "PYRYCODE_RELAY_FCM_CREDENTIALS",
+            "PYRYCODE_RELAY_ASSERT_SINGLE_INSTANCE", "PYRYCODE_RELAY_FCM_CREDENTIALS", "PYRYCODE_RELAY_FCM_BASE_URL",
             "PYRYCODE_RELAY_FLY_DNS_SERVER"]
 
 # docs/operations.md, the keys every log line may carry after ts/level/msg.
@@ -344,6 +344,12 @@ ENV_CASES = [
     ("PYRYCODE_RELAY_FCM_CREDENTIALS", FCM_SECRET),
     ("PYRYCODE_RELAY_FCM_CREDENTIALS", '{"type":"service_account","private_key":"' + FCM_SECRET),
     ("PYRYCODE_RELAY_FCM_CREDENTIALS", '["' + FCM_SECRET + '"]'),
+    # Well-formed JSON, but no key that can sign: refused at boot, still without echo.
+    ("PYRYCODE_RELAY_FCM_CREDENTIALS", json.dumps({
+        "type": "service_account", "client_email": "relay@example.invalid", "token_uri": "https://oauth2.example.invalid/token",
+        "private_key": "-----BEGIN PRIVATE KEY-----\n" + FCM_SECRET + "\n-----END PRIVATE KEY-----\n"})),
+    ("PYRYCODE_RELAY_FCM_BASE_URL", ""), ("PYRYCODE_RELAY_FCM_BASE_URL", "http://127.0.0.1:8443"),
+    ("PYRYCODE_RELAY_FCM_BASE_URL", "fcm.googleapis.com"), ("PYRYCODE_RELAY_FCM_BASE_URL", "https://host:99999"),
     ("PYRYCODE_RELAY_FLY_DNS_SERVER", ""), ("PYRYCODE_RELAY_FLY_DNS_SERVER", "resolver"),
     ("PYRYCODE_RELAY_FLY_DNS_SERVER", "127.0.0.1"), ("PYRYCODE_RELAY_FLY_DNS_SERVER", ":53"),
 ]
@@ -365,12 +371,17 @@ def test_invalid_env_var_exits_2_naming_it(relay_bin, var, value):
 
 
 def test_valid_fcm_key_is_never_logged(relay_bin, start_relay):
-    key = json.dumps({"type": "service_account", "client_email": "relay@example.invalid",
-                      "private_key": "-----BEGIN PRIVATE KEY-----\n" + FCM_SECRET + "\n-----END PRIVATE KEY-----\n"})
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    key = json.dumps({"type": "service_account", "client_email": FCM_SECRET + "@example.invalid",
+                      "token_uri": "https://oauth2.example.invalid/token", "private_key": pem})
     r = start(start_relay, relay_bin, env={"PYRYCODE_RELAY_FCM_CREDENTIALS": key})
-    r.proc.wait_for_log(lambda l: "msg=relay_started" in l)
+    r.proc.wait_for_log(lambda l: "msg=relay_started" in l and "push=fcm" in l)
     assert r.proc.stop() == 0
-    assert FCM_SECRET not in r.proc.stderr_text()
+    log = r.proc.stderr_text()
+    assert FCM_SECRET not in log and pem.splitlines()[1] not in log
 
 
 # ---------------------------------------------------------------------------------------------

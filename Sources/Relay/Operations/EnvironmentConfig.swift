@@ -12,6 +12,9 @@ public struct EnvironmentConfig: Equatable, Sendable {
     public var assertSingleInstance: Bool = false
     /// `PYRYCODE_RELAY_FCM_CREDENTIALS`: the service-account JSON key (push_wake, docs/protocol.md §9). Never log it.
     public var fcmCredentials: String? = nil
+    /// `PYRYCODE_RELAY_FCM_BASE_URL=https://host[:port]`: where FCM sends go instead of
+    /// https://fcm.googleapis.com. A test hook (a fake FCM server), never set in production.
+    public var fcmBaseURL: String? = nil
     /// `PYRYCODE_RELAY_FLY_DNS_SERVER=host:port` (IP literal host): overrides Fly's resolver (tests).
     public var flyDNSServer: String? = nil
     /// `PYRYCODE_RELAY_SHARD=i/N`: sharded mode, as `--shard` (docs/architecture.md, "v2 = static shards").
@@ -23,6 +26,7 @@ public struct EnvironmentConfig: Equatable, Sendable {
     public static let singleInstanceVar = "PYRYCODE_RELAY_SINGLE_INSTANCE"
     public static let assertSingleInstanceVar = "PYRYCODE_RELAY_ASSERT_SINGLE_INSTANCE"
     public static let fcmCredentialsVar = "PYRYCODE_RELAY_FCM_CREDENTIALS"
+    public static let fcmBaseURLVar = "PYRYCODE_RELAY_FCM_BASE_URL"
     public static let flyDNSServerVar = "PYRYCODE_RELAY_FLY_DNS_SERVER"
 
     /// `flyDNSServer` as a socket address (validated by `parse`).
@@ -53,6 +57,16 @@ public struct EnvironmentConfig: Equatable, Sendable {
                                            reason: "not a service-account JSON key (value withheld)")
                 }
                 c.fcmCredentials = v
+            }
+            if let v = env[fcmBaseURLVar] {
+                guard !v.isEmpty else {
+                    throw EnvironmentError(variable: fcmBaseURLVar, reason: "empty value; expected an https:// URL or unset")
+                }
+                // The send path is appended, so the base carries no query.
+                guard HTTPSURL(v) != nil, !v.contains("?") else {
+                    throw EnvironmentError(variable: fcmBaseURLVar, reason: "malformed value; expected https://host[:port] or unset")
+                }
+                c.fcmBaseURL = v
             }
             if let v = env[flyDNSServerVar] {
                 guard !v.isEmpty else {
@@ -111,15 +125,15 @@ extension EnvironmentConfig: CustomStringConvertible, CustomReflectable {
     public var description: String {
         "EnvironmentConfig(production: \(production), bypassSingleInstance: \(bypassSingleInstance), "
             + "assertSingleInstance: \(assertSingleInstance), fcmCredentials: \(fcmCredentials == nil ? "nil" : "<redacted>"), "
-            + "flyDNSServer: \(flyDNSServer ?? "nil"), shard: \(shard.map(String.init(describing:)) ?? "nil"))"
+            + "fcmBaseURL: \(fcmBaseURL ?? "nil"), flyDNSServer: \(flyDNSServer ?? "nil"), shard: \(shard.map(String.init(describing:)) ?? "nil"))"
     }
 
     public var customMirror: Mirror {
         Mirror(self, children: [
             "production": production, "bypassSingleInstance": bypassSingleInstance,
             "assertSingleInstance": assertSingleInstance,
-            "fcmCredentials": fcmCredentials == nil ? "nil" : "<redacted>", "flyDNSServer": flyDNSServer as Any,
-            "shard": shard as Any,
+            "fcmCredentials": fcmCredentials == nil ? "nil" : "<redacted>", "fcmBaseURL": fcmBaseURL as Any,
+            "flyDNSServer": flyDNSServer as Any, "shard": shard as Any,
         ])
     }
 }

@@ -27,7 +27,10 @@ enum HelpText {
           PYRYCODE_RELAY_SINGLE_INSTANCE=1
                 skips the single-instance self-check (NOT recommended for production)
           PYRYCODE_RELAY_FCM_CREDENTIALS=JSON
-                service-account JSON key for push wake-ups; validated at boot (this build sends no pushes yet)
+                Google service-account JSON key: enables push wake-ups through Firebase Cloud Messaging;
+                checked at boot. Supply it from a 0600 file or systemd LoadCredential=, never on a command line
+          PYRYCODE_RELAY_FCM_BASE_URL=URL
+                https URL that replaces https://fcm.googleapis.com for FCM sends; for tests
           PYRYCODE_RELAY_SHARD=I/N
                 sharded mode, as --shard: serve the server-ids with crc32(id) mod N = I behind a proxy
                 that routes on X-Pyrycode-Server; the same-host lock becomes instance-I-of-N.lock

@@ -8,7 +8,7 @@ public enum Log {
 
     /// docs/operations.md keys, plus ones added with a reason (each value is a number, a fixed word, an
     /// address or a path the operator chose — never request bytes):
-    /// `listen`, `mode`, `version`, `metrics` (relay_started: what was bound and how);
+    /// `listen`, `mode`, `version`, `metrics`, `push` (relay_started: what was bound and how, push off or fcm);
     /// `signal`, `count` (shutdown_started/relay_stopped: which signal, how many connections left);
     /// `capabilities` (extra_capabilities: the CapEff names, docs/operations.md);
     /// `reason` (a fixed phrase chosen by the relay, e.g. why a push_wake was dropped);
@@ -21,7 +21,7 @@ public enum Log {
         "server_id", "conn_id", "binary_conn_id", "device_name", "remote", "binary_version", "err", "path",
         "from", "to", "close_code", "token_fp", "duration", "fcm_message_id",
         "listen", "mode", "version", "signal", "same_host", "fly", "kubernetes", "pid", "count",
-        "capabilities", "status", "metrics", "reason", "endpoint", "event",
+        "capabilities", "status", "metrics", "reason", "endpoint", "event", "push",
         "shard",
     ]
 

@@ -16,6 +16,7 @@ public final class Metrics {
     ]
     private static let failureLabels: [StaticString] = ["no_server", "server_in_use", "phones_at_cap", "ratelimit"]
     private static let bucketLabels = LoopLatency.boundLabels.map { Array($0.utf8) }
+    private static let pushOutcomeLabels = PushService.Outcome.allCases.map { Array($0.label.utf8) }
 
     public var framesPhoneToBinary = 0
     public var framesBinaryToPhone = 0
@@ -55,6 +56,8 @@ public final class Metrics {
         public var logLinesDropped = 0
         public var openFileDescriptors = 0
         public var residentMemoryBytes = 0
+        /// Wakes per `PushService.Outcome`; nil (no series) when push is not configured.
+        public var pushWakes: [Int]?
         public init() {}
     }
 
@@ -131,6 +134,14 @@ public final class Metrics {
         o.sample("pyrycode_relay_loop_iteration_seconds_count ", g.loopLatency.count)
         o.family("pyrycode_relay_log_lines_dropped_total", "counter", "Log lines dropped because stderr did not take them in time (slow reader, buffer full).")
         o.sample("pyrycode_relay_log_lines_dropped_total ", g.logLinesDropped)
+        if let wakes = g.pushWakes {
+            o.family("pyrycode_relay_push_wakes_total", "counter", "push_wake requests, by outcome.")
+            for outcome in PushService.Outcome.allCases {
+                o.append("pyrycode_relay_push_wakes_total{outcome=\"")
+                o.append(Metrics.pushOutcomeLabels[outcome.rawValue])
+                o.sample("\"} ", wakes[outcome.rawValue])
+            }
+        }
         o.family("pyrycode_relay_misrouted_upgrades_total", "counter", "Upgrades refused with 421 because their server-id belongs to another shard (--shard).")
         o.sample("pyrycode_relay_misrouted_upgrades_total ", misroutedUpgrades)
         o.family("process_open_fds", "gauge", "Open file descriptors.")

@@ -40,6 +40,17 @@ public enum RelayApp {
             return 2
         }
 
+        // The FCM key's fields (docs/operations.md § Push): a key that cannot sign would fail every wake.
+        var pushKey: ServiceAccountKey?
+        if let json = env.fcmCredentials {
+            switch ServiceAccountKey.parse(json) {
+            case .success(let k): pushKey = k
+            case .failure(let e):
+                writeStderr(EnvironmentError(variable: EnvironmentConfig.fcmCredentialsVar, reason: e.reason).message + "\n")
+                return 2
+            }
+        }
+
         // Signals are blocked before anything else could start a thread (signalfd needs it).
         let signals: SignalChannel
         do { signals = try SignalChannel([SIGTERM, SIGINT, SIGHUP]) } catch {
@@ -89,6 +100,21 @@ public enum RelayApp {
         let context = IOContext(reactor: reactor)
         let relay = RelayService(config: config, context: context)
         let metricsService = MetricsService(context: context, relay: relay)
+        if let pushKey {
+            // docs/protocol.md §9: wakes go out through the reactor's own HTTPS client.
+            let base = env.fcmBaseURL ?? PushMessages.defaultBaseURL
+            let client: HTTPSClient
+            do { client = try HTTPSClient(reactor: reactor) } catch {
+                writeStderr("pyrycode-relay: push: \(error)\n")
+                return 1
+            }
+            guard let push = PushService(key: pushKey, baseURL: base, client: client, now: { reactor.now }) else {
+                let e = EnvironmentError(variable: EnvironmentConfig.fcmBaseURLVar, reason: "the send URL built from it is not valid")
+                writeStderr(e.message + "\n")
+                return 2
+            }
+            relay.push = push
+        }
         // systemd integration (docs/operations.md): inherited listeners, and READY/STATUS/WATCHDOG/STOPPING.
         let activation: SocketActivation
         switch SocketActivation.fromEnvironment(rawEnv) {
@@ -187,12 +213,13 @@ public enum RelayApp {
         let listenText = listeners.prefix(publicListenerCount).map { $0.address.description }.joined(separator: ",")
         let mode = config.insecureListen != nil ? "insecure" : "tls"
         let metricsText = config.metricsListen?.description ?? "off"
+        let pushText = relay.push == nil ? "off" : "fcm"
         if let shard = config.shard {
             Log.info("relay_started", ["listen": listenText, "mode": mode, "version": RelayConfig.version,
-                                       "metrics": metricsText, "shard": shard.description])
+                                       "metrics": metricsText, "push": pushText, "shard": shard.description])
         } else {
             Log.info("relay_started", ["listen": listenText, "mode": mode, "version": RelayConfig.version,
-                                       "metrics": metricsText])
+                                       "metrics": metricsText, "push": pushText])
         }
         systemd?.ready()
         reactor.run()

@@ -85,6 +85,8 @@ public enum Envelope {
                 out.append(hex[Int((v >> 8) & 0xF)])
                 out.append(hex[Int((v >> 4) & 0xF)])
                 out.append(hex[Int(v & 0xF)])
+            case 0..<0x80:
+                out.append(UInt8(v))
             default:
                 out.append(contentsOf: String(scalar).utf8)
             }

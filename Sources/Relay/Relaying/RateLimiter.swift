@@ -1,6 +1,7 @@
 /// Per-key token buckets (docs/protocol.md §3.3: burst 20, one token per 6 s, idle buckets swept after
-/// 120 s), one per `ClientKey` (an IPv6 client's whole /64 shares one). Time is passed in, so the limiter is a pure value tested without clocks.
-public struct RateLimiter {
+/// 120 s), one per `ClientKey` (an IPv6 client's whole /64 shares one); the push service keys
+/// its wake buckets by server-id (docs/protocol.md §9). Time is passed in, so the limiter is a pure value tested without clocks.
+public struct RateLimiter<Key: Hashable> {
     struct Bucket {
         var tokens: Double
         var updatedMs: Int64
@@ -9,9 +10,9 @@ public struct RateLimiter {
     public let burst: Double
     public let refillMs: Int64
     public let idleMs: Int64
-    private var buckets: [ClientKey: Bucket] = [:]
+    private var buckets: [Key: Bucket] = [:]
 
-    public init(burst: Int = Limits.rateBurst, refillMs: Int64 = Limits.rateRefillMs, idleMs: Int64 = Limits.rateBucketIdleMs) {
+    public init(burst: Int, refillMs: Int64, idleMs: Int64) {
         self.burst = Double(burst)
         self.refillMs = refillMs
         self.idleMs = idleMs
@@ -20,7 +21,7 @@ public struct RateLimiter {
     public var bucketCount: Int { buckets.count }
 
     /// Takes one token for `key`; false when the bucket is empty.
-    public mutating func allow(_ key: ClientKey, now: Int64) -> Bool {
+    public mutating func allow(_ key: Key, now: Int64) -> Bool {
         var b = buckets[key] ?? Bucket(tokens: burst, updatedMs: now)
         let elapsed = max(0, now - b.updatedMs)
         b.tokens = min(burst, b.tokens + Double(elapsed) / Double(refillMs))
@@ -34,5 +35,14 @@ public struct RateLimiter {
     /// Drops buckets idle for `idleMs` that have refilled: they carry no information.
     public mutating func sweep(now: Int64) {
         buckets = buckets.filter { now - $0.value.updatedMs < idleMs }
+    }
+}
+
+extension RateLimiter where Key == ClientKey {
+    /// The upgrade limiter of docs/protocol.md §3.3.
+    public init(burst: Int = Limits.rateBurst, refillMs: Int64 = Limits.rateRefillMs, idleMs: Int64 = Limits.rateBucketIdleMs) {
+        self.burst = Double(burst)
+        self.refillMs = refillMs
+        self.idleMs = idleMs
     }
 }

@@ -108,9 +108,8 @@ extension RelayService {
             logRepeated(.binaryForwarderUnmarshalErr, peer: peer, ["server_id": peer.serverID, "conn_id": peer.connID])
             return
         }
-        if env.pushWake != nil && env.connID == .none {
-            // Push is not configured in this build (docs/protocol.md §9): refused with one warn line.
-            logRepeated(.binaryForwarderPushWakeDropped, peer: peer, ["server_id": peer.serverID, "reason": "push not configured"])
+        if let wake = env.pushWake, env.connID == .none {
+            pushWake(peer, UnsafeRawBufferPointer(rebasing: payload[wake]))
             return
         }
         let target = env.withConnIDBytes(in: payload) { id in registry.phone(connID: id, ofBinary: peer.handle) }

@@ -32,9 +32,13 @@ public final class RelayService: ConnectionDelegate {
     /// When freed buffers last passed `Limits.trimAfterReleasedBytes` (RelayService+BufferBudget).
     var lastReleaseMs: Int64 = 0
     var trimArmed = false
+    /// The reactor's timer delegate before ours: it gets the kinds we do not own.
+    private var previousTimerDelegate: ((TimerEntry, Int64) -> Void)?
     /// Repeatable log events (RelayService+LogBudget.swift).
     var logBudget = LogSuppressor<RepeatedLogEvent>(perScopeBurst: Limits.logBurstPerConnection,
                                                     globalBurst: Limits.logBurstGlobal)
+    /// FCM wakes (docs/protocol.md §9); nil when push is not configured.
+    public var push: PushService?
 
     public init(config: RelayConfig, context: IOContext) {
         self.config = config
@@ -43,6 +47,8 @@ public final class RelayService: ConnectionDelegate {
                                  maxPhonesPerServer: config.phonesPerServer)
         self.startedMs = context.reactor.now
         self.halfOpen = HalfOpenTable(limit: config.maxHalfOpen, perKeyLimit: config.maxHalfOpenPerIP)
+        // Kinds that are not ours go to the delegate installed before (e.g. HTTPSClient's).
+        previousTimerDelegate = context.reactor.timerDelegate
         context.reactor.timerDelegate = { [unowned self] entry, now in self.delegateTimer(entry, now: now) }
         context.reactor.scheduleDelegate(key: 0, at: startedMs + RelayService.housekeepingMs, kind: RelayService.housekeepingKind)
         scheduleLogInterval(from: startedMs)
@@ -74,6 +80,7 @@ public final class RelayService: ConnectionDelegate {
         g.logLinesDropped = Log.linesDropped
         g.openFileDescriptors = openDescriptors()
         g.residentMemoryBytes = residentMemoryBytes()
+        g.pushWakes = push?.counts
         return g
     }
 
@@ -269,12 +276,13 @@ public final class RelayService: ConnectionDelegate {
             }
         case RelayService.housekeepingKind:
             rateLimiter.sweep(now: now)
+            push?.sweep(now: now)
             context.pool.trim()
             context.releasedBytes = 0
             _ = malloc_trim(0)
             context.reactor.scheduleDelegate(key: 0, at: now + RelayService.housekeepingMs, kind: RelayService.housekeepingKind)
         default:
-            break
+            previousTimerDelegate?(entry, now)
         }
     }
 

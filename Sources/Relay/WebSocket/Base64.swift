@@ -20,6 +20,13 @@ public enum Base64 {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// RFC 4648 §5 base64url without padding, as JWS compact serialization requires (RFC 7515 §2).
+    public static func urlEncode<C: Collection<UInt8>>(_ bytes: C) -> String {
+        var s = encode(bytes)
+        while s.last == "=" { s.removeLast() }
+        return String(s.map { $0 == "+" ? "-" : $0 == "/" ? "_" : $0 })
+    }
+
     /// Strict decoding: length a multiple of 4, padding required, `=` only at the end, no
     /// whitespace or other bytes. Non-zero bits under the padding are accepted, as Go's
     /// `base64.StdEncoding` (the Go relay's decoder) accepts them. Nil when malformed.
