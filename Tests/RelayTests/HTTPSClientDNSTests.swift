@@ -88,6 +88,14 @@ final class ReactorDNSServer: EventHandler {
         #expect(c.resolver.activeLookups == 0 && c.openConnections == 0)
     }
 
+    @Test func noNameserverFailsAtOnce() throws {
+        let c = try client([])
+        let started = monotonicMs()
+        #expect(call(c, "https://push.test/") == .failure(.resolve))
+        #expect(monotonicMs() - started < 1_000)
+        #expect(c.resolver.activeLookups == 0)
+    }
+
     @Test func etcHostsEntryWinsOverDNS() throws {
         let dns = try ReactorDNSServer(reactor: reactor, records: [:])
         let server = try HTTPSTestServer(reactor: reactor) { _, _, _ in .send(HTTPSTestServer.response(body: "hosts")) }

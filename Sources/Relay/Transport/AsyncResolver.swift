@@ -6,8 +6,9 @@ import CEpoll
 /// lookup, and the relay has one thread).
 ///
 /// Each lookup asks the first nameserver; after `Limits.dnsRetryMs` of silence, or at once when
-/// that server's port is closed, it asks the next one (round robin, the earlier sockets still listening), and it ends when both questions have an
-/// answer or at its deadline with whatever arrived. Spoofing resistance is that of a stub
+/// that server's port is closed, it asks the next one (round robin, the earlier sockets still
+/// listening), and it ends when both questions have an answer or at its deadline with whatever
+/// arrived. Spoofing resistance is that of a stub
 /// resolver: a random 16-bit id per question, a fresh random source port per lookup, a connected
 /// socket (the kernel drops datagrams from anyone but that server), and the question echoed back.
 /// Limits: names are absolute (no `search` list: the callers dial fully qualified names),
@@ -46,7 +47,7 @@ final class AsyncResolver {
         let lookup = Lookup(id: id, name: key, port: port, servers: config.nameservers, deadline: deadline,
                             completion: completion)
         lookups[id] = lookup
-        guard (try? DNSMessage.encodeName(key)) != nil else {
+        guard !config.nameservers.isEmpty, (try? DNSMessage.encodeName(key)) != nil else {
             finish(lookup)
             return nil
         }
@@ -65,7 +66,11 @@ final class AsyncResolver {
 
     func timerFired(key: UInt64, now: Int64) {
         guard let lookup = lookups[key] else { return }  // finished meanwhile: a stale tick
-        if now >= lookup.deadline { finish(lookup) } else { ask(lookup) }
+        if now >= lookup.deadline {
+            finish(lookup)
+        } else if now >= lookup.nextAskAt {  // else an earlier tick, superseded by a refusal's ask
+            ask(lookup)
+        }
     }
 
     /// Sends the unanswered questions to the next nameserver (and on to the one after, at once,
@@ -84,7 +89,8 @@ final class AsyncResolver {
             if lookup.aaaa == nil { delivered = s.send(lookup.query(DNSMessage.typeAAAA)) && delivered }
             if delivered { break }
         }
-        reactor.scheduleDelegate(key: lookup.id, at: min(monotonicMs() + retryMs, lookup.deadline), kind: AsyncResolver.timerKind)
+        lookup.nextAskAt = monotonicMs() + retryMs
+        reactor.scheduleDelegate(key: lookup.id, at: min(lookup.nextAskAt, lookup.deadline), kind: AsyncResolver.timerKind)
     }
 
     /// A datagram from one of the lookup's servers.
@@ -131,6 +137,7 @@ private final class Lookup {
     let idAAAA: UInt16
     var sockets: [DNSSocket?]
     var asked = 0
+    var nextAskAt: Int64 = 0
     var a: [[UInt8]]?     // nil until answered
     var aaaa: [[UInt8]]?
 
