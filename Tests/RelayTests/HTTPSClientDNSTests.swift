@@ -88,6 +88,14 @@ final class ReactorDNSServer: EventHandler {
         #expect(c.resolver.activeLookups == 0 && c.openConnections == 0)
     }
 
+    @Test func noNameserverFailsAtOnce() throws {
+        let c = try client([])
+        let started = monotonicMs()
+        #expect(call(c, "https://push.test/") == .failure(.resolve))
+        #expect(monotonicMs() - started < 1_000)
+        #expect(c.resolver.activeLookups == 0)
+    }
+
     @Test func etcHostsEntryWinsOverDNS() throws {
         let dns = try ReactorDNSServer(reactor: reactor, records: [:])
         let server = try HTTPSTestServer(reactor: reactor) { _, _, _ in .send(HTTPSTestServer.response(body: "hosts")) }
@@ -105,6 +113,20 @@ final class ReactorDNSServer: EventHandler {
         c.resolver.retryMs = 100
         #expect((try? call(c, "https://push.test:\(server.port)/")?.get().status) == 200)
         #expect(dead.questions.count == 2 && dns.questions.count == 2)
+    }
+
+    @Test func refusingNameserverIsSkippedAtOnce() throws {
+        // A UDP port with nothing bound: the kernel answers port-unreachable.
+        let closed = try ReactorDNSServer(reactor: reactor, records: [:])
+        let closedAddress = closed.address
+        closed.fd.close()
+        let dns = try ReactorDNSServer(reactor: reactor, records: ["push.test": (a: [[127, 0, 0, 1]], aaaa: [])])
+        let server = try HTTPSTestServer(reactor: reactor) { _, _, _ in .send(HTTPSTestServer.response(body: "next")) }
+        let c = try client([closedAddress, dns.address])
+        c.resolver.retryMs = 3_000
+        let started = monotonicMs()
+        #expect((try? call(c, "https://push.test:\(server.port)/")?.get().status) == 200)
+        #expect(monotonicMs() - started < 2_000, "not after the 3 s silence")
     }
 
     @Test func noAnswerEndsWithResolveAtTheLookupDeadline() throws {
