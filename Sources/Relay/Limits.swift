@@ -104,7 +104,8 @@ public enum Limits {
     /// A kept-alive connection unused this long is closed (servers close theirs after 60–650 s).
     public static let httpsClientIdleMs: Int64 = 60_000
     /// Kept-alive connections over all hosts; a connection finishing beyond it is closed instead.
-    public static let httpsClientMaxIdleConnections = 32
+    /// Above `pushMaxInFlight` + 1, so a full batch of wakes and the token endpoint all stay warm.
+    public static let httpsClientMaxIdleConnections = 64
     /// Addresses of one name tried in turn (AAAA and A interleaved, RFC 8305 §4).
     public static let httpsClientMaxAddresses = 8
     /// The shortest slice of the remaining time one connect attempt gets when several addresses
