@@ -1,5 +1,5 @@
 # pyrycode-relay. `make test` is what CI runs (.ci/run); scripts/test-all.sh lists its stages.
-.PHONY: build run test fuzz autobahn bench bench-sharded
+.PHONY: build run test unit fuzz autobahn bench bench-sharded
 
 build:
 	swift build
@@ -19,6 +19,10 @@ run:
 
 test:
 	bash scripts/test-all.sh
+
+# The edit-test loop: the Swift unit tests without the loopback suites, in seconds (scripts/unit.sh).
+unit:
+	bash scripts/unit.sh
 
 fuzz:
 	@if [ -f scripts/fuzz.sh ]; then bash scripts/fuzz.sh 15; \

@@ -42,6 +42,12 @@ count() {
   echo $(( total / MESSAGES ))
 }
 
+# The toolchain the figures are measured with, recorded beside them: a new compiler or OpenSSL
+# moves instruction counts by itself, so a run on another one says so (the gate still applies).
+swift_version=$(swift --version 2>&1 | head -n 1)
+openssl_version=$(openssl version 2>&1 | head -n 1)  # also names the libcrypto it loaded
+valgrind_version=$(valgrind --version)
+
 service=$(count service 'relay_bench_measured_step')
 path=$(count path '*relay_bench_forward_one*')
 echo "callgrind-check: Ir per 64 B message: service=$service path=$path"
@@ -54,8 +60,9 @@ if [[ "${1:-}" == "--update" ]]; then
   "messages": $MESSAGES,
   "service_ir_per_msg": $service,
   "path_ir_per_msg": $path,
-  "swift": "$(swift --version 2>&1 | head -n 1 | sed 's/"/\\"/g')",
-  "valgrind": "$(valgrind --version)"
+  "swift": "${swift_version//\"/\\\"}",
+  "openssl": "${openssl_version//\"/\\\"}",
+  "valgrind": "${valgrind_version//\"/\\\"}"
 }
 JSON
   echo "callgrind-check: baseline written to $BASELINE"
@@ -63,6 +70,13 @@ JSON
 fi
 
 [[ -f "$BASELINE" ]] || { echo "callgrind-check: no $BASELINE (run with --update)" >&2; exit 1; }
+for tool in swift openssl valgrind; do
+  var=${tool}_version
+  recorded=$(python3 -c "import json; print(json.load(open('$BASELINE')).get('$tool', 'not recorded'))")
+  if [[ "$recorded" != "${!var}" ]]; then
+    echo "callgrind-check: toolchain changed since the baseline: $tool is \"${!var}\", the baseline was measured with \"$recorded\"; the gate still applies (after checking the change, --update records this toolchain)"
+  fi
+done
 fail=0
 for key in service path; do
   base=$(python3 -c "import json,sys; print(json.load(open('$BASELINE'))['${key}_ir_per_msg'])")

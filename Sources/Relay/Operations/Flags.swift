@@ -92,12 +92,23 @@ public struct FlagSet {
     }
 }
 
-/// Go's `time.ParseDuration` for the forms operators write: `30s`, `500ms`, `1m30s`, `2h`.
+/// Go's `time.ParseDuration`, the syntax of the Go relay's duration flags, in milliseconds: an
+/// optional sign, then one or more decimal numbers, each with an optional fraction and a unit
+/// `ns`, `us` (or `µs`, `μs`), `ms`, `s`, `m`, `h` (`30s`, `1m30s`, `1.5h`, `.5s`); a bare `0`
+/// needs no unit. Nil wherever Go returns an error, including a magnitude past Go's range
+/// (2^63-1 ns, about 292 years). One deliberate difference: the relay's clocks count
+/// milliseconds, so the result is rounded to the nearest one where Go keeps nanoseconds
+/// (`1500us` is 2 ms, `100us` is 0).
 public func parseGoDuration(_ text: String) -> Int64? {
-    var ms: Double = 0
     var s = Substring(text)
-    guard !s.isEmpty else { return nil }
+    var negative = false
+    if let sign = s.first, sign == "-" || sign == "+" {
+        negative = sign == "-"
+        s = s.dropFirst()
+    }
     if s == "0" { return 0 }
+    guard !s.isEmpty else { return nil }
+    var ms: Double = 0
     while !s.isEmpty {
         let numEnd = s.firstIndex(where: { !($0.isASCII && ($0.isNumber || $0 == ".")) }) ?? s.endIndex
         guard numEnd != s.startIndex, let n = Double(s[..<numEnd]) else { return nil }
@@ -106,6 +117,8 @@ public func parseGoDuration(_ text: String) -> Int64? {
         let unit = s[..<unitEnd]
         s = s[unitEnd...]
         switch unit {
+        case "ns": ms += n / 1_000_000
+        case "us", "\u{B5}s", "\u{3BC}s": ms += n / 1000  // micro sign and Greek mu, as Go
         case "ms": ms += n
         case "s": ms += n * 1000
         case "m": ms += n * 60_000
@@ -113,6 +126,7 @@ public func parseGoDuration(_ text: String) -> Int64? {
         default: return nil
         }
     }
-    guard ms.isFinite, ms < 1e15 else { return nil }
-    return Int64(ms + 0.5)  // ms ≥ 0 here; avoids libm
+    guard ms < 9_223_372_036_854.775807 else { return nil }  // Int64.max ns
+    let rounded = Int64(ms + 0.5)  // ms ≥ 0 here; avoids libm
+    return negative ? -rounded : rounded
 }

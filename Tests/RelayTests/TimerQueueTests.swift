@@ -1,0 +1,166 @@
+import CEpoll
+import Glibc
+import Testing
+@testable import Relay
+
+/// The one timer heap and its timerfd (docs/architecture.md). Deadlines are explicit
+/// milliseconds, so ordering is tested without clocks; the timerfd's arming is read back with
+/// `timerfd_gettime`, and a past deadline is awaited with `poll`, never slept for.
+@Suite struct TimerQueueTests {
+    func drain(_ q: TimerQueue, now: Int64) -> [TimerEntry] {
+        var due: [TimerEntry] = []
+        q.popDue(now: now, into: &due)
+        return due
+    }
+
+    /// Milliseconds until the timerfd fires; 0 when disarmed.
+    func armedInMs(_ q: TimerQueue) -> Int64 {
+        var spec = itimerspec()
+        #expect(timerfd_gettime(q.fd, &spec) == 0)
+        return Int64(spec.it_value.tv_sec) * 1000 + Int64(spec.it_value.tv_nsec) / 1_000_000
+    }
+
+    /// Waits (bounded) for the timerfd to become readable, as epoll would see it.
+    func fires(_ q: TimerQueue, withinMs timeout: Int32) -> Bool {
+        var p = pollfd(fd: q.fd, events: Int16(POLLIN), revents: 0)
+        return poll(&p, 1, timeout) == 1
+    }
+
+    @Test func popsInDeadlineOrderWhateverTheScheduleOrder() throws {
+        let q = try TimerQueue()
+        var seed: UInt64 = 42
+        var scheduled: [Int64: Int] = [:]
+        for key in 0..<2_000 as Range<UInt64> {
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            let deadline = Int64(seed >> 33 % 10_000)
+            scheduled[deadline, default: 0] += 1
+            q.schedule(at: deadline, key: key, kind: UInt8(key % 8))
+        }
+        #expect(q.count == 2_000)
+        // Pop in slices, as the loop does: each slice is exactly what is due, in order.
+        var popped: [Int64: Int] = [:]
+        var last: Int64 = .min
+        for now in stride(from: Int64(-1), through: 10_095, by: 97) {  // the last slice passes 9,999
+            let due = drain(q, now: now)
+            for e in due {
+                #expect(e.deadline <= now && e.deadline >= last)
+                last = e.deadline
+                popped[e.deadline, default: 0] += 1
+            }
+            #expect(q.count == scheduled.filter { $0.key > now }.values.reduce(0, +))
+        }
+        #expect(q.count == 0)
+        #expect(popped == scheduled)
+    }
+
+    @Test func anEntryIsDueAtItsDeadlineNotBefore() throws {
+        let q = try TimerQueue()
+        q.schedule(at: 1_000, key: 7, kind: 3)
+        #expect(drain(q, now: 999).isEmpty)
+        let due = drain(q, now: 1_000)
+        #expect(due.count == 1 && due[0].key == 7 && due[0].kind == 3 && due[0].deadline == 1_000)
+        #expect(drain(q, now: .max).isEmpty)
+    }
+
+    /// Equal deadlines come due in the same pop. Their order among themselves is the heap's,
+    /// not the scheduling order: no owner may rely on it.
+    @Test func equalDeadlinesComeDueTogether() throws {
+        let q = try TimerQueue()
+        for key in 1...50 as ClosedRange<UInt64> { q.schedule(at: 500, key: key, kind: 1) }
+        q.schedule(at: 499, key: 100, kind: 1)
+        q.schedule(at: 501, key: 200, kind: 1)
+        #expect(drain(q, now: 499).map(\.key) == [100])
+        let due = drain(q, now: 500)
+        #expect(Set(due.map(\.key)) == Set(1...50) && due.count == 50)
+        #expect(drain(q, now: 501).map(\.key) == [200])
+    }
+
+    /// Nothing is removed early (lazy cancellation): re-arming schedules a second entry, both
+    /// come due, and the owner tells the current one by its own state.
+    @Test func rearmingLeavesTheOldEntryForTheOwnerToIgnore() throws {
+        let q = try TimerQueue()
+        q.schedule(at: 100, key: 1, kind: 2)
+        q.schedule(at: 300, key: 1, kind: 2)  // the owner pushed its deadline back
+        #expect(q.count == 2)
+        #expect(drain(q, now: 100).map(\.deadline) == [100])
+        #expect(drain(q, now: 300).map(\.deadline) == [300])
+    }
+
+    @Test func theTimerfdIsArmedAtTheEarliestDeadline() throws {
+        let q = try TimerQueue()
+        q.rearm()
+        #expect(armedInMs(q) == 0, "an empty queue leaves the timerfd disarmed")
+        let now = monotonicMs()
+        q.schedule(at: now + 60_000, key: 1, kind: 1)
+        q.rearm()
+        #expect((58_000...60_000).contains(armedInMs(q)))
+        q.schedule(at: now + 30_000, key: 2, kind: 1)
+        q.rearm()
+        #expect((28_000...30_000).contains(armedInMs(q)), "an earlier deadline moves it forward")
+        q.schedule(at: now + 90_000, key: 3, kind: 1)
+        q.rearm()
+        #expect((28_000...30_000).contains(armedInMs(q)), "a later one leaves it")
+        #expect(drain(q, now: now + 30_000).map(\.key) == [2])
+        q.rearm()
+        #expect((58_000...60_000).contains(armedInMs(q)), "popping the head re-arms for the next")
+        #expect(drain(q, now: .max).count == 2)
+        q.rearm()
+        #expect(armedInMs(q) == 0, "and nothing left disarms it")
+        #expect(!fires(q, withinMs: 0))
+    }
+
+    /// A deadline already past (even 0 or negative, where 0 would disarm) fires at once; after
+    /// `acknowledge` an entry still in the heap arms the timerfd again, so a wakeup is never lost.
+    @Test func aPastDeadlineFiresAndAcknowledgeReArms() throws {
+        let q = try TimerQueue()
+        for deadline: Int64 in [monotonicMs() - 1, 0, -5] {
+            q.schedule(at: deadline, key: 1, kind: 1)
+            q.rearm()
+            #expect(fires(q, withinMs: 5_000), "deadline \(deadline)")
+            q.acknowledge()
+            #expect(!fires(q, withinMs: 0), "acknowledge drains the expiry count")
+            q.rearm()
+            #expect(fires(q, withinMs: 5_000), "still due, so armed again")
+            q.acknowledge()
+            #expect(drain(q, now: monotonicMs()).count == 1)
+            q.rearm()
+            #expect(armedInMs(q) == 0)
+        }
+    }
+}
+
+/// How the reactor delivers timer entries: to the registration that scheduled them, never to a
+/// registration that replaced it in the same slot, and delegate kinds to the delegate.
+@Suite struct ReactorTimerDeliveryTests {
+    final class Recorder: EventHandler {
+        var fired: [UInt8] = []
+        func handleEvent(_ events: UInt32) {}
+        func timerFired(kind: UInt8, now: Int64) { fired.append(kind) }
+    }
+
+    @Test func staleEntriesAreSkippedAndDelegateKindsGoToTheDelegate() throws {
+        let reactor = try Reactor()
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer { _ = close(fds[0]); _ = close(fds[1]) }
+        let gone = Recorder(), live = Recorder(), successor = Recorder()
+        let goneToken = try reactor.register(fd: fds[0], events: Reactor.readable, handler: gone)
+        let past = reactor.now - 1
+        reactor.schedule(goneToken, at: past, kind: 4)
+        reactor.deregister(fd: fds[0], token: goneToken)
+        // The freed slot is reused at once: the old entry names the old generation.
+        let successorToken = try reactor.register(fd: fds[0], events: Reactor.readable, handler: successor)
+        #expect(successorToken != goneToken)
+        let liveToken = try reactor.register(fd: fds[1], events: 0, handler: live)
+        reactor.schedule(liveToken, at: past, kind: 5)
+        reactor.schedule(liveToken, at: past + 120_000, kind: 6)
+        var delegated: [(UInt64, UInt8)] = []
+        reactor.timerDelegate = { e, _ in delegated.append((e.key, e.kind)) }
+        reactor.scheduleDelegate(key: 9, at: past, kind: Reactor.delegateKindBase)
+        reactor.runOnce(timeoutMs: 0)
+        #expect(live.fired == [5], "due entries only")
+        #expect(gone.fired.isEmpty && successor.fired.isEmpty)
+        #expect(delegated.count == 1 && delegated[0] == (9, Reactor.delegateKindBase))
+        #expect(reactor.timers.count == 1)
+    }
+}
