@@ -6,6 +6,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <openssl/pem.h>
 #include <zlib.h>
 
@@ -35,6 +36,11 @@ static inline int pyry_alpn_select_http11(SSL *ssl, const unsigned char **out, u
 static inline void pyry_ssl_ctx_set_alpn_http11(SSL_CTX *ctx) { SSL_CTX_set_alpn_select_cb(ctx, pyry_alpn_select_http11, NULL); }
 static inline long pyry_ssl_ctx_set_session_cache_off(SSL_CTX *ctx) { return SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF); }
 static inline long pyry_ssl_ctx_set_ticket_keys(SSL_CTX *ctx, unsigned char *keys, long len) { return SSL_CTX_set_tlsext_ticket_keys(ctx, keys, len); }
+/* Outbound client (HTTPSClient): SNI (RFC 6066 §3) is a macro over SSL_ctrl. */
+static inline long pyry_ssl_set_sni(SSL *ssl, const char *name) { return SSL_set_tlsext_host_name(ssl, name); }
+static inline long pyry_x509_v_ok(void) { return X509_V_OK; }
+static inline int pyry_ssl_verify_peer(void) { return SSL_VERIFY_PEER; }
+static inline unsigned int pyry_x509_check_flag_no_partial_wildcards(void) { return X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS; }
 static inline int pyry_deflate_init2(z_stream *s, int level, int bits, int mem) {
     return deflateInit2(s, level, Z_DEFLATED, bits, mem, Z_DEFAULT_STRATEGY);
 }

@@ -67,4 +67,23 @@ public enum Limits {
     /// Repeatable events: lines per event over all connections in one interval, then one summary.
     public static let logBurstGlobal = 100
     public static let logSuppressionIntervalMs: Int64 = 10_000
+
+    // Outbound HTTPS client (Transport/HTTPSClient.swift: push wakes, later ACME)
+    /// One call — resolve, connect, TLS, request, response — ends by then.
+    public static let httpsClientDeadlineMs: Int64 = 10_000
+    /// Response head plus body as received; beyond it the call fails (`responseTooLarge`).
+    public static let httpsClientMaxResponseBytes = 4_096
+    /// A kept-alive connection unused this long is closed (servers close theirs after 60–650 s).
+    public static let httpsClientIdleMs: Int64 = 60_000
+    /// Kept-alive connections over all hosts; a connection finishing beyond it is closed instead.
+    public static let httpsClientMaxIdleConnections = 32
+    /// Addresses of one name tried in turn (AAAA and A interleaved, RFC 8305 §4).
+    public static let httpsClientMaxAddresses = 8
+    /// The shortest slice of the remaining time one connect attempt gets when several addresses
+    /// share it (Go's net.Dialer: the time is split evenly, but not below 2 s).
+    public static let httpsClientMinConnectAttemptMs: Int64 = 2_000
+    /// A DNS lookup gives up after this (the call fails with `resolve`, leaving time for the rest).
+    public static let dnsResolveTimeoutMs: Int64 = 5_000
+    /// Silence after which the questions go to the next nameserver of /etc/resolv.conf.
+    public static let dnsRetryMs: Int64 = 1_000
 }

@@ -30,6 +30,8 @@ public final class RelayService: ConnectionDelegate {
     static let trimQuietMs: Int64 = 500
     var lastAcceptMs: Int64 = 0
     var trimArmed = false
+    /// The reactor's timer delegate before ours: it gets the kinds we do not own.
+    private var previousTimerDelegate: ((TimerEntry, Int64) -> Void)?
     /// Repeatable log events (RelayService+LogBudget.swift).
     var logBudget = LogSuppressor<RepeatedLogEvent>(perScopeBurst: Limits.logBurstPerConnection,
                                                     globalBurst: Limits.logBurstGlobal)
@@ -41,6 +43,8 @@ public final class RelayService: ConnectionDelegate {
                                  maxPhonesPerServer: config.phonesPerServer)
         self.startedMs = context.reactor.now
         self.halfOpen = HalfOpenTable(limit: config.maxHalfOpen, perKeyLimit: config.maxHalfOpenPerIP)
+        // Kinds that are not ours go to the delegate installed before (e.g. HTTPSClient's).
+        previousTimerDelegate = context.reactor.timerDelegate
         context.reactor.timerDelegate = { [unowned self] entry, now in self.delegateTimer(entry, now: now) }
         context.reactor.scheduleDelegate(key: 0, at: startedMs + RelayService.housekeepingMs, kind: RelayService.housekeepingKind)
         scheduleLogInterval(from: startedMs)
@@ -231,7 +235,7 @@ public final class RelayService: ConnectionDelegate {
             _ = malloc_trim(0)
             context.reactor.scheduleDelegate(key: 0, at: now + RelayService.housekeepingMs, kind: RelayService.housekeepingKind)
         default:
-            break
+            previousTimerDelegate?(entry, now)
         }
     }
 

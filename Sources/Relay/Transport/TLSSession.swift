@@ -1,7 +1,7 @@
 internal import CTLS
 import CEpoll
 
-/// One server-side `SSL` on a non-blocking socket (one owning type: the owner frees it
+/// One `SSL` on a non-blocking socket, server side (or client side: OutboundTLSContext.swift) (one owning type: the owner frees it
 /// in `deinit`). Every call clears the error queue first and turns `WANT_READ`/`WANT_WRITE`
 /// into values (convention 7). The socket itself is owned by the connection.
 final class TLSSession {
@@ -16,7 +16,7 @@ final class TLSSession {
     /// socket writable (a TLS 1.3 KeyUpdate answer) and a write can need it readable.
     enum Want { case read, write }
 
-    private let ssl: OpaquePointer
+    let ssl: OpaquePointer
     private(set) var want: Want = .read
     /// Set after a fatal error: OpenSSL forbids `SSL_shutdown` then (SSL_shutdown(3)).
     private(set) var broken = false

@@ -1,6 +1,7 @@
-/// Just enough of RFC 1035 for one AAAA question (RFC 3596) and its answer. Pure: bytes in,
-/// bytes out; FlyDNSSignal does the I/O.
+/// Just enough of RFC 1035 for one A or AAAA question (RFC 3596) and its answer. Pure: bytes in,
+/// bytes out; FlyDNSSignal and AsyncResolver do the I/O.
 public enum DNSMessage {
+    public static let typeA: UInt16 = 1  // RFC 1035 §3.2.2
     public static let typeAAAA: UInt16 = 28  // RFC 3596 §2.1
     public static let typeCNAME: UInt16 = 5
     public static let classIN: UInt16 = 1
@@ -9,6 +10,11 @@ public enum DNSMessage {
 
     /// A standard query (opcode 0, RD=1) with one question `name` IN AAAA (RFC 1035 §4.1).
     public static func aaaaQuery(id: UInt16, name: String) throws(QueryError) -> [UInt8] {
+        try query(id: id, name: name, type: typeAAAA)
+    }
+
+    /// A standard query (opcode 0, RD=1) with one question `name` IN `type` (RFC 1035 §4.1).
+    public static func query(id: UInt16, name: String, type: UInt16) throws(QueryError) -> [UInt8] {
         var q: [UInt8] = [
             UInt8(id >> 8), UInt8(id & 0xff),
             0x01, 0x00,  // QR=0 opcode=0 AA=0 TC=0 RD=1 | RA=0 Z=0 RCODE=0
@@ -16,7 +22,7 @@ public enum DNSMessage {
             0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // ANCOUNT NSCOUNT ARCOUNT
         ]
         q += try encodeName(name)
-        q += [UInt8(typeAAAA >> 8), UInt8(typeAAAA & 0xff), UInt8(classIN >> 8), UInt8(classIN & 0xff)]
+        q += [UInt8(type >> 8), UInt8(type & 0xff), UInt8(classIN >> 8), UInt8(classIN & 0xff)]
         return q
     }
 
@@ -38,13 +44,15 @@ public enum DNSMessage {
         return out
     }
 
-    public struct AAAAResponse: Equatable, Sendable {
+    public typealias AAAAResponse = AddressResponse
+
+    public struct AddressResponse: Equatable, Sendable {
         public var id: UInt16
         public var rcode: UInt8
         public var truncated: Bool
         /// The question's name, lowercased, dot-separated, no trailing dot.
         public var questionName: String?
-        /// Each 16 octets, in answer order (duplicates kept).
+        /// Each 16 octets (AAAA) or 4 octets (A), in answer order (duplicates kept).
         public var addresses: [[UInt8]]
     }
 
@@ -57,14 +65,20 @@ public enum DNSMessage {
     /// Parses a response: header, the questions (skipped, the first one's name kept) and the answer
     /// section's IN AAAA records (other types, e.g. CNAME, are skipped). Authority and additional
     /// sections are not read. A truncated (TC) message yields the records that fit.
-    public static func parseAAAAResponse(_ m: [UInt8]) throws(ParseError) -> AAAAResponse {
+    public static func parseAAAAResponse(_ m: [UInt8]) throws(ParseError) -> AddressResponse {
+        try parseResponse(m, type: typeAAAA)
+    }
+
+    /// `parseAAAAResponse` for answers of `type` A (4-octet addresses) or AAAA (16 octets).
+    public static func parseResponse(_ m: [UInt8], type wanted: UInt16) throws(ParseError) -> AddressResponse {
+        let size = wanted == typeA ? 4 : 16
         guard m.count >= 12 else { throw .short }
         func u16(_ i: Int) throws(ParseError) -> UInt16 {
             guard i + 2 <= m.count else { throw .short }
             return UInt16(m[i]) << 8 | UInt16(m[i + 1])
         }
         guard m[2] & 0x80 != 0 else { throw .notAResponse }
-        var r = AAAAResponse(id: try u16(0), rcode: m[3] & 0x0f, truncated: m[2] & 0x02 != 0,
+        var r = AddressResponse(id: try u16(0), rcode: m[3] & 0x0f, truncated: m[2] & 0x02 != 0,
                              questionName: nil, addresses: [])
         let qd = Int(try u16(4)), an = Int(try u16(6))
         var i = 12
@@ -82,8 +96,8 @@ public enum DNSMessage {
                 let rdlen = Int(try u16(next + 8))
                 let rdata = next + 10
                 guard rdata + rdlen <= m.count else { throw .short }
-                if type == typeAAAA && cls == classIN && rdlen == 16 {
-                    r.addresses.append(Array(m[rdata..<rdata + 16]))
+                if type == wanted && cls == classIN && rdlen == size {
+                    r.addresses.append(Array(m[rdata..<rdata + size]))
                 }
                 i = rdata + rdlen
             } catch {

@@ -1,0 +1,259 @@
+import CEpoll
+
+/// The outbound HTTPS client on the reactor (push wakes; ACME later): one request, one response,
+/// never blocking the loop and never using a thread. A call is: resolve (AsyncResolver: /etc/hosts,
+/// then UDP DNS), connect to each address in turn, TLS with the certificate and host name verified
+/// (OutboundTLSContext), one HTTP/1.1 request with Content-Length, the response read up to
+/// `maxResponseBytes` — all within `deadlineMs`. No redirects: a 3xx is returned as a response.
+///
+/// Keep-alive: after a response the connection waits for the next call to the same host:port
+/// (`Limits.httpsClientIdleMs`, at most `Limits.httpsClientMaxIdleConnections` of them); the server
+/// closing it or saying `Connection: close` ends it. A reused connection that turns out to be dead
+/// — it fails or ends before the first response byte — is retried once on a fresh connection.
+/// (A request can then reach a server twice if that server processed it and closed without
+/// answering; the callers' requests — a wake, a token fetch, an ACME POST with its one-time
+/// nonce — tolerate that.)
+///
+/// Timers are reactor delegate timers keyed by call or connection id (kinds 230–234; the closure
+/// chains to whichever delegate was installed before).
+public final class HTTPSClient: HTTPSSending {
+    static let deadlineKind: UInt8 = 230
+    // 231: AsyncResolver.timerKind
+    static let connectKind: UInt8 = 232
+    static let idleKind: UInt8 = 233
+    static let startKind: UInt8 = 234
+
+    let reactor: Reactor
+    let deadlineMs: Int64
+    let maxResponseBytes: Int
+    let tls: OutboundTLSContext
+    let resolver: AsyncResolver
+    var idleTimeoutMs = Limits.httpsClientIdleMs
+    var maxIdleConnections = Limits.httpsClientMaxIdleConnections
+
+    private var calls: [UInt64: HTTPSCall] = [:]
+    /// Every open connection, by id (timers find them here).
+    private var connections: [UInt64: HTTPSClientConnection] = [:]
+    /// Idle kept-alive connections per host:port, the most recently used last.
+    private var idle: [String: [HTTPSClientConnection]] = [:]
+    private var idleCount = 0
+    private var nextID: UInt64 = 1
+
+    /// Verifies server certificates against the system trust store (SSL_CTX_set_default_verify_paths,
+    /// so SSL_CERT_FILE works) and the host name (SNI + X509 host check; IP literal → IP check).
+    public convenience init(reactor: Reactor, deadlineMs: Int64 = Limits.httpsClientDeadlineMs,
+                            maxResponseBytes: Int = Limits.httpsClientMaxResponseBytes) throws {
+        try self.init(reactor: reactor, deadlineMs: deadlineMs, maxResponseBytes: maxResponseBytes,
+                      resolverConfiguration: ResolverConfiguration.system)
+    }
+
+    /// Tests point the resolver at a fake nameserver.
+    init(reactor: Reactor, deadlineMs: Int64, maxResponseBytes: Int,
+         resolverConfiguration: @escaping () -> ResolverConfiguration) throws {
+        self.reactor = reactor
+        self.deadlineMs = deadlineMs
+        self.maxResponseBytes = maxResponseBytes
+        tls = try OutboundTLSContext()
+        resolver = AsyncResolver(reactor: reactor, configuration: resolverConfiguration)
+        let previous = reactor.timerDelegate
+        reactor.timerDelegate = { [weak self] entry, now in
+            if (HTTPSClient.deadlineKind...HTTPSClient.startKind).contains(entry.kind), let self {
+                self.timerFired(entry, now: now)
+            } else {
+                previous?(entry, now)
+            }
+        }
+    }
+
+    /// Number of calls not yet completed (for the push service's in-flight cap and for tests).
+    public var inFlight: Int { calls.count }
+    /// Open connections, busy or idle (tests, metrics).
+    public var openConnections: Int { connections.count }
+    /// Kept-alive connections waiting for a call.
+    public var idleConnections: Int { idleCount }
+
+    /// Completion runs on the reactor thread, exactly once, never synchronously inside send().
+    public func send(_ request: HTTPSRequest, completion: @escaping (Result<HTTPSResponse, HTTPSFailure>) -> Void) {
+        let now = monotonicMs()
+        let call = HTTPSCall(id: takeID(), request: request, bytes: request.serialized(), deadline: now + deadlineMs,
+                        completion: completion)
+        calls[call.id] = call
+        reactor.scheduleDelegate(key: call.id, at: call.deadline, kind: HTTPSClient.deadlineKind)
+        // Started from the next timer pass, so even an instant failure completes after send() returns.
+        reactor.scheduleDelegate(key: call.id, at: now, kind: HTTPSClient.startKind)
+    }
+
+    private func takeID() -> UInt64 {
+        defer { nextID += 1 }
+        return nextID
+    }
+
+    // MARK: timers
+
+    private func timerFired(_ entry: TimerEntry, now: Int64) {
+        switch entry.kind {
+        case HTTPSClient.startKind:
+            if let call = calls[entry.key] { start(call) }
+        case HTTPSClient.deadlineKind:
+            if let call = calls[entry.key] { finish(call, .failure(.timeout)) }
+        case AsyncResolver.timerKind:
+            resolver.timerFired(key: entry.key, now: now)
+        case HTTPSClient.connectKind:
+            // Lazy cancellation: the entry is stale unless that connection is still connecting past its deadline.
+            if let c = connections[entry.key], c.state == .connecting, now >= c.connectDeadline, let call = c.call {
+                close(c)
+                connectNext(call)
+            }
+        case HTTPSClient.idleKind:
+            if let c = connections[entry.key], c.state == .idle, now >= c.idleSince + idleTimeoutMs { close(c) }
+        default:
+            break
+        }
+    }
+
+    // MARK: the call's steps
+
+    private func start(_ call: HTTPSCall) {
+        guard call.bytes != nil else { return finish(call, .failure(.invalidRequest)) }
+        if let c = takeIdle(call.request.url.originKey) {
+            call.reused = true
+            attach(c, to: call)
+            c.beginRequest()
+        } else {
+            openFresh(call)
+        }
+    }
+
+    private func openFresh(_ call: HTTPSCall) {
+        let url = call.request.url
+        if url.hostIsIPLiteral {
+            call.addresses = [SocketAddress(ip: url.host, port: url.port)!]
+            return connectNext(call)
+        }
+        let id = call.id
+        let deadline = min(call.deadline, monotonicMs() + Limits.dnsResolveTimeoutMs)
+        call.lookup = resolver.resolve(url.host, port: url.port, deadline: deadline) { [weak self] addresses in
+            guard let self, let call = self.calls[id] else { return }
+            call.lookup = nil
+            guard !addresses.isEmpty else { return self.finish(call, .failure(.resolve)) }
+            call.addresses = addresses
+            self.connectNext(call)
+        }
+    }
+
+    /// Tries the next address; each attempt gets an even share of the remaining time, at least
+    /// `Limits.httpsClientMinConnectAttemptMs` (Go's net.Dialer does the same).
+    private func connectNext(_ call: HTTPSCall) {
+        while call.nextAddress < call.addresses.count {
+            let address = call.addresses[call.nextAddress]
+            call.nextAddress += 1
+            let now = monotonicMs()
+            let left = call.addresses.count - call.nextAddress + 1
+            let remaining = call.deadline - now
+            let slice = max(remaining / Int64(left), min(remaining, Limits.httpsClientMinConnectAttemptMs))
+            guard let c = HTTPSClientConnection(id: takeID(), address: address, url: call.request.url,
+                                                client: self, connectDeadline: now + slice) else { continue }
+            connections[c.id] = c
+            attach(c, to: call)
+            reactor.scheduleDelegate(key: c.id, at: c.connectDeadline, kind: HTTPSClient.connectKind)
+            return
+        }
+        finish(call, .failure(.connect))
+    }
+
+    private func attach(_ c: HTTPSClientConnection, to call: HTTPSCall) {
+        call.connection = c
+        c.call = call
+        c.request = call.bytes ?? []
+    }
+
+    // MARK: connection reports (HTTPSClientConnection)
+
+    func connectFailed(_ c: HTTPSClientConnection) {
+        guard let call = c.call else { return close(c) }
+        close(c)
+        connectNext(call)
+    }
+
+    func failed(_ c: HTTPSClientConnection, _ failure: HTTPSFailure, beforeResponse: Bool) {
+        guard let call = c.call else { return close(c) }
+        close(c)
+        if beforeResponse && call.reused && !call.retried {
+            call.retried = true
+            call.reused = false
+            call.connection = nil
+            openFresh(call)
+        } else {
+            finish(call, .failure(failure))
+        }
+    }
+
+    func completed(_ c: HTTPSClientConnection, _ response: HTTPSResponse, reusable: Bool) {
+        guard let call = c.call else { return close(c) }
+        c.call = nil
+        call.connection = nil
+        if reusable && idleCount < maxIdleConnections {
+            c.becomeIdle(now: reactor.now)
+            idle[c.origin, default: []].append(c)
+            idleCount += 1
+            reactor.scheduleDelegate(key: c.id, at: c.idleSince + idleTimeoutMs, kind: HTTPSClient.idleKind)
+        } else {
+            close(c)
+        }
+        finish(call, .success(response))
+    }
+
+    func idleConnectionEnded(_ c: HTTPSClientConnection) { close(c) }
+
+    // MARK: bookkeeping
+
+    private func takeIdle(_ origin: String) -> HTTPSClientConnection? {
+        guard var list = idle[origin], let c = list.popLast() else { return nil }
+        idle[origin] = list.isEmpty ? nil : list
+        idleCount -= 1
+        return c
+    }
+
+    private func close(_ c: HTTPSClientConnection) {
+        if c.state == .idle, var list = idle[c.origin], let i = list.firstIndex(where: { $0 === c }) {
+            list.remove(at: i)
+            idle[c.origin] = list.isEmpty ? nil : list
+            idleCount -= 1
+        }
+        connections[c.id] = nil
+        c.call = nil
+        c.close()
+    }
+
+    private func finish(_ call: HTTPSCall, _ result: Result<HTTPSResponse, HTTPSFailure>) {
+        guard calls.removeValue(forKey: call.id) != nil else { return }
+        if let id = call.lookup { resolver.cancel(id) }
+        if let c = call.connection, c.call === call { close(c) }
+        call.connection = nil
+        call.completion(result)
+    }
+}
+
+/// One call in flight.
+final class HTTPSCall {
+    let id: UInt64
+    let request: HTTPSRequest
+    let bytes: [UInt8]?  // nil: the request cannot be sent (`invalidRequest`)
+    let deadline: Int64
+    let completion: (Result<HTTPSResponse, HTTPSFailure>) -> Void
+    var lookup: UInt64?
+    var addresses: [SocketAddress] = []
+    var nextAddress = 0
+    var connection: HTTPSClientConnection?
+    var reused = false
+    var retried = false
+
+    init(id: UInt64, request: HTTPSRequest, bytes: [UInt8]?, deadline: Int64,
+         completion: @escaping (Result<HTTPSResponse, HTTPSFailure>) -> Void) {
+        self.id = id
+        self.request = request
+        self.bytes = bytes
+        self.deadline = deadline
+        self.completion = completion
+    }
+}

@@ -1,0 +1,226 @@
+import CEpoll
+import Testing
+@testable import Relay
+
+/// The outbound HTTPS client against TLS servers on loopback, all on one reactor driven by the
+/// test: certificates from TestPKI (trusted through SSL_CERT_FILE, as an operator would).
+@Suite struct HTTPSClientTests {
+    typealias Outcome = Result<HTTPSResponse, HTTPSFailure>
+
+    final class Box {
+        var outcomes: [Outcome] = []
+        var last: Outcome? { outcomes.last }
+    }
+
+    let reactor: Reactor
+
+    init() throws {
+        _ = TestPKI.dir
+        reactor = try Reactor()
+    }
+
+    func client(deadlineMs: Int64 = 5_000, maxResponseBytes: Int = 4_096,
+                resolver: ResolverConfiguration? = nil) throws -> HTTPSClient {
+        if let resolver {
+            return try HTTPSClient(reactor: reactor, deadlineMs: deadlineMs, maxResponseBytes: maxResponseBytes,
+                                   resolverConfiguration: { resolver })
+        }
+        return try HTTPSClient(reactor: reactor, deadlineMs: deadlineMs, maxResponseBytes: maxResponseBytes)
+    }
+
+    /// Sends one request and pumps the loop until it completes.
+    @discardableResult
+    func call(_ c: HTTPSClient, _ url: String, method: String = "POST", headers: [(name: String, value: String)] = [],
+              body: String = "") -> Outcome? {
+        let box = Box()
+        c.send(HTTPSRequest(method: method, url: HTTPSURL(url)!, headers: headers, body: Array(body.utf8))) {
+            box.outcomes.append($0)
+        }
+        pump(reactor, timeoutMs: 8_000) { !box.outcomes.isEmpty }
+        return box.last
+    }
+
+    static func ok(_ text: String = "ok") -> HTTPSTestServer.Reply {
+        .send(HTTPSTestServer.response(headers: ["X-Answer: yes"], body: text))
+    }
+
+    @Test func requestAndResponseBytesAreExact() throws {
+        let server = try HTTPSTestServer(reactor: reactor) { _, _, _ in Self.ok("{\"name\":\"x\"}") }
+        let c = try client()
+        let box = Box()
+        c.send(HTTPSRequest(method: "POST", url: HTTPSURL("https://127.0.0.1:\(server.port)/v1/send?x=1")!,
+                            headers: [("Authorization", "Bearer abc"), ("Content-Type", "application/json")],
+                            body: Array("hello".utf8))) { box.outcomes.append($0) }
+        #expect(box.outcomes.isEmpty, "the completion never runs inside send()")
+        #expect(c.inFlight == 1)
+        #expect(pump(reactor) { !box.outcomes.isEmpty })
+        let response = try box.last!.get()
+        #expect(response.status == 200)
+        #expect(response.header("x-answer") == "yes")
+        #expect(response.headers.contains { $0.name == "content-length" && $0.value == "12" })
+        #expect(String(decoding: response.body, as: UTF8.self) == "{\"name\":\"x\"}")
+        #expect(c.inFlight == 0)
+        #expect(box.outcomes.count == 1)
+        let expected = "POST /v1/send?x=1 HTTP/1.1\r\nAuthorization: Bearer abc\r\nContent-Type: application/json\r\n"
+            + "Host: 127.0.0.1:\(server.port)\r\nContent-Length: 5\r\nConnection: keep-alive\r\n"
+            + "User-Agent: pyrycode-relay\r\n\r\nhello"
+        #expect(server.requests.map { String(decoding: $0.bytes, as: UTF8.self) } == [expected])
+    }
+
+    @Test func chunkedResponseThroughEtcHostsLocalhost() throws {
+        let chunked = "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n7;ext=1\r\npedia i\r\n"
+            + "B\r\nn \r\nchunks.\r\n0\r\nTrailer: x\r\n\r\n"
+        let server = try HTTPSTestServer(reactor: reactor) { _, _, _ in .send(Array(chunked.utf8)) }
+        let c = try client()  // the system's /etc/hosts and resolv.conf: `localhost` never reaches DNS
+        let response = try call(c, "https://localhost:\(server.port)/")!.get()
+        #expect(response.status == 201)
+        #expect(String(decoding: response.body, as: UTF8.self) == "Wikipedia in \r\nchunks.")
+        #expect(server.requests.first.map { String(decoding: $0.bytes, as: UTF8.self).contains("\r\nHost: localhost:\(server.port)\r\n") } == true)
+        #expect(c.idleConnections == 1, "a chunked body ends the message: the connection is kept")
+    }
+
+    @Test func untrustedCertificateFailsBeforeAnyRequestByte() throws {
+        let server = try HTTPSTestServer(reactor: reactor, certificate: "rogue") { _, _, _ in Self.ok() }
+        let c = try client()
+        let outcome = call(c, "https://127.0.0.1:\(server.port)/", body: "secret")
+        #expect(outcome == .failure(.tls("certificate: unable to get local issuer certificate")))
+        #expect(pump(reactor) { server.handshakeFailures == 1 }, "the server saw the handshake fail")
+        #expect(server.applicationBytes == 0)
+        #expect(c.openConnections == 0)
+    }
+
+    @Test func certificateForAnotherHostFailsBeforeAnyRequestByte() throws {
+        let server = try HTTPSTestServer(reactor: reactor, certificate: "wronghost") { _, _, _ in Self.ok() }
+        let c = try client()
+        #expect(call(c, "https://localhost:\(server.port)/", body: "secret") == .failure(.tls("certificate: hostname mismatch")))
+        #expect(call(c, "https://127.0.0.1:\(server.port)/", body: "secret") == .failure(.tls("certificate: IP address mismatch")))
+        #expect(pump(reactor) { server.handshakeFailures == 2 })
+        #expect(server.applicationBytes == 0)
+    }
+
+    @Test func hangingServerTimesOutAtTheDeadlineWhileTheLoopServesOthers() throws {
+        let hanging = try HTTPSTestServer(reactor: reactor) { _, _, _ in .hang }
+        let good = try HTTPSTestServer(reactor: reactor) { _, _, _ in Self.ok() }
+        let c = try client(deadlineMs: 600)
+        let slow = Box(), quick = Box()
+        let started = monotonicMs()
+        c.send(HTTPSRequest(method: "POST", url: HTTPSURL("https://127.0.0.1:\(hanging.port)/")!)) { slow.outcomes.append($0) }
+        #expect(pump(reactor) { hanging.requests.count == 1 }, "the request reached the hanging server")
+        c.send(HTTPSRequest(method: "GET", url: HTTPSURL("https://127.0.0.1:\(good.port)/")!)) { quick.outcomes.append($0) }
+        #expect(pump(reactor) { !quick.outcomes.isEmpty })
+        #expect(slow.outcomes.isEmpty, "the other call completed while the hanging one waited")
+        #expect((try? quick.last!.get().status) == 200)
+        #expect(pump(reactor) { !slow.outcomes.isEmpty })
+        let elapsed = monotonicMs() - started
+        #expect(slow.last == .failure(.timeout))
+        #expect(elapsed >= 600 && elapsed < 2_000, "\(elapsed) ms")
+        #expect(c.inFlight == 0)
+        #expect(c.openConnections == 1, "the hung connection is closed; the good one stays idle")
+    }
+
+    @Test func responseBeyondTheCapFails() throws {
+        let big = String(repeating: "x", count: 5_000)
+        let server = try HTTPSTestServer(reactor: reactor) { _, _, _ in Self.ok(big) }
+        let c = try client()
+        #expect(call(c, "https://127.0.0.1:\(server.port)/") == .failure(.responseTooLarge))
+        #expect(c.openConnections == 0)
+        // Exactly the cap (head + body = 4,096 bytes; "Content-Length: 0" grows by 3 digits) is fine.
+        let fits = String(repeating: "y", count: 4_096 - 3 - HTTPSTestServer.response(headers: ["X-Answer: yes"], body: "").count)
+        #expect(HTTPSTestServer.response(headers: ["X-Answer: yes"], body: fits).count == 4_096)
+        server.reply = { _, _, _ in Self.ok(fits) }
+        #expect((try? call(c, "https://127.0.0.1:\(server.port)/")?.get().body.count) == fits.count)
+    }
+
+    @Test func keptAliveConnectionIsReused() throws {
+        let server = try HTTPSTestServer(reactor: reactor) { _, n, _ in Self.ok("answer \(n)") }
+        let c = try client()
+        let first = try call(c, "https://127.0.0.1:\(server.port)/a")!.get()
+        let second = try call(c, "https://127.0.0.1:\(server.port)/b")!.get()
+        #expect(String(decoding: first.body, as: UTF8.self) == "answer 0")
+        #expect(String(decoding: second.body, as: UTF8.self) == "answer 1")
+        #expect(server.accepted == 1)
+        #expect(server.requests.map(\.connection) == [0, 0])
+        #expect(c.idleConnections == 1)
+    }
+
+    @Test func connectionCloseIsHonoured() throws {
+        let server = try HTTPSTestServer(reactor: reactor) { _, _, _ in
+            .send(HTTPSTestServer.response(headers: ["Connection: close"], body: "bye"))
+        }
+        let c = try client()
+        _ = try call(c, "https://127.0.0.1:\(server.port)/")!.get()
+        #expect(c.openConnections == 0)
+        _ = try call(c, "https://127.0.0.1:\(server.port)/")!.get()
+        #expect(server.accepted == 2)
+    }
+
+    @Test func serverClosingAnIdleConnectionLeadsToAFreshOne() throws {
+        let server = try HTTPSTestServer(reactor: reactor) { _, _, _ in Self.ok() }
+        let c = try client()
+        _ = try call(c, "https://127.0.0.1:\(server.port)/")!.get()
+        #expect(c.idleConnections == 1)
+        server.closeAll()
+        #expect(pump(reactor) { c.idleConnections == 0 }, "the client notices the close while idle")
+        #expect((try? call(c, "https://127.0.0.1:\(server.port)/")?.get().status) == 200)
+        #expect(server.accepted == 2)
+    }
+
+    @Test func staleReusedConnectionIsRetriedOnceOnAFreshOne() throws {
+        // The server closes its first connection on the second request without answering: a
+        // kept-alive connection that died just as it was reused.
+        let server = try HTTPSTestServer(reactor: reactor) { conn, n, _ in conn == 0 && n == 1 ? .close : Self.ok("fresh") }
+        let c = try client()
+        _ = try call(c, "https://127.0.0.1:\(server.port)/", body: "one")!.get()
+        let retried = try call(c, "https://127.0.0.1:\(server.port)/", body: "two")!.get()
+        #expect(String(decoding: retried.body, as: UTF8.self) == "fresh")
+        #expect(server.accepted == 2)
+        #expect(server.requests.map(\.connection) == [0, 0, 1])
+    }
+
+    @Test func freshConnectionClosedBeforeAnswerIsNotRetried() throws {
+        let server = try HTTPSTestServer(reactor: reactor) { _, _, _ in .close }
+        let c = try client()
+        #expect(call(c, "https://127.0.0.1:\(server.port)/") == .failure(.closed))
+        #expect(server.accepted == 1)
+    }
+
+    @Test func malformedResponseFails() throws {
+        let server = try HTTPSTestServer(reactor: reactor) { _, _, _ in .send(Array("HTTP/1.1 2OO OK\r\n\r\n".utf8)) }
+        let c = try client()
+        #expect(call(c, "https://127.0.0.1:\(server.port)/") == .failure(.malformedResponse))
+    }
+
+    @Test func redirectIsReturnedNotFollowed() throws {
+        let server = try HTTPSTestServer(reactor: reactor) { _, _, _ in
+            .send(HTTPSTestServer.response(status: 302, headers: ["Location: https://127.0.0.1:1/"], body: ""))
+        }
+        let c = try client()
+        let r = try call(c, "https://127.0.0.1:\(server.port)/")!.get()
+        #expect(r.status == 302)
+        #expect(server.accepted == 1)
+    }
+
+    @Test func refusedPortFailsWithConnect() throws {
+        let c = try client()
+        let port = try closedPort()
+        #expect(call(c, "https://127.0.0.1:\(port)/") == .failure(.connect))
+        #expect(call(c, "https://[::1]:\(port)/") == .failure(.connect))
+    }
+
+    @Test func headerInjectionIsRefusedWithoutConnecting() throws {
+        let c = try client()
+        #expect(call(c, "https://127.0.0.1:1/", headers: [("X-Evil", "a\r\nHost: b")]) == .failure(.invalidRequest))
+        #expect(call(c, "https://127.0.0.1:1/", headers: [("Content-Length", "3")]) == .failure(.invalidRequest))
+        #expect(call(c, "https://127.0.0.1:1/", method: "GE T") == .failure(.invalidRequest))
+        #expect(c.openConnections == 0)
+    }
+
+    /// A port nothing listens on: bound and closed again.
+    func closedPort() throws -> UInt16 {
+        var any = SocketAddress(ip: "127.0.0.1", port: 1)!
+        withUnsafeMutableBytes(of: &any.storage) { $0.storeBytes(of: UInt16(0), toByteOffset: 2, as: UInt16.self) }
+        let fd = try Socket.listen(on: any)
+        defer { fd.close() }
+        return Socket.localAddress(fd.raw).port
+    }
+}
