@@ -46,4 +46,81 @@ static inline int pyry_deflate_init2(z_stream *s, int level, int bits, int mem) 
 }
 static inline int pyry_inflate_init2(z_stream *s, int bits) { return inflateInit2(s, bits); }
 
+/* ACME (Sources/Relay/ACME): key, JWS, CSR and certificate helpers. Whole OpenSSL sequences
+ * live here because they need stack macros (sk_X509_EXTENSION_*) or variadic calls Swift cannot make. */
+#include <openssl/core_names.h>
+#include <openssl/ecdsa.h>
+#include <time.h>
+static inline EVP_PKEY *pyry_ec_p256_generate(void) { return EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"); }
+static inline void pyry_openssl_free(void *p) { OPENSSL_free(p); }
+static inline long pyry_bio_mem_data(BIO *b, char **p) { return BIO_get_mem_data(b, p); }
+/* The uncompressed public point 0x04||X||Y of a P-256 key (RFC 7518 §6.2.1 x and y): 1 on success. */
+static inline int pyry_ec_p256_public_xy(EVP_PKEY *key, unsigned char out[64]) {
+    unsigned char buf[65]; size_t len = 0;
+    if (EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, buf, sizeof buf, &len) != 1) return 0;
+    if (len != 65 || buf[0] != 4) return 0;
+    memcpy(out, buf + 1, 64);
+    return 1;
+}
+/* ES256 (RFC 7518 §3.4): ECDSA P-256 SHA-256, the signature as R||S, 32 bytes each. 1 on success. */
+static inline int pyry_es256_sign(EVP_PKEY *key, const unsigned char *msg, size_t len, unsigned char out[64]) {
+    int ok = 0; unsigned char der[80]; size_t dlen = sizeof der;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (!md) return 0;
+    if (EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) == 1 && EVP_DigestSign(md, der, &dlen, msg, len) == 1) {
+        const unsigned char *p = der;
+        ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &p, (long)dlen);
+        if (sig) {
+            const BIGNUM *r = NULL, *s = NULL;
+            ECDSA_SIG_get0(sig, &r, &s);
+            ok = BN_bn2binpad(r, out, 32) == 32 && BN_bn2binpad(s, out + 32, 32) == 32;
+            ECDSA_SIG_free(sig);
+        }
+    }
+    EVP_MD_CTX_free(md);
+    return ok;
+}
+/* A PKCS#10 request (RFC 2986) for one DNS name: CN and subjectAltName, signed with `key`.
+ * Returns the DER length (the caller frees *der with pyry_openssl_free), or -1. */
+static inline int pyry_csr_der(EVP_PKEY *key, const char *domain, unsigned char **der) {
+    int len = -1; char san[300];
+    if (snprintf(san, sizeof san, "DNS:%s", domain) >= (int)sizeof san) return -1;
+    X509_REQ *req = X509_REQ_new();
+    STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, san);
+    if (req && exts && ext && sk_X509_EXTENSION_push(exts, ext)) {
+        ext = NULL;
+        if (X509_REQ_set_version(req, X509_REQ_VERSION_1) == 1
+            && X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req), "CN", MBSTRING_ASC, (const unsigned char *)domain, -1, -1, 0) == 1
+            && X509_REQ_add_extensions(req, exts) == 1 && X509_REQ_set_pubkey(req, key) == 1
+            && X509_REQ_sign(req, key, EVP_sha256()) > 0) {
+            *der = NULL;
+            len = i2d_X509_REQ(req, der);
+        }
+    }
+    X509_EXTENSION_free(ext);
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    X509_REQ_free(req);
+    return len;
+}
+/* notAfter as seconds since the epoch (UTC), or -1. */
+static inline long long pyry_x509_not_after(X509 *x) {
+    struct tm tm;
+    if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) != 1) return -1;
+    return (long long)timegm(&tm);
+}
+/* The serial number in upper-case hex (NUL-terminated into out), 1 on success. */
+static inline int pyry_x509_serial_hex(X509 *x, char *out, size_t cap) {
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+    char *hex = bn ? BN_bn2hex(bn) : NULL;
+    int ok = hex && strlen(hex) < cap;
+    if (ok) strcpy(out, hex);
+    OPENSSL_free(hex); BN_free(bn);
+    return ok;
+}
+/* 1 when the certificate names `domain` (subjectAltName, RFC 6125 rules of X509_check_host). */
+static inline int pyry_x509_matches_host(X509 *x, const char *domain) {
+    return X509_check_host(x, domain, strlen(domain), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) == 1;
+}
+
 #endif

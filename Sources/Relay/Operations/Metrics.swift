@@ -29,6 +29,13 @@ public final class Metrics {
     /// Half-open connections closed to make room (per-IP or global half-open cap).
     public var halfOpenEvictions = 0
 
+    /// ACME (docs/operations.md "ACME"): the served certificate's notAfter (Unix seconds; 0: none
+    /// yet) and orders by outcome.
+    public var tlsCertNotAfter: Int64 = 0
+    public var acmeOrdersIssued = 0
+    public var acmeOrdersFailed = 0
+    public var acmeEnabled = false
+
     public init() {}
 
     public func upgrade(_ e: Endpoint, _ o: UpgradeOutcome) {
@@ -111,6 +118,7 @@ public final class Metrics {
         o += "pyrycode_relay_loop_iteration_seconds_count \(g.loopLatency.count)\n"
         family("pyrycode_relay_log_lines_dropped_total", "counter", "Log lines dropped because stderr did not take them in time (slow reader, buffer full).")
         o += "pyrycode_relay_log_lines_dropped_total \(g.logLinesDropped)\n"
+        if acmeEnabled { renderACME(&o) }
         family("process_open_fds", "gauge", "Open file descriptors.")
         o += "process_open_fds \(openFileDescriptorCount())\n"
         family("process_resident_memory_bytes", "gauge", "Resident set size.")
@@ -125,4 +133,16 @@ public func residentMemoryBytes() -> Int {
     let fields = statm.split(separator: " ")
     guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
     return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+extension Metrics {
+    func renderACME(_ o: inout String) {
+        o += "# HELP pyrycode_relay_tls_cert_not_after_seconds Expiry of the served certificate (Unix time); 0 while there is none.\n"
+        o += "# TYPE pyrycode_relay_tls_cert_not_after_seconds gauge\n"
+        o += "pyrycode_relay_tls_cert_not_after_seconds \(tlsCertNotAfter)\n"
+        o += "# HELP pyrycode_relay_acme_orders_total ACME certificate orders, by outcome.\n"
+        o += "# TYPE pyrycode_relay_acme_orders_total counter\n"
+        o += "pyrycode_relay_acme_orders_total{outcome=\"issued\"} \(acmeOrdersIssued)\n"
+        o += "pyrycode_relay_acme_orders_total{outcome=\"failed\"} \(acmeOrdersFailed)\n"
+    }
 }

@@ -1,0 +1,192 @@
+"""ACME (RFC 8555) end to end against Pebble, the ACME test server (docs/operations.md "ACME").
+
+Everything runs on loopback. `pebble-challtestsrv` is Pebble's DNS: every name resolves to
+127.0.0.1, so the test domain's challenges reach the relay under test. Pebble listens with a
+certificate from a throwaway CA made here (the Debian package ships none); the relay trusts it
+through SSL_CERT_FILE, as it would trust Let's Encrypt through the system store. Pebble keeps its
+defaults otherwise: 5% of good nonces are rejected (badNonce must be retried), validation is real
+(PEBBLE_VA_ALWAYS_VALID unset). PEBBLE_VA_NOSLEEP only removes Pebble's artificial pauses.
+
+Pebble validates http-01 and tls-alpn-01 on fixed ports from its config (httpPort, tlsPort), so
+all relays of this module listen on the same two ports, one relay at a time.
+"""
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import ssl
+import stat
+import tempfile
+import time
+import urllib.request
+
+import pytest
+from websockets.asyncio.client import connect
+
+from conftest import Relay, free_port, parse_logfmt
+from relaylib import RunningRelay, binary_headers, http_get, phone_headers, recv_json, scrape
+from test_tls import PKI
+
+PEBBLE = shutil.which("pebble")
+CHALLTESTSRV = shutil.which("pebble-challtestsrv")
+pytestmark = pytest.mark.skipif(PEBBLE is None or CHALLTESTSRV is None,
+                                reason="pebble not installed (apt-get install pebble)")
+
+DOMAIN = "relay.acme.test"
+ISSUE_TIMEOUT = 60
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 90))
+
+
+class Pebble:
+    def __init__(self, root):
+        self.pki = PKI(root)
+        cert, key = self.pki.leaf("pebble", 0x2001)
+        self.port, self.mgmt, dns = free_port(), free_port(), free_port()
+        self.http_port, self.https_port = free_port(), free_port()
+        self.dns = Relay(CHALLTESTSRV, ["-dns01", f"127.0.0.1:{dns}", "-http01", "", "-https01", "",
+                                        "-tlsalpn01", "", "-management", f"127.0.0.1:{free_port()}",
+                                        "-defaultIPv6", ""])
+        config = os.path.join(root, "pebble.json")
+        with open(config, "w") as f:
+            json.dump({"pebble": {"listenAddress": f"127.0.0.1:{self.port}",
+                                  "managementListenAddress": f"127.0.0.1:{self.mgmt}",
+                                  "certificate": cert, "privateKey": key,
+                                  "httpPort": self.http_port, "tlsPort": self.https_port,
+                                  "ocspResponderURL": "", "externalAccountBindingRequired": False}}, f)
+        env = {"PEBBLE_VA_NOSLEEP": "1"}
+        assert "PEBBLE_VA_ALWAYS_VALID" not in os.environ and "PEBBLE_WFE_NONCEREJECT" not in os.environ
+        self.proc = Relay(PEBBLE, ["-config", config, "-dnsserver", f"127.0.0.1:{dns}"], env=env,
+                          wait_port=self.mgmt)
+        self.directory = f"https://127.0.0.1:{self.port}/dir"
+        ctx = ssl.create_default_context(cafile=self.pki.ca)
+        with urllib.request.urlopen(f"https://127.0.0.1:{self.mgmt}/roots/0", context=ctx, timeout=10) as r:
+            self.root_pem = r.read().decode()
+        self.root_file = os.path.join(root, "pebble-root.pem")
+        with open(self.root_file, "w") as f:
+            f.write(self.root_pem)
+
+    def client_context(self):
+        """Trusts only Pebble's issuing root."""
+        return ssl.create_default_context(cafile=self.root_file)
+
+    def stop(self):
+        self.proc.stop()
+        self.dns.stop()
+
+
+@pytest.fixture(scope="module")
+def pebble(tmp_path_factory):
+    p = Pebble(str(tmp_path_factory.mktemp("pebble")))
+    yield p
+    p.stop()
+
+
+class ACMERelay(RunningRelay):
+    @property
+    def url(self):
+        return f"wss://{DOMAIN}:{self.port}"
+
+
+def start_acme(start_relay, relay_bin, pebble, cache, *extra, directory=None, http=True, wait=True):
+    mport = free_port()
+    args = ["--domain", DOMAIN, "--acme-directory", directory or pebble.directory, "--cert-cache", cache,
+            "--https-listen", f"127.0.0.1:{pebble.https_port}",
+            "--http-listen", f"127.0.0.1:{pebble.http_port}" if http else "",
+            "--metrics-listen", f"127.0.0.1:{mport}", "--runtime-dir", tempfile.mkdtemp(prefix="relay-run-"), *extra]
+    proc = start_relay(relay_bin, args, env={"SSL_CERT_FILE": pebble.pki.ca},
+                       wait_port=pebble.https_port if wait else None)
+    return ACMERelay(proc, pebble.https_port, mport)
+
+
+def event(r, msg, start=0, timeout=5.0, **fields):
+    return parse_logfmt(r.proc.wait_for_log(
+        lambda l: (e := parse_logfmt(l)).get("msg") == msg and all(e.get(k) == v for k, v in fields.items()),
+        timeout=timeout, start=start))
+
+
+def events(r, msg):
+    return [e for e in r.log_events() if e.get("msg") == msg]
+
+
+async def wss(relay, ctx, path, headers):
+    # The relay checks Host against --domain (421 otherwise): connect to 127.0.0.1 with the domain
+    # in the URL, SNI and Host.
+    return await connect(f"{relay.url}{path}", additional_headers=headers, ssl=ctx, host="127.0.0.1",
+                         port=relay.port, server_hostname=DOMAIN, open_timeout=5)
+
+
+async def pair(relay, ctx, sid):
+    binary = await wss(relay, ctx, "/v1/server", binary_headers(sid))
+    phone = await wss(relay, ctx, "/v1/client", phone_headers(sid))
+    return binary, phone
+
+
+async def exchange(binary, phone, tag):
+    await phone.send(json.dumps({"tag": tag}))
+    env = await recv_json(binary)
+    assert env["frame"] == {"tag": tag}
+    await binary.send(json.dumps({"conn_id": env["conn_id"], "frame": {"echo": tag}}))
+    assert json.loads(await asyncio.wait_for(phone.recv(), 5)) == {"echo": tag}
+
+
+def served_serial(port, ctx):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        with ctx.wrap_socket(s, server_hostname=DOMAIN) as t:
+            return t.getpeercert()["serialNumber"]
+
+
+def metric(relay, name, **labels):
+    return scrape(relay).get((name, tuple(sorted(labels.items()))), None)
+
+
+@pytest.fixture(scope="module")
+def issued_cache(pebble, relay_bin, tmp_path_factory):
+    """A cache directory holding an account and a certificate from Pebble (made by a relay
+    through http-01 in test_http01_issues_a_certificate_and_serves_wss)."""
+    return str(tmp_path_factory.mktemp("acme-cache") / "certs")
+
+
+def copy_cache(src, tmp_path):
+    dst = str(tmp_path / "certs")
+    shutil.copytree(src, dst)
+    os.chmod(dst, 0o700)
+    return dst
+
+
+def test_http01_issues_a_certificate_and_serves_wss(relay_bin, start_relay, pebble, issued_cache):
+    r = start_acme(start_relay, relay_bin, pebble, issued_cache)
+    # Boot does not wait for the CA: before the certificate, handshakes fail with an alert and
+    # /healthz on the plain listener says why.
+    started = event(r, "relay_started")
+    assert started["mode"] == "acme"
+    installed = event(r, "acme_certificate_installed", timeout=ISSUE_TIMEOUT, reason="issued")
+    assert installed["domain"] == DOMAIN
+    assert any(e.get("challenge") == "http-01" for e in events(r, "acme_challenge_answered"))
+    # The cache: directory 0700, files 0600.
+    assert stat.S_IMODE(os.stat(issued_cache).st_mode) == 0o700
+    for name in ("acme_account.key", DOMAIN + ".crt", DOMAIN + ".key"):
+        assert stat.S_IMODE(os.stat(os.path.join(issued_cache, name)).st_mode) == 0o600, name
+
+    ctx = pebble.client_context()
+
+    async def scenario():
+        binary, phone = await pair(r, ctx, "srv-acme")
+        await exchange(binary, phone, "issued")
+        await binary.close()
+        await phone.close()
+    run(scenario())
+
+    assert served_serial(r.port, ctx).lower() == installed["serial"].lower()
+    assert metric(r, "pyrycode_relay_acme_orders_total", outcome="issued") == 1
+    not_after = metric(r, "pyrycode_relay_tls_cert_not_after_seconds")
+    assert not_after == int(installed["not_after"]) and not_after > time.time()
+    # The plain listener: health once the certificate exists, 404 for everything else.
+    assert http_get(pebble.http_port, "/healthz", headers={"Host": DOMAIN}).startswith(b"HTTP/1.1 200 ")
+    assert http_get(pebble.http_port, "/v1/server", headers={"Host": DOMAIN}).startswith(b"HTTP/1.1 404 ")
+    assert http_get(pebble.http_port, "/.well-known/acme-challenge/unknown").startswith(b"HTTP/1.1 404 ")
+    assert r.proc.stop() == 0
