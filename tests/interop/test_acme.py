@@ -190,3 +190,99 @@ def test_http01_issues_a_certificate_and_serves_wss(relay_bin, start_relay, pebb
     assert http_get(pebble.http_port, "/v1/server", headers={"Host": DOMAIN}).startswith(b"HTTP/1.1 404 ")
     assert http_get(pebble.http_port, "/.well-known/acme-challenge/unknown").startswith(b"HTTP/1.1 404 ")
     assert r.proc.stop() == 0
+
+
+def test_restart_serves_from_the_cache_without_a_new_order(relay_bin, start_relay, pebble, issued_cache, tmp_path):
+    cache = copy_cache(issued_cache, tmp_path)
+    r = start_acme(start_relay, relay_bin, pebble, cache)
+    installed = event(r, "acme_certificate_installed", reason="cache")
+    ctx = pebble.client_context()
+    assert served_serial(r.port, ctx).lower() == installed["serial"].lower()
+    # The boot check runs before the loop: an order would have been logged by now.
+    assert events(r, "acme_order_started") == []
+    assert metric(r, "pyrycode_relay_acme_orders_total", outcome="issued") == 0
+    assert metric(r, "pyrycode_relay_tls_cert_not_after_seconds") == int(installed["not_after"])
+
+
+def test_forced_renewal_swaps_the_serial_and_keeps_open_connections(relay_bin, start_relay, pebble, issued_cache, tmp_path):
+    cache = copy_cache(issued_cache, tmp_path)
+    # Longer than Pebble's validity: the cached certificate is due at boot.
+    r = start_acme(start_relay, relay_bin, pebble, cache, "--acme-renew-before", "200000h")
+    old = event(r, "acme_certificate_installed", reason="cache")
+    event(r, "acme_order_started", reason="renewal due")
+    ctx = pebble.client_context()
+
+    async def scenario():
+        binary, phone = await pair(r, ctx, "srv-renew")
+        old_serial = binary.transport.get_extra_info("ssl_object").getpeercert()["serialNumber"]
+        assert old_serial.lower() == old["serial"].lower()
+        new = await asyncio.to_thread(event, r, "acme_certificate_installed", timeout=ISSUE_TIMEOUT, reason="renewed")
+        assert new["serial"].lower() != old["serial"].lower()
+        # The connection made on the old pair keeps relaying; new handshakes get the new one.
+        await exchange(binary, phone, "after-renewal")
+        assert (await asyncio.to_thread(served_serial, r.port, ctx)).lower() == new["serial"].lower()
+        await binary.close()
+        await phone.close()
+    run(scenario())
+    assert metric(r, "pyrycode_relay_acme_orders_total", outcome="issued") == 1
+    # The cache now holds the new pair (a restart would serve it).
+    with open(os.path.join(cache, DOMAIN + ".crt")) as f:
+        assert f.read().startswith("-----BEGIN CERTIFICATE-----")
+
+
+def test_ca_unreachable_keeps_serving_the_old_certificate_and_retries(relay_bin, start_relay, pebble, issued_cache, tmp_path):
+    cache = copy_cache(issued_cache, tmp_path)
+    # As if Pebble were stopped: nothing listens at the directory URL.
+    dead = f"https://127.0.0.1:{free_port()}/dir"
+    r = start_acme(start_relay, relay_bin, pebble, cache, "--acme-renew-before", "200000h",
+                   "--acme-retry-min", "200ms", directory=dead)
+    old = event(r, "acme_certificate_installed", reason="cache")
+    first = event(r, "acme_order_failed", timeout=15)
+    assert first["problem_type"] == "transport" and first["retry_in"] == "200ms"
+    second = event(r, "acme_order_failed", timeout=15, retry_in="400ms")
+    assert second["domain"] == DOMAIN
+    ctx = pebble.client_context()
+    assert served_serial(r.port, ctx).lower() == old["serial"].lower()
+    assert metric(r, "pyrycode_relay_acme_orders_total", outcome="failed") >= 2
+
+
+def test_no_certificate_yet_fails_handshakes_and_healthz_says_why(relay_bin, start_relay, pebble, tmp_path):
+    dead = f"https://127.0.0.1:{free_port()}/dir"
+    r = start_acme(start_relay, relay_bin, pebble, str(tmp_path / "certs"), "--acme-retry-min", "10s", directory=dead)
+    event(r, "acme_order_failed", timeout=15)
+    with pytest.raises(ssl.SSLError):
+        served_serial(r.port, pebble.client_context())
+    resp = http_get(pebble.http_port, "/healthz", headers={"Host": DOMAIN})
+    assert resp.startswith(b"HTTP/1.1 503 ")
+    assert json.loads(resp.split(b"\r\n\r\n", 1)[1]) == {"status": "no_certificate", "reason": "transport"}
+    assert metric(r, "pyrycode_relay_tls_cert_not_after_seconds") == 0
+
+
+def test_cache_dir_with_group_bits_is_tightened(relay_bin, start_relay, pebble, tmp_path):
+    cache = str(tmp_path / "certs")
+    os.mkdir(cache)
+    os.chmod(cache, 0o755)
+    r = start_acme(start_relay, relay_bin, pebble, cache, directory=f"https://127.0.0.1:{free_port()}/dir")
+    e = event(r, "cert_cache_permissions_tightened")
+    assert e["from"] == "755" and e["to"] == "700"
+    assert stat.S_IMODE(os.stat(cache).st_mode) == 0o700
+
+
+def test_cache_dir_owned_by_someone_else_refuses_the_start(relay_bin, start_relay, pebble, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to chown")
+    cache = str(tmp_path / "certs")
+    os.mkdir(cache, 0o700)
+    os.chown(cache, 65534, 65534)
+    r = start_acme(start_relay, relay_bin, pebble, cache, wait=False)
+    assert r.proc.wait(10) == 1
+    assert "cert cache dir has insecure permissions" in r.proc.stderr_text()
+
+
+def test_corrupt_cache_entry_is_logged_and_reordered(relay_bin, start_relay, pebble, issued_cache, tmp_path):
+    cache = copy_cache(issued_cache, tmp_path)
+    with open(os.path.join(cache, DOMAIN + ".crt"), "w") as f:
+        f.write("-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n")
+    r = start_acme(start_relay, relay_bin, pebble, cache)
+    event(r, "acme_cache_invalid")
+    event(r, "acme_certificate_installed", timeout=ISSUE_TIMEOUT, reason="issued")

@@ -167,7 +167,7 @@ final class ACMEManager: ACMEChallengeResponder {
         if case .problem(_, let d) = f { detail = d }
         Log.error("acme_order_failed", ["domain": domain, "problem_type": f.problemType,
                                         "detail": truncatedUTF8(detail, maxBytes: Limits.acmeProblemMaxBytes),
-                                        "retry_in": "\(retryDelayMs / 1000)s"])
+                                        "retry_in": retryDelayMs % 1000 == 0 ? "\(retryDelayMs / 1000)s" : "\(retryDelayMs)ms"])
         retryGeneration += 1
         reactor.scheduleDelegate(key: retryGeneration, at: reactor.now + retryDelayMs, kind: ACMEManager.retryKind)
         retryDelayMs = min(retryDelayMs * 2, Limits.acmeRetryMaxMs)
