@@ -286,3 +286,42 @@ def test_corrupt_cache_entry_is_logged_and_reordered(relay_bin, start_relay, peb
     r = start_acme(start_relay, relay_bin, pebble, cache)
     event(r, "acme_cache_invalid")
     event(r, "acme_certificate_installed", timeout=ISSUE_TIMEOUT, reason="issued")
+
+
+def test_tls_alpn01_issues_when_the_http_port_is_unavailable(relay_bin, start_relay, pebble, tmp_path):
+    cache = str(tmp_path / "certs")
+    # Port "80" is taken by someone else: the relay logs it and answers on the TLS port instead.
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind(("127.0.0.1", pebble.http_port))
+    squatter.listen(1)
+    try:
+        r = start_acme(start_relay, relay_bin, pebble, cache)
+        failed = event(r, "http_listen_failed")
+        assert failed["listen"] == f"127.0.0.1:{pebble.http_port}"
+        event(r, "acme_challenge_published", timeout=ISSUE_TIMEOUT, challenge="tls-alpn-01")
+        installed = event(r, "acme_certificate_installed", timeout=ISSUE_TIMEOUT, reason="issued")
+    finally:
+        squatter.close()
+    assert events(r, "acme_challenge_answered") == []
+    ctx = pebble.client_context()
+    assert served_serial(r.port, ctx).lower() == installed["serial"].lower()
+
+    async def scenario():
+        binary, phone = await pair(r, ctx, "srv-alpn")
+        await exchange(binary, phone, "alpn")
+        await binary.close()
+        await phone.close()
+    run(scenario())
+
+
+def test_acme_tls_1_without_a_pending_challenge_gets_no_challenge_certificate(relay_bin, start_relay, pebble, issued_cache, tmp_path):
+    cache = copy_cache(issued_cache, tmp_path)
+    r = start_acme(start_relay, relay_bin, pebble, cache)
+    event(r, "acme_certificate_installed", reason="cache")
+    ctx = pebble.client_context()
+    ctx.set_alpn_protocols(["acme-tls/1"])
+    with socket.create_connection(("127.0.0.1", r.port), timeout=5) as s:
+        with ctx.wrap_socket(s, server_hostname=DOMAIN) as t:
+            # The normal, CA-signed certificate (verification passed) and no acme-tls/1.
+            assert t.selected_alpn_protocol() is None

@@ -33,6 +33,8 @@ final class ACMEManager: ACMEChallengeResponder {
     private(set) var http01: [String: String] = [:]
     /// Whether --http-listen is bound: only then is http-01 offered.
     var httpListenerReady = false
+    /// tls-alpn-01 on the TLS listener: always available.
+    private let alpnChallenge = TLSALPNChallenge()
 
     init(domain: String, directoryURL: HTTPSURL, cache: CertCache, tls: TLSHolder, metrics: Metrics,
          reactor: Reactor, renewBeforeMs: Int64, retryMinMs: Int64) throws {
@@ -47,6 +49,7 @@ final class ACMEManager: ACMEChallengeResponder {
         retryDelayMs = retryMinMs
         http = try HTTPSClient(reactor: reactor, maxResponseBytes: Limits.acmeMaxCertificateBytes)
         metrics.acmeEnabled = true
+        alpnChallenge.attach(to: tls.current)
         let previous = reactor.timerDelegate
         reactor.timerDelegate = { [weak self] entry, now in
             guard let self else { return previous?(entry, now) ?? () }
@@ -71,14 +74,20 @@ final class ACMEManager: ACMEChallengeResponder {
 
     // MARK: ACMEChallengeResponder
 
-    var supportedChallengeTypes: [String] { httpListenerReady ? ["http-01"] : [] }
+    /// http-01 first, as Go's autocert; tls-alpn-01 needs only the TLS port (RFC 8737).
+    var supportedChallengeTypes: [String] { httpListenerReady ? ["http-01", "tls-alpn-01"] : ["tls-alpn-01"] }
 
     func publish(type: String, token: String, keyAuthorization: String, domain: String) {
         if type == "http-01" { http01[token] = keyAuthorization }
+        if type == "tls-alpn-01", !alpnChallenge.set(domain: domain, keyAuthorization: keyAuthorization) {
+            Log.error("acme_challenge_certificate_failed", ["domain": domain])
+        }
+        Log.info("acme_challenge_published", ["domain": domain, "challenge": type])
     }
 
     func withdraw(type: String, token: String) {
         if type == "http-01" { http01[token] = nil }
+        if type == "tls-alpn-01" { alpnChallenge.clear() }
     }
 
     // MARK: certificate lifecycle
@@ -97,7 +106,9 @@ final class ACMEManager: ACMEChallengeResponder {
     @discardableResult
     private func install(_ info: CertificateInfo, reason: String) -> Bool {
         do {
-            tls.install(try TLSContext(certFile: cache.path(CertCache.chainFile(domain)), keyFile: cache.path(CertCache.keyFile(domain))))
+            let context = try TLSContext(certFile: cache.path(CertCache.chainFile(domain)), keyFile: cache.path(CertCache.keyFile(domain)))
+            alpnChallenge.attach(to: context)
+            tls.install(context)
         } catch {
             Log.warn("acme_cache_invalid", ["domain": domain, "reason": truncatedUTF8(error.description, maxBytes: Limits.acmeProblemMaxBytes)])
             return false
