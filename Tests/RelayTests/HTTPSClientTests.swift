@@ -165,6 +165,30 @@ import Testing
         #expect(server.accepted == 2)
     }
 
+    @Test func idleConnectionIsClosedAfterTheIdleLimit() throws {
+        let server = try HTTPSTestServer(reactor: reactor) { _, _, _ in Self.ok() }
+        let c = try client()
+        c.idleTimeoutMs = 150
+        let started = monotonicMs()
+        _ = try call(c, "https://127.0.0.1:\(server.port)/")!.get()
+        #expect(c.idleConnections == 1)
+        #expect(pump(reactor) { c.openConnections == 0 })
+        #expect(monotonicMs() - started >= 150)
+        #expect(pump(reactor) { server.connections.allSatisfy(\.closed) }, "the server sees the close")
+        _ = try call(c, "https://127.0.0.1:\(server.port)/")!.get()
+        #expect(server.accepted == 2)
+    }
+
+    @Test func timersRouteWhateverDelegateIsInstalledAfterTheClient() throws {
+        // The push service may build its client before the relay service takes the delegate.
+        let server = try HTTPSTestServer(reactor: reactor) { _, _, _ in .hang }
+        let c = try client(deadlineMs: 300)
+        let relay = RelayService(config: RelayConfig(), context: IOContext(reactor: reactor))
+        #expect(call(c, "https://127.0.0.1:\(server.port)/") == .failure(.timeout))
+        #expect(server.requests.count == 1)
+        _ = relay
+    }
+
     @Test func staleReusedConnectionIsRetriedOnceOnAFreshOne() throws {
         // The server closes its first connection on the second request without answering: a
         // kept-alive connection that died just as it was reused.

@@ -20,6 +20,8 @@ final class AsyncResolver {
     private let configuration: () -> ResolverConfiguration
     private var lookups: [UInt64: Lookup] = [:]
     private var nextID: UInt64 = 1
+    /// Silence after which the next nameserver is asked (tests shorten it).
+    var retryMs = Limits.dnsRetryMs
 
     init(reactor: Reactor, configuration: @escaping () -> ResolverConfiguration) {
         self.reactor = reactor
@@ -77,7 +79,7 @@ final class AsyncResolver {
                 if lookup.aaaa == nil { s.send(lookup.query(DNSMessage.typeAAAA)) }
             }
         }
-        reactor.scheduleDelegate(key: lookup.id, at: min(now + Limits.dnsRetryMs, lookup.deadline), kind: AsyncResolver.timerKind)
+        reactor.scheduleDelegate(key: lookup.id, at: min(now + retryMs, lookup.deadline), kind: AsyncResolver.timerKind)
     }
 
     /// A datagram from one of the lookup's servers.

@@ -30,6 +30,8 @@ public final class HTTPSClient: HTTPSSending {
     let resolver: AsyncResolver
     var idleTimeoutMs = Limits.httpsClientIdleMs
     var maxIdleConnections = Limits.httpsClientMaxIdleConnections
+    /// How long a lookup may take within a call (tests shorten it).
+    var resolveTimeoutMs = Limits.dnsResolveTimeoutMs
 
     private var calls: [UInt64: HTTPSCall] = [:]
     /// Every open connection, by id (timers find them here).
@@ -131,7 +133,7 @@ public final class HTTPSClient: HTTPSSending {
             return connectNext(call)
         }
         let id = call.id
-        let deadline = min(call.deadline, monotonicMs() + Limits.dnsResolveTimeoutMs)
+        let deadline = min(call.deadline, monotonicMs() + resolveTimeoutMs)
         call.lookup = resolver.resolve(url.host, port: url.port, deadline: deadline) { [weak self] addresses in
             guard let self, let call = self.calls[id] else { return }
             call.lookup = nil

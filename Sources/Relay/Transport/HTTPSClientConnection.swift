@@ -152,6 +152,9 @@ final class HTTPSClientConnection: EventHandler {
         guard let client else { return true }
         let head = call?.request.method == "HEAD"
         switch HTTPResponseParser.parse(received, eof: eof, bodyless: head) {
+        case .complete(let p) where p.consumed > client.maxResponseBytes:
+            client.failed(self, .responseTooLarge, beforeResponse: false)
+            return true
         case .complete(let p):
             let reusable = p.keepAlive && !eof && p.consumed == received.count
             client.completed(self, HTTPSResponse(status: p.status, headers: p.headers, body: p.body), reusable: reusable)
