@@ -128,7 +128,8 @@ public enum RelayApp {
             }
             publicListenerCount = listeners.count
             if let acmeCache, let tls, let directory = config.acmeDirectory, let domain = config.domain {
-                let manager = try ACMEManager(domain: domain, directoryURL: directory, cache: acmeCache, tls: tls,
+                // Lower case: DNS names are case-insensitive, and this one names the cache files.
+                let manager = try ACMEManager(domain: domain.lowercased(), directoryURL: directory, cache: acmeCache, tls: tls,
                                               metrics: relay.metrics, reactor: reactor,
                                               renewBeforeMs: config.acmeRenewBeforeMs, retryMinMs: config.acmeRetryMinMs)
                 acme = manager
