@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import stat
@@ -206,14 +207,24 @@ def test_restart_serves_from_the_cache_without_a_new_order(relay_bin, start_rela
 
 def test_forced_renewal_swaps_the_serial_and_keeps_open_connections(relay_bin, start_relay, pebble, issued_cache, tmp_path):
     cache = copy_cache(issued_cache, tmp_path)
-    # Longer than Pebble's validity: the cached certificate is due at boot.
-    r = start_acme(start_relay, relay_bin, pebble, cache, "--acme-renew-before", "200000h")
-    old = event(r, "acme_certificate_installed", reason="cache")
-    event(r, "acme_order_started", reason="renewal due")
+    # Pebble is paused (SIGSTOP) so the renewal cannot finish before the connections below are
+    # open on the old certificate; it resumes once they are.
+    pebble.proc.signal(signal.SIGSTOP)
+    try:
+        # Longer than Pebble's validity: the cached certificate is due at boot.
+        r = start_acme(start_relay, relay_bin, pebble, cache, "--acme-renew-before", "200000h")
+        old = event(r, "acme_certificate_installed", reason="cache")
+        event(r, "acme_order_started", reason="renewal due")
+    except BaseException:
+        pebble.proc.signal(signal.SIGCONT)
+        raise
     ctx = pebble.client_context()
 
     async def scenario():
-        binary, phone = await pair(r, ctx, "srv-renew")
+        try:
+            binary, phone = await pair(r, ctx, "srv-renew")
+        finally:
+            pebble.proc.signal(signal.SIGCONT)
         old_serial = binary.transport.get_extra_info("ssl_object").getpeercert()["serialNumber"]
         assert old_serial.lower() == old["serial"].lower()
         new = await asyncio.to_thread(event, r, "acme_certificate_installed", timeout=ISSUE_TIMEOUT, reason="renewed")
@@ -319,9 +330,10 @@ def test_acme_tls_1_without_a_pending_challenge_gets_no_challenge_certificate(re
     cache = copy_cache(issued_cache, tmp_path)
     r = start_acme(start_relay, relay_bin, pebble, cache)
     event(r, "acme_certificate_installed", reason="cache")
-    ctx = pebble.client_context()
-    ctx.set_alpn_protocols(["acme-tls/1"])
-    with socket.create_connection(("127.0.0.1", r.port), timeout=5) as s:
-        with ctx.wrap_socket(s, server_hostname=DOMAIN) as t:
-            # The normal, CA-signed certificate (verification passed) and no acme-tls/1.
-            assert t.selected_alpn_protocol() is None
+    for offer, chosen in [(["acme-tls/1"], None), (["acme-tls/1", "http/1.1"], "http/1.1")]:
+        ctx = pebble.client_context()
+        ctx.set_alpn_protocols(offer)
+        with socket.create_connection(("127.0.0.1", r.port), timeout=5) as s:
+            with ctx.wrap_socket(s, server_hostname=DOMAIN) as t:
+                # The normal, CA-signed certificate (verification passed) and no acme-tls/1.
+                assert t.selected_alpn_protocol() == chosen

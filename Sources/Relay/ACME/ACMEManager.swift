@@ -18,7 +18,7 @@ final class ACMEManager: ACMEChallengeResponder {
     let metrics: Metrics
     let renewBeforeMs: Int64
     let retryMinMs: Int64
-    private let http: HTTPSClient
+    private let http: HTTPSSending
     private let directoryURL: HTTPSURL
     private var client: ACMEClient?
     private var ordering = false
@@ -36,8 +36,10 @@ final class ACMEManager: ACMEChallengeResponder {
     /// tls-alpn-01 on the TLS listener: always available.
     private let alpnChallenge = TLSALPNChallenge()
 
+    /// `http`: the process's outbound HTTPS client; its response cap must fit a certificate chain
+    /// (`Limits.acmeMaxCertificateBytes`).
     init(domain: String, directoryURL: HTTPSURL, cache: CertCache, tls: TLSHolder, metrics: Metrics,
-         reactor: Reactor, renewBeforeMs: Int64, retryMinMs: Int64) throws {
+         reactor: Reactor, http: HTTPSSending, renewBeforeMs: Int64, retryMinMs: Int64) {
         self.domain = domain
         self.directoryURL = directoryURL
         self.cache = cache
@@ -47,7 +49,7 @@ final class ACMEManager: ACMEChallengeResponder {
         self.renewBeforeMs = renewBeforeMs
         self.retryMinMs = retryMinMs
         retryDelayMs = retryMinMs
-        http = try HTTPSClient(reactor: reactor, maxResponseBytes: Limits.acmeMaxCertificateBytes)
+        self.http = http
         metrics.acmeEnabled = true
         alpnChallenge.attach(to: tls.current)
         let previous = reactor.timerDelegate

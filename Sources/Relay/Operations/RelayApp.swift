@@ -129,9 +129,11 @@ public enum RelayApp {
             publicListenerCount = listeners.count
             if let acmeCache, let tls, let directory = config.acmeDirectory, let domain = config.domain {
                 // Lower case: DNS names are case-insensitive, and this one names the cache files.
-                let manager = try ACMEManager(domain: domain.lowercased(), directoryURL: directory, cache: acmeCache, tls: tls,
-                                              metrics: relay.metrics, reactor: reactor,
-                                              renewBeforeMs: config.acmeRenewBeforeMs, retryMinMs: config.acmeRetryMinMs)
+                // One outbound client per reactor: its timer kinds are not shared between instances.
+                let outbound = try HTTPSClient(reactor: reactor, maxResponseBytes: Limits.acmeMaxCertificateBytes)
+                let manager = ACMEManager(domain: domain.lowercased(), directoryURL: directory, cache: acmeCache, tls: tls,
+                                          metrics: relay.metrics, reactor: reactor, http: outbound,
+                                          renewBeforeMs: config.acmeRenewBeforeMs, retryMinMs: config.acmeRetryMinMs)
                 acme = manager
                 if let a = config.httpListen, let l = bindChallengeListener(a, manager: manager, relay: relay, context: context) {
                     listeners.append(l)
