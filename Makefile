@@ -1,5 +1,5 @@
 # pyrycode-relay. `make test` is what CI runs (.ci/run); scripts/test-all.sh lists its stages.
-.PHONY: build run test fuzz autobahn bench
+.PHONY: build run test fuzz autobahn bench bench-sharded
 
 build:
 	swift build
@@ -30,3 +30,9 @@ autobahn:
 # docs/benchmarks.md figures: relay and floor on CPU0, generator on CPU1 (scripts/bench.sh).
 bench:
 	bash scripts/bench.sh
+
+# docs/benchmarks.md "Sharded behind HAProxy": S1 through HAProxy with 1 and 2 shards beside the
+# relay reached directly (scripts/bench-sharded.py; needs haproxy, scripts/ensure-deps.sh).
+bench-sharded:
+	swift build -c release 2>&1 | tail -n 1
+	python3 scripts/bench-sharded.py

@@ -10,6 +10,11 @@
 #   --domain NAME     public name: written into a new env file (RELAY_ARGS=--domain NAME) and
 #                     into the certbot deploy hook, which is installed only with this option
 #   --socket          also install pyrycode-relay.socket (socket activation of :443)
+#   --shards N        sharded deployment behind HAProxy (docs/operations.md, "Sharded deployment"):
+#                     installs pyrycode-relay@.service instead of pyrycode-relay.service,
+#                     creates shards.env (RELAY_SHARDS=N) and shard-<i>.env (127.0.0.1:8100+i,
+#                     metrics 127.0.0.1:9100+i) once, and writes /etc/pyrycode-relay/haproxy.cfg:
+#                     deploy/haproxy.cfg for N shards. Not with --domain or --socket (TLS is HAProxy's)
 #   --root DIR        install under DIR instead of / (tests, image builds); implies --no-systemctl
 #   --prefix DIR      same as --root
 #   --no-systemctl    do not run systemctl daemon-reload
@@ -24,6 +29,7 @@ ROOT=""
 BINARY=""
 DOMAIN=""
 SOCKET=0
+SHARDS=""
 DRY=0
 SYSTEMCTL=1
 
@@ -39,6 +45,8 @@ while [[ $# -gt 0 ]]; do
     --root|--prefix) [[ $# -ge 2 ]] || die_usage "$1 needs a directory"; ROOT=$2; shift 2 ;;
     --root=*|--prefix=*) ROOT=${1#*=}; shift ;;
     --socket) SOCKET=1; shift ;;
+    --shards) [[ $# -ge 2 ]] || die_usage "--shards needs a number"; SHARDS=$2; shift 2 ;;
+    --shards=*) SHARDS=${1#*=}; shift ;;
     --no-systemctl) SYSTEMCTL=0; shift ;;
     --dry-run) DRY=1; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -55,10 +63,16 @@ fi
 if [[ -n "$DOMAIN" && ! "$DOMAIN" =~ ^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$ ]]; then
   die_usage "--domain $DOMAIN: not a host name"
 fi
+if [[ -n "$SHARDS" ]]; then
+  # As the relay's --shard i/N: 1 <= N <= 1024 (Limits.maxShards), plain decimal.
+  [[ "$SHARDS" =~ ^[1-9][0-9]{0,3}$ && $SHARDS -le 1024 ]] || die_usage "--shards $SHARDS: want a number from 1 to 1024"
+  [[ -z "$DOMAIN" && $SOCKET == 0 ]] || die_usage "--shards cannot be combined with --domain or --socket: HAProxy holds TLS and :443"
+fi
 if [[ -n "$BINARY" && ! -x "$BINARY" ]]; then
   die_usage "--binary $BINARY: not an executable file"
 fi
-for f in pyrycode-relay.service pyrycode-relay.socket pyrycode-relay.env.example certbot-deploy-hook.sh; do
+for f in pyrycode-relay.service pyrycode-relay.socket pyrycode-relay.env.example certbot-deploy-hook.sh \
+         pyrycode-relay@.service pyrycode-relay-shards.env.example haproxy.cfg; do
   [[ -f "$SRC/$f" ]] || { echo "install.sh: missing $SRC/$f" >&2; exit 1; }
 done
 if [[ -z "$ROOT" && $DRY == 0 && $(id -u) != 0 ]]; then
@@ -143,12 +157,41 @@ else
   say "warning:   $BIN_PATH is not installed; pass --binary PATH" >&2
 fi
 
-ensure_file "$SRC/pyrycode-relay.service" "$UNIT_DIR/pyrycode-relay.service" 0644
-if [[ $SOCKET == 1 ]]; then
-  ensure_file "$SRC/pyrycode-relay.socket" "$UNIT_DIR/pyrycode-relay.socket" 0644
+# render_haproxy N: deploy/haproxy.cfg for N shards (the shipped file is the N = 3 rendering):
+# mod(N), backends shard0..N-1 at 127.0.0.1:8100+i, any_shard over all of them.
+render_haproxy() {
+  local n=$1 i
+  sed -n '/^backend shard0$/q;p' "$SRC/haproxy.cfg" \
+    | sed -e "s/crc32,mod(3)/crc32,mod($n)/" -e "s/^# This file: N = 3\.$/# This file: N = $n./"
+  for ((i = 0; i < n; i++)); do
+    printf 'backend shard%d\n    option httpchk GET /healthz\n    http-check expect status 200\n' "$i"
+    printf '    server shard%d 127.0.0.1:%d check inter 1s fall 2 rise 1 maxconn 60000\n\n' "$i" $((8100 + i))
+  done
+  printf 'backend any_shard\n    balance roundrobin\n    option httpchk GET /healthz\n    http-check expect status 200\n'
+  for ((i = 0; i < n; i++)); do
+    printf '    server shard%d 127.0.0.1:%d check inter 1s fall 2 rise 1\n' "$i" $((8100 + i))
+  done
+}
+
+if [[ -n "$SHARDS" ]]; then
+  ensure_file "$SRC/pyrycode-relay@.service" "$UNIT_DIR/pyrycode-relay@.service" 0644
+  sed "s/^RELAY_SHARDS=.*/RELAY_SHARDS=$SHARDS/" "$SRC/pyrycode-relay-shards.env.example" >"$WORK/shards.env"
+  ensure_new_file "$WORK/shards.env" "$CONF_DIR/shards.env" 0640
+  for ((i = 0; i < SHARDS; i++)); do
+    printf '# pyrycode-relay@%d: must match server shard%d in haproxy.cfg.\nSHARD_LISTEN=127.0.0.1:%d\nSHARD_METRICS=127.0.0.1:%d\n' \
+      "$i" "$i" $((8100 + i)) $((9100 + i)) >"$WORK/shard-$i.env"
+    ensure_new_file "$WORK/shard-$i.env" "$CONF_DIR/shard-$i.env" 0640
+  done
+  render_haproxy "$SHARDS" >"$WORK/haproxy.cfg"
+  ensure_file "$WORK/haproxy.cfg" "$CONF_DIR/haproxy.cfg" 0644 "$SRC/haproxy.cfg (for $SHARDS shards)"
+else
+  ensure_file "$SRC/pyrycode-relay.service" "$UNIT_DIR/pyrycode-relay.service" 0644
+  if [[ $SOCKET == 1 ]]; then
+    ensure_file "$SRC/pyrycode-relay.socket" "$UNIT_DIR/pyrycode-relay.socket" 0644
+  fi
+  render "$SRC/pyrycode-relay.env.example" >"$WORK/env"
+  ensure_new_file "$WORK/env" "$ENV_FILE" 0640
 fi
-render "$SRC/pyrycode-relay.env.example" >"$WORK/env"
-ensure_new_file "$WORK/env" "$ENV_FILE" 0640
 # operations.md links architecture.md, and the relay's single-instance refusal names
 # $DOC_DIR/architecture.md: both go to the same directory.
 for doc in operations.md architecture.md; do
@@ -174,6 +217,15 @@ if [[ $SYSTEMCTL == 1 ]]; then
 fi
 
 say ""
+if [[ -n "$SHARDS" ]]; then
+  last=$((SHARDS - 1))
+  say "next steps (docs/operations.md, \"Sharded deployment\"):"
+  say "  1. apt-get install haproxy; certificate chain and key in one file: /etc/haproxy/certs/relay.pem"
+  say "  2. install -m 0644 $CONF_DIR/haproxy.cfg /etc/haproxy/haproxy.cfg && haproxy -c -f /etc/haproxy/haproxy.cfg"
+  say "  3. systemctl enable --now pyrycode-relay@{0..$last}"
+  say "  4. systemctl reload haproxy"
+  exit 0
+fi
 say "next steps (docs/operations.md):"
 say "  1. certificate: certbot certonly --standalone -d ${DOMAIN:-relay.example.com}, then run $HOOK once"
 say "  2. edit $ENV_FILE"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Markdown summary of relay-bench JSON lines (scripts/bench.sh): every BENCH.md figure, the
+"""Markdown summary of relay-bench JSON lines (scripts/bench.sh): every docs/benchmarks.md figure, the
 relay beside the floor (or beside plain / openssl speed where that is the yardstick), the
 target and whether it is met."""
 import json, sys
@@ -142,4 +142,4 @@ print()
 idles = [r.get("machine_idle_before") for r in rows if r.get("machine_idle_before") is not None]
 if idles:
     print(f"Dates {dates[0]} – {dates[-1]}; machine idle before each run: min {min(idles) * 100:.0f}%, "
-          f"median {sorted(idles)[len(idles) // 2] * 100:.0f}% (BENCH.md wants ≥ 85%).")
+          f"median {sorted(idles)[len(idles) // 2] * 100:.0f}% (the method wants ≥ 85%).")

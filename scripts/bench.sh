@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: reproduces docs/benchmarks.md (BENCH.md Method). Builds release, starts the relay
+# `make bench`: reproduces docs/benchmarks.md (its method section). Builds release, starts the relay
 # and the floor forwarder pinned to CPU0, runs each scenario from CPU1 against the floor and then
 # the relay (same generator settings, same session), and writes
 #   reports/bench/results.jsonl   one JSON line per run (relay-bench's own output, plus one
@@ -91,7 +91,7 @@ start_tls_relay() {
   wait_port "$TLS_PORT"
 }
 
-# quiet: BENCH.md asks for /proc/stat idle ≥ 85% over 2 s before measuring; wait a little for
+# quiet: the method asks for /proc/stat idle ≥ 85% over 2 s before measuring; wait a little for
 # another job to finish, then measure anyway (the idle figure is recorded in every JSON line).
 idle_pct() {
   python3 - <<'PY'
@@ -105,7 +105,7 @@ PY
 }
 for try in $(seq "$QUIET_TRIES"); do
   idle=$(idle_pct)
-  echo "bench: machine idle ${idle}% over 2 s (BENCH.md wants ≥ 85%)"
+  echo "bench: machine idle ${idle}% over 2 s (the method wants ≥ 85%)"
   [[ $idle -ge 85 ]] && break
   [[ $try -lt $QUIET_TRIES ]] && sleep 18
 done
@@ -117,12 +117,13 @@ run() { # SCENARIO TARGETKIND(relay|floor|tls) [extra args]
   [[ $kind == floor ]] && { target="ws://127.0.0.1:$FLOOR_PORT"; pid=$FLOOR_PID; }
   [[ $kind == tls ]] && { target="wss://127.0.0.1:$TLS_PORT"; pid=$TLS_PID; set -- --ca "$RUNDIR/pki/ca.crt" "$@"; }
   echo "bench: $s vs $kind $*"
+  # The table goes to stderr (shown here), the JSON line to $RESULTS only.
   taskset -c 1 "$BIN/relay-bench" run "$s" --target "$target" --relay-pid "$pid" \
     --duration "$DURATION" --repeats "$REPEATS" --json-out "$RESULTS" --label "$label" --quiet "$@" \
-    | grep -v '^{' || echo "bench: $s vs $kind FAILED"
+    || echo "bench: $s vs $kind FAILED"
 }
 
-# S7's yardstick (BENCH.md: "≥ 85% of openssl speed-derived in-process rate"): one full
+# S7's yardstick (target: "≥ 85% of openssl speed-derived in-process rate"): one full
 # handshake costs the server 2 X25519 operations (key generation + shared secret) and one
 # ECDSA P-256 signature, on the relay's core.
 openssl_speed() {

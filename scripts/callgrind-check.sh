@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Instruction-count regression gate (BENCH.md: "instructions per forwarded 64 B frame — a
-# CI-stable regression gate"; a regression of more than 10% is a bug).
+# Instruction-count regression gate (docs/benchmarks.md § Regression gate): instructions per
+# forwarded 64 B frame are stable from run to run, so a regression of more than 10% is a bug.
 #
 # Builds relay-bench in release mode, runs its deterministic `callgrind-driver` under
 # `valgrind --tool=callgrind`, counting only the measured region (--toggle-collect), divides by
@@ -44,7 +44,7 @@ count() {
 
 service=$(count service 'relay_bench_measured_step')
 path=$(count path '*relay_bench_forward_one*')
-echo "callgrind-check: Ir per 64 B message: service=$service path=$path (BENCH.md target: ≤ 200 user space)"
+echo "callgrind-check: Ir per 64 B message: service=$service path=$path"
 echo "  profiles: $OUT/callgrind.{service,path}.out (callgrind_annotate --auto=yes FILE)"
 
 if [[ "${1:-}" == "--update" ]]; then

@@ -28,6 +28,14 @@ public enum Limits {
     public static let binaryLowWater = 256 * 1024
     public static let maxBufferedBytes = 512 * 1024 * 1024
 
+    // Memory held by unfinished messages (docs/architecture.md, "Memory")
+    /// A partial frame's input buffer grows to twice what arrived, by at least this step, never
+    /// past the frame: it is charged for bytes the peer sent, not for the length it announced.
+    public static let inputGrowthStep = 16 * 1024
+    /// Freed buffer bytes after which free heap pages go back to the kernel (`malloc_trim`) once
+    /// the loop has been quiet for a moment, rather than at the minute's housekeeping.
+    public static let trimAfterReleasedBytes = 16 * 1024 * 1024
+
     // Admission (docs/protocol.md §3.3, docs/operations.md § Admission limits)
     public static let rateBurst = 20
     public static let rateRefillMs: Int64 = 6_000
@@ -67,6 +75,11 @@ public enum Limits {
     /// Repeatable events: lines per event over all connections in one interval, then one summary.
     public static let logBurstGlobal = 100
     public static let logSuppressionIntervalMs: Int64 = 10_000
+
+    // Sharding (docs/architecture.md, "v2 = static shards")
+    /// Most shards one deployment may declare (`--shard i/N`): far above the cores of the
+    /// largest VM times a handful of VMs, and it keeps the per-shard lock names short.
+    public static let maxShards = 1024
 
     // Outbound HTTPS client (Transport/HTTPSClient.swift: push wakes, later ACME)
     /// One call — resolve, connect, TLS, request, response — ends by then.

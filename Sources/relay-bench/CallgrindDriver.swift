@@ -1,8 +1,8 @@
 import CEpoll
 import Relay
 
-/// A deterministic in-process driver for instruction counting (BENCH.md: "instructions per
-/// forwarded 64 B frame ≤ 200 Ir user space (callgrind) — a CI-stable regression gate").
+/// A deterministic in-process driver for instruction counting (docs/benchmarks.md § Regression gate:
+/// instructions per forwarded 64 B frame, stable enough for CI).
 /// `scripts/callgrind-check.sh` runs it under `valgrind --tool=callgrind --toggle-collect=…` so
 /// only the measured functions are counted, and divides by the message count.
 ///

@@ -1,7 +1,7 @@
 import CEpoll
 import Relay
 
-/// The yardstick of BENCH.md: a trivial single-threaded epoll TCP forwarder. It reads the
+/// The yardstick of docs/benchmarks.md: a trivial single-threaded epoll TCP forwarder. It reads the
 /// upgrade request head once (to pair a `/v1/server` connection with the `/v1/client` ones naming
 /// the same `X-Pyrycode-Server`), answers a canned 101 carrying `X-Relay-Bench-Floor: 1` (so the
 /// generator knows frames arrive unwrapped), and from then on copies bytes to the partner without

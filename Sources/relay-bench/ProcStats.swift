@@ -1,7 +1,7 @@
 import CEpoll
 import Relay
 
-/// A process's CPU time and resident memory from /proc (BENCH.md Method: CPU per message from
+/// A process's CPU time and resident memory from /proc (docs/benchmarks.md method: CPU per message from
 /// `/proc/<pid>/stat` utime+stime deltas, RSS from `/proc/<pid>/status` VmRSS).
 struct ProcSample {
     var cpuSeconds: Double
@@ -32,7 +32,7 @@ struct ProcSample {
     }
 }
 
-/// Whole-machine idle fraction over an interval, from /proc/stat (BENCH.md: check the machine
+/// Whole-machine idle fraction over an interval, from /proc/stat (docs/benchmarks.md: check the machine
 /// is quiet first, idle ≥ 85% over 2 s).
 func machineIdleFraction(overMs: Int) -> Double? {
     func sample() -> (idle: Double, total: Double)? {

@@ -60,7 +60,7 @@ extension String {
     func rightPad(_ n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }
 }
 
-/// Median and range of repeated measurements (BENCH.md: repeat 3×, report median and range).
+/// Median and range of repeated measurements (repeat 3×, report median and range).
 struct Spread {
     var median: Double, min: Double, max: Double
     init(_ xs: [Double]) {

@@ -2,7 +2,7 @@ import CEpoll
 import Histogram
 import Relay
 
-/// The named scenarios of BENCH.md.
+/// The named scenarios of docs/benchmarks.md.
 enum ScenarioID: String, CaseIterable {
     case S1, S1b, S2, S2b, S3, S4, S5, S7, S8, L1, M1
 
@@ -21,6 +21,12 @@ enum ScenarioID: String, CaseIterable {
         case .M1: return "idle memory: N pairs (default 1,000) after one exchange: RSS per connection"
         }
     }
+
+    /// Figures of `make bench` (scripts/bench.sh) that are made of several runs, not one scenario.
+    static let composites = [
+        "S6": "S6 is made of runs, not one: S1 and S3 with --target wss://… beside the same with ws:// (make bench SCENARIOS=S6 runs all four)",
+        "M1TLS": "M1TLS is M1 with --target wss://… (make bench SCENARIOS=M1TLS)",
+    ]
 
     var plan: LoadPlan {
         var p = LoadPlan()
@@ -78,13 +84,16 @@ struct Window {
     var genCPUPct: Double { genCPU / seconds * 100 }
 }
 
-/// Runs one scenario end to end and prints the progress line, the table and the JSON line.
+/// Runs one scenario end to end; prints the progress line and the table on stderr and leaves
+/// the result line (`json`) to the caller.
 final class ScenarioRunner {
     let o: RunOptions
     let run: LoadRun
     var table: [(String, String)] = []
     var json: [(String, JSONValue)] = []
     var histograms: [(String, Histogram<UInt64>)] = []
+    /// Other processes' CPU over the whole run (not in a `--workers` child: the parent judges).
+    var load: MachineLoad?
 
     init(options: RunOptions, tls: TLSClientContext? = nil) throws(Errno) {
         o = options
@@ -188,6 +197,7 @@ final class ScenarioRunner {
                 ("label", o.label.map { .str($0) } ?? .null), ("date", .str(isoDateUTC())),
                 ("target", .str(o.targetText))]
         if let idle = machineIdleFraction(overMs: 500) { json.append(("machine_idle_before", .num(idle))) }
+        if o.worker == nil { load = MachineLoad(targetPid: o.relayPid) }
     }
 
     func execute() -> Bool {
@@ -268,11 +278,15 @@ final class ScenarioRunner {
             barrier("done")
             return ok
         }
-        print("relay-bench \(o.scenario.rawValue) — \(o.scenario.summary)")
-        print("target \(o.targetText) (\(run.targetIsFloor ? "floor" : "relay")), \(isoDateUTC())")
+        if let v = load?.verdict(targetPid: o.relayPid) {
+            table.append(v.tableRow)
+            json += v.json
+        }
+        var text = "relay-bench \(o.scenario.rawValue) — \(o.scenario.summary)\n"
+        text += "target \(o.targetText) (\(run.targetIsFloor ? "floor" : "relay")), \(isoDateUTC())\n"
         let w = (table.map(\.0.count).max() ?? 10) + 2
-        for (k, v) in table { print("  " + k.rightPad(w) + v) }
-        print(JSONValue.obj(json).text)
+        for (k, v) in table { text += "  " + k.rightPad(w) + v + "\n" }
+        eprint(text)
         if let svg = o.svgPath, !histograms.isEmpty {
             _ = writeFile(svg, percentileSVG(title: "relay-bench \(o.scenario.rawValue) latency (\(o.targetText))", series: histograms))
         }

@@ -2,7 +2,7 @@ import ArgumentParser
 import CEpoll
 import Relay
 
-/// relay-bench: the load tool of BENCH.md. `run` drives a relay (or the floor) with a named
+/// relay-bench: the load tool behind docs/benchmarks.md. `run` drives a relay (or the floor) with a named
 /// scenario; `floor` is the yardstick forwarder; `callgrind-driver` is the instruction-count
 /// gate of `scripts/callgrind-check.sh`.
 struct RelayBench: ParsableCommand {
@@ -48,12 +48,17 @@ struct Run: ParsableCommand {
 
     func run() throws {
         guard let id = ScenarioID(rawValue: scenario) ?? ScenarioID.allCases.first(where: { $0.rawValue.lowercased() == scenario.lowercased() }) else {
-            throw ValidationError("unknown scenario \(scenario); known: \(ScenarioID.allCases.map(\.rawValue).joined(separator: " "))")
+            var message = "unknown scenario \(scenario); known: \(ScenarioID.allCases.map(\.rawValue).joined(separator: " "))"
+            if let hint = ScenarioID.composites[scenario.uppercased()] { message += ". " + hint }
+            throw ValidationError(message)
         }
-        let secure = target.hasPrefix("wss://")
-        let hostPort = secure ? String(target.dropFirst(6)) : target.hasPrefix("ws://") ? String(target.dropFirst(5)) : target
-        let hp = hostPort.split(separator: "/", maxSplits: 1).first.map(String.init) ?? hostPort
-        guard let addr = try? SocketAddress(parsing: hp) else { throw ValidationError("bad --target \(target)") }
+        guard let (secure, hp) = Run.splitTarget(target), let addr = try? SocketAddress(parsing: hp) else {
+            throw ValidationError("bad --target \"\(target)\": expected ws://HOST:PORT or wss://HOST:PORT "
+                                  + "(HOST an IP literal, [IPv6] or localhost; e.g. ws://127.0.0.1:8080)")
+        }
+        if let path = jsonOut, !writeFile(path, "", append: true) {
+            throw ValidationError("--json-out \(path): cannot open for appending")
+        }
         var plan = id.plan
         if let pairs { plan.pairs = pairs }
         if let phones { plan.phonesPerGroup = phones }
@@ -90,7 +95,7 @@ struct Run: ParsableCommand {
             let pool = try WorkerPool(argvs: (0..<workers).map { childArgv(index: $0, of: workers, plan: plan, base: base, tag: endpoint.runTag) })
             let runner = try ScenarioRunner(options: o, tls: tls)
             let ok = runner.executeCoordinated(pool: pool, workers: workers)
-            if let path = jsonOut { _ = writeFile(path, JSONValue.obj(runner.json).text + "\n", append: true) }
+            try emitResult(runner.json)
             if !ok { throw ExitCode(1) }
             return
         }
@@ -101,8 +106,38 @@ struct Run: ParsableCommand {
         let runner = try ScenarioRunner(options: o, tls: tls)
         let ok = runner.execute()
         if o.worker != nil { if !ok { throw ExitCode(1) }; return }
-        if let path = jsonOut { _ = writeFile(path, JSONValue.obj(runner.json).text + "\n", append: true) }
+        try emitResult(runner.json)
         if !ok { throw ExitCode(1) }
+    }
+
+    /// The result line goes to `--json-out` (appended) when given, else to stdout; the table is
+    /// on stderr, so stdout carries JSON lines only.
+    func emitResult(_ json: [(String, JSONValue)]) throws {
+        let line = JSONValue.obj(json).text + "\n"
+        guard let path = jsonOut else {
+            print(line, terminator: "")
+            return
+        }
+        if !writeFile(path, line, append: true) {
+            eprint("relay-bench: cannot append to --json-out \(path); the result line follows on stdout\n")
+            print(line, terminator: "")
+            throw ExitCode(1)
+        }
+    }
+
+    /// `ws://HOST:PORT[/…]` or `wss://…` → (TLS, "HOST:PORT"); nil for any other scheme or none.
+    static func splitTarget(_ target: String) -> (secure: Bool, hostPort: String)? {
+        let secure: Bool
+        let rest: Substring
+        if target.hasPrefix("wss://") {
+            (secure, rest) = (true, target.dropFirst(6))
+        } else if target.hasPrefix("ws://") {
+            (secure, rest) = (false, target.dropFirst(5))
+        } else {
+            return nil
+        }
+        let hostPort = rest.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).first ?? rest
+        return hostPort.isEmpty ? nil : (secure, String(hostPort))
     }
 }
 
@@ -148,10 +183,10 @@ struct Floor: ParsableCommand {
 }
 
 struct List: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List the scenarios.")
+    static let configuration = CommandConfiguration(
+        abstract: "List the scenarios `run` takes (make bench also reports S6 and M1TLS: runs of these against wss://).")
     func run() {
         for s in ScenarioID.allCases { print(s.rawValue.rightPad(5) + s.summary) }
-        print("S6: S1 and S3 against a wss:// target (TLS on both legs), compared with ws://.")
     }
 }
 

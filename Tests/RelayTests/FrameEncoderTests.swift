@@ -29,6 +29,15 @@ import Testing
         #expect(header(.pong, 0) == [0x8A, 0x00])
     }
 
+    @Test func frameLengthReadsBackEveryHeaderForm() {
+        for n in [0, 125, 126, 65535, 65536, 300_000] {
+            let h = header(.text, n)
+            #expect(h.withUnsafeBytes { FrameEncoder.frameLength($0) } == h.count + n)
+            // Not yet known from a cut header.
+            #expect(Array(h.dropLast()).withUnsafeBytes { FrameEncoder.frameLength($0) } == nil)
+        }
+    }
+
     @Test func wholeFrames() {
         #expect(FrameEncoder.frame(opcode: .text, payload: Array("Hello".utf8)) == [0x81, 0x05, 0x48, 0x65, 0x6C, 0x6C, 0x6F])
         #expect(FrameEncoder.frame(opcode: .ping, payload: []) == [0x89, 0x00])

@@ -110,6 +110,44 @@ import Testing
         #expect(text.contains("pyrycode_relay_loop_iteration_seconds_count 2\n"))
         #expect(text.contains("pyrycode_relay_loop_iteration_seconds_sum 0.0032\n"))
     }
+
+    @Test func rendersIntoAReusedBufferWithoutStaleBytes() {
+        let m = Metrics()
+        var g = Metrics.Gauges()
+        g.openFileDescriptors = 12_345
+        g.residentMemoryBytes = 9_876_543_210
+        g.queuedBytes = -5
+        g.loopLatency.record(2_000_000_000)
+        m.closed(code: .normal)
+        m.httpRejects[404] = 7
+        let first = m.render(g)
+        let text = String(decoding: first, as: UTF8.self)
+        #expect(text.contains("\nprocess_open_fds 12345\n"))
+        #expect(text.contains("\nprocess_resident_memory_bytes 9876543210\n"))
+        #expect(text.contains("\npyrycode_relay_queued_bytes -5\n"))
+        #expect(text.contains("\npyrycode_relay_loop_iteration_seconds_sum 2.0\n"))
+        #expect(text.contains("\npyrycode_relay_connections_closed_total{code=\"1000\"} 1\n"))
+        #expect(text.contains("\npyrycode_relay_http_rejects_total{status=\"404\"} 7\n"))
+        #expect(text.hasSuffix("\n") && !text.contains("\n\n"))
+        // A shorter second text: nothing of the first may be left behind.
+        g.openFileDescriptors = 3
+        g.residentMemoryBytes = 0
+        let second = String(decoding: m.render(g), as: UTF8.self)
+        #expect(second.utf8.count == first.count - 4 - 9)
+        #expect(second.contains("\nprocess_open_fds 3\n") && second.hasSuffix("process_resident_memory_bytes 0\n"))
+        #expect(String(decoding: first, as: UTF8.self) == text)  // the caller's copy is untouched
+        #expect(text.contains("\npyrycode_relay_frames_forwarded_total{direction=\"phone_to_binary\"} 0\n"))
+    }
+
+    @Test func formatsNanosecondsAsExactSeconds() {
+        let b = ExpositionBuffer(capacity: 4)  // grows as it goes
+        for (ns, s) in [(UInt64(0), "0.0"), (1, "0.000000001"), (3_200_000, "0.0032"), (12_000_000_000, "12.0"),
+                        (1_500_000_001, "1.500000001"), (UInt64.max, "18446744073.709551615")] {
+            b.reset()
+            b.appendSeconds(nanoseconds: ns)
+            #expect(String(decoding: b.bytes, as: UTF8.self) == s)
+        }
+    }
 }
 
 @Suite struct DeviceNameTruncationTests {

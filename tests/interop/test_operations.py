@@ -828,6 +828,85 @@ def test_metrics_move_with_an_exchange(relay_bin, start_relay):
     assert m[("pyrycode_relay_connected_binaries", ())] == 0  # in grace: not counted (docs/protocol.md §5)
 
 
+class MetricsSession:
+    """One keep-alive connection to /metrics, so scraping adds no descriptor of its own."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.buf = b""
+
+    def _fill(self, pred):
+        while not pred():
+            chunk = self.sock.recv(65536)
+            assert chunk, "metrics connection closed"
+            self.buf += chunk
+
+    def scrape(self):
+        """{series: value} for the series without labels."""
+        self.sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        self._fill(lambda: b"\r\n\r\n" in self.buf)
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))
+        self._fill(lambda: len(self.buf) >= length)
+        body, self.buf = self.buf[:length], self.buf[length:]
+        lines = [l.rsplit(" ", 1) for l in body.decode().splitlines() if l and not l.startswith("#")]
+        return {k: float(v) for k, v in lines if "{" not in k}
+
+    def wait_for_eof(self):
+        while self.sock.recv(65536):
+            pass
+
+
+def test_open_fds_gauge_equals_proc_fd_entries_as_connections_come_and_go(relay_bin, start_relay):
+    """process_open_fds comes from the relay's own count (no /proc/self/fd walk per scrape): it
+    must equal the entries of /proc/<pid>/fd whenever the relay is idle, as WebSocket and
+    not-yet-upgraded connections open and close, and after shutdown closes the listeners."""
+    r = start(start_relay, relay_bin, "--drain-deadline", "5s")
+    ms = MetricsSession(r.metrics_port)
+
+    def settled(live, half_open):
+        """The gauge once the relay shows `live` WebSockets and `half_open` raw connections."""
+        m = ms.scrape()
+        if (m["pyrycode_relay_live_connections"], m["pyrycode_relay_half_open_connections"]) != (live, half_open):
+            return None
+        return int(m["process_open_fds"])
+
+    def expect(live, half_open):
+        fds = wait_until(lambda: settled(live, half_open), what=f"{live} live, {half_open} half-open")
+        assert fds == fd_count(r.proc.pid), (live, half_open)
+        return fds
+
+    base = expect(0, 0)
+
+    async def scenario():
+        binaries = [await open_binary(r, f"fd-{i}") for i in range(3)]
+        phones = [await open_phone(r, f"fd-{i}") for i in range(3)]
+        raw = [socket.create_connection(("127.0.0.1", r.port)) for _ in range(4)]  # never send a request
+        assert expect(6, 4) == base + 10
+        for c in phones[:2]:
+            await c.close()
+        for s in raw[:2]:
+            s.close()
+        assert expect(4, 2) == base + 6
+        for c in phones[2:] + binaries:
+            await c.close()
+        for s in raw[2:]:
+            s.close()
+        assert expect(0, 0) == base
+
+    run(scenario())
+    # Shutdown closes the listeners while a WebSocket that ignores the 1001 keeps the drain going.
+    held = RawClient(r.port, "/v1/server", binary_headers("fd-held"))
+    assert held.status == 101
+    wait_until(lambda: settled(1, 0), what="held binary upgraded")
+    r.proc.signal(signal.SIGTERM)
+    r.proc.wait_for_log(lambda l: "shutdown_started" in l)
+    fds = int(ms.scrape()["process_open_fds"])  # draining: answered with Connection: close
+    ms.wait_for_eof()  # the relay sent FIN and lingers until ours: its socket is still open
+    assert fds == fd_count(r.proc.pid)
+    assert fds == base + 1 - 2  # the held WebSocket in, both listeners out (their spares stay)
+
+
 # ---------------------------------------------------------------------------------------------
 # Logs (docs/operations.md)
 # ---------------------------------------------------------------------------------------------

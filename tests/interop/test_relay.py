@@ -4,6 +4,8 @@ driven by the third-party `websockets` client and a raw-socket client."""
 import asyncio
 import json
 import socket
+import struct
+from datetime import datetime
 
 import pytest
 import websockets
@@ -11,7 +13,7 @@ import websockets
 from conftest import parse_logfmt
 
 from relaylib import (RawClient, binary_headers, closed_with, http_get, open_binary, open_phone,
-                      phone_conn_id, phone_headers, recv_json, scrape, start)
+                      phone_conn_id, phone_headers, recv_json, scrape, start, wait_until)
 
 
 def run(coro):
@@ -150,6 +152,32 @@ def test_grace_keeps_phones_then_reclaim_evicts_them(relay_bin, start_relay):
         fresh = await open_phone(r, "srv-g")
         await fresh.send('{"first":true}')
         assert (await recv_json(reclaimer))["frame"] == {"first": True}
+
+    run(scenario())
+
+
+def test_grace_start_is_logged_server_released(relay_bin, start_relay):
+    """`server_released` {server_id} when a binary's grace timer is armed (the Go
+    relay's event name, which operators' alerts use); a binary refused 4409 never held the slot
+    and releases nothing."""
+    r = start(start_relay, relay_bin)
+
+    def log(msg, **fields):
+        def pred(line):
+            f = parse_logfmt(line)
+            return f.get("msg") == msg and all(f.get(k) == v for k, v in fields.items())
+        return pred
+
+    async def scenario():
+        first = await open_binary(r, "srv-rel")
+        second = await open_binary(r, "srv-rel")
+        assert await closed_with(second) == (4409, "server-id already claimed")
+        await asyncio.to_thread(r.proc.wait_for_log, log("binary_disconnected", server_id="srv-rel"), 5)
+        await first.close()
+        line = await asyncio.to_thread(r.proc.wait_for_log, log("server_released", server_id="srv-rel"), 5)
+        f = parse_logfmt(line)
+        assert f["level"] == "info" and set(f) == {"ts", "level", "msg", "server_id"}
+        assert sum(1 for l in r.proc.lines if log("server_released")(l)) == 1
 
     run(scenario())
 
@@ -299,6 +327,89 @@ def test_phone_that_never_reads_is_closed_1011_siblings_unaffected(relay_bin, st
         assert json.loads(notice) == {"conn_id": slow_id, "close_code": 1011}
         await binary.send('{"conn_id":"%s","frame":"still here"}' % good_id)
         assert await asyncio.wait_for(good.recv(), 5) == '"still here"'
+
+    run(scenario())
+
+
+async def flood_until_backlog_full(binary, phone_id, payload):
+    """Sends `"<i>:<payload>"` frames to a phone that is not reading until the binary hears the
+    phone's close notice 1011 (sent the moment the outbox overflows); returns how many were sent."""
+    for sent in range(1, 2001):  # ≤ 128 MB
+        await binary.send('{"conn_id":"%s","frame":"%d:%s"}' % (phone_id, sent - 1, payload))
+        try:
+            notice = await asyncio.wait_for(binary.recv(), 0.001)
+        except asyncio.TimeoutError:
+            continue
+        assert json.loads(notice) == {"conn_id": phone_id, "close_code": 1011}
+        return sent
+    raise AssertionError("the outbox never overflowed")
+
+
+def test_phone_backlog_full_ends_with_a_close_frame_behind_whole_frames(relay_bin, start_relay):
+    """Issue #11: a phone whose outbox overflows gets, once it reads again, what the
+    kernel already held, the rest of the frame being written, then a close frame 1011
+    `phone backlog full` and EOF — every byte parses as whole frames. The binary hears 1011 at
+    once (the flood stops on that notice)."""
+    r = start(start_relay, relay_bin, "--outbox-budget", "262144")
+    payload = "p" * 65000
+
+    async def scenario():
+        binary = await open_binary(r, "srv-backlog")
+        phone = RawClient(r.port, "/v1/client", phone_headers("srv-backlog"), rcvbuf=4096)
+        phone.send_text('{"hi":1}')
+        phone_id = (await recv_json(binary))["conn_id"]
+        sent = await flood_until_backlog_full(binary, phone_id, payload)
+
+        def read_until_close():
+            frames = []
+            while True:
+                f = phone.read_frame()
+                if f is None or f[0] == 8:
+                    return frames, f
+                frames.append(f)
+
+        frames, close = await asyncio.to_thread(read_until_close)
+        assert close == (8, struct.pack("!H", 1011) + b"phone backlog full")
+        # The messages the relay did not drop, in order, each whole.
+        assert 0 < len(frames) < sent
+        for i, (op, data) in enumerate(frames):
+            assert op == 1 and data == ('"%d:%s"' % (i, payload)).encode(), f"frame {i} is not message {i}"
+        assert await asyncio.to_thread(phone.read_frame) is None  # then the relay's FIN
+        phone.close()
+
+    run(scenario())
+    closed_1011 = ("pyrycode_relay_connections_closed_total", (("code", "1011"),))
+    wait_until(lambda: scrape(r)[closed_1011] == 1, what="the phone counted as closed 1011")
+
+
+def test_phone_backlog_full_that_never_reads_is_dropped_at_the_write_stall(relay_bin, start_relay):
+    """With the real 10 s write stall: after the overflow the close frame waits behind the frame
+    being written; a phone that never reads again gets neither and is dropped when the write has
+    made no progress for 10 s."""
+    r = start(start_relay, relay_bin, "--outbox-budget", "262144")
+
+    async def scenario():
+        binary = await open_binary(r, "srv-deaf")
+        phone = RawClient(r.port, "/v1/client", phone_headers("srv-deaf"), rcvbuf=4096)
+        phone.send_text('{"hi":1}')
+        phone_id = (await recv_json(binary))["conn_id"]
+        await flood_until_backlog_full(binary, phone_id, "d" * 65000)
+        line = await asyncio.to_thread(
+            r.proc.wait_for_log, lambda l: parse_logfmt(l).get("msg") == "phone_unregistered"
+            and parse_logfmt(l).get("conn_id") == phone_id, 15)
+        dropped = parse_logfmt(line)
+        assert dropped["close_code"] == "1011"
+        full = parse_logfmt(r.proc.wait_for_log(lambda l: parse_logfmt(l).get("msg") == "phone_backlog_full"))
+        ts = lambda f: datetime.strptime(f["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
+        # The stall clock runs from the last write progress, moments before the overflow.
+        assert 8.0 <= ts(dropped) - ts(full) <= 10.5
+
+        def close_frame_seen():
+            try:
+                return phone.read_close()
+            except ConnectionResetError:
+                return None
+        assert await asyncio.to_thread(close_frame_seen) is None
 
     run(scenario())
 

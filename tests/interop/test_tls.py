@@ -21,6 +21,7 @@ import time
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from conftest import free_port, parse_logfmt
 from relaylib import RunningRelay, binary_headers, phone_headers, recv_json, scrape
@@ -531,3 +532,44 @@ def test_encrypted_key_fails_at_once_instead_of_prompting_on_the_terminal(relay_
     assert "pass phrase" not in text, text
     assert (f"pyrycode-relay: tls: {enc}: the private key is encrypted; give an unencrypted key "
             "(openssl pkey -in FILE -out NEWFILE) (OpenSSL: ") in text, text
+
+
+@pytest.mark.parametrize("size", [65000, 2000])
+def test_wss_phone_backlog_full_gets_a_close_frame_behind_whole_frames(relay_bin, start_relay, pki, size):
+    """The phone backlog close over TLS: when the outbox overflows, the bytes OpenSSL may hold for a blocked
+    SSL_write (a TLS record, which spans several small frames) are kept with the frame being
+    written, so the phone (`websockets`, which checks every frame) reads whole messages in
+    order, then 1011 `phone backlog full`."""
+    r = start_tls(start_relay, relay_bin, *pki.default, "--outbox-budget", "262144")
+    ctx = pki.client_context()
+    payload = "w" * size
+
+    async def scenario():
+        binary = await wss_binary(r, ctx, "srv-wss-backlog")
+        # max_queue=1: once one message waits unread, the client stops reading its socket.
+        phone = await wss_phone(r, ctx, "srv-wss-backlog", max_queue=1)
+        await phone.send('{"hi":1}')
+        phone_id = (await recv_json(binary))["conn_id"]
+        sent = 0
+        while True:  # until the binary hears the phone's close notice (the overflow)
+            assert sent < 20000, "the outbox never overflowed"
+            await binary.send('{"conn_id":"%s","frame":"%d:%s"}' % (phone_id, sent, payload))
+            sent += 1
+            try:
+                notice = await asyncio.wait_for(binary.recv(), 0.001)
+            except asyncio.TimeoutError:
+                continue
+            assert json.loads(notice) == {"conn_id": phone_id, "close_code": 1011}
+            break
+        got = 0
+        try:
+            while True:
+                msg = await asyncio.wait_for(phone.recv(), 10)
+                assert msg == '"%d:%s"' % (got, payload)
+                got += 1
+        except ConnectionClosed:
+            pass
+        assert 0 < got < sent
+        assert (phone.protocol.close_rcvd.code, phone.protocol.close_rcvd.reason) == (1011, "phone backlog full")
+
+    run(scenario())

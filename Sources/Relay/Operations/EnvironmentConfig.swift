@@ -14,6 +14,8 @@ public struct EnvironmentConfig: Equatable, Sendable {
     public var fcmCredentials: String? = nil
     /// `PYRYCODE_RELAY_FLY_DNS_SERVER=host:port` (IP literal host): overrides Fly's resolver (tests).
     public var flyDNSServer: String? = nil
+    /// `PYRYCODE_RELAY_SHARD=i/N`: sharded mode, as `--shard` (docs/architecture.md, "v2 = static shards").
+    public var shard: ShardAssignment? = nil
 
     public init() {}
 
@@ -64,6 +66,14 @@ public struct EnvironmentConfig: Equatable, Sendable {
                 }
                 c.flyDNSServer = v
             }
+            if let v = env[ShardAssignment.environmentVariable] {
+                guard let shard = ShardAssignment(parsing: v) else {
+                    throw EnvironmentError(variable: ShardAssignment.environmentVariable,
+                                           reason: (v.isEmpty ? "empty value; " : "malformed value; ")
+                                               + ShardAssignment.expected + " or unset")
+                }
+                c.shard = shard
+            }
         } catch {
             return .failure(error)
         }
@@ -101,7 +111,7 @@ extension EnvironmentConfig: CustomStringConvertible, CustomReflectable {
     public var description: String {
         "EnvironmentConfig(production: \(production), bypassSingleInstance: \(bypassSingleInstance), "
             + "assertSingleInstance: \(assertSingleInstance), fcmCredentials: \(fcmCredentials == nil ? "nil" : "<redacted>"), "
-            + "flyDNSServer: \(flyDNSServer ?? "nil"))"
+            + "flyDNSServer: \(flyDNSServer ?? "nil"), shard: \(shard.map(String.init(describing:)) ?? "nil"))"
     }
 
     public var customMirror: Mirror {
@@ -109,6 +119,7 @@ extension EnvironmentConfig: CustomStringConvertible, CustomReflectable {
             "production": production, "bypassSingleInstance": bypassSingleInstance,
             "assertSingleInstance": assertSingleInstance,
             "fcmCredentials": fcmCredentials == nil ? "nil" : "<redacted>", "flyDNSServer": flyDNSServer as Any,
+            "shard": shard as Any,
         ])
     }
 }

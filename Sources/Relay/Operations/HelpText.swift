@@ -22,8 +22,8 @@ enum HelpText {
     static let environment = """
         Environment:
           PYRYCODE_RELAY_PRODUCTION=1
-                production mode: refuses --insecure-listen, running as root and any capability
-                but CAP_NET_BIND_SERVICE
+                production mode: refuses --insecure-listen (a shard: except on a loopback or private
+                address), running as root and any capability but CAP_NET_BIND_SERVICE
           PYRYCODE_RELAY_ASSERT_SINGLE_INSTANCE=true
                 the deploy guarantees exactly one relay replica; required with
                 PYRYCODE_RELAY_PRODUCTION=1, and on Fly.io or Kubernetes when the replicas cannot be counted
@@ -31,6 +31,9 @@ enum HelpText {
                 skips the single-instance self-check (NOT recommended for production)
           PYRYCODE_RELAY_FCM_CREDENTIALS=JSON
                 service-account JSON key for push wake-ups; validated at boot (this build sends no pushes yet)
+          PYRYCODE_RELAY_SHARD=I/N
+                sharded mode, as --shard: serve the server-ids with crc32(id) mod N = I behind a proxy
+                that routes on X-Pyrycode-Server; the same-host lock becomes instance-I-of-N.lock
           PYRYCODE_RELAY_FLY_DNS_SERVER=HOST:PORT
                 DNS server for the Fly.io replica count (default [fdaa::3]:53); for tests
           RUNTIME_DIRECTORY

@@ -14,13 +14,15 @@ public enum Log {
     /// `reason` (a fixed phrase chosen by the relay, e.g. why a push_wake was dropped);
     /// `same_host`, `fly`, `kubernetes` (single_instance_check: one word per signal, docs/architecture.md (v1 = single-instance));
     /// `pid`, `status`, `endpoint` (reserved: a lock owner's pid, an HTTP status code, server|client);
-    /// `event` (log_suppressed: the msg of the lines a summary counts).
+    /// `event` (log_suppressed: the msg of the lines a summary counts);
+    /// `shard` (sharded mode: this relay's `i/N`, on relay_started, single_instance_check and upgrade_misrouted).
     /// The interop test tests/interop/test_operations.py reads this list from this file.
     public static let allowedKeys: Set<String> = [
         "server_id", "conn_id", "binary_conn_id", "device_name", "remote", "binary_version", "err", "path",
         "from", "to", "close_code", "token_fp", "duration", "fcm_message_id",
         "listen", "mode", "version", "signal", "same_host", "fly", "kubernetes", "pid", "count",
         "capabilities", "status", "metrics", "reason", "endpoint", "event",
+        "shard",
         // ACME (Sources/Relay/ACME): the domain and the certificate's public serial and expiry;
         // the CA's problem type and detail (clipped); a retry delay; a cache mode change.
         "domain", "serial", "not_after", "problem_type", "detail", "retry_in", "challenge",

@@ -1,7 +1,9 @@
 import CEpoll
 
 /// docs/operations.md: production mode refuses `--insecure-listen` and euid 0; any effective capability
-/// other than CAP_NET_BIND_SERVICE refuses in production and warns otherwise.
+/// other than CAP_NET_BIND_SERVICE refuses in production and warns otherwise. A sharded relay
+/// (docs/architecture.md, "v2 = static shards") sits behind the proxy that terminates TLS, so in
+/// production it may listen in plain text, but only on a loopback or private address.
 public enum ProductionGuards {
     static let capNetBindService = 10
     static let capabilityNames = [
@@ -17,8 +19,23 @@ public enum ProductionGuards {
     /// Returns the refusal text, or nil to go on (after logging any warning).
     public static func check(env: EnvironmentConfig, config: RelayConfig,
                              effectiveCaps: UInt64? = readEffectiveCapabilities(), euid: UInt32 = geteuid()) -> String? {
-        if env.production && config.insecureListen != nil {
-            return "PYRYCODE_RELAY_PRODUCTION=1 refuses --insecure-listen"
+        if env.production, let plain = config.insecureListen {
+            guard let shard = config.shard else {
+                return "PYRYCODE_RELAY_PRODUCTION=1 refuses --insecure-listen"
+            }
+            guard isLoopbackOrPrivate(plain) else {
+                return "PYRYCODE_RELAY_PRODUCTION=1 refuses --insecure-listen \(plain) for shard \(shard): "
+                    + "a shard listens in plain text only on a loopback or private address (127.0.0.0/8, ::1, "
+                    + "10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7)"
+            }
+        }
+        if let shard = config.shard, config.insecureListen != nil, !config.trustXForwardedFor {
+            // Behind the proxy every connection comes from the proxy's address: without the
+            // client's address every client shares one rate limit (docs/architecture.md, "v2 = static shards").
+            Log.warn("shard_without_client_address", [
+                "shard": shard.description,
+                "reason": "plain listener without --trust-x-forwarded-for: behind a proxy all clients share one address's limits",
+            ])
         }
         if env.production && euid == 0 {
             return "PYRYCODE_RELAY_PRODUCTION=1 refuses to run as root (euid 0)"
@@ -31,6 +48,18 @@ public enum ProductionGuards {
             Log.warn("extra_capabilities", ["capabilities": extra.joined(separator: ",")])
         }
         return nil
+    }
+
+    /// Loopback (127.0.0.0/8, ::1) or private (RFC 1918; RFC 4193 unique local fc00::/7):
+    /// addresses the public internet cannot route to. A wildcard (`:port`, 0.0.0.0, ::) is neither.
+    public static func isLoopbackOrPrivate(_ a: SocketAddress) -> Bool {
+        guard !a.anyFamily, let (high, low) = a.ipv6Bytes else { return false }
+        if high == 0 && low == 1 { return true }  // ::1
+        if high == 0 && low >> 32 == 0xffff {  // IPv4 (as ::ffff:a.b.c.d)
+            let v4 = UInt32(truncatingIfNeeded: low)
+            return v4 >> 24 == 127 || v4 >> 24 == 10 || v4 >> 20 == 0xac1 || v4 >> 16 == 0xc0a8
+        }
+        return high >> 57 == 0x7e  // fc00::/7
     }
 
     public static func extraCapabilities(_ mask: UInt64) -> [String] {

@@ -7,7 +7,7 @@ public enum RelayApp {
         reserveStandardDescriptors()
 
         // 1. Flags.
-        let config: RelayConfig
+        var config: RelayConfig
         switch RelayConfig.parse(arguments) {
         case .success(.help(let text)):
             writeStdout(text)
@@ -32,6 +32,13 @@ public enum RelayApp {
             writeStderr("\(e.message)\n")
             return 2
         }
+        // Sharded mode (docs/architecture.md, "v2 = static shards"): --shard or PYRYCODE_RELAY_SHARD.
+        switch ShardAssignment.resolve(flag: config.shard, environment: env.shard) {
+        case .success(let shard): config.shard = shard
+        case .failure(let refusal):
+            writeStderr("pyrycode-relay: \(refusal.description)\n")
+            return 2
+        }
 
         // Signals are blocked before anything else could start a thread (signalfd needs it).
         let signals: SignalChannel
@@ -49,7 +56,7 @@ public enum RelayApp {
             }
         }
         let instance: SingleInstanceOutcome
-        switch runSingleInstanceCheck(env: env, rawEnv: rawEnv, runtimeDirFlag: config.runtimeDir) {
+        switch runSingleInstanceCheck(env: env, rawEnv: rawEnv, runtimeDirFlag: config.runtimeDir, shard: config.shard) {
         case .failure(let refusal):
             writeStderr(refusal.message + "\n")
             return 2
@@ -174,6 +181,7 @@ public enum RelayApp {
                 Log.info("shutdown_started", ["signal": String(signo), "count": String(relay.liveConnectionCount)])
                 systemd?.stopping()
                 for l in listeners { l.close() }
+                relay.recountDescriptors()
                 relay.beginDrain()
                 reactor.scheduleDelegate(key: 0, at: reactor.now + config.drainDeadlineMs, kind: 250)
             }
@@ -206,9 +214,15 @@ public enum RelayApp {
         let logOutput = LogOutput.stderr(reactor: reactor, capacity: config.logBufferBytes)
         Log.output = logOutput
         let listenText = listeners.prefix(publicListenerCount).map { $0.address.description }.joined(separator: ",")
-        Log.info("relay_started", ["listen": listenText, "mode": config.insecureListen != nil ? "insecure" : acme != nil ? "acme" : "tls",
-                                   "version": RelayConfig.version,
-                                   "metrics": config.metricsListen?.description ?? "off"])
+        let mode = config.insecureListen != nil ? "insecure" : acme != nil ? "acme" : "tls"
+        let metricsText = config.metricsListen?.description ?? "off"
+        if let shard = config.shard {
+            Log.info("relay_started", ["listen": listenText, "mode": mode, "version": RelayConfig.version,
+                                       "metrics": metricsText, "shard": shard.description])
+        } else {
+            Log.info("relay_started", ["listen": listenText, "mode": mode, "version": RelayConfig.version,
+                                       "metrics": metricsText])
+        }
         systemd?.ready()
         acme?.start()
         reactor.run()

@@ -28,6 +28,8 @@ public struct RelayConfig {
     public var drainDeadlineMs = Limits.drainDeadlineMs
     public var logBufferBytes = Limits.logBufferBytes
     public var connection = ConnectionSettings()
+    /// `--shard i/N` (or `PYRYCODE_RELAY_SHARD`, merged by `RelayApp`): sharded mode; nil = the whole map.
+    public var shard: ShardAssignment?
 
     public init() {}
 
@@ -70,10 +72,11 @@ public struct RelayConfig {
         f.string("phones-per-server", default: String(Limits.phonesPerServerID), "phones per server-id (4429 beyond)")
         f.string("max-message-bytes", default: String(Limits.maxMessageBytes), "largest WebSocket message accepted (1009 beyond)")
         f.string("outbox-budget", default: String(Limits.phoneOutboxBudget), "bytes queued per phone before it is closed 1011")
-        f.string("max-buffered-bytes", default: String(Limits.maxBufferedBytes), "bytes queued for all connections together")
+        f.string("max-buffered-bytes", default: String(Limits.maxBufferedBytes), "bytes queued plus bytes of unfinished messages, all connections together; over it the largest holder is closed 1011")
         f.string("drain-deadline", default: "10s", "how long shutdown waits for connections to close")
         f.string("header-timeout", default: "5s", "time allowed from accept to a complete request head (TLS included)")
         f.string("log-buffer-bytes", default: String(Limits.logBufferBytes), "log bytes held for a slow stderr reader; lines beyond are dropped and counted")
+        f.string("shard", default: "", "sharded mode: serve shard i of N, the server-ids with crc32(id) mod N = i, behind a proxy that routes on X-Pyrycode-Server (also PYRYCODE_RELAY_SHARD)")
         f.bool("version", "print the version and exit")
         return f
     }
@@ -117,6 +120,15 @@ public struct RelayConfig {
             throw Refusal(description: "invalid value \"\(text)\" for --\(name): want a duration such as 30s or 500ms")
         }
         return v
+    }
+
+    private static func shard(_ flags: FlagSet) throws(Refusal) -> ShardAssignment? {
+        let text = flags.string(ShardAssignment.flagName)
+        guard flags.isSet(ShardAssignment.flagName) else { return nil }
+        guard let s = ShardAssignment(parsing: text) else {
+            throw Refusal(description: "invalid value \"\(text)\" for --\(ShardAssignment.flagName): \(ShardAssignment.expected)")
+        }
+        return s
     }
 
     static func build(_ flags: FlagSet) throws(Refusal) -> RelayConfig {
@@ -175,6 +187,7 @@ public struct RelayConfig {
         c.drainDeadlineMs = try duration(flags, "drain-deadline")
         c.connection.headerTimeoutMs = try duration(flags, "header-timeout")
         c.logBufferBytes = try positive(flags, "log-buffer-bytes")
+        c.shard = try shard(flags)
         return c
     }
 }

@@ -132,36 +132,38 @@ extension RelayService {
             phone.messageQueued(endingAt: pc.bytesOut + pc.queuedBytes)
             metrics.framesBinaryToPhone += 1
             metrics.bytesBinaryToPhone += frame.count
-            if context.queuedBytes > config.maxBufferedBytes { shedLargestPhoneQueues() }
         }
         if let code = env.closeCode {
             phone.closedByBinary = true
             let wire = CloseCode(code)
             pc.close(code: wire.isValidOnWire ? wire : .normal)
         }
+        // Last: shedding may close this binary too, freeing the buffer `payload` points into.
+        if context.bufferedBytes > config.maxBufferedBytes { shedLargestHolders() }
     }
 
-    /// A phone whose queue passed its budget: the pending bytes are dropped with the socket
-    /// (it is not reading, so a close frame would never reach it) and it counts as closed 1011
-    /// `phone backlog full`, or with the directive's own code (docs/protocol.md §7.5).
-    private func overflow(_ pc: Connection, _ phone: Peer, directive: UInt16?) {
-        if let d = directive { phone.closedByBinary = true; phone.noticeCode = d } else { phone.noticeCode = CloseCode.internalError.rawValue }
-        Log.warn("phone_backlog_full", ["server_id": phone.serverID, "conn_id": phone.connID])
-        pc.fail(code: directive.map { CloseCode($0) } ?? .internalError, reason: "phone backlog full")
-    }
-
-    /// docs/protocol.md §7.5: all queued bytes together stay under `--max-buffered-bytes`; over it,
-    /// the phone with the largest queue goes first (1011 `phone backlog full`). The scan is
-    /// O(connections) but runs only when the process is over its budget.
-    func shedLargestPhoneQueues() {
-        while context.queuedBytes > config.maxBufferedBytes {
-            var victim: Connection?
-            for c in connections.values where c.queuedBytes > (victim?.queuedBytes ?? 0) {
-                if let info = c.userInfo, unsafeDowncast(info, to: Peer.self).role == .phone { victim = c }
-            }
-            guard let v = victim, let info = v.userInfo else { return }
-            overflow(v, unsafeDowncast(info, to: Peer.self), directive: nil)
+    /// A phone whose queue passed its budget: what is not yet in the kernel is dropped and it
+    /// gets a close frame 1011 `phone backlog full` behind the frame it is reading, or the
+    /// directive's own code (docs/operations.md, "Memory").
+    func overflow(_ pc: Connection, _ phone: Peer, directive: UInt16?) {
+        var code = CloseCode.internalError
+        if let d = directive {
+            phone.closedByBinary = true
+            phone.noticeCode = d
+            code = CloseCode(d).isValidOnWire ? CloseCode(d) : .normal
+        } else {
+            phone.noticeCode = CloseCode.internalError.rawValue
         }
+        Log.warn("phone_backlog_full", ["server_id": phone.serverID, "conn_id": phone.connID])
+        pc.closeDroppingBacklog(code: code, reason: "phone backlog full")
+        phoneLeavesNow(phone)
+    }
+
+    /// A phone the relay is closing to get its memory back leaves the registry at once: its
+    /// binary hears the close notice now, not when the socket finally goes (a phone that does
+    /// not read keeps it until the write-stall timeout). `connectionDidClose` finds it gone.
+    func phoneLeavesNow(_ phone: Peer) {
+        perform(registry.phoneLeft(phone.handle, closeCode: phone.noticeCode, closedByBinary: phone.closedByBinary))
     }
 
     func setPhonesPaused(of binary: Connection, _ paused: Bool) {
@@ -210,8 +212,8 @@ extension RelayService {
             // the grace answer (1000) rather than sitting unread.
             setPhonesPaused(ofBinary: peer, false)
             uncacheBinary(peer)
-            perform(registry.binaryDisconnected(peer.handle, now: now))
             Log.info("binary_disconnected", ["server_id": peer.serverID, "conn_id": peer.connID])
+            perform(registry.binaryDisconnected(peer.handle, now: now))
         case .phone:
             // docs/protocol.md §8: the phone's own close code, or 1001 when it sent none; a phone the relay
             // dropped (heartbeat, write stall) is reported with the code it was dropped with.
@@ -235,6 +237,8 @@ extension RelayService {
             case .probeIncumbent(let h):
                 connections[h]?.sendPing()
             case .armTimer(let t, let at):
+                // The Go relay's event name for a slot entering grace; operators' alerts use it.
+                if case .grace(let serverID, _) = t { Log.info("server_released", ["server_id": serverID]) }
                 let key = nextTimerKey
                 nextTimerKey += 1
                 registryTimers[key] = t

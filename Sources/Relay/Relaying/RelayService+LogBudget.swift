@@ -9,6 +9,7 @@ enum RepeatedLogEvent: CaseIterable {
     case binaryForwarderUnmarshalErr, binaryForwarderPushWakeDropped, binaryForwarderUnknownConnID
     case ratelimitRejected, connCapReached, ipConnCapReached
     case phoneRegisterNoServer, phoneRegisterAtCap, serverIDConflict
+    case upgradeMisrouted
 
     /// No raw value on purpose: a flood hashes the case, not a string.
     var msg: String {
@@ -22,6 +23,7 @@ enum RepeatedLogEvent: CaseIterable {
         case .phoneRegisterNoServer: "phone_register_no_server"
         case .phoneRegisterAtCap: "phone_register_at_cap"
         case .serverIDConflict: "server_id_conflict"
+        case .upgradeMisrouted: "upgrade_misrouted"
         }
     }
 }

@@ -29,6 +29,8 @@ public final class RelayService: ConnectionDelegate {
     /// Quiet time after the last accept before freed heap pages are returned to the kernel.
     static let trimQuietMs: Int64 = 500
     var lastAcceptMs: Int64 = 0
+    /// When freed buffers last passed `Limits.trimAfterReleasedBytes` (RelayService+BufferBudget).
+    var lastReleaseMs: Int64 = 0
     var trimArmed = false
     /// The reactor's timer delegate before ours: it gets the kinds we do not own.
     private var previousTimerDelegate: ((TimerEntry, Int64) -> Void)?
@@ -56,6 +58,8 @@ public final class RelayService: ConnectionDelegate {
         // Page in the handshake's SHA-1 path once at boot: OpenSSL's provider set-up touches ~2 MB
         // of libcrypto the first time, which would otherwise land on the first client.
         _ = WebSocketHandshake.acceptKey(for: "dGhlIHNhbXBsZSBub25jZQ==")
+        context.bufferBudget = config.maxBufferedBytes
+        context.onLargeRelease = { [unowned self] in self.noteLargeRelease() }
     }
 
     public var connectedBinaries: Int { registry.connectedBinaries }
@@ -72,8 +76,28 @@ public final class RelayService: ConnectionDelegate {
         g.queuedBytes = context.queuedBytes
         g.loopLatency = context.reactor.loopLatency
         g.logLinesDropped = Log.linesDropped
+        g.openFileDescriptors = openDescriptors()
+        g.residentMemoryBytes = residentMemoryBytes()
         return g
     }
+
+    /// Descriptors that do not belong to a connection (stdio, epoll, timerfd, signalfd, listeners
+    /// and their spares, the instance lock, the notify socket), counted once by walking
+    /// /proc/self/fd; nil until the first scrape and after `recountDescriptors()`.
+    private var fixedDescriptors: Int?
+
+    /// The process's open descriptors without a directory walk per scrape (a walk costs time in
+    /// proportion to the open fds, on the loop): the fixed ones plus the connections' own count.
+    /// Exact while no transient fd (a /proc read, a TLS file load) is open, which is always the
+    /// case between two events on the one thread.
+    func openDescriptors() -> Int {
+        let fixed = fixedDescriptors ?? (openFileDescriptorCount() - context.connectionDescriptors)
+        fixedDescriptors = fixed
+        return fixed + context.connectionDescriptors
+    }
+
+    /// The fixed set changed (listeners closed at shutdown): walk /proc/self/fd again at the next scrape.
+    public func recountDescriptors() { fixedDescriptors = nil }
 
     // MARK: accepting
 
@@ -99,9 +123,13 @@ public final class RelayService: ConnectionDelegate {
     /// pages go back to the kernel (malloc_trim), so RSS tracks live connections.
     private func noteAccept() {
         lastAcceptMs = context.reactor.now
+        armTrim(at: lastAcceptMs + RelayService.trimQuietMs)
+    }
+
+    func armTrim(at deadline: Int64) {
         if !trimArmed {
             trimArmed = true
-            context.reactor.scheduleDelegate(key: 0, at: lastAcceptMs + RelayService.trimQuietMs, kind: RelayService.trimKind)
+            context.reactor.scheduleDelegate(key: 0, at: deadline, kind: RelayService.trimKind)
         }
     }
 
@@ -190,6 +218,9 @@ public final class RelayService: ConnectionDelegate {
             metrics.upgrade(endpoint, .rejectHeaders)
             return reject(.badRequest, close: true)
         }
+        if let shard = config.shard, !shard.owns(head.value("x-pyrycode-server")!) {
+            return rejectMisrouted(c, path: path, shard: shard)
+        }
         let acceptKey: String
         switch WebSocketHandshake.validate(head) {
         case .reject(let status, let extra):
@@ -212,6 +243,16 @@ public final class RelayService: ConnectionDelegate {
         return .upgrade(acceptKey: acceptKey, extraHeaders: [])
     }
 
+    /// docs/architecture.md ("v2 = static shards"): the proxy sent a server-id of another shard.
+    /// 421 (RFC 9110 §15.5.20: this server cannot answer for the request's target) and a counter,
+    /// so a wrong proxy map shows at once rather than as 4404s for binaries that are online
+    /// elsewhere. Not an upgrade outcome: the request never reached the registry of its shard.
+    func rejectMisrouted(_ c: Connection, path: String, shard: ShardAssignment) -> HTTPDisposition {
+        metrics.misroutedUpgrades += 1
+        logRepeated(.upgradeMisrouted, ["remote": c.remote.ipString, "path": path, "shard": shard.description])
+        return reject(.misdirected, close: true)
+    }
+
     // MARK: timers
 
     func delegateTimer(_ entry: TimerEntry, now: Int64) {
@@ -222,16 +263,18 @@ public final class RelayService: ConnectionDelegate {
         case RelayService.logIntervalKind:
             endLogInterval(now: now)
         case RelayService.trimKind:
-            let quietAt = lastAcceptMs + RelayService.trimQuietMs
+            let quietAt = max(lastAcceptMs, lastReleaseMs) + RelayService.trimQuietMs
             if now < quietAt {
                 context.reactor.scheduleDelegate(key: 0, at: quietAt, kind: RelayService.trimKind)
             } else {
                 trimArmed = false
+                context.releasedBytes = 0
                 _ = malloc_trim(0)
             }
         case RelayService.housekeepingKind:
             rateLimiter.sweep(now: now)
             context.pool.trim()
+            context.releasedBytes = 0
             _ = malloc_trim(0)
             context.reactor.scheduleDelegate(key: 0, at: now + RelayService.housekeepingMs, kind: RelayService.housekeepingKind)
         default:

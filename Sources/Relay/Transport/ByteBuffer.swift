@@ -25,9 +25,7 @@ public struct ByteBuffer {
     public mutating func reserve(_ n: Int) {
         if writableCount >= n { return }
         if readIndex > 0 {
-            if let b = base, count > 0 { (b).copyMemory(from: b + readIndex, byteCount: count) }
-            writeIndex -= readIndex
-            readIndex = 0
+            compact()
             if writableCount >= n { return }
         }
         var newCap = max(capacity * 2, 1024)
@@ -55,13 +53,27 @@ public struct ByteBuffer {
     /// Marks `n` bytes written directly at `writePointer`.
     public mutating func didWrite(_ n: Int) { writeIndex += n }
 
-    /// Drops `n` bytes from the front; frees the block once empty if it grew large, so a burst does not pin memory.
+    /// Moves the unread bytes to the start of the block.
+    public mutating func compact() {
+        guard readIndex > 0 else { return }
+        if let b = base, count > 0 { b.copyMemory(from: b + readIndex, byteCount: count) }
+        writeIndex -= readIndex
+        readIndex = 0
+    }
+
+    /// Drops `n` bytes from the front (the indices rewind once it is empty; the block stays).
     public mutating func consume(_ n: Int) {
         readIndex += n
         if readIndex == writeIndex {
             readIndex = 0
             writeIndex = 0
         }
+    }
+
+    /// Keeps the first `n` unread bytes and forgets the rest.
+    public mutating func truncate(keeping n: Int) {
+        precondition(n >= 0 && n <= count)
+        writeIndex = readIndex + n
     }
 
     /// Frees the storage when nothing is buffered.
@@ -166,6 +178,42 @@ extension ByteBuffer {
             return
         }
         reserve(n)
+    }
+
+    /// Moves the unread bytes to the start of a block of exactly `newCapacity` bytes (a pool
+    /// block when that is enough) and gives the old block back: to grow by what is needed rather
+    /// than by doubling, or to shrink a block that outgrew what it holds. Returns the bytes
+    /// handed back to malloc (0 when the old block went to the pool or there was none).
+    @discardableResult
+    public mutating func resize(to newCapacity: Int, pool: BufferPool) -> Int {
+        precondition(newCapacity >= count)
+        let fitsPool = newCapacity <= pool.blockSize
+        if base != nil && capacity == (fitsPool ? pool.blockSize : newCapacity) {
+            compact()
+            return 0
+        }
+        if newCapacity == 0 {
+            let freed = capacity == pool.blockSize ? 0 : capacity
+            release(to: pool)
+            return freed
+        }
+        let n = count
+        let fresh = fitsPool ? pool.take() : UnsafeMutableRawPointer.allocate(byteCount: newCapacity, alignment: 16)
+        var freed = 0
+        if let old = base {
+            if n > 0 { fresh.copyMemory(from: old + readIndex, byteCount: n) }
+            if capacity == pool.blockSize {
+                pool.give(old)
+            } else {
+                old.deallocate()
+                freed = capacity
+            }
+        }
+        base = fresh
+        capacity = fitsPool ? pool.blockSize : newCapacity
+        readIndex = 0
+        writeIndex = n
+        return freed
     }
 
     /// `release`, giving a pool-sized block back to the pool.

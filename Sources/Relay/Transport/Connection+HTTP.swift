@@ -66,6 +66,8 @@ extension Connection {
     }
 
     func becomeWebSocket() {
+        // Frames start right after the 101 (the backlog cut walks them from here).
+        frameBoundary = bytesOut + output.count
         state = .open
         http = nil
         wasUpgraded = true
@@ -78,6 +80,7 @@ extension Connection {
         // delegate paused (a binary awaiting its claim) keeps them until it resumes.
         drainBufferedFrames()
         if input.isEmpty { input.release(to: context.pool) }
+        syncHeldBytes()
     }
 
     /// Sets the HTTP-phase deadline; a heap entry is added only when it comes earlier than the

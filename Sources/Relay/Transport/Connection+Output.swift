@@ -89,15 +89,62 @@ extension Connection {
         }
     }
 
-    /// Writes what is queued, then FIN. Input after this point is ignored.
-    func closeAfterFlush() {
+    /// Writes what is queued, then FIN. Input after this point is ignored. The close-handshake
+    /// timeout bounds the rest, from now; with `flushBoundByWriteStall` the write-stall timeout
+    /// bounds the flush instead (a slow reader still gets its close frame) and the linger after
+    /// the FIN has its own close-handshake timeout.
+    func closeAfterFlush(flushBoundByWriteStall: Bool = false) {
         guard state != .closed && state != .closing && state != .lingering else { return }
         state = .closing
-        input.release(to: context.pool)
-        lingerDeadline = context.reactor.now + settings.closeHandshakeTimeoutMs
-        schedule(.lingerDeadline, at: lingerDeadline)
+        releaseInput()
+        if !flushBoundByWriteStall { armLingerDeadline() }
         setInterest(Reactor.writable)
         flush()
+    }
+
+    func armLingerDeadline() {
+        lingerDeadline = context.reactor.now + settings.closeHandshakeTimeoutMs
+        schedule(.lingerDeadline, at: lingerDeadline)
+    }
+
+    /// Closes a peer whose queue overflowed (docs/operations.md) with a real close frame once it reads
+    /// again: the queued bytes not yet handed to the kernel are dropped, except the rest of the
+    /// frame already partly written (over TLS, also the record OpenSSL may hold pending, which a
+    /// retried `SSL_write` must be offered again), so the peer still sees whole frames; then our
+    /// close frame and FIN. A peer that never reads again is dropped at the write-stall timeout.
+    public func closeDroppingBacklog(code: CloseCode, reason: String) {
+        guard state == .open else { return }
+        localCloseCode = code
+        let mustKeep = tls == nil ? 0 : min(output.count, Connection.tlsMaxRecordPlaintext)
+        if mustKeep > 0 { advanceFrameBoundary(past: bytesOut + mustKeep) }
+        let keep = frameBoundary - bytesOut
+        context.queuedBytes -= output.count - keep
+        output.truncate(keeping: keep)
+        writeCloseFrame(code, reason: reason)
+        if output.capacity > context.pool.blockSize && output.capacity > 2 * output.count {
+            let freed = output.resize(to: output.count, pool: context.pool)
+            if freed > 0 { context.noteReleased(freed) }
+        }
+        closeAfterFlush(flushBoundByWriteStall: true)
+    }
+
+    /// Moves `frameBoundary` to the first frame start at or past the stream offset `target`,
+    /// reading the headers of the frames in between before they are consumed. It runs only on
+    /// partial writes (a peer slower than its traffic) and touches each frame once.
+    @inline(never)
+    func advanceFrameBoundary(past target: Int) {
+        guard wasUpgraded else { return }
+        let queued = output.readable
+        var b = frameBoundary
+        while b < target {
+            let at = b - bytesOut
+            guard let n = FrameEncoder.frameLength(UnsafeRawBufferPointer(rebasing: queued[at...])) else {
+                b = bytesOut + queued.count  // cannot happen: only whole frames are queued
+                break
+            }
+            b += n
+        }
+        frameBoundary = b
     }
 
     func flush() {
@@ -111,6 +158,7 @@ extension Connection {
             }
             switch r {
             case .done(let n):
+                if n < output.count && frameBoundary < bytesOut + n { advanceFrameBoundary(past: bytesOut + n) }
                 bytesOut += n
                 output.consume(n)
                 context.queuedBytes -= n
@@ -128,6 +176,7 @@ extension Connection {
             }
         }
         lastWriteProgress = 0
+        frameBoundary = bytesOut
         output.release(to: context.pool)
         if aboveHighWater && output.count <= lowWaterMark {
             aboveHighWater = false
@@ -141,6 +190,7 @@ extension Connection {
             tls?.shutdown()
             _ = shutdown(fd, Int32(SHUT_WR))
             state = .lingering
+            if lingerDeadline == 0 { armLingerDeadline() }
             setInterest(Reactor.readable | EPOLLRDHUP.rawValue)
         case .closed, .lingering:
             break

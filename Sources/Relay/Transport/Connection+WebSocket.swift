@@ -14,12 +14,13 @@ extension Connection {
             bytesIn += n
             let consumed = processFrames(UnsafeMutableRawBufferPointer(start: buf, count: n))
             if consumed < n && (state == .open || state == .closeSent) {
-                input.reserve(max(wsParser.bytesNeededForCurrentFrame ?? 0, n - consumed), pool: context.pool)
-                input.append(pool: context.pool, buf + consumed, n - consumed)
+                // The partial frame (or frames a pause left unread) moves to our own buffer.
+                let rest = n - consumed
+                guard growInput(to: inputCapacityTarget(holding: rest)) else { return }
+                input.append(buf + consumed, rest)
             }
         } else {
-            let need = (wsParser.bytesNeededForCurrentFrame ?? 0) - input.count
-            input.reserve(max(need, 16 * 1024), pool: context.pool)
+            guard growInput(to: inputCapacityTarget(holding: input.count)) else { return }
             let r: IOResult<Int>
             do { r = try ioRead(input.writePointer, input.writableCount) } catch { peerGone(); return }
             guard case .done(let n) = r else { return }
@@ -28,9 +29,9 @@ extension Connection {
             input.didWrite(n)
             let consumed = processFrames(input.readable)
             // processFrames may have closed the connection and released the buffer.
-            if state == .open || state == .closeSent { input.consume(consumed) }
-            if input.isEmpty { input.release(to: context.pool) }
+            if state == .open || state == .closeSent { consumeInput(consumed) }
         }
+        syncHeldBytes()
     }
 
     /// Runs the frame parser over `bytes` until it needs more or the connection stops reading.
@@ -42,8 +43,9 @@ extension Connection {
             let rest = UnsafeMutableRawBufferPointer(rebasing: bytes[offset...])
             switch wsParser.next(rest) {
             case .needMore:
-                // A message (or its one frame) has begun arriving: docs/protocol.md §4's 30 s start here.
-                if wsParser.isAssemblingMessage || wsParser.bytesNeededForCurrentFrame != nil { armAssemblyDeadline() }
+                // A message (or its first byte) has begun arriving: the 30 s message deadline
+                // starts here, so no partial frame, not even a header, holds its buffer longer.
+                if wsParser.isAssemblingMessage || offset < bytes.count { armAssemblyDeadline() }
                 return offset
             case .message(let opcode, let payload, let consumed):
                 offset += consumed
@@ -52,8 +54,12 @@ extension Connection {
             case .fragment(let consumed):
                 offset += consumed
                 armAssemblyDeadline()
+                // The assembly may have grown: charge it now (the budget may shed this connection).
+                syncHeldBytes()
             case .ping(let payload, let consumed):
                 offset += consumed
+                // A whole control frame outside a fragmented message leaves nothing pending.
+                if !wsParser.isAssemblingMessage { assemblyDeadline = 0 }
                 // RFC 6455 §5.5.3: answer with a pong carrying the same application data. A peer
                 // that pings without reading gets no more pongs once ours back up (§5.5.3 lets an
                 // endpoint answer only the most recent ping), so pings cannot grow our queue.
@@ -62,6 +68,7 @@ extension Connection {
                 }
             case .pong(_, let consumed):
                 offset += consumed
+                if !wsParser.isAssemblingMessage { assemblyDeadline = 0 }
                 if state == .open {
                     pingOutstanding = false
                     pongDeadline = 0
@@ -102,8 +109,104 @@ extension Connection {
     func drainBufferedFrames() {
         guard state == .open || state == .closeSent, !readingPaused, !input.isEmpty else { return }
         let consumed = processFrames(input.readable)
-        if state == .open || state == .closeSent { input.consume(consumed) }
-        if input.isEmpty { input.release(to: context.pool) }
+        if state == .open || state == .closeSent { consumeInput(consumed) }
+        syncHeldBytes()
     }
 
+    // MARK: memory held by unfinished messages
+
+    /// The close reason of a connection shed because the loop's buffers are over budget.
+    public static let bufferBudgetReason = "memory budget exceeded"
+
+    /// Input capacity for `count` buffered bytes of a partial frame: twice what arrived (at least
+    /// `Limits.inputGrowthStep` more), never past the frame. The buffer, and its charge against
+    /// the budget, follow the bytes the peer sent, not the length its header announced.
+    func inputCapacityTarget(holding count: Int) -> Int {
+        let step = count + Limits.inputGrowthStep
+        guard let frame = wsParser.bytesNeededForCurrentFrame, frame > count else { return step }
+        return min(max(2 * count, step), frame)
+    }
+
+    /// Makes room in `input` for `target - count` more bytes, growing it to exactly `target`
+    /// within the budget. False when the budget shed this connection instead.
+    func growInput(to target: Int) -> Bool {
+        if target > input.capacity {
+            guard admitHeldGrowth(target - input.capacity) else { return false }
+            input.resize(to: target, pool: context.pool)
+            syncHeldBytes()
+        } else if input.writableCount < target - input.count {
+            input.compact()
+        }
+        return true
+    }
+
+    /// Drops consumed input. An emptied buffer goes back at once; one much larger than the
+    /// partial frame left in it shrinks, so a finished large message frees its memory now.
+    func consumeInput(_ n: Int) {
+        input.consume(n)
+        if input.isEmpty {
+            input.release(to: context.pool)
+        } else {
+            let target = inputCapacityTarget(holding: input.count)
+            if input.capacity > 2 * target { input.resize(to: target, pool: context.pool) }
+        }
+    }
+
+    /// Frees input and the message in assembly: the connection reads no more frames.
+    func releaseInput() {
+        input.release(to: context.pool)
+        wsParser.discardMessage()
+        syncHeldBytes()
+    }
+
+    /// Brings this connection's share of `context.heldBytes` up to date (a few loads when
+    /// nothing changed: it runs once per read).
+    @inline(__always)
+    func syncHeldBytes() {
+        let held = input.capacity + wsParser.assemblyBufferCapacity
+        if held != heldBytes { heldBytesChanged(to: held) }
+    }
+
+    @inline(never)
+    func heldBytesChanged(to held: Int) {
+        let delta = held - heldBytes
+        heldBytes = held
+        context.heldBytes += delta
+        if delta < -context.pool.blockSize {
+            context.noteReleased(-delta)
+        } else if delta > 0 && context.bufferedBytes > context.bufferBudget {
+            // Fragments were assembled past the budget: shed holders now.
+            _ = makeBufferRoom(0)
+        }
+    }
+
+    /// Asks for `extra` more held bytes within the budget. False when this connection was shed
+    /// to stay within it.
+    @inline(__always)
+    func admitHeldGrowth(_ extra: Int) -> Bool {
+        context.bufferedBytes + extra <= context.bufferBudget || makeBufferRoom(extra)
+    }
+
+    /// Over the budget: the delegate sheds the largest holders (this one included) until `extra`
+    /// fits; if it cannot free enough, this connection goes. False when it did.
+    @inline(never)
+    func makeBufferRoom(_ extra: Int) -> Bool {
+        delegate.connection(self, needsBufferRoom: extra)
+        guard state == .open || state == .closeSent else { return false }
+        if context.bufferedBytes + extra <= context.bufferBudget { return true }
+        shed(code: .internalError, reason: Connection.bufferBudgetReason)
+        return false
+    }
+
+    /// Closes this connection because the loop needs its memory back: our close frame, then FIN
+    /// without awaiting the peer's answer (RFC 6455 §7.1.7, failing the connection); its input
+    /// and message in assembly are freed at once.
+    public func shed(code: CloseCode, reason: String) {
+        guard state == .open || state == .closeSent else { return }
+        if state == .open {
+            localCloseCode = code
+            writeCloseFrame(code, reason: reason)
+        }
+        closeAfterFlush()
+    }
 }

@@ -28,6 +28,9 @@ public final class Connection: EventHandler {
 
     /// Queued bytes above which pings go unanswered.
     static let pongBacklogLimit = 64 * 1024
+    /// The most plaintext one TLS record carries (RFC 8446 §5.1): what OpenSSL may hold pending
+    /// after a blocked `SSL_write`.
+    static let tlsMaxRecordPlaintext = 16 * 1024
 
     public let context: IOContext
     /// The client address: the TCP peer, or the PROXY v2 source once the header is read (docs/protocol.md §3.3).
@@ -52,6 +55,11 @@ public final class Connection: EventHandler {
 
     var input = ByteBuffer()
     var output = ByteBuffer()
+    /// Input plus message-assembly capacity, as last charged to `context.heldBytes`.
+    internal(set) var heldBytes = 0
+    /// Stream offset (in `bytesOut` terms) of a frame start at or after the write position, so
+    /// a backlog can be cut on a frame boundary (`closeDroppingBacklog`).
+    var frameBoundary = 0
     /// Request-head parser state, boxed so it exists only before the upgrade (224 bytes that an
     /// idle WebSocket connection would otherwise carry for its lifetime).
     final class HTTPPhase {
@@ -105,13 +113,18 @@ public final class Connection: EventHandler {
         self.delegate = delegate
         self.http = HTTPPhase(maxHeaderBytes: settings.maxHeaderBytes)
         self.wsParser = WebSocketParser(maxMessageBytes: settings.maxMessageBytes)
+        context.connectionDescriptors += 1
     }
 
     deinit {
         input.release(to: context.pool)
+        context.heldBytes -= heldBytes
         context.queuedBytes -= output.count
         output.release(to: context.pool)
-        if fd >= 0 { _ = CEpoll.close(fd) }
+        if fd >= 0 {
+            _ = CEpoll.close(fd)
+            context.connectionDescriptors -= 1
+        }
     }
 
     /// Registers with the reactor and arms the header timeout (docs/protocol.md §3.2: 5 s from accept).
@@ -229,7 +242,7 @@ public final class Connection: EventHandler {
         case .closeDeadline:
             if state == .closeSent && now >= closeDeadline { abort() }
         case .lingerDeadline:
-            if (state == .lingering || state == .closing) && now >= lingerDeadline { abort() }
+            if (state == .lingering || state == .closing) && lingerDeadline != 0 && now >= lingerDeadline { abort() }
         }
     }
 
@@ -276,13 +289,6 @@ public final class Connection: EventHandler {
         abort()
     }
 
-    /// Drops the connection at once, recording `code` as ours: for a peer that cannot be
-    /// reached any more (its queue is stuck), where a close frame would never arrive.
-    public func fail(code: CloseCode, reason: String = "") {
-        if localCloseCode == nil { localCloseCode = code }
-        abort(reset: true)
-    }
-
     /// Drops the connection now: deregister, close, free buffers, tell the delegate once.
     public func abort(reset: Bool = false) {
         guard state != .closed else { return }
@@ -296,8 +302,10 @@ public final class Connection: EventHandler {
         tls = nil  // SSL_free before the fd goes (the BIO does not own the fd)
         _ = CEpoll.close(fd)
         fd = -1
-        input.release(to: context.pool)
+        context.connectionDescriptors -= 1
+        releaseInput()
         context.queuedBytes -= output.count
+        if output.capacity > context.pool.blockSize { context.noteReleased(output.capacity) }
         output.release(to: context.pool)
         delegate.connectionDidClose(self, peerCode: peerCloseCode, localCode: localCloseCode)
     }

@@ -27,6 +27,10 @@ public protocol ConnectionDelegate: AnyObject {
     func connection(_ c: Connection, tlsHandshakeFinished ok: Bool)
     /// The PROXY v2 header named the client (`c.remote` is now `source`).
     func connection(_ c: Connection, proxiedFrom source: SocketAddress)
+    /// Growing `c`'s input or message assembly by `bytes` would pass `IOContext.bufferBudget`
+    /// (0: it already grew past it). Shed holders, `c` included, until it fits; whatever is
+    /// still missing on return is refused by shedding `c`.
+    func connection(_ c: Connection, needsBufferRoom bytes: Int)
 }
 
 extension ConnectionDelegate {
@@ -34,6 +38,7 @@ extension ConnectionDelegate {
     public func connectionDidReceivePong(_ c: Connection) {}
     public func connectionDidDrain(_ c: Connection) {}
     public func connection(_ c: Connection, proxiedFrom source: SocketAddress) {}
+    public func connection(_ c: Connection, needsBufferRoom bytes: Int) {}
 }
 
 /// Per-connection WebSocket settings chosen by the application.

@@ -10,6 +10,20 @@ public final class IOContext {
     public static let defaultReadBufferSize = Limits.maxMessageBytes + 16
     /// Bytes queued for writing across every connection (docs/protocol.md §7.5 global budget, metrics).
     public var queuedBytes = 0
+    /// Sockets held by live `Connection`s (opened at init, closed in `abort` or `deinit`): the
+    /// part of the process's descriptor count that moves after boot (`process_open_fds`).
+    public internal(set) var connectionDescriptors = 0
+    /// Bytes of input and message-assembly buffers (their capacity) held by every connection:
+    /// unfinished messages, counted against the same budget as queued bytes.
+    public internal(set) var heldBytes = 0
+    /// Queued plus held bytes may not pass this (`--max-buffered-bytes`): a connection whose
+    /// buffers would grow past it asks its delegate to shed holders first (`needsBufferRoom`).
+    public var bufferBudget = Int.max
+    public var bufferedBytes: Int { queuedBytes + heldBytes }
+    /// Bytes of large buffers handed back to malloc since the owner last returned free memory
+    /// to the kernel; past `Limits.trimAfterReleasedBytes` each release calls `onLargeRelease`.
+    public var releasedBytes = 0
+    public var onLargeRelease: (() -> Void)?
     /// Blocks for connection buffers (ByteBuffer.swift).
     public let pool = BufferPool()
     /// TLS handshake steps (`SSL_do_handshake` calls) allowed per loop iteration (a fair loop: a connection storm cannot starve live relays):
@@ -26,6 +40,12 @@ public final class IOContext {
     }
 
     deinit { readBuffer.deallocate() }
+
+    /// A buffer larger than a pool block went back to malloc.
+    func noteReleased(_ bytes: Int) {
+        releasedBytes += bytes
+        if releasedBytes >= Limits.trimAfterReleasedBytes { onLargeRelease?() }
+    }
 
     /// Takes one handshake step from this iteration's budget; false when it is spent.
     func takeHandshakeStep() -> Bool {

@@ -29,6 +29,22 @@ public enum FrameEncoder {
         return 10
     }
 
+    /// Header plus payload length of the unmasked frame at the start of `bytes`, once its header
+    /// is there (nil before): for walking frames already queued for writing.
+    public static func frameLength(_ bytes: UnsafeRawBufferPointer) -> Int? {
+        guard bytes.count >= 2 else { return nil }
+        let len7 = Int(bytes[1] & 0x7F)
+        if len7 < 126 { return 2 + len7 }
+        if len7 == 126 {
+            guard bytes.count >= 4 else { return nil }
+            return 4 + (Int(bytes[2]) << 8 | Int(bytes[3]))
+        }
+        guard bytes.count >= 10 else { return nil }
+        var n = 0
+        for i in 2..<10 { n = n << 8 | Int(bytes[i]) }
+        return 10 + n
+    }
+
     /// A whole unmasked frame (tests, control frames; not the data path).
     public static func frame(opcode: Opcode, fin: Bool = true, payload: [UInt8]) -> [UInt8] {
         let h = headerLength(payloadLength: payload.count)

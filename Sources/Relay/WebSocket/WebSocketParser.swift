@@ -56,6 +56,18 @@ public struct WebSocketParser: ~Copyable {
     /// Bytes currently held by the assembly buffer (for tests and metrics).
     public var assemblyBufferCapacity: Int { assemblyCapacity }
 
+    /// Forgets the message and frame in progress and frees the assembly buffer at once, for a
+    /// connection that reads no more frames (it is closing). A later call must start at a frame
+    /// boundary.
+    public mutating func discardMessage() {
+        releaseAssembly()
+        releaseAssemblyOnNextCall = false
+        assemblingOpcode = nil
+        utf8.reset()
+        currentFrameTotal = -1
+        textPayloadUnmasked = 0
+    }
+
     /// Decodes at most one event from `input`. Unmasks in place. Advance the read index by the
     /// event's `consumed` and call again until `.needMore` or `.violation`.
     public mutating func next(_ input: UnsafeMutableRawBufferPointer) -> WebSocketEvent {

@@ -26,18 +26,28 @@ public final class SameHostLockSignal: ReplicaSignal {
 
     /// The directory in use, or nil when none could be resolved (→ `unknown`).
     public let runtimeDirectory: String?
+    /// Sharded mode: the lock is per shard, so one host runs one process per shard.
+    public let shard: ShardAssignment?
+    /// `instance.lock`, or `instance-<i>-of-<N>.lock` for shard i/N.
+    public var lockFileName: String { Self.lockFileName(shard: shard) }
     /// Set by a successful `probe()`; hand it to the caller to keep alive.
     public private(set) var lock: InstanceLock?
     /// The PID stamped in the lock another process holds, when `probe()` found one.
     public private(set) var holderPID: Int32?
 
-    /// `<runtime dir>/instance.lock`, nil when no directory was resolved.
+    /// `<runtime dir>/<lockFileName>`, nil when no directory was resolved.
     public var lockPath: String? {
-        runtimeDirectory.map { $0.hasSuffix("/") ? $0 + Self.lockFileName : $0 + "/" + Self.lockFileName }
+        runtimeDirectory.map { $0.hasSuffix("/") ? $0 + lockFileName : $0 + "/" + lockFileName }
+    }
+
+    public static func lockFileName(shard: ShardAssignment?) -> String {
+        guard let shard else { return lockFileName }
+        return "instance-\(shard.index)-of-\(shard.count).lock"
     }
 
     public init(runtimeDirFlag: String?, env: [String: String],
-                defaultDirectory: String = SameHostLockSignal.defaultRuntimeDirectory) {
+                defaultDirectory: String = SameHostLockSignal.defaultRuntimeDirectory, shard: ShardAssignment? = nil) {
+        self.shard = shard
         runtimeDirectory = Self.resolveRuntimeDirectory(
             flag: runtimeDirFlag, env: env, defaultDirectory: defaultDirectory, isDirectory: Self.isDirectory)
     }
@@ -98,12 +108,14 @@ public final class SameHostLockSignal: ReplicaSignal {
             return .unknown(evidence: "cannot lock \(path): \(error)")
         }
         guard acquired else {
+            let what = shard.map { "another relay for shard \($0)" } ?? "another relay"
             if let pid = Self.readPID(fd.raw) {
                 holderPID = pid
-                return .multiple(evidence: "lock \(path) is held by another relay, pid \(pid)")
+                return .multiple(evidence: "lock \(path) is held by \(what), pid \(pid)")
             }
             // The holder has locked but not yet stamped the file (or a foreign process holds it).
-            return .multiple(evidence: "lock \(path) is held by another process (no pid recorded)")
+            return .multiple(evidence: "lock \(path) is held by another process (no pid recorded)"
+                + (shard.map { "; this relay claims shard \($0)" } ?? ""))
         }
         let me = getpid()
         guard writable else {

@@ -13,13 +13,20 @@ public struct SingleInstanceRefusal: Error, Equatable, Sendable {
         + "state across replicas. Set PYRYCODE_RELAY_SINGLE_INSTANCE=1 to bypass (NOT recommended for production)."
     /// Where deploy/install.sh puts docs/architecture.md (its DOC_DIR; the unit's Documentation=).
     public static let installedArchitectureDoc = "/usr/local/share/doc/pyrycode-relay/architecture.md"
-    public static let pointer = "see: \(installedArchitectureDoc) (docs/architecture.md in the source tree), "
-        + "section \"v1 = single-instance\""
+    public static let pointer = pointer(section: "v1 = single-instance")
+    /// A sharded relay's refusal points at the section on shards and their per-shard lock.
+    public static let shardedPointer = pointer(section: "v2 = static shards")
+
+    static func pointer(section: String) -> String {
+        "see: \(installedArchitectureDoc) (docs/architecture.md in the source tree), section \"\(section)\""
+    }
 
     public let reason: String
     public let report: [SignalReport]
     /// What the operator can do about it, one line (`remedy(for:)`).
     public let remedy: String
+    /// Sharded mode: the `see:` line names the shards section instead.
+    public var sharded = false
 
     /// Headline, the reason, one evidence line per signal, the remedy, the pointer;
     /// newline-separated, no trailing newline.
@@ -27,7 +34,7 @@ public struct SingleInstanceRefusal: Error, Equatable, Sendable {
         var lines = [Self.headline, "  reason: \(reason)"]
         for r in report { lines.append("  evidence: \(r.signal)=\(r.answer.word): \(r.answer.evidence)") }
         lines.append("  fix: \(remedy)")
-        lines.append("  \(Self.pointer)")
+        lines.append("  \(sharded ? Self.shardedPointer : Self.pointer)")
         return lines.joined(separator: "\n")
     }
 
@@ -40,8 +47,8 @@ public struct SingleInstanceRefusal: Error, Equatable, Sendable {
             if let pid = sameHost.holderPID {
                 return "stop the relay with pid \(pid) (ps -p \(pid) -o pid,args), \(otherDeploy)"
             }
-            return "stop the process holding \(sameHost.lockPath ?? SameHostLockSignal.lockFileName) "
-                + "(fuser -v \(sameHost.lockPath ?? SameHostLockSignal.lockFileName)), \(otherDeploy)"
+            return "stop the process holding \(sameHost.lockPath ?? sameHost.lockFileName) "
+                + "(fuser -v \(sameHost.lockPath ?? sameHost.lockFileName)), \(otherDeploy)"
         case "fly":
             return "run one machine for this app (fly scale count 1)"
         case "kubernetes":
@@ -57,9 +64,12 @@ public struct SingleInstanceRefusal: Error, Equatable, Sendable {
 /// decides, and formats the log lines. Runs before any socket is bound.
 /// - `runtimeDirFlag`: the `--runtime-dir` value, nil when not given.
 /// - `flyTimeoutMs`: the DNS wait (docs/architecture.md (v1 = single-instance): 2 s); tests shorten it.
+/// - `shard`: sharded mode (docs/architecture.md, "v2 = static shards"): one process per shard, so
+///   the same-host lock is the shard's own and every refusal and log line names the shard.
 public func runSingleInstanceCheck(env: EnvironmentConfig, rawEnv: [String: String], runtimeDirFlag: String?,
                                    flyTimeoutMs: Int64 = FlyDNSSignal.defaultTimeoutMs,
-                                   defaultRuntimeDirectory: String = SameHostLockSignal.defaultRuntimeDirectory)
+                                   defaultRuntimeDirectory: String = SameHostLockSignal.defaultRuntimeDirectory,
+                                   shard: ShardAssignment? = nil)
     -> Result<SingleInstanceOutcome, SingleInstanceRefusal>
 {
     if env.bypassSingleInstance {
@@ -72,7 +82,7 @@ public func runSingleInstanceCheck(env: EnvironmentConfig, rawEnv: [String: Stri
         return .success(SingleInstanceOutcome(lock: nil, logLines: [line], decision: .bypass))
     }
     let sameHost = SameHostLockSignal(runtimeDirFlag: runtimeDirFlag, env: rawEnv,
-                                      defaultDirectory: defaultRuntimeDirectory)
+                                      defaultDirectory: defaultRuntimeDirectory, shard: shard)
     var signals: [any ReplicaSignal] = [sameHost]
     if let k = KubernetesSignal(env: rawEnv) { signals.append(k) }
     if let f = FlyDNSSignal(env: rawEnv, server: env.flyDNSServerAddress, timeoutMs: flyTimeoutMs) {
@@ -81,8 +91,10 @@ public func runSingleInstanceCheck(env: EnvironmentConfig, rawEnv: [String: Stri
     let report = signals.map { SignalReport(signal: $0.name, isPlatform: $0.isPlatform, answer: $0.probe()) }
     switch decideSingleInstance(env: env, answers: report) {
     case .refuse(let reason, let report):
+        let reason = shard.map { "\(reason) (sharded mode: this relay claims shard \($0))" } ?? reason
         return .failure(SingleInstanceRefusal(reason: reason, report: report,
-                                              remedy: SingleInstanceRefusal.remedy(for: report, sameHost: sameHost)))
+                                              remedy: SingleInstanceRefusal.remedy(for: report, sameHost: sameHost),
+                                              sharded: shard != nil))
     case .bypass:
         return .success(SingleInstanceOutcome(lock: nil, logLines: [], decision: .bypass))  // unreachable: handled above
     case .start(let report):
@@ -91,7 +103,7 @@ public func runSingleInstanceCheck(env: EnvironmentConfig, rawEnv: [String: Stri
     }
 }
 
-/// `msg=single_instance_check same_host=… fly=… kubernetes=… [path=…] [err=…]`.
+/// `msg=single_instance_check same_host=… fly=… kubernetes=… [shard=i/N] [path=…] [err=…]`.
 /// New keys `same_host`, `fly`, `kubernetes`: one per signal, value single|multiple|unknown|absent,
 /// so a fleet can be grepped for `fly=unknown`. `err` carries the evidence of every non-single answer.
 /// The line is WARN when any signal could not tell.
@@ -100,6 +112,7 @@ func checkLine(_ report: [SignalReport], _ sameHost: SameHostLockSignal) -> Stri
     var fields: [(key: String, value: String)] = [
         ("same_host", word("same_host")), ("fly", word("fly")), ("kubernetes", word("kubernetes")),
     ]
+    if let shard = sameHost.shard { fields.append(("shard", shard.description)) }
     if let lock = sameHost.lock { fields.append(("path", lock.path)) }
     let unsure = report.filter { if case .single = $0.answer { false } else { true } }
     if !unsure.isEmpty {
