@@ -43,15 +43,25 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 90))
 
 
+def distinct_ports(n, avoid=()):
+    """n free loopback ports, all different (two free_port() calls may return the same one)."""
+    ports = []
+    while len(ports) < n:
+        p = free_port()
+        if p not in ports and p not in avoid:
+            ports.append(p)
+    return ports
+
+
 class Pebble:
     def __init__(self, root):
         self.pki = PKI(root)
         cert, key = self.pki.leaf("pebble", 0x2001)
-        self.port, self.mgmt, dns = free_port(), free_port(), free_port()
-        self.http_port, self.https_port = free_port(), free_port()
+        self.port, self.mgmt, dns, self.http_port, self.https_port, dns_mgmt = distinct_ports(6)
         self.dns = Relay(CHALLTESTSRV, ["-dns01", f"127.0.0.1:{dns}", "-http01", "", "-https01", "",
-                                        "-tlsalpn01", "", "-management", f"127.0.0.1:{free_port()}",
+                                        "-tlsalpn01", "", "-management", f"127.0.0.1:{dns_mgmt}",
                                         "-defaultIPv6", ""])
+        self.reserved = {self.port, self.mgmt, dns, self.http_port, self.https_port, dns_mgmt}
         config = os.path.join(root, "pebble.json")
         with open(config, "w") as f:
             json.dump({"pebble": {"listenAddress": f"127.0.0.1:{self.port}",
@@ -94,7 +104,7 @@ class ACMERelay(RunningRelay):
 
 
 def start_acme(start_relay, relay_bin, pebble, cache, *extra, directory=None, http=True, wait=True):
-    mport = free_port()
+    mport, = distinct_ports(1, avoid=pebble.reserved)
     args = ["--domain", DOMAIN, "--acme-directory", directory or pebble.directory, "--cert-cache", cache,
             "--https-listen", f"127.0.0.1:{pebble.https_port}",
             "--http-listen", f"127.0.0.1:{pebble.http_port}" if http else "",
@@ -244,7 +254,7 @@ def test_forced_renewal_swaps_the_serial_and_keeps_open_connections(relay_bin, s
 def test_ca_unreachable_keeps_serving_the_old_certificate_and_retries(relay_bin, start_relay, pebble, issued_cache, tmp_path):
     cache = copy_cache(issued_cache, tmp_path)
     # As if Pebble were stopped: nothing listens at the directory URL.
-    dead = f"https://127.0.0.1:{free_port()}/dir"
+    dead = f"https://127.0.0.1:{distinct_ports(1, avoid=pebble.reserved)[0]}/dir"
     r = start_acme(start_relay, relay_bin, pebble, cache, "--acme-renew-before", "200000h",
                    "--acme-retry-min", "200ms", directory=dead)
     old = event(r, "acme_certificate_installed", reason="cache")
@@ -258,7 +268,7 @@ def test_ca_unreachable_keeps_serving_the_old_certificate_and_retries(relay_bin,
 
 
 def test_no_certificate_yet_fails_handshakes_and_healthz_says_why(relay_bin, start_relay, pebble, tmp_path):
-    dead = f"https://127.0.0.1:{free_port()}/dir"
+    dead = f"https://127.0.0.1:{distinct_ports(1, avoid=pebble.reserved)[0]}/dir"
     r = start_acme(start_relay, relay_bin, pebble, str(tmp_path / "certs"), "--acme-retry-min", "10s", directory=dead)
     event(r, "acme_order_failed", timeout=15)
     with pytest.raises(ssl.SSLError):
@@ -273,7 +283,7 @@ def test_cache_dir_with_group_bits_is_tightened(relay_bin, start_relay, pebble, 
     cache = str(tmp_path / "certs")
     os.mkdir(cache)
     os.chmod(cache, 0o755)
-    r = start_acme(start_relay, relay_bin, pebble, cache, directory=f"https://127.0.0.1:{free_port()}/dir")
+    r = start_acme(start_relay, relay_bin, pebble, cache, directory=f"https://127.0.0.1:{distinct_ports(1, avoid=pebble.reserved)[0]}/dir")
     e = event(r, "cert_cache_permissions_tightened")
     assert e["from"] == "755" and e["to"] == "700"
     assert stat.S_IMODE(os.stat(cache).st_mode) == 0o700
