@@ -83,10 +83,17 @@ final class ReactorDNSServer: EventHandler {
     @Test func unknownNameFailsWithResolve() throws {
         let dns = try ReactorDNSServer(reactor: reactor, records: [:])
         let c = try client([dns.address])
-        let fds = openFileDescriptorCount()
         #expect(call(c, "https://nowhere.test/") == .failure(.resolve))
         #expect(dns.questions.count == 2)
-        #expect(openFileDescriptorCount() == fds, "the lookup's socket is closed")
+        #expect(c.resolver.activeLookups == 0 && c.openConnections == 0)
+    }
+
+    @Test func noNameserverFailsAtOnce() throws {
+        let c = try client([])
+        let started = monotonicMs()
+        #expect(call(c, "https://push.test/") == .failure(.resolve))
+        #expect(monotonicMs() - started < 1_000)
+        #expect(c.resolver.activeLookups == 0)
     }
 
     @Test func etcHostsEntryWinsOverDNS() throws {
@@ -108,6 +115,20 @@ final class ReactorDNSServer: EventHandler {
         #expect(dead.questions.count == 2 && dns.questions.count == 2)
     }
 
+    @Test func refusingNameserverIsSkippedAtOnce() throws {
+        // A UDP port with nothing bound: the kernel answers port-unreachable.
+        let closed = try ReactorDNSServer(reactor: reactor, records: [:])
+        let closedAddress = closed.address
+        closed.fd.close()
+        let dns = try ReactorDNSServer(reactor: reactor, records: ["push.test": (a: [[127, 0, 0, 1]], aaaa: [])])
+        let server = try HTTPSTestServer(reactor: reactor) { _, _, _ in .send(HTTPSTestServer.response(body: "next")) }
+        let c = try client([closedAddress, dns.address])
+        c.resolver.retryMs = 3_000
+        let started = monotonicMs()
+        #expect((try? call(c, "https://push.test:\(server.port)/")?.get().status) == 200)
+        #expect(monotonicMs() - started < 2_000, "not after the 3 s silence")
+    }
+
     @Test func noAnswerEndsWithResolveAtTheLookupDeadline() throws {
         let dead = try ReactorDNSServer(reactor: reactor, records: [:])
         dead.silent = true
@@ -120,5 +141,25 @@ final class ReactorDNSServer: EventHandler {
         #expect(elapsed >= 400 && elapsed < 2_000, "\(elapsed) ms")
         #expect(dead.questions.count == 4, "one server asked twice (A and AAAA each time)")
         #expect(c.resolver.activeLookups == 0)
+    }
+
+    @Test func unansweredConnectGivesWayToTheNextAddress() throws {
+        let server = try HTTPSTestServer(reactor: reactor) { _, _, _ in .send(HTTPSTestServer.response(body: "second address")) }
+        // 127.0.0.2, same port: a listener whose accept queue is full drops the SYN (a black hole).
+        let hole = FileDescriptor(socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0))
+        let holeAddress = SocketAddress(ip: "127.0.0.2", port: server.port)!
+        _ = try holeAddress.withSockAddr { sa, len throws(Errno) in try syscallChecked("bind") { pyry_bind(hole.raw, sa, len) } }
+        #expect(listen(hole.raw, 0) == 0)
+        let filler = FileDescriptor(socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0))
+        _ = try holeAddress.withSockAddr { sa, len throws(Errno) in try syscallChecked("connect") { pyry_connect(filler.raw, sa, len) } }
+        let c = try HTTPSClient(reactor: reactor, deadlineMs: 2_000, maxResponseBytes: 4_096,
+                                resolverConfiguration: { ResolverConfiguration(nameservers: [], hosts: ["push.test": ["127.0.0.2", "127.0.0.1"]]) })
+        c.minConnectAttemptMs = 200
+        let started = monotonicMs()
+        let r = try call(c, "https://push.test:\(server.port)/")!.get()
+        let elapsed = monotonicMs() - started
+        #expect(String(decoding: r.body, as: UTF8.self) == "second address")
+        #expect(elapsed >= 1_000 && elapsed < 1_900, "half the deadline for the first of two addresses: \(elapsed) ms")
+        withExtendedLifetime((hole, filler)) {}
     }
 }

@@ -1,4 +1,5 @@
 import CEpoll
+import Foundation  // Process, Pipe, JSONSerialization: the Python interop server (test-only).
 import Testing
 @testable import Relay
 
@@ -246,5 +247,82 @@ import Testing
         let fd = try Socket.listen(on: any)
         defer { fd.close() }
         return Socket.localAddress(fd.raw).port
+    }
+}
+
+/// Interop: the client against Python's `http.server` behind Python's `ssl` (another TLS stack,
+/// another HTTP implementation) on loopback. The server reports what it saw — SNI, request line,
+/// headers, body, the client's port (one TCP connection or several) — in its JSON answers.
+@Suite struct HTTPSClientPythonInteropTests {
+    static let script = #"""
+        import http.server, json, ssl, sys
+        seen = {}
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            def log_message(self, *a): pass
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                out = json.dumps({"sni": seen.get("sni"), "line": self.requestline, "host": self.headers.get("Host"),
+                                  "length": self.headers.get("Content-Length"), "body": body.decode(),
+                                  "port": self.client_address[1]}).encode()
+                self.send_response(200)
+                if self.path == "/chunked":
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for i in range(0, len(out), 7):
+                        part = out[i:i + 7]
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                    self.wfile.write(b"0\r\n\r\n")
+                else:
+                    self.send_header("Content-Length", str(len(out)))
+                    self.end_headers()
+                    self.wfile.write(out)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+        def sni(sock, name, c): seen["sni"] = name
+        ctx.sni_callback = sni
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+        print(srv.server_address[1], flush=True)
+        srv.serve_forever()
+        """#
+
+    @Test func postsAndReusesOneConnectionWithSNI() throws {
+        let reactor = try Reactor()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", Self.script, TestPKI.dir + "/leaf.crt", TestPKI.dir + "/leaf.key"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        // SIGKILL: the child inherits this process's signal mask, in which other tests may have
+        // blocked SIGTERM (Signals.swift uses signalfd).
+        defer { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
+        var line: [UInt8] = []
+        while !line.contains(0x0a) {
+            let d = out.fileHandleForReading.availableData
+            if d.isEmpty { break }
+            line += d
+        }
+        let port = try #require(UInt16(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)))
+        let c = try HTTPSClient(reactor: reactor)
+        var answers: [String] = []
+        for (path, body) in [("/plain", "first"), ("/chunked", "second")] {
+            var outcome: Result<HTTPSResponse, HTTPSFailure>?
+            c.send(HTTPSRequest(method: "POST", url: HTTPSURL("https://localhost:\(port)\(path)")!, body: Array(body.utf8))) { outcome = $0 }
+            pump(reactor, timeoutMs: 8_000) { outcome != nil }
+            let r = try #require(try outcome?.get())
+            #expect(r.status == 200)
+            answers.append(String(decoding: r.body, as: UTF8.self))
+        }
+        let seen = try answers.map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        #expect(seen[0]["sni"] as? String == "localhost")
+        #expect(seen[0]["line"] as? String == "POST /plain HTTP/1.1")
+        #expect(seen[0]["host"] as? String == "localhost:\(port)")
+        #expect(seen[0]["length"] as? String == "5" && seen[0]["body"] as? String == "first")
+        #expect(seen[1]["line"] as? String == "POST /chunked HTTP/1.1" && seen[1]["body"] as? String == "second")
+        #expect(seen[0]["port"] as? Int == seen[1]["port"] as? Int, "the second call reused the first connection")
+        #expect(c.idleConnections == 1)
     }
 }

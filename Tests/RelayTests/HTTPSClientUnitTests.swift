@@ -109,6 +109,43 @@ import Testing
         #expect(interim.status == 200 && interim.headers.map(\.name) == ["content-length"])
     }
 
+    /// Mutated responses (bytes flipped, cut, duplicated) never trap, and a complete parse never
+    /// claims more bytes than it was given (a fixed-seed generator: the run is reproducible).
+    @Test func mutatedInputsStayBounded() {
+        var rng = SplitMix(seed: 0x5EED)
+        let seeds = ["HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+                     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n0\r\nX: y\r\n\r\n",
+                     "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 204 No\r\nConnection: close\r\n\r\n"].map { Array($0.utf8) }
+        let alphabet = Array("\r\n:; 0123456789abcdefHTP/.,-chunked".utf8)
+        for i in 0..<20_000 {
+            var m = seeds[i % seeds.count]
+            for _ in 0..<(1 + Int(rng.next() % 4)) {
+                let at = Int(rng.next() % UInt64(m.count))
+                switch rng.next() % 4 {
+                case 0: m[at] = alphabet[Int(rng.next() % UInt64(alphabet.count))]
+                case 1: m.insert(alphabet[Int(rng.next() % UInt64(alphabet.count))], at: at)
+                case 2: if m.count > 1 { m.remove(at: at) }
+                default: m = Array(m[..<max(1, at)])
+                }
+            }
+            if case .complete(let p) = HTTPResponseParser.parse(m, eof: rng.next() % 2 == 0) {
+                #expect(p.consumed <= m.count && p.body.count <= m.count)
+            }
+        }
+    }
+
+    struct SplitMix {
+        var state: UInt64
+        init(seed: UInt64) { state = seed }
+        mutating func next() -> UInt64 {
+            state &+= 0x9E3779B97F4A7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
+            z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
+            return z ^ (z >> 31)
+        }
+    }
+
     @Test func malformedHeads() {
         for bad in ["HTTP/2 200 OK\r\n\r\n", "HTTP/1.1 20 OK\r\n\r\n", "HTTP/1.1 099 X\r\n\r\n", "HTTP/1.1 200OK\r\n\r\n",
                     "HTTP/1.1 101 Switching\r\n\r\n", "HTTP/1.1 200 OK\r\nBad Name: v\r\n\r\n",

@@ -37,6 +37,7 @@ enum TestPKI {
         setenv("SSL_CERT_FILE", dir.path + "/ca.crt", 1)
         pyry_ignore_sigpipe()  // as the relay does (Signals.swift): EPIPE, not a signal
         keep = dir
+        atexit { TestPKI.keep = nil }  // removes the directory
         return dir.path
     }()
     private nonisolated(unsafe) static var keep: TempDir?

@@ -5,9 +5,10 @@ import CEpoll
 /// the reactor. Not `getaddrinfo` (it blocks) nor `getaddrinfo_a` (it blocks a helper thread per
 /// lookup, and the relay has one thread).
 ///
-/// Each lookup asks the first nameserver; after `Limits.dnsRetryMs` of silence it asks the next
-/// one (round robin, the earlier sockets still listening), and it ends when both questions have an
-/// answer or at its deadline with whatever arrived. Spoofing resistance is that of a stub
+/// Each lookup asks the first nameserver; after `Limits.dnsRetryMs` of silence, or at once when
+/// that server's port is closed, it asks the next one (round robin, the earlier sockets still
+/// listening), and it ends when both questions have an answer or at its deadline with whatever
+/// arrived. Spoofing resistance is that of a stub
 /// resolver: a random 16-bit id per question, a fresh random source port per lookup, a connected
 /// socket (the kernel drops datagrams from anyone but that server), and the question echoed back.
 /// Limits: names are absolute (no `search` list: the callers dial fully qualified names),
@@ -46,7 +47,7 @@ final class AsyncResolver {
         let lookup = Lookup(id: id, name: key, port: port, servers: config.nameservers, deadline: deadline,
                             completion: completion)
         lookups[id] = lookup
-        guard (try? DNSMessage.encodeName(key)) != nil else {
+        guard !config.nameservers.isEmpty, (try? DNSMessage.encodeName(key)) != nil else {
             finish(lookup)
             return nil
         }
@@ -59,27 +60,37 @@ final class AsyncResolver {
         closeSockets(lookup)
     }
 
-    func timerFired(key: UInt64, now: Int64) {
-        guard let lookup = lookups[key] else { return }  // finished meanwhile: a stale tick
-        if now >= lookup.deadline { finish(lookup) } else { ask(lookup) }
+    func cancelAll() {
+        for id in Array(lookups.keys) { cancel(id) }
     }
 
-    /// Sends the unanswered questions to the next nameserver and arms the next tick.
+    func timerFired(key: UInt64, now: Int64) {
+        guard let lookup = lookups[key] else { return }  // finished meanwhile: a stale tick
+        if now >= lookup.deadline {
+            finish(lookup)
+        } else if now >= lookup.nextAskAt {  // else an earlier tick, superseded by a refusal's ask
+            ask(lookup)
+        }
+    }
+
+    /// Sends the unanswered questions to the next nameserver (and on to the one after, at once,
+    /// while they refuse) and arms the next tick.
     private func ask(_ lookup: Lookup) {
-        let now = monotonicMs()
         // Each server is asked at most twice (resolv.conf's default `attempts:2`).
-        if lookup.asked < 2 * lookup.servers.count {
+        while lookup.asked < 2 * lookup.servers.count {
             let index = lookup.asked % lookup.servers.count
             lookup.asked += 1
             if lookup.sockets[index] == nil, let s = DNSSocket(server: lookup.servers[index], resolver: self, lookup: lookup.id) {
                 if (try? s.register(reactor)) != nil { lookup.sockets[index] = s } else { s.close(reactor) }
             }
-            if let s = lookup.sockets[index] {
-                if lookup.a == nil { s.send(lookup.query(DNSMessage.typeA)) }
-                if lookup.aaaa == nil { s.send(lookup.query(DNSMessage.typeAAAA)) }
-            }
+            guard let s = lookup.sockets[index] else { continue }
+            var delivered = true
+            if lookup.a == nil { delivered = s.send(lookup.query(DNSMessage.typeA)) && delivered }
+            if lookup.aaaa == nil { delivered = s.send(lookup.query(DNSMessage.typeAAAA)) && delivered }
+            if delivered { break }
         }
-        reactor.scheduleDelegate(key: lookup.id, at: min(now + retryMs, lookup.deadline), kind: AsyncResolver.timerKind)
+        lookup.nextAskAt = monotonicMs() + retryMs
+        reactor.scheduleDelegate(key: lookup.id, at: min(lookup.nextAskAt, lookup.deadline), kind: AsyncResolver.timerKind)
     }
 
     /// A datagram from one of the lookup's servers.
@@ -94,6 +105,12 @@ final class AsyncResolver {
             if type == DNSMessage.typeA { lookup.a = r.addresses } else { lookup.aaaa = r.addresses }
         }
         if lookup.a != nil && lookup.aaaa != nil { finish(lookup) }
+    }
+
+    /// A nameserver refused: the next one is asked at once.
+    fileprivate func refused(lookup id: UInt64) {
+        guard let lookup = lookups[id] else { return }
+        ask(lookup)
     }
 
     private func finish(_ lookup: Lookup) {
@@ -120,6 +137,7 @@ private final class Lookup {
     let idAAAA: UInt16
     var sockets: [DNSSocket?]
     var asked = 0
+    var nextAskAt: Int64 = 0
     var a: [[UInt8]]?     // nil until answered
     var aaaa: [[UInt8]]?
 
@@ -186,9 +204,12 @@ private final class DNSSocket: EventHandler {
         token = try reactor.register(fd: fd.raw, events: Reactor.readable, handler: self)
     }
 
-    func send(_ query: [UInt8]) {
-        // A lost or refused datagram is the same as no answer: the next tick asks the next server.
-        _ = query.withUnsafeBytes { CEpoll.send(fd.raw, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    /// False when the server is known to have no resolver: the port-unreachable of an earlier
+    /// datagram comes back as this send's ECONNREFUSED (on loopback, before the next send). Any
+    /// other loss is silence, which the next tick handles.
+    func send(_ query: [UInt8]) -> Bool {
+        let n = query.withUnsafeBytes { CEpoll.send(fd.raw, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        return n >= 0 || pyry_errno() != ECONNREFUSED
     }
 
     func handleEvent(_ events: UInt32) {
@@ -196,8 +217,12 @@ private final class DNSSocket: EventHandler {
         // A few datagrams per event (level-triggered: more wake us again), answers and strays alike.
         for _ in 0..<4 {
             let n = buf.withUnsafeMutableBytes { recv(fd.raw, $0.baseAddress, $0.count, 0) }
-            // EAGAIN: drained. ECONNREFUSED (the server's port is closed, reported once): nothing to read.
-            if n < 0 { return }
+            if n < 0 {
+                // ECONNREFUSED: the ICMP port-unreachable of a server with no resolver (reported
+                // once): ask the next one now rather than after the silence. EAGAIN: drained.
+                if pyry_errno() == ECONNREFUSED { resolver?.refused(lookup: lookup) }
+                return
+            }
             resolver?.received(Array(buf[0..<n]), lookup: lookup)
             if token == nil { return }  // the lookup finished and closed us
         }

@@ -32,6 +32,8 @@ public final class HTTPSClient: HTTPSSending {
     var maxIdleConnections = Limits.httpsClientMaxIdleConnections
     /// How long a lookup may take within a call (tests shorten it).
     var resolveTimeoutMs = Limits.dnsResolveTimeoutMs
+    /// The least time one connect attempt gets (tests shorten it).
+    var minConnectAttemptMs = Limits.httpsClientMinConnectAttemptMs
 
     private var calls: [UInt64: HTTPSCall] = [:]
     /// Every open connection, by id (timers find them here).
@@ -65,6 +67,12 @@ public final class HTTPSClient: HTTPSSending {
                 previous?(entry, now)
             }
         }
+    }
+
+    /// Nothing outlives the client: its connections and lookups are closed (no completion runs).
+    deinit {
+        for c in connections.values { c.close() }
+        resolver.cancelAll()
     }
 
     /// Number of calls not yet completed (for the push service's in-flight cap and for tests).
@@ -152,7 +160,7 @@ public final class HTTPSClient: HTTPSSending {
             let now = monotonicMs()
             let left = call.addresses.count - call.nextAddress + 1
             let remaining = call.deadline - now
-            let slice = max(remaining / Int64(left), min(remaining, Limits.httpsClientMinConnectAttemptMs))
+            let slice = max(remaining / Int64(left), min(remaining, minConnectAttemptMs))
             guard let c = HTTPSClientConnection(id: takeID(), address: address, url: call.request.url,
                                                 client: self, connectDeadline: now + slice) else { continue }
             connections[c.id] = c
