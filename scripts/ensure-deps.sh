@@ -7,9 +7,10 @@
 #   haproxy: the proxy in front of sharded relays (tests/interop/test_sharding.py, deploy/haproxy.cfg);
 #     the test starts its own on loopback. Debian's package enables haproxy.service, whose
 #     default configuration binds nothing.
+#   pebble: the ACME test server and its DNS (pebble-challtestsrv) for tests/interop/test_acme.py.
 set -euo pipefail
 
-PKGS=(libssl-dev zlib1g-dev pkg-config python3-venv valgrind haproxy)
+PKGS=(libssl-dev zlib1g-dev pkg-config python3-venv valgrind haproxy pebble)
 missing=()
 for p in "${PKGS[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then

@@ -17,18 +17,41 @@ import Testing
         for word in ["SPEC", "DESIGN.md", "BENCH.md", "§"] { #expect(!text.contains(word), "\(word)") }
     }
 
-    @Test func acmeFlagsAreMarkedNotYetSupported() {
+    @Test func domainAloneSelectsACMEWithItsDefaults() throws {
+        guard case .success(.run(let c)) = RelayConfig.parse(["--domain", "relay.example.com"]) else {
+            Issue.record("--domain alone must start ACME mode"); return
+        }
+        #expect(c.acmeDirectory == HTTPSURL("https://acme-v02.api.letsencrypt.org/directory"))
+        #expect(c.certCache == "$HOME/.pyrycode-relay/certs")
+        #expect(c.httpListen != nil)
+        #expect(c.tlsCert == nil && c.acmeRenewBeforeMs == 720 * 3_600_000 && c.acmeRetryMinMs == 60_000)
         let text = RelayConfig.usageText
-        for flag in ["http-listen", "cert-cache"] {
+        for flag in ["http-listen", "cert-cache", "acme-directory", "acme-renew-before", "acme-retry-min"] {
             let entry = text.components(after: "  --\(flag) VALUE\n")
-            #expect(entry.hasPrefix("        reserved for ACME"), "\(flag): \(entry.prefix(80))")
-            #expect(entry.prefix(while: { $0 != "\n" }).contains("does not support yet; accepted and ignored"))
+            #expect(entry.hasPrefix("        ACME mode: "), "\(flag): \(entry.prefix(80))")
         }
-        guard case .failure(let r) = RelayConfig.parse(["--domain", "relay.example.com"]) else {
-            Issue.record("--domain alone must be refused"); return
+    }
+
+    @Test func acmeFlagsAreValidated() {
+        func refusal(_ args: [String]) -> String? {
+            if case .failure(let r) = RelayConfig.parse(args) { return r.description }
+            return nil
         }
-        #expect(r.description == "--domain without --tls-cert needs ACME, which this build does not support yet; "
-            + "give --tls-cert and --tls-key")
+        #expect(refusal(["--domain", "relay.example.com", "--acme-directory", "http://ca.example/dir"])
+            == "invalid value \"http://ca.example/dir\" for --acme-directory: want an https:// URL")
+        for bad in ["127.0.0.1", "localhost", "-a.example.com", "a..example.com", "relay_1.example.com"] {
+            #expect(refusal(["--domain", bad]) == "invalid value \"\(bad)\" for --domain: ACME needs a DNS name such as relay.example.com", "\(bad)")
+        }
+        #expect(refusal(["--domain", "relay.example.com", "--acme-renew-before", "soon"])
+            == "invalid value \"soon\" for --acme-renew-before: want a duration such as 30s or 500ms")
+        // With --tls-cert the domain is only the Host check: any name is fine, and no ACME.
+        if case .success(.run(let c)) = RelayConfig.parse(["--domain", "localhost", "--tls-cert", "c", "--tls-key", "k"]) {
+            #expect(c.acmeDirectory == nil)
+        } else { Issue.record("--domain localhost with files must parse") }
+        // "" disables --http-listen (tls-alpn-01 only).
+        if case .success(.run(let c)) = RelayConfig.parse(["--domain", "relay.example.com", "--http-listen", ""]) {
+            #expect(c.httpListen == nil)
+        } else { Issue.record("--http-listen \"\" must parse") }
     }
 
     @Test func bindFailureNamesTheFlagAndAddress() throws {

@@ -219,19 +219,18 @@ def test_help_lists_environment_endpoints_and_only_supported_flags(relay_bin, ar
         assert re.search(r"^  " + re.escape(endpoint) + " ", out, re.M), f"{endpoint} missing from --help"
     assert "served only on --metrics-listen" in out
     flags = parse_help(out)
-    for acme in ["http-listen", "cert-cache"]:
-        assert flags[acme].startswith("reserved for ACME"), flags[acme]
-        assert "does not support yet; accepted and ignored" in flags[acme]
+    for acme in ["http-listen", "cert-cache", "acme-directory", "acme-renew-before", "acme-retry-min"]:
+        assert flags[acme].startswith("ACME mode: "), flags[acme]
     for internal in ["SPEC", "DESIGN.md", "BENCH.md", "§"]:
         assert internal not in out
 
 
-def test_domain_without_tls_cert_says_acme_is_not_built(relay_bin):
-    rc, out, err = run_cli(relay_bin, ["--runtime-dir", runtime_dir(), "--domain", "relay.example.com"])
+def test_domain_with_a_non_dns_name_is_refused_in_acme_mode(relay_bin):
+    rc, out, err = run_cli(relay_bin, ["--runtime-dir", runtime_dir(), "--domain", "127.0.0.1"])
     assert rc == 2 and out == ""
     assert err.splitlines() == [
-        "pyrycode-relay: --domain without --tls-cert needs ACME, which this build does not support yet; "
-        "give --tls-cert and --tls-key", USAGE_HINT], err
+        "pyrycode-relay: invalid value \"127.0.0.1\" for --domain: ACME needs a DNS name such as relay.example.com",
+        USAGE_HINT], err
 
 
 @pytest.mark.parametrize("flag", ["metrics-listen", "insecure-listen"])

@@ -28,7 +28,13 @@ public enum HTTPResponse {
     /// A 200 with a body (docs/protocol.md §2 `/healthz`). For an HTTP/1.0 client kept alive, the caller
     /// passes `("Connection", "keep-alive")` in `extraHeaders` (RFC 9112 §9.3).
     public static func ok(body: [UInt8], contentType: String, extraHeaders: [(String, String)], close: Bool) -> [UInt8] {
-        var out = statusLine(.ok)
+        withBody(.ok, body: body, contentType: contentType, extraHeaders: extraHeaders, close: close)
+    }
+
+    /// Any status with a body (the ACME listener's 503 `/healthz` before a certificate exists).
+    static func withBody(_ status: HTTPStatus, body: [UInt8], contentType: String, extraHeaders: [(String, String)],
+                         close: Bool) -> [UInt8] {
+        var out = statusLine(status)
         out.reserveCapacity(128 + body.count)
         header(&out, "Content-Type", contentType)
         header(&out, "Content-Length", String(body.count))

@@ -8,6 +8,9 @@ enum HelpText {
 
     static let usage = """
         Usage:
+          pyrycode-relay --domain NAME [flags]
+                TLS on --https-listen (default :443) with a certificate obtained and renewed over ACME
+                (Let's Encrypt; http-01 on --http-listen, default :80, or tls-alpn-01), kept in --cert-cache
           pyrycode-relay --tls-cert FILE --tls-key FILE [--domain NAME] [flags]
                 TLS on --https-listen (default :443); SIGHUP reloads the certificate and key
           pyrycode-relay --insecure-listen ADDR [flags]
@@ -53,7 +56,10 @@ enum HelpText {
         Endpoints (docs/protocol.md):
           /v1/server    WebSocket upgrade for a pyry binary, paired by server-id
           /v1/client    WebSocket upgrade for a phone
-          /healthz      JSON status, any method; neither rate limited nor capped
+          /healthz      JSON status, any method; neither rate limited nor capped; on --http-listen (ACME
+                        mode) 503 with the reason until a certificate is served
+          /.well-known/acme-challenge/TOKEN
+                        ACME http-01 answers, on --http-listen only (everything else there is 404)
           /metrics      Prometheus text, served only on --metrics-listen
 
         """
@@ -61,7 +67,8 @@ enum HelpText {
     static let exitCodes = """
         Exit status:
           0  clean shutdown (SIGTERM or SIGINT, connections drained)
-          1  runtime failure: TLS files, a listener that cannot bind, a forced stop (second signal)
+          1  runtime failure: TLS files, a listener that cannot bind, a --cert-cache directory that
+             cannot be made private, a forced stop (second signal)
           2  configuration refused at boot: flags, environment, single-instance check, production guards
 
         """

@@ -23,6 +23,9 @@ public enum Log {
         "listen", "mode", "version", "signal", "same_host", "fly", "kubernetes", "pid", "count",
         "capabilities", "status", "metrics", "reason", "endpoint", "event", "push",
         "shard",
+        // ACME (Sources/Relay/ACME): the domain and the certificate's public serial and expiry;
+        // the CA's problem type and detail (clipped); a retry delay; a cache mode change.
+        "domain", "serial", "not_after", "problem_type", "detail", "retry_in", "challenge",
     ]
 
     /// Keys whose values a peer chose (request headers, and connection ids that embed the

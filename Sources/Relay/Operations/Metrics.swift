@@ -34,6 +34,13 @@ public final class Metrics {
     /// Sharded mode: upgrades refused with 421 because their server-id belongs to another shard.
     public var misroutedUpgrades = 0
 
+    /// ACME (docs/operations.md "ACME"): the served certificate's notAfter (Unix seconds; 0: none
+    /// yet) and orders by outcome.
+    public var tlsCertNotAfter: Int64 = 0
+    public var acmeOrdersIssued = 0
+    public var acmeOrdersFailed = 0
+    public var acmeEnabled = false
+
     public init() {}
 
     public func upgrade(_ e: Endpoint, _ o: UpgradeOutcome) {
@@ -144,6 +151,7 @@ public final class Metrics {
         }
         o.family("pyrycode_relay_misrouted_upgrades_total", "counter", "Upgrades refused with 421 because their server-id belongs to another shard (--shard).")
         o.sample("pyrycode_relay_misrouted_upgrades_total ", misroutedUpgrades)
+        if acmeEnabled { renderACME(o) }
         o.family("process_open_fds", "gauge", "Open file descriptors.")
         o.sample("process_open_fds ", g.openFileDescriptors)
         o.family("process_resident_memory_bytes", "gauge", "Resident set size.")
@@ -282,3 +290,14 @@ public func residentMemoryBytes() -> Int {
 }
 
 private let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+
+extension Metrics {
+    /// ACME mode only (docs/operations.md "ACME").
+    func renderACME(_ o: ExpositionBuffer) {
+        o.family("pyrycode_relay_tls_cert_not_after_seconds", "gauge", "Expiry of the served certificate (Unix time); 0 while there is none.")
+        o.sample("pyrycode_relay_tls_cert_not_after_seconds ", Int(tlsCertNotAfter))
+        o.family("pyrycode_relay_acme_orders_total", "counter", "ACME certificate orders, by outcome.")
+        o.sample("pyrycode_relay_acme_orders_total{outcome=\"issued\"} ", acmeOrdersIssued)
+        o.sample("pyrycode_relay_acme_orders_total{outcome=\"failed\"} ", acmeOrdersFailed)
+    }
+}

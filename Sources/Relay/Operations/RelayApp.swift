@@ -90,6 +90,21 @@ public enum RelayApp {
                 return 1
             }
         }
+        // ACME mode: the cache directory is checked now; the certificate comes later, from the
+        // cache or the CA, and handshakes fail with an alert until then (docs/operations.md "ACME").
+        var acmeCache: CertCache?
+        if config.acmeDirectory != nil, let raw = config.certCache {
+            switch prepareCertCache(raw, env: rawEnv) {
+            case .failure(let refusal):
+                writeStderr("pyrycode-relay: \(refusal.description)\n")
+                return 1
+            case .success(let cache): acmeCache = cache
+            }
+            do { tls = TLSHolder(try TLSContext.withoutCertificate()) } catch {
+                writeStderr("pyrycode-relay: tls: \(error.description)\n")
+                return 1
+            }
+        }
 
         // 6. Listeners.
         let reactor: Reactor
@@ -127,6 +142,7 @@ public enum RelayApp {
             .init(binaries: relay.connectedBinaries, phones: relay.connectedPhones, connections: relay.liveConnectionCount)
         }
         var listeners: [Listener] = []
+        var acme: ACMEManager?
         var publicListenerCount = 0
         do {
             if let a = config.insecureListen {
@@ -144,6 +160,19 @@ public enum RelayApp {
                 })
             }
             publicListenerCount = listeners.count
+            if let acmeCache, let tls, let directory = config.acmeDirectory, let domain = config.domain {
+                // Lower case: DNS names are case-insensitive, and this one names the cache files.
+                // One outbound client per reactor: its timer kinds are not shared between instances.
+                let outbound = try HTTPSClient(reactor: reactor, maxResponseBytes: Limits.acmeMaxCertificateBytes)
+                let manager = ACMEManager(domain: domain.lowercased(), directoryURL: directory, cache: acmeCache, tls: tls,
+                                          metrics: relay.metrics, reactor: reactor, http: outbound,
+                                          renewBeforeMs: config.acmeRenewBeforeMs, retryMinMs: config.acmeRetryMinMs)
+                acme = manager
+                if let a = config.httpListen, let l = bindChallengeListener(a, manager: manager, relay: relay, context: context) {
+                    listeners.append(l)
+                    publicListenerCount = listeners.count
+                }
+            }
             if let m = config.metricsListen {
                 listeners.append(try Listener(socket: try bindListener("metrics-listen", m), reactor: reactor) { fd, remote in
                     metricsService.accept(fd: fd, remote: remote)
@@ -162,8 +191,8 @@ public enum RelayApp {
         let signalHandler = SignalHandler(channel: signals) { signo in
             switch signo {
             case SIGHUP:
-                guard let tls else {
-                    Log.info("sighup_ignored", ["reason": "no TLS files to reload"])
+                guard let tls, acme == nil else {
+                    Log.info("sighup_ignored", ["reason": acme == nil ? "no TLS files to reload" : "ACME manages the certificate"])
                     return
                 }
                 tls.reload()
@@ -211,7 +240,7 @@ public enum RelayApp {
         let logOutput = LogOutput.stderr(reactor: reactor, capacity: config.logBufferBytes)
         Log.output = logOutput
         let listenText = listeners.prefix(publicListenerCount).map { $0.address.description }.joined(separator: ",")
-        let mode = config.insecureListen != nil ? "insecure" : "tls"
+        let mode = config.insecureListen != nil ? "insecure" : acme != nil ? "acme" : "tls"
         let metricsText = config.metricsListen?.description ?? "off"
         let pushText = relay.push == nil ? "off" : "fcm"
         if let shard = config.shard {
@@ -222,6 +251,7 @@ public enum RelayApp {
                                        "metrics": metricsText, "push": pushText])
         }
         systemd?.ready()
+        acme?.start()
         reactor.run()
         withExtendedLifetime(instance) {}
         Log.info("relay_stopped", ["count": String(relay.liveConnectionCount)])
@@ -238,6 +268,9 @@ final class TLSHolder {
     private(set) var current: TLSContext
 
     init(_ context: TLSContext) { current = context }
+
+    /// ACME: a new pair for new connections (existing ones keep theirs, as with a reload).
+    func install(_ context: TLSContext) { current = context }
 
     /// Loads the same files again. A good pair serves new connections from now on; a bad one
     /// leaves the old pair in place. Existing connections keep their own SSL_CTX reference.
@@ -278,4 +311,37 @@ func writeStderr(_ s: String) {
 func writeStdout(_ s: String) {
     var s = s
     s.withUTF8 { p in _ = write(1, p.baseAddress, p.count) }
+}
+
+// MARK: ACME mode (docs/operations.md "ACME")
+
+/// `--cert-cache` with a leading `$HOME` expanded, created or checked (CertCache.prepare).
+func prepareCertCache(_ raw: String, env: [String: String]) -> Result<CertCache, RelayConfig.Refusal> {
+    var path = raw
+    if raw.hasPrefix("$HOME") {
+        guard let home = env["HOME"], !home.isEmpty else {
+            return .failure(.init(description: "--cert-cache \(raw): HOME is not set; give --cert-cache an absolute path"))
+        }
+        path = home + raw.dropFirst(5)
+    }
+    if let refusal = CertCache.prepare(path) { return .failure(.init(description: refusal)) }
+    return .success(CertCache(directory: path))
+}
+
+/// The http-01 listener. Port 80 is optional (tls-alpn-01 needs only the TLS port), so a bind
+/// failure is logged and the relay runs without it.
+func bindChallengeListener(_ a: SocketAddress, manager: ACMEManager, relay: RelayService, context: IOContext) -> Listener? {
+    let service = HTTPChallengeService(context: context, settings: relay.config.connection, acme: manager) {
+        relay.healthResponse(close: true)
+    }
+    do {
+        let l = try Listener(socket: try bindListener("http-listen", a), reactor: context.reactor) { fd, remote in
+            service.accept(fd: fd, remote: remote)
+        }
+        manager.httpListenerReady = true
+        return l
+    } catch {
+        Log.warn("http_listen_failed", ["listen": a.description, "err": "\(error)"])
+        return nil
+    }
 }

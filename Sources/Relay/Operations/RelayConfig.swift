@@ -8,6 +8,10 @@ public struct RelayConfig {
     public var httpsListen: SocketAddress?
     public var httpListen: SocketAddress?
     public var certCache: String?
+    /// ACME mode (`--domain` without `--tls-cert`): the CA's directory and the renewal timing.
+    public var acmeDirectory: HTTPSURL?
+    public var acmeRenewBeforeMs = Limits.acmeRenewBeforeMs
+    public var acmeRetryMinMs = Limits.acmeRetryMinMs
     public var httpsProxyProtocol = false
     public var metricsListen: SocketAddress?
     public var trustXForwardedFor = false
@@ -44,12 +48,15 @@ public struct RelayConfig {
     static func flagSet() -> FlagSet {
         var f = FlagSet()
         f.string("insecure-listen", default: "", "plain HTTP/WebSocket listener address (behind a TLS proxy, or for development)")
-        f.string("domain", default: "", "public host name; enables the Host check (421) on the TLS listener; needs --tls-cert and --tls-key (ACME is not built yet)")
+        f.string("domain", default: "", "public host name; enables the Host check (421) on the TLS listener; without --tls-cert, the certificate comes from ACME (Let's Encrypt)")
         f.string("tls-cert", default: "", "PEM certificate chain (leaf first) for the TLS listener; SIGHUP reloads")
         f.string("tls-key", default: "", "PEM private key for --tls-cert")
         f.string("https-listen", default: ":443", "TLS listener address")
-        f.string("http-listen", default: ":80", "reserved for ACME http-01, which this build does not support yet; accepted and ignored")
-        f.string("cert-cache", default: "$HOME/.pyrycode-relay/certs", "reserved for ACME (account and certificate store), which this build does not support yet; accepted and ignored")
+        f.string("http-listen", default: ":80", "ACME mode: plain listener for http-01 challenges and /healthz (everything else 404); \"\" disables")
+        f.string("cert-cache", default: "$HOME/.pyrycode-relay/certs", "ACME mode: account key and certificates (directory, mode 0700)")
+        f.string("acme-directory", default: defaultACMEDirectory, "ACME mode: the CA's directory URL (https); Let's Encrypt staging: https://acme-staging-v02.api.letsencrypt.org/directory")
+        f.string("acme-renew-before", default: "720h", "ACME mode: renew this long before the certificate expires")
+        f.string("acme-retry-min", default: "1m", "ACME mode: first retry after a failed order; doubled per failure up to 1h")
         f.bool("https-proxy-protocol", "require a PROXY protocol v2 header on every TLS-listener connection")
         f.string("metrics-listen", default: "127.0.0.1:9090", "Prometheus /metrics listener; a loopback IP literal; \"\" disables")
         f.bool("trust-x-forwarded-for", "use the first X-Forwarded-For entry as the client IP for rate limiting")
@@ -92,7 +99,7 @@ public struct RelayConfig {
         }
     }
 
-    private static func address(_ flags: FlagSet, _ name: String) throws(Refusal) -> SocketAddress {
+    static func address(_ flags: FlagSet, _ name: String) throws(Refusal) -> SocketAddress {
         let text = flags.string(name)
         do { return try SocketAddress(parsing: text) } catch {
             throw Refusal(description: "invalid value \"\(text)\" for --\(name): want host:port, :port or [v6]:port with port 1-65535 and an IP host")
@@ -107,7 +114,7 @@ public struct RelayConfig {
         return v
     }
 
-    private static func duration(_ flags: FlagSet, _ name: String) throws(Refusal) -> Int64 {
+    static func duration(_ flags: FlagSet, _ name: String) throws(Refusal) -> Int64 {
         let text = flags.string(name)
         guard let v = parseGoDuration(text), v > 0 else {
             throw Refusal(description: "invalid value \"\(text)\" for --\(name): want a duration such as 30s or 500ms")
@@ -142,12 +149,13 @@ public struct RelayConfig {
             }
             c.insecureListen = try address(flags, "insecure-listen")
         } else {
-            if cert.isEmpty {
-                throw Refusal(description: "--domain without --tls-cert needs ACME, which this build does not support yet; give --tls-cert and --tls-key")
-            }
             c.domain = domain.isEmpty ? nil : domain
-            c.tlsCert = cert
-            c.tlsKey = key
+            if cert.isEmpty {
+                try buildACME(flags, &c, domain: domain)
+            } else {
+                c.tlsCert = cert
+                c.tlsKey = key
+            }
             c.httpsListen = try address(flags, "https-listen")
             c.httpsProxyProtocol = flags.bool("https-proxy-protocol")
         }
@@ -181,5 +189,34 @@ public struct RelayConfig {
         c.logBufferBytes = try positive(flags, "log-buffer-bytes")
         c.shard = try shard(flags)
         return c
+    }
+}
+
+// MARK: ACME mode (docs/operations.md "ACME")
+extension RelayConfig {
+    public static let defaultACMEDirectory = "https://acme-v02.api.letsencrypt.org/directory"
+
+    static func buildACME(_ flags: FlagSet, _ c: inout RelayConfig, domain: String) throws(Refusal) {
+        // A DNS name (RFC 1123 §2.1): it names the cache files and goes into the CSR; CAs issue
+        // no certificate for an IP literal through http-01.
+        let labels = domain.split(separator: ".", omittingEmptySubsequences: false)
+        guard domain.utf8.count <= 253, labels.count >= 2, labels.allSatisfy({ l in
+            !l.isEmpty && l.utf8.count <= 63 && l.first != "-" && l.last != "-"
+                && l.utf8.allSatisfy { b in (b >= 0x30 && b <= 0x39) || (b | 0x20 >= 0x61 && b | 0x20 <= 0x7a) || b == UInt8(ascii: "-") }
+        }), !labels.last!.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
+            throw Refusal(description: "invalid value \"\(domain)\" for --domain: ACME needs a DNS name such as relay.example.com")
+        }
+        let dir = flags.string("acme-directory")
+        guard let url = HTTPSURL(dir) else {
+            throw Refusal(description: "invalid value \"\(dir)\" for --acme-directory: want an https:// URL")
+        }
+        c.acmeDirectory = url
+        let http = flags.string("http-listen")
+        c.httpListen = http.isEmpty ? nil : try address(flags, "http-listen")
+        let cache = flags.string("cert-cache")
+        guard !cache.isEmpty else { throw Refusal(description: "--cert-cache must name a directory") }
+        c.certCache = cache
+        c.acmeRenewBeforeMs = try duration(flags, "acme-renew-before")
+        c.acmeRetryMinMs = try duration(flags, "acme-retry-min")
     }
 }

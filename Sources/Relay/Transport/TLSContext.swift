@@ -60,7 +60,19 @@ public final class TLSContext {
     public static let ticketKeyRotationMs: Int64 = 12 * 3_600_000
 
     /// Loads `certFile` (leaf first, then chain) and `keyFile`, both PEM.
-    public init(certFile: String, keyFile: String) throws(TLSError) {
+    public convenience init(certFile: String, keyFile: String) throws(TLSError) {
+        try self.init(configuredFor: certFile, keyFile: keyFile)
+        try loadPair()
+    }
+
+    /// A context with no certificate: every handshake fails with an alert. The TLS listener
+    /// serves it while ACME has not yet obtained the first certificate (docs/operations.md "ACME").
+    static func withoutCertificate() throws(TLSError) -> TLSContext {
+        try TLSContext(configuredFor: "", keyFile: "")
+    }
+
+    /// Protocol settings of docs/protocol.md §2.1, no certificate yet.
+    private init(configuredFor certFile: String, keyFile: String) throws(TLSError) {
         self.certFile = certFile
         self.keyFile = keyFile
         ERR_clear_error()
@@ -82,7 +94,9 @@ public final class TLSContext {
         _ = pyry_ssl_ctx_set_session_cache_off(ctx)
         pyry_ssl_ctx_set_alpn_http11(ctx)
         try rotateTicketKeys()
+    }
 
+    private func loadPair() throws(TLSError) {
         // No passphrase, ever: OpenSSL's default callback would prompt on the terminal and block
         // the boot, or the whole loop on a SIGHUP reload. An encrypted key fails to load instead.
         SSL_CTX_set_default_passwd_cb(ctx) { _, _, _, _ in 0 }

@@ -1,0 +1,95 @@
+import CEpoll
+
+/// The ACME store under `--cert-cache` (docs/operations.md "ACME"): the account key and, per
+/// domain, the certificate chain and its key, each a PEM file of mode 0600 in a 0700 directory.
+/// Files are replaced atomically (temp file, fsync, rename, fsync of the directory), so a crash
+/// leaves the old file or the new one, never half of one.
+struct CertCache {
+    let directory: String
+
+    static let accountKeyFile = "acme_account.key"
+
+    /// Creates the directory (and missing parents) 0700. An existing one we own with group or
+    /// other bits is tightened to 0700 and logged; one owned by another user refuses the start.
+    /// Returns the refusal text (exit 1), or nil.
+    static func prepare(_ path: String) -> String? {
+        var prefix = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            prefix += "/" + part
+            if mkdir(prefix, 0o700) == 0 { Log.info("cert_cache_created", ["path": prefix]) }
+        }
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            return "--cert-cache \(path): \(String(cString: strerror(pyry_errno())))"
+        }
+        guard st.st_mode & UInt32(S_IFMT) == UInt32(S_IFDIR) else { return "--cert-cache \(path): not a directory" }
+        guard st.st_uid == geteuid() else { return "cert cache dir has insecure permissions: \(path) is owned by uid \(st.st_uid)" }
+        if st.st_mode & 0o077 != 0 {
+            guard chmod(path, 0o700) == 0 else {
+                return "cert cache dir has insecure permissions: \(path): chmod: \(String(cString: strerror(pyry_errno())))"
+            }
+            Log.warn("cert_cache_permissions_tightened", ["path": path, "from": String(st.st_mode & 0o777, radix: 8), "to": "700"])
+        }
+        return nil
+    }
+
+    func path(_ name: String) -> String { directory + "/" + name }
+    static func chainFile(_ domain: String) -> String { domain + ".crt" }
+    static func keyFile(_ domain: String) -> String { domain + ".key" }
+
+    /// The file's bytes, or nil when missing or unreadable (bounded: a cache entry is a few KiB).
+    func read(_ name: String) -> [UInt8]? {
+        let fd = pyry_open(path(name), O_RDONLY | O_CLOEXEC, 0)
+        guard fd >= 0 else { return nil }
+        defer { _ = close(fd) }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 8192)
+        while out.count <= Limits.acmeMaxCertificateBytes {
+            let n = buf.withUnsafeMutableBytes { CEpoll.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 { return nil }
+            if n == 0 { return out }
+            out.append(contentsOf: buf[0..<n])
+        }
+        return nil
+    }
+
+    /// Replaces `name` with `bytes` atomically; returns the error text, or nil.
+    func write(_ name: String, _ bytes: [UInt8]) -> String? {
+        let final = path(name)
+        let temp = final + ".tmp"
+        _ = unlink(temp)
+        let fd = pyry_open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return "\(temp): \(String(cString: strerror(pyry_errno())))" }
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { CEpoll.write(fd, $0.baseAddress! + off, $0.count - off) }
+            if n < 0 {
+                if pyry_errno() == EINTR { continue }
+                let e = String(cString: strerror(pyry_errno()))
+                _ = close(fd)
+                _ = unlink(temp)
+                return "\(temp): \(e)"
+            }
+            off += n
+        }
+        guard fsync(fd) == 0 else {
+            let e = String(cString: strerror(pyry_errno()))
+            _ = close(fd)
+            _ = unlink(temp)
+            return "\(temp): fsync: \(e)"
+        }
+        _ = close(fd)
+        guard rename(temp, final) == 0 else {
+            let e = String(cString: strerror(pyry_errno()))
+            _ = unlink(temp)
+            return "\(final): rename: \(e)"
+        }
+        // The rename itself is durable only once the directory is synced.
+        let dfd = pyry_open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0)
+        if dfd >= 0 {
+            _ = fsync(dfd)
+            _ = close(dfd)
+        }
+        return nil
+    }
+}
