@@ -190,6 +190,22 @@ import Testing
         _ = relay
     }
 
+    @Test func twoClientsOnOneReactorEachGetTheirOwnTimers() throws {
+        // The push service and ACME each build a client: the one installed first must still see
+        // its deadlines and starts, though the second client's delegate is in front of it.
+        let hanging = try HTTPSTestServer(reactor: reactor) { _, _, _ in .hang }
+        let good = try HTTPSTestServer(reactor: reactor) { _, _, _ in Self.ok() }
+        let first = try client(deadlineMs: 400)
+        let second = try client(deadlineMs: 5_000)
+        let slow = Box(), quick = Box()
+        first.send(HTTPSRequest(method: "POST", url: HTTPSURL("https://127.0.0.1:\(hanging.port)/")!)) { slow.outcomes.append($0) }
+        second.send(HTTPSRequest(method: "POST", url: HTTPSURL("https://127.0.0.1:\(good.port)/")!)) { quick.outcomes.append($0) }
+        #expect(pump(reactor, timeoutMs: 4_000) { !slow.outcomes.isEmpty && !quick.outcomes.isEmpty })
+        #expect(slow.last == .failure(.timeout))
+        #expect((try? quick.last?.get().status) == 200)
+        #expect(first.inFlight == 0 && second.inFlight == 0)
+    }
+
     @Test func staleReusedConnectionIsRetriedOnceOnAFreshOne() throws {
         // The server closes its first connection on the second request without answering: a
         // kept-alive connection that died just as it was reused.

@@ -20,7 +20,6 @@ final class AsyncResolver {
     private let reactor: Reactor
     private let configuration: () -> ResolverConfiguration
     private var lookups: [UInt64: Lookup] = [:]
-    private var nextID: UInt64 = 1
     /// Silence after which the next nameserver is asked (tests shorten it).
     var retryMs = Limits.dnsRetryMs
 
@@ -42,8 +41,7 @@ final class AsyncResolver {
             completion(Array(ips.compactMap { SocketAddress(ip: $0, port: port) }.prefix(Limits.httpsClientMaxAddresses)))
             return nil
         }
-        let id = nextID
-        nextID += 1
+        let id = OutboundIDs.next()
         let lookup = Lookup(id: id, name: key, port: port, servers: config.nameservers, deadline: deadline,
                             completion: completion)
         lookups[id] = lookup
@@ -63,6 +61,8 @@ final class AsyncResolver {
     func cancelAll() {
         for id in Array(lookups.keys) { cancel(id) }
     }
+
+    func owns(key: UInt64) -> Bool { lookups[key] != nil }
 
     func timerFired(key: UInt64, now: Int64) {
         guard let lookup = lookups[key] else { return }  // finished meanwhile: a stale tick

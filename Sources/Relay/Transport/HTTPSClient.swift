@@ -41,7 +41,6 @@ public final class HTTPSClient: HTTPSSending {
     /// Idle kept-alive connections per host:port, the most recently used last.
     private var idle: [String: [HTTPSClientConnection]] = [:]
     private var idleCount = 0
-    private var nextID: UInt64 = 1
 
     /// Verifies server certificates against the system trust store (SSL_CTX_set_default_verify_paths,
     /// so SSL_CERT_FILE works) and the host name (SNI + X509 host check; IP literal → IP check).
@@ -60,8 +59,10 @@ public final class HTTPSClient: HTTPSSending {
         tls = try OutboundTLSContext()
         resolver = AsyncResolver(reactor: reactor, configuration: resolverConfiguration)
         let previous = reactor.timerDelegate
+        // Several clients may share the reactor (push wakes, ACME): ids are unique across them
+        // (`OutboundIDs`), so each client handles the timers whose key it owns and passes the rest on.
         reactor.timerDelegate = { [weak self] entry, now in
-            if (HTTPSClient.deadlineKind...HTTPSClient.startKind).contains(entry.kind), let self {
+            if (HTTPSClient.deadlineKind...HTTPSClient.startKind).contains(entry.kind), let self, self.owns(entry) {
                 self.timerFired(entry, now: now)
             } else {
                 previous?(entry, now)
@@ -93,9 +94,16 @@ public final class HTTPSClient: HTTPSSending {
         reactor.scheduleDelegate(key: call.id, at: now, kind: HTTPSClient.startKind)
     }
 
-    private func takeID() -> UInt64 {
-        defer { nextID += 1 }
-        return nextID
+    private func takeID() -> UInt64 { OutboundIDs.next() }
+
+    /// Whether a timer entry of one of our kinds belongs to this client (a stale entry of a
+    /// finished call belongs to nobody and is dropped at the end of the chain).
+    private func owns(_ entry: TimerEntry) -> Bool {
+        switch entry.kind {
+        case HTTPSClient.startKind, HTTPSClient.deadlineKind: return calls[entry.key] != nil
+        case AsyncResolver.timerKind: return resolver.owns(key: entry.key)
+        default: return connections[entry.key] != nil
+        }
     }
 
     // MARK: timers
