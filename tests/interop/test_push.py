@@ -64,8 +64,11 @@ def outcomes(r):
             for o in ["sent", "unregistered", "send_failed", "token_fetch_failed", "dropped"]}
 
 
-def events(r, msg):
-    return [e for e in r.log_events() if e.get("msg") == msg]
+def events(r, msg, at_least=1):
+    """The relay's log events named `msg`, once at least `at_least` have been read: a counter on
+    /metrics moves before the reader thread has the log line that goes with it."""
+    return wait_until(lambda: (lambda found: found if len(found) >= at_least else None)(
+        [e for e in r.log_events() if e.get("msg") == msg]), timeout=5, what=f"log event {msg}")
 
 
 def wait_outcomes(r, total, timeout=15):
