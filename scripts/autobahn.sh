@@ -96,7 +96,7 @@ stop_echo() {
 trap stop_echo EXIT
 
 log "starting $ECHO_BIN on 127.0.0.1:$PORT (log: $LOGDIR/echo.log)"
-"$ECHO_BIN" --listen "127.0.0.1:$PORT" --max-message-bytes "$MAX_MESSAGE_BYTES" >"$LOGDIR/echo.log" 2>&1 &
+"$ECHO_BIN" --listen "127.0.0.1:$PORT" --max-message-bytes "$MAX_MESSAGE_BYTES" --permessage-deflate >"$LOGDIR/echo.log" 2>&1 &
 ECHO_PID=$!
 
 # Wait until the port accepts: 10 ms polls, 10 s at most; fail early if the server exits.
