@@ -20,6 +20,10 @@ extension Connection {
     /// failed and reads no more frames.
     @inline(never)
     func deliverCompressed(_ payload: UnsafeRawBufferPointer, opcode: Opcode) -> Bool {
+        // After our close frame, messages are read only to reach the peer's close: not inflated.
+        guard state == .open else { return true }
+        // Charged to the loop, not to `heldBytes` (which `syncHeldBytes` recomputes from the
+        // buffers), for the moment the message is inflated and handled.
         var charged = 0
         let result = context.deflateCodec.inflate(payload, limit: settings.maxMessageBytes) { extra in
             guard admitHeldGrowth(extra) else { return false }

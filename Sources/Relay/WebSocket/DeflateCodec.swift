@@ -6,10 +6,15 @@ internal import CTLS
 /// messages of different connections may use the streams one after the other. Single-threaded:
 /// it belongs to one `IOContext`, created on the first compressed message.
 public final class DeflateCodec {
-    /// zlib's default trade-off between CPU and ratio.
-    static let compressionLevel: Int32 = 6
-    /// zlib's default: 128 KiB of deflate state for the 15-bit window, once per loop.
-    static let memoryLevel: Int32 = 8
+    /// zlib's fastest level: relay payloads are mostly base64 ciphertext, where any level only
+    /// saves what Huffman coding of the base64 alphabet saves (about a quarter); on plain JSON
+    /// text it keeps most of level 6's gain (2,080 → 709 B vs 661 B for 2 KiB of log lines) at a
+    /// fraction of the CPU (docs/benchmarks.md, "permessage-deflate").
+    static let compressionLevel: Int32 = 1
+    /// A 2^13-entry hash table: `deflateReset` clears it for every message, so zlib's default
+    /// (memLevel 8, 64 KiB cleared) would cost more than compressing a small message; 6 gives
+    /// the same ratio on relay-sized messages (up to 256 KiB) with a quarter of the clearing.
+    static let memoryLevel: Int32 = 6
     /// §7.2.1/§7.2.2: a sender strips this empty stored block (the tail of a sync flush); the
     /// receiver appends it before inflating.
     static let tail: [UInt8] = [0x00, 0x00, 0xFF, 0xFF]
