@@ -145,6 +145,9 @@ enum CallgrindDriver {
             let context = IOContext(reactor: reactor)
             var config = RelayConfig()
             config.permessageDeflate = deflate
+            // No heartbeat ping may land among the forwarded frames of a run longer than 30 s
+            // (valgrind, large messages).
+            config.connection.heartbeatIntervalMs = 24 * 3_600_000
             let relay = RelayService(config: config, context: context)
             let listener = try Listener(socket: try Socket.listen(on: SocketAddress(ip: "127.0.0.1", port: 0)!),
                                         reactor: reactor) { fd, remote in relay.accept(fd: fd, remote: remote) }
@@ -159,9 +162,7 @@ enum CallgrindDriver {
             let sink = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 16)
             defer { sink.deallocate() }
             // Warm up (not counted): first-message allocations, dictionary growth.
-            // Each step forwards one message: read the binary's side until its one frame is whole
-            // (with deflate its size may vary by a byte: zlib's matches can differ with what an
-            // earlier message left in its window, equally valid output).
+            // Each step forwards one message: read the binary's side until its one frame is whole.
             var toBinary = 0
             for i in 0..<(messages + 100) {
                 frame.withUnsafeBytes { f in _ = write(phone, f.baseAddress, f.count) }
