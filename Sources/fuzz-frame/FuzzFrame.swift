@@ -6,6 +6,11 @@ import Relay
 // Input layout: byte 0 = options, bytes 1–2 = chunk-size seed, rest = the client byte stream.
 // The stream is parsed twice — all at once and in pseudo-random chunk sizes — and the two event
 // sequences must be identical (the parser's contract: chunking never changes the outcome).
+// Option bit 0x20 negotiates permessage-deflate (RFC 7692): compressed messages are inflated
+// with the relay's codec, whose output must stay within the message limit.
+
+/// The loop's one codec, as a connection would use it (reset per message).
+nonisolated(unsafe) let fuzzCodec = DeflateCodec()
 
 /// Folds everything observable about an event sequence into one number.
 struct EventDigest: Equatable {
@@ -47,9 +52,14 @@ func record(_ e: WebSocketEvent, input: UnsafeMutableRawBufferPointer, parser: b
     case .message(let op, let payload, let c):
         checkConsumed(c)
         precondition(payload.count <= parser.maxMessageBytes)
-        if op == .text { precondition(String(validating: payload, as: UTF8.self) != nil, "invalid UTF-8 passed") }
         precondition(op == .text || op == .binary)
         d.mix(0x200 | UInt64(op.rawValue)); d.mix(payload); d.mix(UInt64(c))
+        if parser.lastMessageCompressed {
+            precondition(parser.compressionNegotiated, "RSV1 accepted without the extension")
+            inflateChecked(payload, limit: parser.maxMessageBytes, into: &d)
+        } else if op == .text {
+            precondition(String(validating: payload, as: UTF8.self) != nil, "invalid UTF-8 passed")
+        }
         return (c, false, false)
     case .fragment(let c):
         checkConsumed(c)
@@ -71,11 +81,30 @@ func record(_ e: WebSocketEvent, input: UnsafeMutableRawBufferPointer, parser: b
     }
 }
 
+/// Inflates a compressed message: never more than `limit` bytes granted or produced.
+func inflateChecked(_ payload: UnsafeRawBufferPointer, limit: Int, into d: inout EventDigest) {
+    var granted = 0
+    switch fuzzCodec.inflate(payload, limit: limit, grow: { granted += $0; return true }) {
+    case .message(let p, let count, let capacity):
+        precondition(count <= limit && capacity <= limit && granted == capacity, "inflate past the limit")
+        d.mix(0x700); d.mix(UnsafeRawBufferPointer(start: p, count: count))
+        p?.deallocate()
+    case .tooBig:
+        precondition(granted <= limit)
+        d.mix(0x701)
+    case .corrupt:
+        d.mix(0x702)
+    case .refused:
+        preconditionFailure("grow always agrees here")
+    }
+}
+
 /// Runs one parser over `buffer`, revealing it `chunk()` bytes at a time, like a connection
 /// that keeps every unconsumed byte in one buffer.
 func run(_ buffer: UnsafeMutableRawBufferPointer, maxMessageBytes: Int, requireMasked: Bool,
-         chunk: () -> Int) -> EventDigest {
+         compression: Bool, chunk: () -> Int) -> EventDigest {
     var parser = WebSocketParser(maxMessageBytes: maxMessageBytes, requireMasked: requireMasked)
+    parser.compressionNegotiated = compression
     var d = EventDigest()
     var start = 0
     var received = 0
@@ -100,6 +129,7 @@ func fuzzFrame(_ data: UnsafeRawBufferPointer) {
     // Small limits exercise 1009 paths with small inputs.
     let maxMessageBytes = options & 0x02 == 0 ? Limits.maxMessageBytes : Int(data[1])
     let maxChunk = [1, 3, 16, 64, 512, 4096, 1 << 20, 7][Int(options >> 2) & 7]
+    let compression = options & 0x20 != 0
     var seed = UInt32(data[1]) << 8 | UInt32(data[2]) | 0x1_0000
     let stream = UnsafeRawBufferPointer(rebasing: data[3...])
 
@@ -109,8 +139,8 @@ func fuzzFrame(_ data: UnsafeRawBufferPointer) {
     a.copyMemory(from: stream)
     b.copyMemory(from: stream)
 
-    let whole = run(a, maxMessageBytes: maxMessageBytes, requireMasked: requireMasked) { Int.max / 2 }
-    let chunked = run(b, maxMessageBytes: maxMessageBytes, requireMasked: requireMasked) {
+    let whole = run(a, maxMessageBytes: maxMessageBytes, requireMasked: requireMasked, compression: compression) { Int.max / 2 }
+    let chunked = run(b, maxMessageBytes: maxMessageBytes, requireMasked: requireMasked, compression: compression) {
         seed ^= seed << 13; seed ^= seed >> 17; seed ^= seed << 5
         return 1 + Int(seed % UInt32(maxChunk))
     }

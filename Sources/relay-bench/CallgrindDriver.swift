@@ -14,15 +14,25 @@ import Relay
 ///   `measuredStep` (the relay's user-space instructions up to each syscall).
 /// - `path`: only the per-message user-space work, no syscalls (`forwardOne`): parse + unmask a
 ///   masked 64 B frame, `JSON.isValid`, header + `Envelope.wrap` into an output buffer.
+/// - `service-deflate`: `service` with `--permessage-deflate` and both legs negotiating it: the
+///   phone sends deflated frames, the relay inflates, validates, wraps and deflates for the binary
+///   (docs/benchmarks.md, "permessage-deflate"). `payload` picks the message: `x` (the gate's
+///   filler), `pyry` (JSON around base64 of `size` random ciphertext bytes) or `text` (about
+///   `size` bytes of plain JSON text).
 enum CallgrindDriver {
-    static func run(mode: String, messages: Int, size: Int) -> Int32 {
+    static func run(mode: String, messages: Int, size: Int, payload kind: String = "x") -> Int32 {
+        guard let message = payload(kind, size: size) else {
+            eprint("callgrind-driver: unknown payload \(kind) (x|pyry|text)\n")
+            return 2
+        }
         switch mode {
         case "path": return runPath(messages: messages, size: size)
-        case "service": return runService(messages: messages, size: size)
+        case "service": return runService(messages: messages, message: message, deflate: false)
+        case "service-deflate": return runService(messages: messages, message: message, deflate: true)
         case "decode-text": return runDecoder(messages: messages, size: size, opcode: .text)
         case "decode-binary": return runDecoder(messages: messages, size: size, opcode: .binary)
         default:
-            eprint("callgrind-driver: unknown mode \(mode) (path|service|decode-text|decode-binary)\n")
+            eprint("callgrind-driver: unknown mode \(mode) (path|service|service-deflate|decode-text|decode-binary)\n")
             return 2
         }
     }
@@ -32,6 +42,37 @@ enum CallgrindDriver {
         p += [UInt8](repeating: UInt8(ascii: "x"), count: max(0, size - p.count - 2))
         p += Array("\"}".utf8)
         return p
+    }
+
+    static func payload(_ kind: String, size: Int) -> [UInt8]? {
+        var seed: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next() -> UInt64 {
+            seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17
+            return seed
+        }
+        switch kind {
+        case "x":
+            return payload(size: size)
+        case "pyry":
+            // A pyrycode frame: ciphertext (incompressible) in base64 inside a small JSON object.
+            let ct = (0..<size).map { _ in UInt8(truncatingIfNeeded: next()) }
+            return Array("{\"type\":\"msg\",\"session\":\"5f1c2a9e\",\"seq\":4711,\"nonce\":\"q83vEjRWeJA=\",\"ct\":\"\(Base64.encode(ct[...]))\"}".utf8)
+        case "text":
+            // Plain JSON text: terminal output lines of ordinary words.
+            let words = ["the", "build", "test", "passed", "failed", "error", "warning", "file", "line", "compiling",
+                         "module", "relay", "message", "connection", "server", "client", "in", "of", "to", "with"]
+            var lines: [String] = []
+            var bytes = 40
+            while bytes < size {
+                let n = 4 + Int(next() % 8)
+                let line = (0..<n).map { _ in words[Int(next() % UInt64(words.count))] }.joined(separator: " ")
+                lines.append("\"\(line) (\(next() % 1000))\"")
+                bytes += line.count + 10
+            }
+            return Array("{\"type\":\"output\",\"stream\":\"stdout\",\"lines\":[\(lines.joined(separator: ","))]}".utf8)
+        default:
+            return nil
+        }
     }
 
     // MARK: decoder
@@ -98,11 +139,15 @@ enum CallgrindDriver {
 
     // MARK: service
 
-    static func runService(messages: Int, size: Int) -> Int32 {
+    static func runService(messages: Int, message: [UInt8], deflate: Bool) -> Int32 {
         do {
             let reactor = try Reactor()
             let context = IOContext(reactor: reactor)
-            let config = RelayConfig()
+            var config = RelayConfig()
+            config.permessageDeflate = deflate
+            // No heartbeat ping may land among the forwarded frames of a run longer than 30 s
+            // (valgrind, large messages).
+            config.connection.heartbeatIntervalMs = 24 * 3_600_000
             let relay = RelayService(config: config, context: context)
             let listener = try Listener(socket: try Socket.listen(on: SocketAddress(ip: "127.0.0.1", port: 0)!),
                                         reactor: reactor) { fd, remote in relay.accept(fd: fd, remote: remote) }
@@ -110,34 +155,52 @@ enum CallgrindDriver {
             let binary = try blockingClient(target)
             let phone = try blockingClient(target)
             defer { _ = close(binary); _ = close(phone) }
-            try handshake(binary, path: "/v1/server", extra: "X-Pyrycode-Version: cg\r\n", reactor: reactor)
-            try handshake(phone, path: "/v1/client", extra: "X-Pyrycode-Token: t\r\n", reactor: reactor)
-            let frame = FrameEncoder.maskedFrame(opcode: .text, payload: payload(size: size), maskKey: 0x1234_5678)
+            let offer = deflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n" : ""
+            try handshake(binary, path: "/v1/server", extra: "X-Pyrycode-Version: cg\r\n" + offer, reactor: reactor)
+            try handshake(phone, path: "/v1/client", extra: "X-Pyrycode-Token: t\r\n" + offer, reactor: reactor)
+            let frame = deflate ? compressedFrame(message) : FrameEncoder.maskedFrame(opcode: .text, payload: message, maskKey: 0x1234_5678)
             let sink = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 16)
             defer { sink.deallocate() }
             // Warm up (not counted): first-message allocations, dictionary growth.
-            var expected = 0
+            // Each step forwards one message: read the binary's side until its one frame is whole.
+            var toBinary = 0
             for i in 0..<(messages + 100) {
                 frame.withUnsafeBytes { f in _ = write(phone, f.baseAddress, f.count) }
                 var got = 0
+                var want = Int.max
                 repeat {
                     if i < 100 { setupStep(reactor) } else { measuredStep(reactor) }
-                    let n = read(binary, sink, 1 << 20)
+                    let n = read(binary, sink + got, (1 << 20) - got)
                     if n > 0 { got += n }
-                } while got == 0 || (expected > 0 && got < expected)
-                if expected == 0 { expected = got }
-                if got != expected {
-                    eprint("callgrind-driver: binary got \(got) bytes, expected \(expected)\n")
+                    if let length = FrameEncoder.frameLength(UnsafeRawBufferPointer(start: sink, count: got)) { want = length }
+                } while got < want
+                if got != want {
+                    eprint("callgrind-driver: binary got \(got) bytes, one frame is \(want)\n")
                     return 1
                 }
+                if i >= 100 { toBinary += got }
             }
             withExtendedLifetime(listener) {}
-            print("callgrind-driver service: \(messages) messages of \(size) B, \(expected) B each to the binary")
+            print("callgrind-driver \(deflate ? "service-deflate" : "service"): \(messages) messages of \(message.count) B, "
+                  + "\(frame.count) B each from the phone, \(toBinary / messages) B each to the binary (mean)")
             return 0
         } catch {
             eprint("callgrind-driver: \(error)\n")
             return 1
         }
+    }
+
+    /// What a compressing phone sends (RFC 7692 §7.2.1): the message deflated, RSV1 set, when
+    /// that is smaller; else as is.
+    static func compressedFrame(_ message: [UInt8]) -> [UInt8] {
+        let codec = DeflateCodec()
+        guard let (p, n) = message.withUnsafeBytes({ codec.deflate($0, windowBits: 15) }) else {
+            return FrameEncoder.maskedFrame(opcode: .text, payload: message, maskKey: 0x1234_5678)
+        }
+        defer { p.deallocate() }
+        var frame = FrameEncoder.maskedFrame(opcode: .text, payload: Array(UnsafeRawBufferPointer(start: p, count: n)), maskKey: 0x1234_5678)
+        frame[0] |= 0x40
+        return frame
     }
 
     /// The counted region (`--toggle-collect=relay_bench_measured_step`): a fixed C symbol, not

@@ -6,6 +6,7 @@ import Relay
 final class EchoService: ConnectionDelegate {
     let context: IOContext
     var settings = ConnectionSettings()
+    var permessageDeflate = false
     var live: [ObjectIdentifier: Connection] = [:]
 
     init(context: IOContext) { self.context = context }
@@ -19,7 +20,9 @@ final class EchoService: ConnectionDelegate {
 
     func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition {
         switch WebSocketHandshake.validate(head) {
-        case .accept(let key): return .upgrade(acceptKey: key, extraHeaders: [])
+        case .accept(let key):
+            let deflate = permessageDeflate ? c.acceptPerMessageDeflate(head) : nil
+            return .upgrade(acceptKey: key, extraHeaders: deflate.map { [$0] } ?? [])
         case .reject(let status, let extra): return .respond(HTTPResponse.error(status, close: true, extraHeaders: extra), close: true)
         }
     }
@@ -43,6 +46,7 @@ func fail(_ message: String) -> Never {
 
 var listen = "127.0.0.1:9001"
 var maxMessage = Limits.maxMessageBytes
+var permessageDeflate = false
 var args = CommandLine.arguments.dropFirst().makeIterator()
 while let a = args.next() {
     switch a {
@@ -52,6 +56,8 @@ while let a = args.next() {
     case "--max-message-bytes":
         guard let v = args.next().flatMap({ Int($0) }), v > 0 else { fail("--max-message-bytes needs a positive integer") }
         maxMessage = v
+    case "--permessage-deflate":
+        permessageDeflate = true
     default: fail("unknown argument \(a)")
     }
 }
@@ -62,6 +68,7 @@ do {
     let context = IOContext(reactor: reactor)
     let service = EchoService(context: context)
     service.settings.maxMessageBytes = maxMessage
+    service.permessageDeflate = permessageDeflate
     let address: SocketAddress
     do { address = try SocketAddress(parsing: listen) } catch { fail("bad --listen \(listen)") }
     let listener = try Listener(socket: try Socket.listen(on: address), reactor: reactor) { fd, remote in

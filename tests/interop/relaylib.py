@@ -150,6 +150,7 @@ class RawClient:
             return None
         payload = self.buf[off:off + n]
         self.buf = self.buf[off + n:]
+        self.last_rsv1 = bool(b0 & 0x40)  # RFC 7692: a compressed message
         return b0 & 0x0F, payload
 
     def read_close(self):

@@ -161,6 +161,7 @@ DOCUMENTED_FLAGS = {
     "phones-per-server": "16", "max-message-bytes": "262144", "outbox-budget": "4194304",
     "max-buffered-bytes": "536870912", "drain-deadline": "10s", "header-timeout": "5s",
     "log-buffer-bytes": "1048576",
+    "permessage-deflate": None,
 }
 
 

@@ -30,6 +30,8 @@ public struct RelayConfig {
     public var connection = ConnectionSettings()
     /// `--shard i/N` (or `PYRYCODE_RELAY_SHARD`, merged by `RelayApp`): sharded mode; nil = the whole map.
     public var shard: ShardAssignment?
+    /// `--permessage-deflate`: negotiate RFC 7692 compression with clients that offer it.
+    public var permessageDeflate = false
 
     public init() {}
 
@@ -77,6 +79,7 @@ public struct RelayConfig {
         f.string("header-timeout", default: "5s", "time allowed from accept to a complete request head (TLS included)")
         f.string("log-buffer-bytes", default: String(Limits.logBufferBytes), "log bytes held for a slow stderr reader; lines beyond are dropped and counted")
         f.string("shard", default: "", "sharded mode: serve shard i of N, the server-ids with crc32(id) mod N = i, behind a proxy that routes on X-Pyrycode-Server (also PYRYCODE_RELAY_SHARD)")
+        f.bool("permessage-deflate", "negotiate permessage-deflate (RFC 7692) with clients that offer it, each leg on its own; no compression state is kept between messages")
         f.bool("version", "print the version and exit")
         return f
     }
@@ -170,6 +173,7 @@ public struct RelayConfig {
             c.metricsListen = a
         }
         c.trustXForwardedFor = flags.bool("trust-x-forwarded-for")
+        c.permessageDeflate = flags.bool("permessage-deflate")
         c.maxConnections = try positive(flags, "max-connections")
         c.maxConnectionsPerIP = try positive(flags, "max-connections-per-ip")
         c.maxHalfOpen = try positive(flags, "max-half-open")

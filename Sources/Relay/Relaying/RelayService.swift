@@ -243,7 +243,7 @@ public final class RelayService: ConnectionDelegate {
         perIP[key, default: 0] += 1
         liveWebSockets += 1
         halfOpen.remove(c)
-        return .upgrade(acceptKey: acceptKey, extraHeaders: [])
+        return .upgrade(acceptKey: acceptKey, extraHeaders: perMessageDeflateHeader(c, head))
     }
 
     /// docs/architecture.md ("v2 = static shards"): the proxy sent a server-id of another shard.
@@ -330,4 +330,12 @@ func truncatedUTF8(_ s: String, maxBytes: Int) -> String {
         end = next
     }
     return String(s[..<end])
+}
+
+extension RelayService {
+    /// `--permessage-deflate`: each leg negotiates on its own (RFC 7692 §7); off, offers are declined.
+    func perMessageDeflateHeader(_ c: Connection, _ head: HTTPRequestHead) -> [(String, String)] {
+        guard config.permessageDeflate, let header = c.acceptPerMessageDeflate(head) else { return [] }
+        return [header]
+    }
 }

@@ -7,6 +7,10 @@ extension Connection {
     /// Queues one unfragmented frame (a copy of `payload`) for the end-of-tick flush.
     public func sendFrame(opcode: Opcode, payload: UnsafeRawBufferPointer) {
         guard state == .open else { return }
+        if deflateWindowBits != 0 && !opcode.isControl {
+            sendCompressed(opcode: opcode, payload: payload)
+            return
+        }
         let h = FrameEncoder.headerLength(payloadLength: payload.count)
         output.reserve(h + payload.count, pool: context.pool)
         let p = output.writePointer
@@ -22,6 +26,10 @@ extension Connection {
     @inline(__always)
     public func sendFrame(opcode: Opcode, length: Int, fill: (UnsafeMutableRawPointer) -> Void) {
         guard state == .open else { return }
+        if deflateWindowBits != 0 {
+            sendCompressed(opcode: opcode, length: length, fill: fill)
+            return
+        }
         let h = FrameEncoder.headerLength(payloadLength: length)
         output.reserve(h + length, pool: context.pool)
         let p = output.writePointer

@@ -50,7 +50,11 @@ extension Connection {
             case .message(let opcode, let payload, let consumed):
                 offset += consumed
                 assemblyDeadline = 0
-                if state == .open { delegate.connection(self, message: payload, opcode: opcode) }
+                if wsParser.lastMessageCompressed {
+                    guard deliverCompressed(payload, opcode: opcode) else { return offset }
+                } else if state == .open {
+                    delegate.connection(self, message: payload, opcode: opcode)
+                }
             case .fragment(let consumed):
                 offset += consumed
                 armAssemblyDeadline()

@@ -68,6 +68,9 @@ public final class Connection: EventHandler {
     }
     var http: HTTPPhase?
     var wsParser: WebSocketParser
+    /// The deflate window for what we send when permessage-deflate was negotiated (RFC 7692),
+    /// 0 without it: the send path's one test.
+    var deflateWindowBits: UInt8 = 0
 
     // Deadlines (monotonic ms; 0 = not armed). A timer entry acts only if its deadline still holds.
     var httpDeadline: Int64 = 0

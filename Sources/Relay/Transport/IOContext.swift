@@ -24,6 +24,9 @@ public final class IOContext {
     /// to the kernel; past `Limits.trimAfterReleasedBytes` each release calls `onLargeRelease`.
     public var releasedBytes = 0
     public var onLargeRelease: (() -> Void)?
+    /// The loop's permessage-deflate streams (RFC 7692), made on the first compressed message:
+    /// a relay that negotiates no compression never allocates them.
+    public private(set) lazy var deflateCodec = DeflateCodec()
     /// Blocks for connection buffers (ByteBuffer.swift).
     public let pool = BufferPool()
     /// TLS handshake steps (`SSL_do_handshake` calls) allowed per loop iteration (a fair loop: a connection storm cannot starve live relays):

@@ -20,9 +20,16 @@ public struct WebSocketParser: ~Copyable {
     /// Server role (RFC 6455 §5.1): client frames must be masked. When false (client role or
     /// tests), masked and unmasked frames are both accepted.
     public let requireMasked: Bool
+    /// permessage-deflate was negotiated (RFC 7692 §6): RSV1 on the first frame of a data message
+    /// marks it compressed. Without it every RSV bit is a protocol error (RFC 6455 §5.2).
+    public var compressionNegotiated = false
+    /// The last `.message` carried RSV1: its payload is deflated and the caller inflates (and,
+    /// for text, UTF-8-validates) it.
+    public private(set) var lastMessageCompressed = false
 
     // Fragmented-message assembly (§5.4).
     private var assemblingOpcode: Opcode?      // .text/.binary between first and final fragment
+    private var assemblingCompressed = false   // its first frame had RSV1 (RFC 7692 §6.1)
     private var assembly: UnsafeMutableRawPointer?
     private var assemblyCapacity = 0
     private var assemblyCount = 0
@@ -63,6 +70,7 @@ public struct WebSocketParser: ~Copyable {
         releaseAssembly()
         releaseAssemblyOnNextCall = false
         assemblingOpcode = nil
+        assemblingCompressed = false
         utf8.reset()
         currentFrameTotal = -1
         textPayloadUnmasked = 0
@@ -82,10 +90,14 @@ public struct WebSocketParser: ~Copyable {
         // Byte 0: FIN, RSV1–3, opcode (§5.2).
         let b0 = base.load(as: UInt8.self)
         let fin = b0 & 0x80 != 0
-        // No extension is negotiated at this layer, so RSV bits MUST be 0 (§5.2).
-        if b0 & 0x70 != 0 { return fail(.protocolError) }
         // Reserved opcodes 3–7 and 11–15 (§5.2, §10.7).
         guard let opcode = Opcode(rawValue: b0 & 0x0F) else { return fail(.protocolError) }
+        // RSV bits MUST be 0 unless an extension gives them a meaning (§5.2).
+        var compressed = opcode == .continuation && assemblingCompressed
+        if b0 & 0x70 != 0 {
+            guard rsv1MarksCompression(b0, opcode) else { return fail(.protocolError) }
+            compressed = true
+        }
         let isControl = opcode.isControl
         if isControl {
             // Control frames MUST NOT be fragmented (§5.5); they may interleave with fragments (§5.4).
@@ -139,7 +151,8 @@ public struct WebSocketParser: ~Copyable {
 
         let key = masked ? UInt32(littleEndian: base.loadUnaligned(fromByteOffset: headerLength - 4, as: UInt32.self)) : 0
         let payloadBase = base + headerLength
-        let isText = opcode == .text || (opcode == .continuation && assemblingOpcode == .text)
+        // Compressed text is validated by the caller once inflated.
+        let isText = (opcode == .text || (opcode == .continuation && assemblingOpcode == .text)) && !compressed
 
         if n - headerLength < payloadLength {
             // Partial frame. Text is unmasked and validated as it arrives so invalid UTF-8 fails
@@ -182,6 +195,8 @@ public struct WebSocketParser: ~Copyable {
             append(payload)
             guard fin else { return .fragment(consumed: consumed) }
             assemblingOpcode = nil
+            assemblingCompressed = false
+            lastMessageCompressed = compressed
             utf8.reset()
             releaseAssemblyOnNextCall = true
             let assembled = UnsafeRawBufferPointer(start: assembly, count: assemblyCount)
@@ -190,11 +205,20 @@ public struct WebSocketParser: ~Copyable {
         }
         if fin {
             utf8.reset()
+            lastMessageCompressed = compressed
             return .message(opcode: opcode, payload: payload, consumed: consumed)
         }
         assemblingOpcode = opcode
+        assemblingCompressed = compressed
         append(payload)
         return .fragment(consumed: consumed)
+    }
+
+    /// RFC 7692 §6: with permessage-deflate, RSV1 (and only RSV1) may be set, and only on the
+    /// first frame of a data message (§6.1: not on control frames or continuations).
+    @inline(never)
+    private func rsv1MarksCompression(_ b0: UInt8, _ opcode: Opcode) -> Bool {
+        compressionNegotiated && b0 & 0x70 == 0x40 && (opcode == .text || opcode == .binary)
     }
 
     /// Validates a complete close body (§5.5.1, §7.4): code valid on the wire, reason UTF-8.
