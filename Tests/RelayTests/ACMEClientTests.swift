@@ -204,6 +204,17 @@ import Testing
         #expect(ca.log.filter { $0.path == "/acct" }.count == Limits.acmeBadNonceRetries + 1)
     }
 
+    @Test func retryAfterIsBoundedWhateverTheCASays() {
+        #expect(ACMEClient.pollDelayMs(retryAfter: nil) == Limits.acmePollMinMs)
+        #expect(ACMEClient.pollDelayMs(retryAfter: "3") == 3_000)
+        #expect(ACMEClient.pollDelayMs(retryAfter: "0") == Limits.acmePollMinMs)
+        #expect(ACMEClient.pollDelayMs(retryAfter: "-5") == Limits.acmePollMinMs)
+        #expect(ACMEClient.pollDelayMs(retryAfter: "Wed, 21 Oct 2015 07:28:00 GMT") == Limits.acmePollMinMs)
+        // Would overflow Int64 once multiplied by 1000 (a trap that ended the process).
+        #expect(ACMEClient.pollDelayMs(retryAfter: "99999999999999999") == Limits.acmePollMaxMs)
+        #expect(ACMEClient.pollDelayMs(retryAfter: "9223372036854775807") == Limits.acmePollMaxMs)
+    }
+
     @Test func directoryWithoutHTTPSURLsIsRefused() throws {
         ca.handle = { _, _, _ in Self.json(200, #"{"newNonce":"http://ca.test/nonce","newAccount":"https://ca.test/a","newOrder":"https://ca.test/o"}"#) }
         guard case .failure(.unexpected)? = try runOrder() else { Issue.record("must fail"); return }

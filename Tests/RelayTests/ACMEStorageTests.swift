@@ -69,6 +69,28 @@ import Testing
         }
     }
 
+    @Test func aSymlinkedCacheDirectoryIsRefusedNotFollowed() {
+        let base = TempDir()
+        let real = base.path + "/real"
+        #expect(mkdir(real, 0o755) == 0)
+        let link = base.path + "/certs"
+        #expect(symlink(real, link) == 0)
+        #expect(CertCache.prepare(link) == "--cert-cache \(link): is a symbolic link; give the real directory")
+        var st = stat()
+        #expect(stat(real, &st) == 0 && st.st_mode & 0o777 == 0o755, "the target was not touched")
+    }
+
+    @Test func anUnreadableEntryIsNotMistakenForAMissingOne() {
+        // The account key is replaced only when missing: unreadable (EISDIR here; EMFILE in a
+        // flood) must not count as missing, or the ACME account would be lost.
+        let base = TempDir()
+        let cache = CertCache(directory: base.path)
+        #expect(cache.isMissing(CertCache.accountKeyFile))
+        #expect(mkdir(cache.path(CertCache.accountKeyFile), 0o700) == 0)
+        #expect(cache.read(CertCache.accountKeyFile) == nil)
+        #expect(!cache.isMissing(CertCache.accountKeyFile))
+    }
+
     @Test func writesAreAtomicPrivateAndReadsBounded() {
         let base = TempDir()
         let cache = CertCache(directory: base.path)

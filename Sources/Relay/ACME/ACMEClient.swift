@@ -231,13 +231,18 @@ final class ACMEClient {
 
     // MARK: transport
 
+    /// The wait a Retry-After value asks for, within [acmePollMinMs, acmePollMaxMs]. Clamped in
+    /// seconds before the multiplication: a CA's huge value must not overflow it (a trap).
+    static func pollDelayMs(retryAfter: String?) -> Int64 {
+        guard let retryAfter, let s = Int64(Substring(retryAfter).trimmingASCIISpaces()) else { return Limits.acmePollMinMs }
+        let seconds = min(max(s, 0), Limits.acmePollMaxMs / 1000)
+        return min(max(seconds * 1000, Limits.acmePollMinMs), Limits.acmePollMaxMs)
+    }
+
     /// Waits for the response's Retry-After (seconds form; RFC 8555 §7.4 "processing"), bounded
     /// to [acmePollMinMs, acmePollMaxMs]; the date form or no header → the minimum.
     private func after(_ response: HTTPSResponse, _ body: @escaping () -> Void) {
-        var ms = Limits.acmePollMinMs
-        if let ra = response.header("retry-after"), let s = Int64(Substring(ra).trimmingASCIISpaces()) {
-            ms = min(max(s * 1000, Limits.acmePollMinMs), Limits.acmePollMaxMs)
-        }
+        let ms = ACMEClient.pollDelayMs(retryAfter: response.header("retry-after"))
         let key = nextWaitKey
         nextWaitKey += 1
         waiting[key] = body

@@ -191,6 +191,10 @@ final class ACMEManager: ACMEChallengeResponder {
         if let pem = cache.read(CertCache.accountKeyFile) {
             if let k = ACMEKey.load(pem: pem) { return k }
             Log.warn("acme_cache_invalid", ["reason": "account key unreadable; a new account is made"])
+        } else if !cache.isMissing(CertCache.accountKeyFile) {
+            // It exists but could not be read now (EMFILE in a connection flood, EIO): replacing
+            // it would lose the account for good. This order fails and is retried later.
+            throw TLSError(subject: cache.path(CertCache.accountKeyFile), reason: "cannot read the ACME account key")
         }
         let k = try ACMEKey.generate()
         if let e = cache.write(CertCache.accountKeyFile, k.pem()) {

@@ -19,9 +19,12 @@ struct CertCache {
             if mkdir(prefix, 0o700) == 0 { Log.info("cert_cache_created", ["path": prefix]) }
         }
         var st = stat()
-        guard stat(path, &st) == 0 else {
+        // lstat: a symlink planted where the cache should be (a shared /tmp) is refused rather
+        // than followed; the key files would otherwise live wherever it points.
+        guard lstat(path, &st) == 0 else {
             return "--cert-cache \(path): \(String(cString: strerror(pyry_errno())))"
         }
+        if st.st_mode & UInt32(S_IFMT) == UInt32(S_IFLNK) { return "--cert-cache \(path): is a symbolic link; give the real directory" }
         guard st.st_mode & UInt32(S_IFMT) == UInt32(S_IFDIR) else { return "--cert-cache \(path): not a directory" }
         guard st.st_uid == geteuid() else { return "cert cache dir has insecure permissions: \(path) is owned by uid \(st.st_uid)" }
         if st.st_mode & 0o077 != 0 {
@@ -36,6 +39,12 @@ struct CertCache {
     func path(_ name: String) -> String { directory + "/" + name }
     static func chainFile(_ domain: String) -> String { domain + ".crt" }
     static func keyFile(_ domain: String) -> String { domain + ".key" }
+
+    /// Whether `name` does not exist (as opposed to existing but unreadable right now).
+    func isMissing(_ name: String) -> Bool {
+        var st = stat()
+        return lstat(path(name), &st) != 0 && pyry_errno() == ENOENT
+    }
 
     /// The file's bytes, or nil when missing or unreadable (bounded: a cache entry is a few KiB).
     func read(_ name: String) -> [UInt8]? {

@@ -102,7 +102,9 @@ final class AsyncResolver {
                   r.questionName == lookup.name else { continue }
             // NOERROR and NXDOMAIN are answers; SERVFAIL, REFUSED… leave the question to the next server.
             guard r.rcode == 0 || r.rcode == 3 else { continue }
-            if type == DNSMessage.typeA { lookup.a = r.addresses } else { lookup.aaaa = r.addresses }
+            // The first answer per type stands: a slow first nameserver asked again after the
+            // retry may answer after the next one; an empty or NXDOMAIN answer must not replace records.
+            if type == DNSMessage.typeA { lookup.a = lookup.a ?? r.addresses } else { lookup.aaaa = lookup.aaaa ?? r.addresses }
         }
         if lookup.a != nil && lookup.aaaa != nil { finish(lookup) }
     }
