@@ -106,9 +106,10 @@ final class ACMEManager: ACMEChallengeResponder {
     /// Builds a context from the cache files and swaps it in. False when the pair does not load
     /// (e.g. the key does not match the chain): logged, and the caller re-orders.
     @discardableResult
-    private func install(_ info: CertificateInfo, reason: String) -> Bool {
+    private func install(_ info: CertificateInfo, reason: String, suffix: String = "") -> Bool {
         do {
-            let context = try TLSContext(certFile: cache.path(CertCache.chainFile(domain)), keyFile: cache.path(CertCache.keyFile(domain)))
+            let context = try TLSContext(certFile: cache.path(CertCache.chainFile(domain) + suffix),
+                                         keyFile: cache.path(CertCache.keyFile(domain) + suffix))
             alpnChallenge.attach(to: context)
             tls.install(context)
         } catch {
@@ -161,13 +162,19 @@ final class ACMEManager: ACMEChallengeResponder {
         guard let info = CertificateInfo(chainPEM: chain, domain: domain), info.matchesDomain else {
             return failed(.unexpected("issued certificate unreadable or for another name"))
         }
-        // The key first: a crash between the two writes leaves a new key with the old chain,
-        // which the boot check finds mismatched and re-orders.
-        if let e = cache.write(CertCache.keyFile(domain), key.pem()) ?? cache.write(CertCache.chainFile(domain), chain) {
+        // Staged beside the served pair and loaded from there first: a pair that does not load
+        // never replaces the one on disk. Then the key is renamed into place before the chain:
+        // a crash between the two leaves a new key with the old chain, which the boot check
+        // finds mismatched and re-orders.
+        let staged = ".next", keyFile = CertCache.keyFile(domain), chainFile = CertCache.chainFile(domain)
+        if let e = cache.write(keyFile + staged, key.pem()) ?? cache.write(chainFile + staged, chain) {
             return failed(.unexpected("cert cache: \(e)"))
         }
-        guard install(info, reason: served == nil ? "issued" : "renewed") else {
+        guard install(info, reason: served == nil ? "issued" : "renewed", suffix: staged) else {
             return failed(.unexpected("issued pair does not load"))
+        }
+        if let e = cache.promote(keyFile + staged, to: keyFile) ?? cache.promote(chainFile + staged, to: chainFile) {
+            Log.warn("acme_cache_invalid", ["domain": domain, "reason": truncatedUTF8("serving the new pair, but it is not saved: \(e)", maxBytes: Limits.acmeProblemMaxBytes)])
         }
         metrics.acmeOrdersIssued += 1
         retryDelayMs = retryMinMs

@@ -40,6 +40,11 @@ struct CertCache {
     static func chainFile(_ domain: String) -> String { domain + ".crt" }
     static func keyFile(_ domain: String) -> String { domain + ".key" }
 
+    /// Renames a staged entry over `name` (atomic within the directory); returns the error text, or nil.
+    func promote(_ staged: String, to name: String) -> String? {
+        rename(path(staged), path(name)) == 0 ? nil : "\(name): \(String(cString: strerror(pyry_errno())))"
+    }
+
     /// Whether `name` does not exist (as opposed to existing but unreadable right now).
     func isMissing(_ name: String) -> Bool {
         var st = stat()
