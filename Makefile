@@ -1,5 +1,5 @@
 # pyrycode-relay. `make test` is what CI runs (.ci/run); scripts/test-all.sh lists its stages.
-.PHONY: build run test fuzz autobahn bench
+.PHONY: build run test fuzz autobahn bench soak
 
 build:
 	swift build
@@ -30,3 +30,10 @@ autobahn:
 # docs/benchmarks.md figures: relay and floor on CPU0, generator on CPU1 (scripts/bench.sh).
 bench:
 	bash scripts/bench.sh
+
+# Soak and faults (docs/reliability.md): SOAK_S seconds of churn, misbehaving peers and network
+# faults against a plain and a TLS relay; the last line is "soak: N passed, N failed".
+SOAK_S ?= 60
+soak:
+	swift build --product pyrycode-relay
+	SOAK_S=$(SOAK_S) bash scripts/soak.sh

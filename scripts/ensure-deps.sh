@@ -4,9 +4,11 @@
 #   libssl-dev, zlib1g-dev, pkg-config: the CTLS system library (Package.swift, pkgConfig "openssl").
 #   valgrind: the instruction-count regression gate (scripts/callgrind-check.sh).
 #   python3-venv: `python3 -m venv` for .venv-test and .tools when pyenv is not on PATH.
+#   iproute2, nftables: the soak's network faults (tests/soak/netfaults.py: namespaces, veth, tc;
+#     nftables for loss and partitions where the kernel has no netem).
 set -euo pipefail
 
-PKGS=(libssl-dev zlib1g-dev pkg-config python3-venv valgrind)
+PKGS=(libssl-dev zlib1g-dev pkg-config python3-venv valgrind iproute2 nftables)
 missing=()
 for p in "${PKGS[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
