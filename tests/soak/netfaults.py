@@ -149,6 +149,24 @@ class NetFaults:
         _ip("ip", "netns", "del", self.ns, check=False)
 
 
+def reap_stale():
+    """Removes what a harness killed with SIGKILL left behind: namespaces, links and blackhole
+    routes named after a pid that no longer runs."""
+    import re
+    for line in _ip("ip", "netns", "list", check=False).stdout.splitlines():
+        m = re.match(r"pyrysoak(\d+)\b", line)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            pid = m.group(1)
+            ns_addrs = _ip("ip", "-4", "-o", "addr", "show", ns=f"pyrysoak{pid}", check=False).stdout
+            nets = set(re.findall(r"inet 10\.200\.(\d+)\.", ns_addrs))
+            _ip("ip", "link", "del", f"psk{pid}h", check=False)
+            _ip("ip", "netns", "del", f"pyrysoak{pid}", check=False)
+            for route in _ip("ip", "route", "show", "type", "blackhole", check=False).stdout.splitlines():
+                parts = route.split()
+                if len(parts) >= 2 and any(parts[1].startswith(f"10.200.{n}.") for n in nets):
+                    _ip("ip", "route", "del", "blackhole", parts[1], check=False)
+
+
 def _have(tool):
     return subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True).returncode == 0
 
@@ -161,6 +179,7 @@ def probe():
             return None, f"`{tool}` not found (iproute2; scripts/ensure-deps.sh installs it)"
     if os.geteuid() != 0:
         return None, "not root: creating network namespaces needs CAP_SYS_ADMIN and CAP_NET_ADMIN"
+    reap_stale()
     name = f"pyrysoakprobe{os.getpid()}"
     r = _ip("ip", "netns", "add", name, check=False)
     if r.returncode != 0:

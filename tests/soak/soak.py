@@ -166,7 +166,7 @@ class Soak:
             log = open(os.path.join(outdir, f"relay-{name}.log"), "wb")
             proc = subprocess.Popen([self.args.relay_bin, *listen, "--metrics-listen", f"127.0.0.1:{mport}",
                                      "--runtime-dir", rundir, *RELAY_FLAGS],
-                                    stdout=log, stderr=subprocess.STDOUT)
+                                    stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
             self.relays[name] = {"proc": proc, "target": Target(name, host, port, tls), "mport": mport,
                                  "rundir": rundir, "log": log}
         for r in self.relays.values():
@@ -969,6 +969,12 @@ async def wait_closed(ws, timeout):
         pass
 
 
+def die_with_parent():
+    """In the relay's child process: SIGKILL when the harness dies, however it dies (prctl(2))."""
+    import ctypes
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def free_port(host):
     with socket.socket() as s:
         s.bind((host, 0))
@@ -1020,6 +1026,8 @@ def main():
         if soak.faults:
             soak.faults.setup(backend)
         summary = asyncio.run(soak.run())
+    except KeyboardInterrupt:
+        pass
     finally:
         for r in soak.relays.values():
             if r["proc"].poll() is None:
@@ -1029,6 +1037,9 @@ def main():
             shutil.rmtree(r["rundir"], ignore_errors=True)
         if soak.faults:
             soak.faults.teardown()
+    if summary is None:
+        print("soak: interrupted: no verdict")
+        sys.exit(130)
     summary["seed"] = args.seed
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
