@@ -1,5 +1,5 @@
 # pyrycode-relay. `make test` is what CI runs (.ci/run); scripts/test-all.sh lists its stages.
-.PHONY: build run test unit fuzz autobahn bench bench-sharded
+.PHONY: build run test unit fuzz autobahn bench bench-sharded soak
 
 build:
 	swift build
@@ -40,3 +40,10 @@ bench:
 bench-sharded:
 	swift build -c release 2>&1 | tail -n 1
 	python3 scripts/bench-sharded.py
+
+# Soak and faults (docs/reliability.md): SOAK_S seconds of churn, misbehaving peers and network
+# faults against a plain and a TLS relay; the last line is "soak: N passed, N failed".
+SOAK_S ?= 60
+soak:
+	swift build --product pyrycode-relay
+	SOAK_S=$(SOAK_S) bash scripts/soak.sh

@@ -30,6 +30,8 @@ let package = Package(
         .executableTarget(name: "fuzz-http", dependencies: ["Relay"]),
         .executableTarget(name: "fuzz-frame", dependencies: ["Relay"]),
         .executableTarget(name: "fuzz-envelope", dependencies: ["Relay"]),
+        .executableTarget(name: "fuzz-proxy", dependencies: ["Relay", "CEpoll"]),
+        .executableTarget(name: "fuzz-dns", dependencies: ["Relay"]),
         // The bundled load tool (docs/benchmarks.md): real protocol, epoll-driven, plus a `floor` forwarder.
         .executableTarget(
             name: "relay-bench",

@@ -8,9 +8,11 @@
 #     the test starts its own on loopback. Debian's package enables haproxy.service, whose
 #     default configuration binds nothing.
 #   pebble: the ACME test server and its DNS (pebble-challtestsrv) for tests/interop/test_acme.py.
+#   iproute2, nftables: the soak's network faults (tests/soak/netfaults.py: namespaces, veth, tc;
+#     nftables for loss and partitions where the kernel has no netem).
 set -euo pipefail
 
-PKGS=(libssl-dev zlib1g-dev pkg-config python3-venv valgrind haproxy pebble)
+PKGS=(libssl-dev zlib1g-dev pkg-config python3-venv valgrind haproxy pebble iproute2 nftables)
 missing=()
 for p in "${PKGS[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then

@@ -2,7 +2,7 @@
 # Build each libFuzzer target, replay its committed corpus, then fuzz it for a while.
 #
 #   scripts/fuzz.sh [seconds-per-target]          (default 20)
-#   FUZZ_TARGETS="fuzz-http" scripts/fuzz.sh 60   (choose targets; default: fuzz-http fuzz-frame fuzz-envelope)
+#   FUZZ_TARGETS="fuzz-http" scripts/fuzz.sh 60   (choose targets; default: all five targets)
 #
 # A target is an executable product whose sources define LLVMFuzzerTestOneInput under
 # `#if FUZZING`. The committed corpus fuzz/corpus/<target> is only
@@ -14,10 +14,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 seconds="${1:-20}"
 if ! [[ "$seconds" =~ ^[1-9][0-9]*$ ]] || [[ $# -gt 1 ]]; then
-    echo "usage: scripts/fuzz.sh [seconds-per-target]   (FUZZ_TARGETS='fuzz-http fuzz-frame fuzz-envelope')" >&2
+    echo "usage: scripts/fuzz.sh [seconds-per-target]   (FUZZ_TARGETS='fuzz-http fuzz-frame fuzz-envelope fuzz-proxy fuzz-dns')" >&2
     exit 2
 fi
-read -r -a targets <<<"${FUZZ_TARGETS:-fuzz-http fuzz-frame fuzz-envelope}"
+read -r -a targets <<<"${FUZZ_TARGETS:-fuzz-http fuzz-frame fuzz-envelope fuzz-proxy fuzz-dns}"
 
 scratch=.build-fuzz
 build_flags=(-c release --scratch-path "$scratch"

@@ -6,11 +6,12 @@
 #   swift-test  swift test                       (Swift Testing + XCTest)
 #   callgrind   scripts/callgrind-check.sh       (instructions per forwarded 64 B message vs the baseline)
 #   interop     pytest tests/interop             (RELAY_BIN=.build/debug/pyrycode-relay)
+#   soak        scripts/soak.sh                  (60 s of churn and faults; SOAK_S to change)
 #   fuzz        scripts/fuzz.sh 15               (only if the script exists)
 #   autobahn    scripts/autobahn.sh              (RFC 6455 conformance of ws-echo)
 # Each stage's output is streamed and also kept in reports/test-logs/<stage>.log. At the end a
 # per-stage summary, then exactly one line "make test: N passed, N failed", N summed over the
-# counts reported by swift test, pytest and autobahn (a stage that failed without reporting a
+# counts reported by swift test, pytest, the soak (its invariants) and autobahn (a stage that failed without reporting a
 # failure count adds 1 failure, so the line never reads "0 failed" for a failed run).
 #
 # Env: SKIP_STAGES="fuzz autobahn" skips those stages (reported as skipped; for local use).
@@ -22,7 +23,7 @@ rm -rf "$LOGDIR"
 mkdir -p "$LOGDIR"
 export RELAY_BIN=${RELAY_BIN:-.build/debug/pyrycode-relay}
 
-STAGES=(deps build swift-test callgrind interop fuzz autobahn)
+STAGES=(deps build swift-test callgrind interop soak fuzz autobahn)
 declare -A STATUS=() DETAIL=() SECS=() PASSED=() FAILED=() SKIPPED=()
 TOTAL_START=$SECONDS
 
@@ -93,6 +94,16 @@ print(m[-1][0], m[-1][1], m[-1][2] or 0) if m else print("")
 EOF
 }
 
+# "soak: N passed, N failed" (the last line of tests/soak/soak.py; N counts invariants).
+count_soak() {
+  python3 - "$1" <<'EOF2'
+import re, sys
+m = re.findall(r"^soak: (\d+) passed, (\d+) failed$",
+               open(sys.argv[1], encoding="utf-8", errors="replace").read(), re.M)
+print(m[-1][0], m[-1][1], 0) if m else print("")
+EOF2
+}
+
 record_counts() { # NAME "P F S" (or "")
   local name=$1 counts=$2
   if [[ -n "$counts" ]]; then
@@ -136,6 +147,9 @@ run_one() { # NAME -> 0 ok / 1 failed
       elif [[ $rc == 0 ]]; then
         record_counts interop "0 0 0"
       fi ;;
+    soak)
+      run_stage soak bash scripts/soak.sh || rc=$?
+      record_counts soak "$(count_soak "$LOGDIR/soak.log")" ;;
     fuzz)
       if [[ ! -f scripts/fuzz.sh ]]; then
         STATUS[fuzz]=skipped; DETAIL[fuzz]="scripts/fuzz.sh not present"; return 0

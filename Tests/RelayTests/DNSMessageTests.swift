@@ -106,6 +106,16 @@ import Testing
         #expect(throws: DNSMessage.ParseError.short) { try DNSMessage.parseAAAAResponse(header + Self.question + [0xc0]) }
     }
 
+    /// fuzz-dns input fuzz/corpus/fuzz-dns/regress-01-non-utf8-label: octets that are not UTF-8 read
+    /// as one U+FFFD each, so the name keeps one scalar per octet (and never equals an ASCII name).
+    @Test func nonUTF8LabelOctetsReadAsReplacementCharacters() throws {
+        let m: [UInt8] = [0x12, 0x34, 0x81, 0x80, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00]
+            + [63] + [UInt8](repeating: 0xff, count: 63) + [5, 0x6d, 0x79, 0x61, 0x70, 0x70, 0, 0, 28, 0, 1]
+        let name = try #require(try DNSMessage.parseAAAAResponse(m).questionName)
+        #expect(name.unicodeScalars.count == 69)
+        #expect(name == String(repeating: "\u{FFFD}", count: 63) + ".myapp")
+    }
+
     @Test func nameLongerThan255IsRejected() {
         var m: [UInt8] = [0x12, 0x34, 0x81, 0x80, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00]
         for _ in 0..<5 { m += [63] + [UInt8](repeating: 0x61, count: 63) }
