@@ -75,12 +75,12 @@ final class ACMEClient {
             guard case .success = r else { return completion(r.map { [] }) }
             ensureAccount { [self] r in
                 guard case .success = r else { return completion(r.map { [] }) }
-                let payload = "{\"identifiers\":[{\"type\":\"dns\",\"value\":\(ACMEJSON.quote(domain))}]}"
+                let payload = "{\"identifiers\":[{\"type\":\"dns\",\"value\":\(JSONValue.quote(domain))}]}"
                 post(directory!.newOrder, payload: payload) { [self] r in
                     switch r {
                     case .failure(let f): completion(.failure(f))
                     case .success(let resp):
-                        guard let orderURL = resp.header("location"), let order = ACMEJSON.parse(resp.body),
+                        guard let orderURL = resp.header("location"), let order = JSONValue.parse(resp.body),
                               let authzs = order["authorizations"]?.arrayValue?.compactMap(\.stringValue),
                               let finalize = order["finalize"]?.stringValue else {
                             return completion(.failure(.unexpected("newOrder: no order object")))
@@ -103,7 +103,7 @@ final class ACMEClient {
             switch r {
             case .failure(let f): done(.failure(.transport(f)))
             case .success(let resp):
-                guard resp.status == 200, let d = ACMEJSON.parse(resp.body),
+                guard resp.status == 200, let d = JSONValue.parse(resp.body),
                       let nn = d["newNonce"]?.stringValue, HTTPSURL(nn) != nil,
                       let na = d["newAccount"]?.stringValue, HTTPSURL(na) != nil,
                       let no = d["newOrder"]?.stringValue, HTTPSURL(no) != nil else {
@@ -137,7 +137,7 @@ final class ACMEClient {
             switch r {
             case .failure(let f): done(.failure(f))
             case .success(let resp):
-                guard let authz = ACMEJSON.parse(resp.body), let status = authz["status"]?.stringValue else {
+                guard let authz = JSONValue.parse(resp.body), let status = authz["status"]?.stringValue else {
                     return done(.failure(.unexpected("authorization: no status")))
                 }
                 // Authorizations may be reused (RFC 8555 §7.1.4): a valid one needs no challenge.
@@ -171,7 +171,7 @@ final class ACMEClient {
             switch r {
             case .failure(let f): done(.failure(f))
             case .success(let resp):
-                let authz = ACMEJSON.parse(resp.body)
+                let authz = JSONValue.parse(resp.body)
                 switch authz?["status"]?.stringValue {
                 case "valid": done(.success(()))
                 case "pending":
@@ -198,7 +198,7 @@ final class ACMEClient {
     }
 
     private func afterFinalize(orderURL: String, response: HTTPSResponse, polls: Int, completion: @escaping Done<[UInt8]>) {
-        let order = ACMEJSON.parse(response.body)
+        let order = JSONValue.parse(response.body)
         switch order?["status"]?.stringValue {
         case "valid":
             guard let cert = order?["certificate"]?.stringValue else {
@@ -277,8 +277,8 @@ final class ACMEClient {
             case .failure(let f): return done(.failure(f))
             case .success(let v): n = v
             }
-            let key = useJWK ? "\"jwk\":\(accountKey.jwk)" : "\"kid\":\(ACMEJSON.quote(kid ?? ""))"
-            let protected = "{\"alg\":\"ES256\",\(key),\"nonce\":\(ACMEJSON.quote(n)),\"url\":\(ACMEJSON.quote(url))}"
+            let key = useJWK ? "\"jwk\":\(accountKey.jwk)" : "\"kid\":\(JSONValue.quote(kid ?? ""))"
+            let protected = "{\"alg\":\"ES256\",\(key),\"nonce\":\(JSONValue.quote(n)),\"url\":\(JSONValue.quote(url))}"
             let p64 = Base64URL.encode(Array(protected.utf8))
             let b64 = Base64URL.encode(Array((payload ?? "").utf8))
             let signature: [UInt8]
@@ -294,7 +294,7 @@ final class ACMEClient {
                 case .success(let resp):
                     if let fresh = resp.header("replay-nonce"), !fresh.isEmpty { nonce = fresh }
                     guard resp.status >= 400 else { return done(.success(resp)) }
-                    let problem = ACMEClient.problem(ACMEJSON.parse(resp.body)) ?? .unexpected("HTTP \(resp.status)")
+                    let problem = ACMEClient.problem(JSONValue.parse(resp.body)) ?? .unexpected("HTTP \(resp.status)")
                     if case .problem(let t, _) = problem, t == "urn:ietf:params:acme:error:badNonce",
                        attempt < Limits.acmeBadNonceRetries {
                         Log.info("acme_bad_nonce_retried", ["count": String(attempt + 1)])
@@ -307,7 +307,7 @@ final class ACMEClient {
     }
 
     /// An RFC 7807 problem document as a failure; `detail` is clipped for the log line.
-    static func problem(_ json: ACMEJSON?) -> ACMEFailure? {
+    static func problem(_ json: JSONValue?) -> ACMEFailure? {
         guard let type = json?["type"]?.stringValue else { return nil }
         let detail = json?["detail"]?.stringValue ?? ""
         return .problem(type: truncatedUTF8(type, maxBytes: Limits.acmeProblemMaxBytes),

@@ -42,7 +42,7 @@ final class HTTPChallengeService: ConnectionDelegate {
             if acme.served != nil {
                 response = health()
             } else {
-                let body = "{\"status\":\"no_certificate\",\"reason\":\(ACMEJSON.quote(acme.lastFailure ?? "acme order in progress"))}"
+                let body = "{\"status\":\"no_certificate\",\"reason\":\(JSONValue.quote(acme.lastFailure ?? "acme order in progress"))}"
                 response = HTTPResponse.withBody(.serviceUnavailable, body: Array(body.utf8), contentType: "application/json; charset=utf-8",
                                                  extraHeaders: [("Cache-Control", "no-store")], close: true)
             }

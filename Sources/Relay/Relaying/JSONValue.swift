@@ -31,6 +31,12 @@ public enum JSONValue: Equatable, Sendable {
         bytes.withUnsafeBytes { parse($0) }
     }
 
+    /// `s` as a JSON string literal (RFC 8259 §7), for the few documents the relay writes itself
+    /// (ACME requests, the ACME port's /healthz).
+    public static func quote(_ s: String) -> String {
+        "\"" + String(decoding: Envelope.jsonEscaped(s), as: UTF8.self) + "\""
+    }
+
     /// The last member called exactly `name` of an object; nil for anything else.
     public subscript(_ name: String) -> JSONValue? {
         guard case .object(let members) = self else { return nil }
