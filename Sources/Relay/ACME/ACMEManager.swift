@@ -106,10 +106,9 @@ final class ACMEManager: ACMEChallengeResponder {
     /// Builds a context from the cache files and swaps it in. False when the pair does not load
     /// (e.g. the key does not match the chain): logged, and the caller re-orders.
     @discardableResult
-    private func install(_ info: CertificateInfo, reason: String, suffix: String = "") -> Bool {
+    private func install(_ info: CertificateInfo, reason: String) -> Bool {
         do {
-            let context = try TLSContext(certFile: cache.path(CertCache.chainFile(domain) + suffix),
-                                         keyFile: cache.path(CertCache.keyFile(domain) + suffix))
+            let context = try TLSContext(certFile: cache.path(CertCache.chainFile(domain)), keyFile: cache.path(CertCache.keyFile(domain)))
             alpnChallenge.attach(to: context)
             tls.install(context)
         } catch {
@@ -170,11 +169,14 @@ final class ACMEManager: ACMEChallengeResponder {
         if let e = cache.write(keyFile + staged, key.pem()) ?? cache.write(chainFile + staged, chain) {
             return failed(.unexpected("cert cache: \(e)"))
         }
-        guard install(info, reason: served == nil ? "issued" : "renewed", suffix: staged) else {
+        guard (try? TLSContext(certFile: cache.path(chainFile + staged), keyFile: cache.path(keyFile + staged))) != nil else {
             return failed(.unexpected("issued pair does not load"))
         }
         if let e = cache.promote(keyFile + staged, to: keyFile) ?? cache.promote(chainFile + staged, to: chainFile) {
-            Log.warn("acme_cache_invalid", ["domain": domain, "reason": truncatedUTF8("serving the new pair, but it is not saved: \(e)", maxBytes: Limits.acmeProblemMaxBytes)])
+            return failed(.unexpected("cert cache: \(e)"))
+        }
+        guard install(info, reason: served == nil ? "issued" : "renewed") else {
+            return failed(.unexpected("issued pair does not load"))
         }
         metrics.acmeOrdersIssued += 1
         retryDelayMs = retryMinMs
