@@ -162,7 +162,7 @@ public enum RelayApp {
             publicListenerCount = listeners.count
             if let acmeCache, let tls, let directory = config.acmeDirectory, let domain = config.domain {
                 // Lower case: DNS names are case-insensitive, and this one names the cache files.
-                // One outbound client per reactor: its timer kinds are not shared between instances.
+                // Its own client: certificate chains need a larger response cap than push answers.
                 let outbound = try HTTPSClient(reactor: reactor, maxResponseBytes: Limits.acmeMaxCertificateBytes)
                 let manager = ACMEManager(domain: domain.lowercased(), directoryURL: directory, cache: acmeCache, tls: tls,
                                           metrics: relay.metrics, reactor: reactor, http: outbound,
