@@ -19,8 +19,8 @@ import Testing
     }
 
     @Test func base64urlHasNoPaddingAndTheURLAlphabet() {
-        #expect(Base64URL.encode([0xfb, 0xff]) == "-_8")
-        #expect(Base64URL.encode(Array("ab".utf8)) == "YWI")
+        #expect(Base64.urlEncode([0xfb, 0xff]) == "-_8")
+        #expect(Base64.urlEncode(Array("ab".utf8)) == "YWI")
     }
 
     @Test func keyRoundTripsThroughPEMAndSignsES256() throws {

@@ -189,7 +189,7 @@ final class ACMEClient {
     private func finish(orderURL: String, finalize: String, domain: String, key: ACMEKey, completion: @escaping Done<[UInt8]>) {
         let csr: [UInt8]
         do { csr = try key.csr(domain: domain) } catch { return completion(.failure(.unexpected(error.description))) }
-        post(finalize, payload: "{\"csr\":\"\(Base64URL.encode(csr))\"}") { [self] r in
+        post(finalize, payload: "{\"csr\":\"\(Base64.urlEncode(csr))\"}") { [self] r in
             switch r {
             case .failure(let f): completion(.failure(f))
             case .success(let resp): afterFinalize(orderURL: orderURL, response: resp, polls: 0, completion: completion)
@@ -279,13 +279,13 @@ final class ACMEClient {
             }
             let key = useJWK ? "\"jwk\":\(accountKey.jwk)" : "\"kid\":\(JSONValue.quote(kid ?? ""))"
             let protected = "{\"alg\":\"ES256\",\(key),\"nonce\":\(JSONValue.quote(n)),\"url\":\(JSONValue.quote(url))}"
-            let p64 = Base64URL.encode(Array(protected.utf8))
-            let b64 = Base64URL.encode(Array((payload ?? "").utf8))
+            let p64 = Base64.urlEncode(Array(protected.utf8))
+            let b64 = Base64.urlEncode(Array((payload ?? "").utf8))
             let signature: [UInt8]
             do { signature = try accountKey.sign(Array((p64 + "." + b64).utf8)) } catch {
                 return done(.failure(.unexpected("\(error)")))
             }
-            let body = "{\"protected\":\"\(p64)\",\"payload\":\"\(b64)\",\"signature\":\"\(Base64URL.encode(signature))\"}"
+            let body = "{\"protected\":\"\(p64)\",\"payload\":\"\(b64)\",\"signature\":\"\(Base64.urlEncode(signature))\"}"
             var headers = [(name: "Content-Type", value: "application/jose+json")]
             if let accept { headers.append((name: "Accept", value: accept)) }
             http.send(HTTPSRequest(method: "POST", url: target, headers: headers, body: Array(body.utf8))) { [self] r in

@@ -1,22 +1,5 @@
 internal import CTLS
 
-/// Base64url without padding (RFC 7515 §2, RFC 4648 §5): JWS parts, thumbprints, CSRs, tokens.
-enum Base64URL {
-    static func encode<C: Collection<UInt8>>(_ bytes: C) -> String {
-        var s = Base64.encode(bytes)
-        while s.hasSuffix("=") { s.removeLast() }
-        return String(s.map { $0 == "+" ? "-" : $0 == "/" ? "_" : $0 })
-    }
-}
-
-/// SHA-256 of `bytes` (key authorizations, RFC 8555 §8.1; JWK thumbprints, RFC 7638).
-func sha256(_ bytes: [UInt8]) -> [UInt8] {
-    var out = [UInt8](repeating: 0, count: 32)
-    var len: UInt32 = 0
-    _ = EVP_Digest(bytes, bytes.count, &out, &len, EVP_sha256(), nil)
-    return out
-}
-
 /// An ECDSA P-256 key: the ACME account key (ES256, RFC 8555 §6.2) and the certificate key.
 final class ACMEKey {
     let pkey: OpaquePointer
@@ -61,11 +44,11 @@ final class ACMEKey {
     var jwk: String {
         var xy = [UInt8](repeating: 0, count: 64)
         _ = pyry_ec_p256_public_xy(pkey, &xy)
-        return "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"\(Base64URL.encode(xy[0..<32]))\",\"y\":\"\(Base64URL.encode(xy[32..<64]))\"}"
+        return "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"\(Base64.urlEncode(xy[0..<32]))\",\"y\":\"\(Base64.urlEncode(xy[32..<64]))\"}"
     }
 
     /// RFC 7638 thumbprint, base64url: the second half of every key authorization (RFC 8555 §8.1).
-    var thumbprint: String { Base64URL.encode(sha256(Array(jwk.utf8))) }
+    var thumbprint: String { Base64.urlEncode(sha256(Array(jwk.utf8))) }
 
     /// ES256 over `message`: R||S, 64 bytes (RFC 7518 §3.4).
     func sign(_ message: [UInt8]) throws(TLSError) -> [UInt8] {

@@ -1,5 +1,3 @@
-internal import CTLS
-
 /// Sends the FCM pushes binaries ask for (docs/protocol.md §9), on the reactor thread through an
 /// `HTTPSSending` client that never blocks the loop. Admission after the envelope is known to be a
 /// wake: a valid request → the server-id's bucket → the in-flight cap; a refused wake is only
@@ -144,14 +142,7 @@ public final class PushService {
     /// `token_fp`: the first 8 hex digits of SHA-256(token) — enough to match log lines about one
     /// phone, useless for recovering the token.
     public static func fingerprint(_ token: String) -> String {
-        var digest = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
-        var length: UInt32 = 0
-        let bytes = Array(token.utf8)
-        let ok = bytes.withUnsafeBytes { b in digest.withUnsafeMutableBytes { d in
-            EVP_Digest(b.baseAddress, b.count, d.baseAddress, &length, EVP_sha256(), nil)
-        } }
-        precondition(ok == 1 && length == 32, "EVP_Digest(SHA-256) failed")
-        let hex = Array("0123456789abcdef".utf8)
-        return String(decoding: digest[0..<4].flatMap { [hex[Int($0 >> 4)], hex[Int($0 & 0xF)]] }, as: UTF8.self)
+        let d = sha256(Array(token.utf8))
+        return ConnectionID.hex8(UInt32(d[0]) << 24 | UInt32(d[1]) << 16 | UInt32(d[2]) << 8 | UInt32(d[3]))
     }
 }
