@@ -1,12 +1,18 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+/// A layer of the relay library: the folder `Sources/Relay/<folder>` as its own module.
+func layer(_ name: String, _ folder: String, _ dependencies: [Target.Dependency]) -> Target {
+    .target(
+        name: name, dependencies: dependencies, path: "Sources/Relay/\(folder)",
+        swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])])
+}
+
 let package = Package(
     name: "pyrycode-relay",
     products: [
         .executable(name: "pyrycode-relay", targets: ["pyrycode-relay"]),
         .executable(name: "relay-bench", targets: ["relay-bench"]),
-        .library(name: "Relay", targets: ["Relay"]),
     ],
     dependencies: [
         // relay-bench only: latency percentiles and its command line.
@@ -20,26 +26,42 @@ let package = Package(
         .systemLibrary(
             name: "CTLS", path: "Sources/CTLS", pkgConfig: "openssl",
             providers: [.apt(["libssl-dev", "zlib1g-dev"])]),
-        .target(
-            name: "Relay", dependencies: ["CEpoll", "CTLS"],
-            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]),
-        .executableTarget(name: "pyrycode-relay", dependencies: ["Relay"]),
+        // The relay library: one target per layer, each a folder of Sources/Relay, each depending
+        // only on layers below it (docs/architecture.md, "Layers").
+        layer("RelaySystem", "System", ["CEpoll"]),
+        layer("RelayReactor", "Reactor", ["RelaySystem", "CEpoll"]),
+        // Vector scans for the codecs (C: SSE2 intrinsics).
+        .target(name: "CRelaySIMD", path: "Sources/Relay/SIMD"),
+        layer("RelayCodecs", "Codecs", ["CRelaySIMD", "CTLS"]),
+        layer("RelayLog", "Log", ["RelayReactor", "RelaySystem", "RelayCodecs", "CEpoll"]),
+        layer("RelayTransport", "Transport", ["RelayLog", "RelayReactor", "RelaySystem", "RelayCodecs", "CEpoll", "CTLS"]),
+        layer("RelayCore", "Core", ["RelayCodecs", "RelaySystem", "CTLS"]),
+        layer("RelayPush", "Push", ["RelayCore", "RelayTransport", "RelayLog", "RelayReactor", "RelaySystem", "RelayCodecs", "CEpoll", "CTLS"]),
+        layer("RelayACME", "ACME", ["RelayTransport", "RelayLog", "RelayReactor", "RelaySystem", "RelayCodecs", "CEpoll", "CTLS"]),
+        layer("Relaying", "Relaying", [
+            "RelayCore", "RelayPush", "RelayTransport", "RelayLog", "RelayReactor", "RelaySystem", "RelayCodecs", "CEpoll",
+        ]),
+        layer("RelayOperations", "Operations", [
+            "Relaying", "RelayACME", "RelayCore", "RelayPush", "RelayTransport", "RelayLog", "RelayReactor",
+            "RelaySystem", "RelayCodecs", "CEpoll", "CTLS",
+        ]),
+        .executableTarget(name: "pyrycode-relay", dependencies: ["RelayOperations"]),
         // Test-only: an RFC 6455 echo server on our WebSocket layer, for Autobahn|Testsuite.
-        .executableTarget(name: "ws-echo", dependencies: ["Relay"]),
+        .executableTarget(name: "ws-echo", dependencies: ["RelayOperations"]),
         // libFuzzer targets; built with -sanitize=fuzzer by scripts/fuzz.sh, stubs otherwise.
-        .executableTarget(name: "fuzz-http", dependencies: ["Relay"]),
-        .executableTarget(name: "fuzz-frame", dependencies: ["Relay"]),
-        .executableTarget(name: "fuzz-envelope", dependencies: ["Relay"]),
-        .executableTarget(name: "fuzz-proxy", dependencies: ["Relay", "CEpoll"]),
-        .executableTarget(name: "fuzz-dns", dependencies: ["Relay"]),
+        .executableTarget(name: "fuzz-http", dependencies: ["RelayOperations"]),
+        .executableTarget(name: "fuzz-frame", dependencies: ["RelayOperations"]),
+        .executableTarget(name: "fuzz-envelope", dependencies: ["RelayOperations"]),
+        .executableTarget(name: "fuzz-proxy", dependencies: ["RelayOperations", "CEpoll"]),
+        .executableTarget(name: "fuzz-dns", dependencies: ["RelayOperations"]),
         // The bundled load tool (docs/benchmarks.md): real protocol, epoll-driven, plus a `floor` forwarder.
         .executableTarget(
             name: "relay-bench",
             dependencies: [
-                "Relay", "CEpoll", "CTLS",
+                "RelayOperations", "CEpoll", "CTLS",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
-        .testTarget(name: "RelayTests", dependencies: ["Relay", "CEpoll"]),
+        .testTarget(name: "RelayTests", dependencies: ["RelayOperations", "Relaying", "RelayACME", "RelayPush", "RelayCore", "RelayTransport", "RelayLog", "RelayCodecs", "RelayReactor", "RelaySystem", "CEpoll"]),
     ]
 )

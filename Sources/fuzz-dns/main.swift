@@ -1,9 +1,10 @@
+import RelayTransport
+
 // libFuzzer target for the DNS message code (RFC 1035 §4.1) behind the Fly single-instance
 // check: a response comes from the network, so every byte of it is hostile input.
 // Built by scripts/fuzz.sh with `-sanitize=fuzzer,address -parse-as-library -DFUZZING`;
 // a plain build gets the stub at the bottom.
 #if FUZZING
-import Relay
 
 @_silgen_name("LLVMFuzzerRunDriver")
 func LLVMFuzzerRunDriver(

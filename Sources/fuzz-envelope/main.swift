@@ -1,8 +1,10 @@
+import RelayCodecs
+import RelayCore
+
 // libFuzzer target for the JSON validator and the envelope code (docs/protocol.md §7): what phones and
 // binaries send is hostile input. Built by scripts/fuzz.sh with `-sanitize=fuzzer,address
 // -parse-as-library -DFUZZING`; a plain build gets the stub at the bottom.
 #if FUZZING
-import Relay
 
 @_silgen_name("LLVMFuzzerRunDriver")
 func LLVMFuzzerRunDriver(

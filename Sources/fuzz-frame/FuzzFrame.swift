@@ -1,4 +1,4 @@
-import Relay
+import RelayCodecs
 
 // libFuzzer body for the WebSocket frame parser (compiled in every build so it stays type-checked;
 // only the FUZZING build exports it through LLVMFuzzerTestOneInput, see main.swift).

@@ -1,8 +1,9 @@
+import RelayCodecs
+
 // libFuzzer target for the HTTP request parser and the WebSocket handshake checks.
 // Built by scripts/fuzz.sh with `-sanitize=fuzzer,address -parse-as-library -DFUZZING`
 // (scripts/fuzz.sh); a plain build gets the stub at the bottom.
 #if FUZZING
-import Relay
 
 /// libFuzzer's entry point for a custom main (compiler-rt FuzzerInterface.h).
 @_silgen_name("LLVMFuzzerRunDriver")

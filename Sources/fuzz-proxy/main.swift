@@ -4,7 +4,8 @@
 // a plain build gets the stub at the bottom.
 #if FUZZING
 import CEpoll
-import Relay
+import RelayCodecs
+import RelayTransport
 
 @_silgen_name("LLVMFuzzerRunDriver")
 func LLVMFuzzerRunDriver(

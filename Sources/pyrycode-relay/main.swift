@@ -1,4 +1,4 @@
 import CEpoll
-import Relay
+import RelayOperations
 
 exit(RelayApp.main(arguments: Array(CommandLine.arguments.dropFirst())))

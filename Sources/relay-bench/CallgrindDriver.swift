@@ -1,5 +1,11 @@
 import CEpoll
-import Relay
+import RelaySystem
+import RelayReactor
+import RelayCodecs
+import RelayTransport
+import RelayCore
+import Relaying
+import RelayOperations
 
 /// A deterministic in-process driver for instruction counting (docs/benchmarks.md § Regression gate:
 /// instructions per forwarded 64 B frame, stable enough for CI).
@@ -143,12 +149,12 @@ enum CallgrindDriver {
         do {
             let reactor = try Reactor()
             let context = IOContext(reactor: reactor)
-            var config = RelayConfig()
-            config.permessageDeflate = deflate
+            var settings = RelaySettings()
+            settings.permessageDeflate = deflate
             // No heartbeat ping may land among the forwarded frames of a run longer than 30 s
             // (valgrind, large messages).
-            config.connection.heartbeatIntervalMs = 24 * 3_600_000
-            let relay = RelayService(config: config, context: context)
+            settings.connection.heartbeatIntervalMs = 24 * 3_600_000
+            let relay = RelayService(settings: settings, context: context)
             let listener = try Listener(socket: try Socket.listen(on: SocketAddress(ip: "127.0.0.1", port: 0)!),
                                         reactor: reactor) { fd, remote in relay.accept(fd: fd, remote: remote) }
             let target = listener.address

@@ -1,6 +1,9 @@
 import CEpoll
 import CTLS
-import Relay
+import RelaySystem
+import RelayReactor
+import RelayCodecs
+import RelayTransport
 
 /// What a client connection reports to the scenario driving it. One call per message: the
 /// generator must stay cheaper than the relay it measures, so no closures or allocation here.

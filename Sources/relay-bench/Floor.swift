@@ -1,5 +1,7 @@
 import CEpoll
-import Relay
+import RelaySystem
+import RelayReactor
+import RelayTransport
 
 /// The yardstick of docs/benchmarks.md: a trivial single-threaded epoll TCP forwarder. It reads the
 /// upgrade request head once (to pair a `/v1/server` connection with the `/v1/client` ones naming

@@ -1,7 +1,9 @@
 import CEpoll
 import CTLS
 import Histogram
-import Relay
+import RelaySystem
+import RelayReactor
+import RelayCore
 
 /// What one scenario asks of the generator (the named presets are in `Scenario.swift`).
 struct LoadPlan {

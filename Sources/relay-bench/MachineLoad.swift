@@ -1,5 +1,7 @@
 import CEpoll
-import Relay
+import RelaySystem
+import RelayReactor
+import RelayCodecs
 
 /// Whether something else used the machine during a run: figures taken beside another busy
 /// process are not comparable with the quiet-machine ones in docs/benchmarks.md. The machine's

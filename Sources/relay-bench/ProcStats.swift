@@ -1,5 +1,6 @@
 import CEpoll
-import Relay
+import RelaySystem
+import RelayReactor
 
 /// A process's CPU time and resident memory from /proc (docs/benchmarks.md method: CPU per message from
 /// `/proc/<pid>/stat` utime+stime deltas, RSS from `/proc/<pid>/status` VmRSS).

@@ -1,5 +1,6 @@
 import CEpoll
 import Histogram
+import RelayCodecs
 
 /// A JSON value for the one-line result (written by hand: no Foundation in the tool's hot loop,
 /// and key order stays as written).

@@ -1,6 +1,9 @@
 import CEpoll
 import Histogram
-import Relay
+import RelaySystem
+import RelayReactor
+import RelayCodecs
+import RelayCore
 
 /// The named scenarios of docs/benchmarks.md.
 enum ScenarioID: String, CaseIterable {

@@ -1,6 +1,6 @@
 import CEpoll
 import Histogram
-import Relay
+import RelayReactor
 
 // Multi-process generator (`relay-bench run … --workers N`): one process holds at most ~18k
 // sockets under the 20,000-fd limit, so 9k pairs (18k client sockets) plus the S5 active pairs

@@ -1,6 +1,9 @@
 import ArgumentParser
 import CEpoll
-import Relay
+import RelaySystem
+import RelayReactor
+import RelayCodecs
+import RelayCore
 
 /// relay-bench: the load tool behind docs/benchmarks.md. `run` drives a relay (or the floor) with a named
 /// scenario; `floor` is the yardstick forwarder; `callgrind-driver` is the instruction-count

@@ -1,7 +1,11 @@
 // Test-only RFC 6455 echo server on the relay's own WebSocket layer, for Autobahn|Testsuite.
 // Not a route of the production relay: it shares only the transport and WebSocket code.
 import CEpoll
-import Relay
+import RelaySystem
+import RelayReactor
+import RelayCodecs
+import RelayTransport
+import RelayOperations
 
 final class EchoService: ConnectionDelegate {
     let context: IOContext

@@ -1,6 +1,9 @@
 import CEpoll
 import Testing
-@testable import Relay
+@testable import RelayReactor
+@testable import RelayCodecs
+@testable import RelayTransport
+@testable import RelayACME
 
 /// The RFC 8555 client against a scripted ACME server (a fake HTTPSSending on the test's reactor):
 /// the order of requests, JWS headers (jwk then kid, nonce, url), badNonce retried with the fresh

@@ -1,6 +1,7 @@
 import CEpoll
 import Testing
-@testable import Relay
+@testable import RelayCodecs
+@testable import RelayACME
 
 /// The pieces of ACME that need no CA: the JSON reader, keys, certificate facts, and the
 /// --cert-cache directory (modes, atomic replacement, bounds).

@@ -1,6 +1,9 @@
 import CEpoll
 import Testing
-@testable import Relay
+@testable import RelaySystem
+@testable import RelayReactor
+@testable import RelayCodecs
+@testable import RelayCore
 
 /// Admission over real loopback sockets (docs/operations.md, "Admission limits"): a flood of idle
 /// connections from one address (or one IPv6 /64) evicts its own half-open connections, not a
@@ -43,7 +46,7 @@ import Testing
             }
             for f in flooders { f.poll() }
             flooders.removeAll { $0.eof }
-            #expect(server.relay.halfOpenCount <= server.relay.config.maxHalfOpen)
+            #expect(server.relay.halfOpenCount <= server.relay.settings.maxHalfOpen)
             return monotonicMs() >= sendAt
         }
         #expect(opened >= 1_500, "flood opened only \(opened) connections")

@@ -1,6 +1,8 @@
 import CEpoll
 import Testing
-@testable import Relay
+@testable import RelayReactor
+@testable import RelayCodecs
+@testable import RelayTransport
 
 /// Memory held by unfinished messages and by phone backlogs, over real loopback sockets: what
 /// is charged to the global budget (`--max-buffered-bytes`), who is shed over it and how, and

@@ -1,5 +1,5 @@
 import Testing
-@testable import Relay
+@testable import RelayTransport
 
 @Suite struct ByteBufferPoolTests {
     @Test func drainedBuffersGoBackToThePoolAndAreReused() {

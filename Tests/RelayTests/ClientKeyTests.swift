@@ -1,5 +1,6 @@
 import Testing
-@testable import Relay
+@testable import RelaySystem
+@testable import RelayCore
 
 /// The per-client key of the admission limits (docs/operations.md, "Admission limits").
 @Suite struct ClientKeyTests {

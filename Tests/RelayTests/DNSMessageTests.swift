@@ -1,5 +1,6 @@
 import Testing
-@testable import Relay
+@testable import RelayTransport
+@testable import RelayOperations
 
 /// RFC 1035 §4.1 query building and answer parsing, with byte literals.
 @Suite struct DNSMessageTests {

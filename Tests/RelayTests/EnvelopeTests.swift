@@ -1,5 +1,6 @@
 import Testing
-@testable import Relay
+@testable import RelayCodecs
+@testable import RelayCore
 
 @Suite struct EnvelopeWrapTests {
     @Test func wrapWritesExactBytes() {
@@ -30,9 +31,9 @@ import Testing
     }
 
     @Test func connIDIsEscapedLikeGo() {
-        #expect(Envelope.jsonEscaped("client-a\"b\\c-00000000") == Array("client-a\\\"b\\\\c-00000000".utf8))
-        #expect(Envelope.jsonEscaped("<&>") == Array("\\u003c\\u0026\\u003e".utf8))
-        #expect(Envelope.jsonEscaped("\u{1}\n\t\u{2028}é") == Array("\\u0001\\n\\t\\u2028é".utf8))
+        #expect(JSONString.escaped("client-a\"b\\c-00000000") == Array("client-a\\\"b\\\\c-00000000".utf8))
+        #expect(JSONString.escaped("<&>") == Array("\\u003c\\u0026\\u003e".utf8))
+        #expect(JSONString.escaped("\u{1}\n\t\u{2028}é") == Array("\\u0001\\n\\t\\u2028é".utf8))
         let wrapped = Envelope.wrap(connID: "client-\"-00000000", frame: Array("1".utf8))
         #expect(JSON.isValid(wrapped))
     }

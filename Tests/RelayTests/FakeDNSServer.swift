@@ -1,6 +1,7 @@
 import CEpoll
-import Relay
 import Foundation  // Thread: the fake resolver must answer while the probe blocks in poll(2).
+
+@testable import RelaySystem
 
 /// A one-shot UDP DNS server on 127.0.0.1 for FlyDNSSignal tests: answers the first query it
 /// receives with `addresses` as AAAA records (owner name compressed to the question, 0xC00C).

@@ -1,6 +1,7 @@
 import CEpoll
 import Testing
-@testable import Relay
+@testable import RelaySystem
+@testable import RelayOperations
 
 /// FlyDNSSignal against a fake resolver on loopback (docs/architecture.md (v1 = single-instance) Fly.io signal).
 @Suite struct FlyDNSSignalTests {

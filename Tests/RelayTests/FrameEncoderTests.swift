@@ -1,5 +1,5 @@
 import Testing
-@testable import Relay
+@testable import RelayCodecs
 
 @Suite struct FrameEncoderTests {
     private func header(_ op: Opcode, fin: Bool = true, _ length: Int) -> [UInt8] {

@@ -1,5 +1,5 @@
 import Testing
-@testable import Relay
+@testable import RelayCodecs
 
 /// Feeds `bytes` to a fresh parser in one call.
 private func parseWhole(_ bytes: [UInt8], maxHeaderBytes: Int = Limits.maxHeaderBytes) -> HTTPParseResult {

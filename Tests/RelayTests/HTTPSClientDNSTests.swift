@@ -1,6 +1,8 @@
 import CEpoll
 import Testing
-@testable import Relay
+@testable import RelaySystem
+@testable import RelayReactor
+@testable import RelayTransport
 
 /// A UDP nameserver on 127.0.0.1 served by the test's reactor: answers A and AAAA questions from
 /// `records` (NXDOMAIN for other names), or stays silent (`silent`) like a dead resolver.

@@ -1,7 +1,11 @@
 import CEpoll
 import Foundation  // Process, Pipe, JSONSerialization: the Python interop server (test-only).
 import Testing
-@testable import Relay
+@testable import RelaySystem
+@testable import RelayReactor
+@testable import RelayTransport
+@testable import Relaying
+@testable import RelayOperations
 
 /// The outbound HTTPS client against TLS servers on loopback, all on one reactor driven by the
 /// test: certificates from TestPKI (trusted through SSL_CERT_FILE, as an operator would).
@@ -184,7 +188,7 @@ import Testing
         // The push service may build its client before the relay service takes the delegate.
         let server = try HTTPSTestServer(reactor: reactor) { _, _, _ in .hang }
         let c = try client(deadlineMs: 300)
-        let relay = RelayService(config: RelayConfig(), context: IOContext(reactor: reactor))
+        let relay = RelayService(settings: RelaySettings(), context: IOContext(reactor: reactor))
         #expect(call(c, "https://127.0.0.1:\(server.port)/") == .failure(.timeout))
         #expect(server.requests.count == 1)
         _ = relay

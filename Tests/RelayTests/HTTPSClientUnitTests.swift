@@ -1,5 +1,6 @@
 import Testing
-@testable import Relay
+@testable import RelayCodecs
+@testable import RelayTransport
 
 /// The pure parts of the outbound client: URL, request bytes, response parser (RFC 9112),
 /// resolver configuration, A records.

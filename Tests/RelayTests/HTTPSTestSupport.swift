@@ -1,6 +1,8 @@
 import CEpoll
 import Foundation  // Process: the test CAs and leaves are made with the openssl CLI, as an operator would.
-@testable import Relay
+@testable import RelaySystem
+@testable import RelayReactor
+@testable import RelayTransport
 
 /// Test PKI for the outbound HTTPS client, made once per test process:
 /// - `ca.crt` — the trusted CA. `SSL_CERT_FILE` points at it for the whole process (set once,

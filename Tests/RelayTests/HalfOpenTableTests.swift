@@ -1,5 +1,5 @@
 import Testing
-@testable import Relay
+@testable import RelayCore
 
 /// The half-open caps' eviction order (docs/operations.md, "Admission limits"), on plain objects.
 @Suite struct HalfOpenTableTests {

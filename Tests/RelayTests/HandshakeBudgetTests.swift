@@ -1,5 +1,6 @@
 import Testing
-@testable import Relay
+@testable import RelayReactor
+@testable import RelayTransport
 
 /// Fair loop: TLS handshake steps are budgeted per loop iteration.
 @Suite struct HandshakeBudgetTests {

@@ -1,5 +1,5 @@
 import Testing
-@testable import Relay
+@testable import RelayCodecs
 
 private func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
 

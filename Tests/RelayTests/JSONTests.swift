@@ -1,5 +1,5 @@
 import Testing
-@testable import Relay
+@testable import RelayCodecs
 
 /// RFC 8259 validity, JSONTestSuite-style (y_ = must accept, n_ = must reject), plus the
 /// choices docs/protocol.md §7.1 / Go compatibility force on the i_ (implementation-defined) cases.

@@ -1,6 +1,9 @@
 import CEpoll
 import Testing
-@testable import Relay
+@testable import RelayReactor
+@testable import RelayCodecs
+@testable import RelayLog
+@testable import RelayCore
 
 /// Log hygiene against hostile peers: escaping of line terminators, clipping of peer-chosen
 /// values, budgets for repeatable events, and a stderr writer that never blocks the loop.

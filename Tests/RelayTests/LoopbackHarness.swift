@@ -1,5 +1,9 @@
 import CEpoll
-@testable import Relay
+@testable import RelaySystem
+@testable import RelayReactor
+@testable import RelayTransport
+@testable import Relaying
+@testable import RelayOperations
 
 /// A relay on an ephemeral loopback port, driven one loop step at a time from the test thread,
 /// and non-blocking raw clients: no threads, no sleeps — the test pumps the loop until the
@@ -12,13 +16,12 @@ final class LoopbackRelay {
     var port: UInt16 { listener.address.port }
 
     /// `proxyHeader`: every connection starts with a PROXY v2 header (as `--https-proxy-protocol`, without TLS).
-    init(proxyHeader: Bool = false, configure: (inout RelayConfig) -> Void = { _ in }) throws {
-        var config = RelayConfig()
-        config.insecureListen = SocketAddress(ip: "127.0.0.1", port: 0)
-        configure(&config)
+    init(proxyHeader: Bool = false, configure: (inout RelaySettings) -> Void = { _ in }) throws {
+        var settings = RelaySettings()
+        configure(&settings)
         reactor = try Reactor()
         context = IOContext(reactor: reactor)
-        let relay = RelayService(config: config, context: context)
+        let relay = RelayService(settings: settings, context: context)
         self.relay = relay
         var any = SocketAddress(ip: "127.0.0.1", port: 1)!
         // Port 0: let the kernel choose (SocketAddress(parsing:) refuses 0 by design).

@@ -1,5 +1,5 @@
 import Testing
-@testable import Relay
+@testable import RelayCodecs
 
 @Suite struct MaskingTests {
     /// RFC 6455 §5.3 literally: byte i XOR key[(offset + i) mod 4].

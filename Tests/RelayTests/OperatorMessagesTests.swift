@@ -1,6 +1,8 @@
 import CEpoll
 import Testing
-@testable import Relay
+@testable import RelaySystem
+@testable import RelayTransport
+@testable import RelayOperations
 
 /// What an operator reads when something is wrong at boot: --help, bind failures and the
 /// --runtime-dir rule (the built binary is checked end to end by tests/interop/test_operations.py).

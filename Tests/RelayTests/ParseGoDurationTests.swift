@@ -1,5 +1,5 @@
 import Testing
-@testable import Relay
+@testable import RelayOperations
 
 /// Duration flags take Go's `time.ParseDuration` syntax, as the Go relay's did (README: flags
 /// keep the Go relay's names and syntax). Each case below is what Go answers

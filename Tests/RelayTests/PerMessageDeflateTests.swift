@@ -1,5 +1,5 @@
 import Testing
-@testable import Relay
+@testable import RelayCodecs
 
 /// RFC 7692 §7.1 negotiation: which offers are accepted, and the answer.
 @Suite struct PerMessageDeflateNegotiationTests {

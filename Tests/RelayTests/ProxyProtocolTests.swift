@@ -1,5 +1,6 @@
 import Testing
-@testable import Relay
+@testable import RelayCodecs
+@testable import RelayTransport
 
 /// PROXY protocol v2 (haproxy proxy-protocol.txt §2.2) with exact bytes.
 @Suite struct ProxyProtocolTests {

@@ -1,5 +1,9 @@
 import Testing
-@testable import Relay
+@testable import RelayCodecs
+@testable import RelayTransport
+@testable import RelayPush
+@testable import RelayOperations
+@testable import Relaying
 
 /// `PushService` admission, token cache and outcomes (docs/protocol.md §9), driven through a fake
 /// client whose answers the test releases one by one, with a clock the test moves.
@@ -151,7 +155,7 @@ import Testing
     }
 
     @Test func metricsExportThePushSeriesOnlyWhenPushIsOn() {
-        let m = Metrics()
+        let m = Metrics(relay: RelayCounters())
         var g = Metrics.Gauges()
         #expect(!String(decoding: m.render(g), as: UTF8.self).contains("push_wakes"))
         g.pushWakes = [1, 2, 3, 4, 5]

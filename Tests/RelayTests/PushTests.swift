@@ -1,5 +1,8 @@
 import Testing
-@testable import Relay
+@testable import RelayCodecs
+@testable import RelayTransport
+@testable import RelayPush
+@testable import RelayOperations
 
 /// The pure pieces of push_wake (docs/protocol.md §9): the service-account key, the JWT-bearer
 /// assertion (RFC 7523), the FCM request and the reading of both answers, and the admission and
@@ -14,7 +17,7 @@ import Testing
 
     static func keyJSON(type: String = "service_account", email: String = "relay@pyry.iam.gserviceaccount.com",
                         tokenURI: String = "https://oauth2.example.test/token", pem: String = pem) -> String {
-        func q(_ s: String) -> String { "\"" + String(decoding: Envelope.jsonEscaped(s), as: UTF8.self) + "\"" }
+        func q(_ s: String) -> String { "\"" + String(decoding: JSONString.escaped(s), as: UTF8.self) + "\"" }
         return "{\"type\":\(q(type)),\"project_id\":\"p\",\"private_key_id\":\"0123\",\"private_key\":\(q(pem)),"
             + "\"client_email\":\(q(email)),\"token_uri\":\(q(tokenURI))}"
     }

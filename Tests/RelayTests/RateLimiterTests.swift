@@ -1,5 +1,6 @@
 import Testing
-@testable import Relay
+@testable import RelayCodecs
+@testable import RelayCore
 
 /// The per-client token bucket of the admission limits (docs/protocol.md §3.3: burst 20, one
 /// token per 6 s, idle buckets swept after 120 s). Time is an argument, so every boundary is

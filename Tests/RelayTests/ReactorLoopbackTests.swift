@@ -1,6 +1,6 @@
 import CEpoll
 import Testing
-@testable import Relay
+@testable import RelayReactor
 
 /// The reactor and transport over real loopback sockets (docs/protocol.md §3.2): many connections, no fd
 /// leak, and hostile clients get their bounded answer while another client is served.

@@ -1,5 +1,6 @@
 import Testing
-@testable import Relay
+@testable import RelayCodecs
+@testable import RelayCore
 
 /// docs/protocol.md §5 and §8 scenarios, driven as a pure state machine.
 @Suite struct RegistryTests {

@@ -1,6 +1,9 @@
 import CEpoll
 import Testing
-@testable import Relay
+@testable import RelayReactor
+@testable import RelayCodecs
+@testable import RelayTransport
+@testable import Relaying
 
 /// Hostile or unlucky peers cannot grow memory, silence the heartbeat or trip deadlines early
 /// (each test reproduces a bug found in review, fixed in the same commit).

@@ -1,6 +1,7 @@
 import CEpoll
 import Testing
-@testable import Relay
+@testable import RelaySystem
+@testable import RelayOperations
 
 @Suite struct SameHostLockSignalTests {
     @Test func secondLockInSameProcessConflictsAndNamesOurPID() throws {

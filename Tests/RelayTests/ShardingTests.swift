@@ -1,6 +1,8 @@
 import CEpoll
 import Testing
-@testable import Relay
+@testable import RelaySystem
+@testable import RelayCore
+@testable import RelayOperations
 
 /// Sharded mode (docs/architecture.md, "v2 = static shards"): the `i/N` syntax, the map, the
 /// flag and variable, the per-shard lock, the production guard and the 421 for a misrouted id.
@@ -129,7 +131,7 @@ import Testing
         }
         #expect(server.relay.metrics.misroutedUpgrades == 2)
         #expect(server.relay.metrics.httpRejects[421] == 2)
-        #expect(String(decoding: server.relay.metrics.render(Metrics.Gauges()), as: UTF8.self)
+        #expect(String(decoding: Metrics(relay: server.relay.metrics).render(Metrics.Gauges()), as: UTF8.self)
             .contains("\npyrycode_relay_misrouted_upgrades_total 2\n"))
         // "123456789" is shard 2 of 3: the binary gets its 101.
         var keep: [RawSocket] = []

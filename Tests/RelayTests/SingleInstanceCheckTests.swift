@@ -1,6 +1,7 @@
 import CEpoll
 import Testing
-@testable import Relay
+@testable import RelayLog
+@testable import RelayOperations
 
 @Suite struct SingleInstanceCheckTests {
     static let nowhere = "/nonexistent-relay-dir"

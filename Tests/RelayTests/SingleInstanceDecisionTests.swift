@@ -1,6 +1,6 @@
 import CEpoll
 import Testing
-@testable import Relay
+@testable import RelayOperations
 
 /// docs/architecture.md (v1 = single-instance)'s decision over every combination of the switches and the three signals' answers.
 /// The expected outcome comes from a reference written as one boolean formula per outcome,

@@ -1,6 +1,7 @@
 import CEpoll
 import Testing
-@testable import Relay
+@testable import RelaySystem
+@testable import RelayTransport
 
 @Suite struct SocketAddressTests {
     @Test func parsesGoListenSyntax() throws {

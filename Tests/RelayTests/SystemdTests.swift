@@ -1,6 +1,9 @@
 import CEpoll
 import Testing
-@testable import Relay
+@testable import RelaySystem
+@testable import RelayReactor
+@testable import RelayTransport
+@testable import RelayOperations
 
 /// A bound AF_UNIX datagram socket standing in for systemd's notify socket.
 private final class NotifyReceiver {

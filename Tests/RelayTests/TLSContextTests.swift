@@ -1,6 +1,6 @@
 import Foundation  // Process: the test CA and leaf are made with the openssl CLI, as an operator would.
 import Testing
-@testable import Relay
+@testable import RelayTransport
 
 /// docs/operations.md: a bad file is refused naming the file and OpenSSL's reason; a good pair loads.
 @Suite struct TLSContextTests {

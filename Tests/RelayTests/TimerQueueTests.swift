@@ -1,7 +1,7 @@
 import CEpoll
 import Glibc
 import Testing
-@testable import Relay
+@testable import RelayReactor
 
 /// The one timer heap and its timerfd (docs/architecture.md). Deadlines are explicit
 /// milliseconds, so ordering is tested without clocks; the timerfd's arming is read back with

@@ -1,5 +1,5 @@
 import Testing
-@testable import Relay
+@testable import RelayCodecs
 
 @Suite struct UTF8ValidatorTests {
     private func validate(_ bytes: [UInt8]) -> (ok: Bool, complete: Bool) {

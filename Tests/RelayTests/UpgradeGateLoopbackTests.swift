@@ -1,5 +1,8 @@
 import Testing
-@testable import Relay
+@testable import RelayCodecs
+@testable import RelayCore
+@testable import RelayOperations
+@testable import Relaying
 
 /// The upgrade routes' statuses over loopback sockets, byte for byte: the header gate
 /// (server-id, body), the RFC 6455 checks, and their order.
@@ -43,9 +46,9 @@ import Testing
 
     static func ascii(_ s: String) -> [UInt8] { Array(s.utf8) }
 
-    func rejectHeaders(_ server: LoopbackRelay, _ e: Metrics.Endpoint) -> Int {
-        server.relay.metrics.upgrades[e.rawValue * Metrics.UpgradeOutcome.allCases.count
-            + Metrics.UpgradeOutcome.rejectHeaders.rawValue]
+    func rejectHeaders(_ server: LoopbackRelay, _ e: Endpoint) -> Int {
+        server.relay.metrics.upgrades[e.rawValue * RelayCounters.UpgradeOutcome.allCases.count
+            + RelayCounters.UpgradeOutcome.rejectHeaders.rawValue]
     }
 
     @Test func distinctRawServerIDsNeverMeet() throws {

@@ -1,5 +1,6 @@
 import Testing
-@testable import Relay
+@testable import RelayCodecs
+@testable import RelayCore
 
 /// A phone upgrade request head whose `X-Pyrycode-Server` line carries `serverID` as raw bytes,
 /// parsed by the real parser (so header values become Strings exactly as in the relay).

@@ -1,6 +1,7 @@
 import CEpoll
 import Testing
-@testable import Relay
+@testable import RelayReactor
+@testable import RelayCodecs
 
 /// WebSocket-level deadlines of docs/protocol.md §4 over real loopback sockets, with the timings shortened.
 @Suite(.serialized) struct WebSocketLoopbackTests {

@@ -1,5 +1,5 @@
 import Testing
-@testable import Relay
+@testable import RelayCodecs
 
 /// One protocol violation as exact bytes on the wire.
 struct ViolationCase: Sendable, CustomTestStringConvertible {

@@ -1,4 +1,4 @@
-@testable import Relay
+@testable import RelayCodecs
 
 /// An event with its payload copied out, so events can be compared after the buffer moves on.
 enum Recorded: Equatable, CustomStringConvertible {

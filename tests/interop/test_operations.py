@@ -155,7 +155,7 @@ DOCUMENTED_FLAGS = {
     "https-listen": ":443", "http-listen": ":80", "cert-cache": None, "https-proxy-protocol": None,
     "metrics-listen": "127.0.0.1:9090", "trust-x-forwarded-for": None, "max-connections": "10000",
     "version": None,
-    # Tunables beyond the Go relay's flags, each with its default (Sources/Relay/Limits.swift).
+    # Tunables beyond the Go relay's flags, each with its default (the `Limits+<Layer>.swift` files under Sources/Relay).
     "max-connections-per-ip": "256", "max-half-open": "1024", "max-half-open-per-ip": "64", "grace": "30s",
     "heartbeat-interval": "30s", "heartbeat-timeout": "30s", "probe-timeout": "10s",
     "phones-per-server": "16", "max-message-bytes": "262144", "outbox-budget": "4194304",
@@ -925,7 +925,7 @@ def test_open_fds_gauge_equals_proc_fd_entries_as_connections_come_and_go(relay_
 
 def allowed_log_keys():
     """docs/operations.md's keys plus the additions documented in Log.swift (read from the source)."""
-    path = os.path.join(REPO_ROOT, "Sources", "Relay", "Operations", "Log.swift")
+    path = os.path.join(REPO_ROOT, "Sources", "Relay", "Log", "Log.swift")
     with open(path) as f:
         src = f.read()
     block = re.search(r"allowedKeys: Set<String> = \[(.*?)\]", src, re.S).group(1)

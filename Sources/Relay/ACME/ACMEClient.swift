@@ -1,11 +1,16 @@
+import RelayReactor
+import RelayCodecs
+import RelayLog
+import RelayTransport
+
 /// Why an ACME order failed: the server's problem document (RFC 8555 §6.7: `type`, `detail`),
 /// a transport failure, or an answer we could not use.
-enum ACMEFailure: Error, Equatable, CustomStringConvertible {
+package enum ACMEFailure: Error, Equatable, CustomStringConvertible {
     case problem(type: String, detail: String)
     case transport(HTTPSFailure)
     case unexpected(String)
 
-    var description: String {
+    package var description: String {
         switch self {
         case .problem(let t, let d): return "\(t): \(d)"
         case .transport(let f): return "transport: \(f)"
@@ -14,7 +19,7 @@ enum ACMEFailure: Error, Equatable, CustomStringConvertible {
     }
 
     /// The problem's `type` (log key problem_type), or a short word for our own failures.
-    var problemType: String {
+    package var problemType: String {
         switch self {
         case .problem(let t, _): return t
         case .transport: return "transport"
@@ -25,7 +30,7 @@ enum ACMEFailure: Error, Equatable, CustomStringConvertible {
 
 /// The challenges this relay can answer for an authorization (RFC 8555 §8), and where it
 /// publishes the answers: http-01 tokens on --http-listen, tls-alpn-01 on the TLS listener.
-protocol ACMEChallengeResponder: AnyObject {
+package protocol ACMEChallengeResponder: AnyObject {
     /// Challenge types we can answer now, preferred first ("http-01", "tls-alpn-01").
     var supportedChallengeTypes: [String] { get }
     func publish(type: String, token: String, keyAuthorization: String, domain: String)
@@ -37,14 +42,14 @@ protocol ACMEChallengeResponder: AnyObject {
 /// Go's autocert), order (§7.4), authorization and challenge (§7.5), finalize with a CSR, polling
 /// with Retry-After honoured (§7.4, RFC 9110 §10.2.3), certificate download (§7.4.2, PEM chain).
 /// Every request is a JWS (§6.2) signed ES256; POST-as-GET (§6.3) for reads.
-final class ACMEClient {
-    static let pollKind: UInt8 = 243
+package final class ACMEClient {
+    package static let pollKind: UInt8 = 243
 
-    let reactor: Reactor
-    let http: HTTPSSending
-    let directoryURL: HTTPSURL
-    let accountKey: ACMEKey
-    weak var responder: ACMEChallengeResponder?
+    package let reactor: Reactor
+    package let http: HTTPSSending
+    package let directoryURL: HTTPSURL
+    package let accountKey: ACMEKey
+    package weak var responder: ACMEChallengeResponder?
 
     private var directory: (newNonce: String, newAccount: String, newOrder: String)?
     private var kid: String?
@@ -52,7 +57,7 @@ final class ACMEClient {
     private var waiting: [UInt64: () -> Void] = [:]
     private var nextWaitKey: UInt64 = 1
 
-    init(reactor: Reactor, http: HTTPSSending, directoryURL: HTTPSURL, accountKey: ACMEKey) {
+    package init(reactor: Reactor, http: HTTPSSending, directoryURL: HTTPSURL, accountKey: ACMEKey) {
         self.reactor = reactor
         self.http = http
         self.directoryURL = directoryURL
@@ -67,10 +72,10 @@ final class ACMEClient {
         }
     }
 
-    typealias Done<T> = (Result<T, ACMEFailure>) -> Void
+    package typealias Done<T> = (Result<T, ACMEFailure>) -> Void
 
     /// Runs one whole order for `domain`; `completion` gets the PEM chain (leaf first).
-    func order(domain: String, certificateKey: ACMEKey, completion: @escaping Done<[UInt8]>) {
+    package func order(domain: String, certificateKey: ACMEKey, completion: @escaping Done<[UInt8]>) {
         loadDirectory { [self] r in
             guard case .success = r else { return completion(r.map { [] }) }
             ensureAccount { [self] r in
@@ -233,7 +238,7 @@ final class ACMEClient {
 
     /// The wait a Retry-After value asks for, within [acmePollMinMs, acmePollMaxMs]. Clamped in
     /// seconds before the multiplication: a CA's huge value must not overflow it (a trap).
-    static func pollDelayMs(retryAfter: String?) -> Int64 {
+    package static func pollDelayMs(retryAfter: String?) -> Int64 {
         guard let retryAfter, let s = Int64(Substring(retryAfter).trimmingASCIISpaces()) else { return Limits.acmePollMinMs }
         let seconds = min(max(s, 0), Limits.acmePollMaxMs / 1000)
         return min(max(seconds * 1000, Limits.acmePollMinMs), Limits.acmePollMaxMs)
@@ -307,7 +312,7 @@ final class ACMEClient {
     }
 
     /// An RFC 7807 problem document as a failure; `detail` is clipped for the log line.
-    static func problem(_ json: JSONValue?) -> ACMEFailure? {
+    package static func problem(_ json: JSONValue?) -> ACMEFailure? {
         guard let type = json?["type"]?.stringValue else { return nil }
         let detail = json?["detail"]?.stringValue ?? ""
         return .problem(type: truncatedUTF8(type, maxBytes: Limits.acmeProblemMaxBytes),

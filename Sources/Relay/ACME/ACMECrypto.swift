@@ -1,20 +1,23 @@
+import RelayCodecs
+import RelayTransport
+
 internal import CTLS
 
 /// An ECDSA P-256 key: the ACME account key (ES256, RFC 8555 §6.2) and the certificate key.
-final class ACMEKey {
-    let pkey: OpaquePointer
+package final class ACMEKey {
+    package let pkey: OpaquePointer
 
     private init(_ pkey: OpaquePointer) { self.pkey = pkey }
     deinit { EVP_PKEY_free(pkey) }
 
-    static func generate() throws(TLSError) -> ACMEKey {
+    package static func generate() throws(TLSError) -> ACMEKey {
         ERR_clear_error()
         guard let k = pyry_ec_p256_generate() else { throw TLSError.drain("EC P-256 key generation") }
         return ACMEKey(k)
     }
 
     /// A PEM private key (PKCS#8 or SEC1). nil for anything else, including a key that is not P-256.
-    static func load(pem: [UInt8]) -> ACMEKey? {
+    package static func load(pem: [UInt8]) -> ACMEKey? {
         ERR_clear_error()
         defer { ERR_clear_error() }
         let key: OpaquePointer? = pem.withUnsafeBytes { p in
@@ -29,7 +32,7 @@ final class ACMEKey {
     }
 
     /// PKCS#8 PEM, unencrypted (the cache directory is 0700 and the files 0600).
-    func pem() -> [UInt8] {
+    package func pem() -> [UInt8] {
         guard let bio = BIO_new(BIO_s_mem()) else { return [] }
         defer { BIO_free(bio) }
         guard PEM_write_bio_PrivateKey(bio, pkey, nil, nil, 0, nil, nil) == 1 else { return [] }
@@ -41,17 +44,17 @@ final class ACMEKey {
 
     /// The public JWK (RFC 7517, RFC 7518 §6.2) with members in the lexicographic order RFC 7638
     /// §3.2 needs for the thumbprint.
-    var jwk: String {
+    package var jwk: String {
         var xy = [UInt8](repeating: 0, count: 64)
         _ = pyry_ec_p256_public_xy(pkey, &xy)
         return "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"\(Base64.urlEncode(xy[0..<32]))\",\"y\":\"\(Base64.urlEncode(xy[32..<64]))\"}"
     }
 
     /// RFC 7638 thumbprint, base64url: the second half of every key authorization (RFC 8555 §8.1).
-    var thumbprint: String { Base64.urlEncode(sha256(Array(jwk.utf8))) }
+    package var thumbprint: String { Base64.urlEncode(sha256(Array(jwk.utf8))) }
 
     /// ES256 over `message`: R||S, 64 bytes (RFC 7518 §3.4).
-    func sign(_ message: [UInt8]) throws(TLSError) -> [UInt8] {
+    package func sign(_ message: [UInt8]) throws(TLSError) -> [UInt8] {
         var sig = [UInt8](repeating: 0, count: 64)
         ERR_clear_error()
         guard pyry_es256_sign(pkey, message, message.count, &sig) == 1 else { throw TLSError.drain("ES256 sign") }
@@ -59,7 +62,7 @@ final class ACMEKey {
     }
 
     /// A DER CSR for `domain` signed by this key (RFC 8555 §7.4 finalize).
-    func csr(domain: String) throws(TLSError) -> [UInt8] {
+    package func csr(domain: String) throws(TLSError) -> [UInt8] {
         ERR_clear_error()
         var der: UnsafeMutablePointer<UInt8>? = nil
         let n = pyry_csr_der(pkey, domain, &der)
@@ -71,13 +74,13 @@ final class ACMEKey {
 
 /// What the relay needs to know about a leaf certificate: when it expires, its serial (logs,
 /// tests) and whether it names the domain (a cache entry for another name is re-ordered).
-struct CertificateInfo: Equatable {
-    let notAfter: Int64
-    let serial: String
-    let matchesDomain: Bool
+package struct CertificateInfo: Equatable {
+    package let notAfter: Int64
+    package let serial: String
+    package let matchesDomain: Bool
 
     /// The first certificate of a PEM chain (the leaf, RFC 8555 §7.4.2).
-    init?(chainPEM: [UInt8], domain: String) {
+    package init?(chainPEM: [UInt8], domain: String) {
         ERR_clear_error()
         defer { ERR_clear_error() }
         let x509: OpaquePointer? = chainPEM.withUnsafeBytes { p in

@@ -1,4 +1,8 @@
 import CEpoll
+import RelayReactor
+import RelayCodecs
+import RelayLog
+import RelayTransport
 
 /// Keeps the TLS listener supplied with a certificate for `--domain` from ACME (docs/operations.md
 /// "ACME"): the cache is read at boot (a restart does not order again), the expiry checked at boot
@@ -7,17 +11,17 @@ import CEpoll
 /// into the listener like a SIGHUP reload: new connections get it, existing ones keep theirs.
 /// A failed order is retried with backoff (`--acme-retry-min` doubling to 1 h) while the old
 /// certificate, if any, keeps serving. Boot never waits for the CA.
-final class ACMEManager: ACMEChallengeResponder {
-    static let checkKind: UInt8 = 241
-    static let retryKind: UInt8 = 242
+package final class ACMEManager: ACMEChallengeResponder {
+    package static let checkKind: UInt8 = 241
+    package static let retryKind: UInt8 = 242
 
-    let domain: String
-    let reactor: Reactor
-    let cache: CertCache
-    let tls: TLSHolder
-    let metrics: Metrics
-    let renewBeforeMs: Int64
-    let retryMinMs: Int64
+    package let domain: String
+    package let reactor: Reactor
+    package let cache: CertCache
+    package let tls: TLSHolder
+    package let counters: ACMECounters
+    package let renewBeforeMs: Int64
+    package let retryMinMs: Int64
     private let http: HTTPSSending
     private let directoryURL: HTTPSURL
     private var client: ACMEClient?
@@ -26,31 +30,30 @@ final class ACMEManager: ACMEChallengeResponder {
     /// Retry timers carry the generation they were armed in; a later order makes them stale.
     private var retryGeneration: UInt64 = 0
     /// The served certificate, once there is one.
-    private(set) var served: CertificateInfo?
+    package private(set) var served: CertificateInfo?
     /// Why there is no certificate yet (for /healthz on --http-listen): the last failure's type.
-    private(set) var lastFailure: String?
+    package private(set) var lastFailure: String?
     /// http-01 key authorizations by token (RFC 8555 §8.3), served on --http-listen.
-    private(set) var http01: [String: String] = [:]
+    package private(set) var http01: [String: String] = [:]
     /// Whether --http-listen is bound: only then is http-01 offered.
-    var httpListenerReady = false
+    package var httpListenerReady = false
     /// tls-alpn-01 on the TLS listener: always available.
     private let alpnChallenge = TLSALPNChallenge()
 
     /// `http`: the process's outbound HTTPS client; its response cap must fit a certificate chain
     /// (`Limits.acmeMaxCertificateBytes`).
-    init(domain: String, directoryURL: HTTPSURL, cache: CertCache, tls: TLSHolder, metrics: Metrics,
+    package init(domain: String, directoryURL: HTTPSURL, cache: CertCache, tls: TLSHolder, counters: ACMECounters,
          reactor: Reactor, http: HTTPSSending, renewBeforeMs: Int64, retryMinMs: Int64) {
         self.domain = domain
         self.directoryURL = directoryURL
         self.cache = cache
         self.tls = tls
-        self.metrics = metrics
+        self.counters = counters
         self.reactor = reactor
         self.renewBeforeMs = renewBeforeMs
         self.retryMinMs = retryMinMs
         retryDelayMs = retryMinMs
         self.http = http
-        metrics.acmeEnabled = true
         alpnChallenge.attach(to: tls.current)
         let previous = reactor.timerDelegate
         reactor.timerDelegate = { [weak self] entry, now in
@@ -68,7 +71,7 @@ final class ACMEManager: ACMEChallengeResponder {
     }
 
     /// Boot: serve the cached pair if it is good, then check (which may order, asynchronously).
-    func start() {
+    package func start() {
         loadCachedCertificate()
         reactor.scheduleDelegate(key: 0, at: reactor.now + Limits.acmeCheckIntervalMs, kind: ACMEManager.checkKind)
         check()
@@ -77,9 +80,9 @@ final class ACMEManager: ACMEChallengeResponder {
     // MARK: ACMEChallengeResponder
 
     /// http-01 first, as Go's autocert; tls-alpn-01 needs only the TLS port (RFC 8737).
-    var supportedChallengeTypes: [String] { httpListenerReady ? ["http-01", "tls-alpn-01"] : ["tls-alpn-01"] }
+    package var supportedChallengeTypes: [String] { httpListenerReady ? ["http-01", "tls-alpn-01"] : ["tls-alpn-01"] }
 
-    func publish(type: String, token: String, keyAuthorization: String, domain: String) {
+    package func publish(type: String, token: String, keyAuthorization: String, domain: String) {
         if type == "http-01" { http01[token] = keyAuthorization }
         if type == "tls-alpn-01", !alpnChallenge.set(domain: domain, keyAuthorization: keyAuthorization) {
             Log.error("acme_challenge_certificate_failed", ["domain": domain])
@@ -87,7 +90,7 @@ final class ACMEManager: ACMEChallengeResponder {
         Log.info("acme_challenge_published", ["domain": domain, "challenge": type])
     }
 
-    func withdraw(type: String, token: String) {
+    package func withdraw(type: String, token: String) {
         if type == "http-01" { http01[token] = nil }
         if type == "tls-alpn-01" { alpnChallenge.clear() }
     }
@@ -117,7 +120,7 @@ final class ACMEManager: ACMEChallengeResponder {
         }
         served = info
         lastFailure = nil
-        metrics.tlsCertNotAfter = info.notAfter
+        counters.tlsCertNotAfter = info.notAfter
         Log.info("acme_certificate_installed", ["domain": domain, "serial": info.serial,
                                                 "not_after": String(info.notAfter), "reason": reason])
         return true
@@ -178,12 +181,12 @@ final class ACMEManager: ACMEChallengeResponder {
         guard install(info, reason: served == nil ? "issued" : "renewed") else {
             return failed(.unexpected("issued pair does not load"))
         }
-        metrics.acmeOrdersIssued += 1
+        counters.ordersIssued += 1
         retryDelayMs = retryMinMs
     }
 
     private func failed(_ f: ACMEFailure) {
-        metrics.acmeOrdersFailed += 1
+        counters.ordersFailed += 1
         lastFailure = f.problemType
         var detail = f.description
         if case .problem(_, let d) = f { detail = d }

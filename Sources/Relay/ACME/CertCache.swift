@@ -1,18 +1,22 @@
 import CEpoll
+import RelayCodecs
+import RelayLog
 
 /// The ACME store under `--cert-cache` (docs/operations.md "ACME"): the account key and, per
 /// domain, the certificate chain and its key, each a PEM file of mode 0600 in a 0700 directory.
 /// Files are replaced atomically (temp file, fsync, rename, fsync of the directory), so a crash
 /// leaves the old file or the new one, never half of one.
-struct CertCache {
-    let directory: String
+package struct CertCache {
+    package let directory: String
 
-    static let accountKeyFile = "acme_account.key"
+    package init(directory: String) { self.directory = directory }
+
+    package static let accountKeyFile = "acme_account.key"
 
     /// Creates the directory (and missing parents) 0700. An existing one we own with group or
     /// other bits is tightened to 0700 and logged; one owned by another user refuses the start.
     /// Returns the refusal text (exit 1), or nil.
-    static func prepare(_ path: String) -> String? {
+    package static func prepare(_ path: String) -> String? {
         var prefix = path.hasPrefix("/") ? "" : "."
         for part in path.split(separator: "/") {
             prefix += "/" + part
@@ -36,23 +40,23 @@ struct CertCache {
         return nil
     }
 
-    func path(_ name: String) -> String { directory + "/" + name }
-    static func chainFile(_ domain: String) -> String { domain + ".crt" }
-    static func keyFile(_ domain: String) -> String { domain + ".key" }
+    package func path(_ name: String) -> String { directory + "/" + name }
+    package static func chainFile(_ domain: String) -> String { domain + ".crt" }
+    package static func keyFile(_ domain: String) -> String { domain + ".key" }
 
     /// Renames a staged entry over `name` (atomic within the directory); returns the error text, or nil.
-    func promote(_ staged: String, to name: String) -> String? {
+    package func promote(_ staged: String, to name: String) -> String? {
         rename(path(staged), path(name)) == 0 ? nil : "\(name): \(String(cString: strerror(pyry_errno())))"
     }
 
     /// Whether `name` does not exist (as opposed to existing but unreadable right now).
-    func isMissing(_ name: String) -> Bool {
+    package func isMissing(_ name: String) -> Bool {
         var st = stat()
         return lstat(path(name), &st) != 0 && pyry_errno() == ENOENT
     }
 
     /// The file's bytes, or nil when missing or unreadable (bounded: a cache entry is a few KiB).
-    func read(_ name: String) -> [UInt8]? {
+    package func read(_ name: String) -> [UInt8]? {
         let fd = pyry_open(path(name), O_RDONLY | O_CLOEXEC, 0)
         guard fd >= 0 else { return nil }
         defer { _ = close(fd) }
@@ -68,7 +72,7 @@ struct CertCache {
     }
 
     /// Replaces `name` with `bytes` atomically; returns the error text, or nil.
-    func write(_ name: String, _ bytes: [UInt8]) -> String? {
+    package func write(_ name: String, _ bytes: [UInt8]) -> String? {
         let final = path(name)
         let temp = final + ".tmp"
         _ = unlink(temp)

@@ -1,28 +1,32 @@
 import CEpoll
+import RelaySystem
+import RelayCodecs
+import RelayLog
+import RelayTransport
 
 /// The plain `--http-listen` listener in ACME mode (docs/operations.md "ACME"): answers http-01
 /// challenges (RFC 8555 §8.3, `/.well-known/acme-challenge/<token>` → the key authorization),
 /// `/healthz` (200 once a certificate is served; 503 with the reason before), and 404 to
 /// everything else. Every response closes the connection, and at most
 /// `Limits.acmeHTTPMaxConnections` are open at once: this port faces the internet.
-final class HTTPChallengeService: ConnectionDelegate {
-    static let challengePrefix = "/.well-known/acme-challenge/"
+package final class HTTPChallengeService: ConnectionDelegate {
+    package static let challengePrefix = "/.well-known/acme-challenge/"
 
-    let context: IOContext
-    let settings: ConnectionSettings
-    let acme: ACMEManager
+    package let context: IOContext
+    package let settings: ConnectionSettings
+    package let acme: ACMEManager
     /// The relay's /healthz body once there is a certificate.
-    let health: () -> [UInt8]
-    var live: [ObjectIdentifier: Connection] = [:]
+    package let health: () -> [UInt8]
+    package var live: [ObjectIdentifier: Connection] = [:]
 
-    init(context: IOContext, settings: ConnectionSettings, acme: ACMEManager, health: @escaping () -> [UInt8]) {
+    package init(context: IOContext, settings: ConnectionSettings, acme: ACMEManager, health: @escaping () -> [UInt8]) {
         self.context = context
         self.settings = settings
         self.acme = acme
         self.health = health
     }
 
-    func accept(fd: Int32, remote: SocketAddress) {
+    package func accept(fd: Int32, remote: SocketAddress) {
         guard live.count < Limits.acmeHTTPMaxConnections else {
             _ = close(fd)
             return
@@ -32,7 +36,7 @@ final class HTTPChallengeService: ConnectionDelegate {
         live[ObjectIdentifier(c)] = c
     }
 
-    func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition {
+    package func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition {
         let response: [UInt8]
         if head.path.hasPrefix(HTTPChallengeService.challengePrefix),
            let answer = acme.http01[String(head.path.dropFirst(HTTPChallengeService.challengePrefix.count))] {
@@ -52,9 +56,9 @@ final class HTTPChallengeService: ConnectionDelegate {
         return .respond(head.method == "HEAD" ? HTTPResponse.withoutBody(response) : response, close: true)
     }
 
-    func connectionDidUpgrade(_ c: Connection) {}
-    func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode) {}
-    func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?) {
+    package func connectionDidUpgrade(_ c: Connection) {}
+    package func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode) {}
+    package func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?) {
         live[ObjectIdentifier(c)] = nil
     }
 }

@@ -1,3 +1,5 @@
+import RelayTransport
+
 internal import CTLS
 
 /// The tls-alpn-01 answer (RFC 8737) on the TLS listener: while set, a handshake that offers ALPN
@@ -5,11 +7,11 @@ internal import CTLS
 /// extension, and `acme-tls/1` is negotiated (the C callbacks in the CTLS shim do the selection,
 /// so no Swift closure runs inside OpenSSL). Every TLS context the listener uses is hooked up
 /// with `attach`; the slot lives as long as the process's ACME manager.
-final class TLSALPNChallenge {
+package final class TLSALPNChallenge {
     private let slot: UnsafeMutablePointer<pyry_alpn_challenge>
     private var key: ACMEKey?
 
-    init() {
+    package init() {
         slot = .allocate(capacity: 1)
         slot.initialize(to: pyry_alpn_challenge())
     }
@@ -19,13 +21,13 @@ final class TLSALPNChallenge {
         slot.deallocate()
     }
 
-    func attach(to context: TLSContext) {
+    package func attach(to context: TLSContext) {
         pyry_ssl_ctx_enable_acme_alpn(context.ctx, slot)
     }
 
     /// Publishes the certificate for `domain` and `keyAuthorization` (RFC 8737 §3: the extension
     /// holds SHA-256 of the key authorization). False when OpenSSL could not make it.
-    func set(domain: String, keyAuthorization: String) -> Bool {
+    package func set(domain: String, keyAuthorization: String) -> Bool {
         clear()
         guard let k = try? ACMEKey.generate(), domain.utf8.count < 256 else { return false }
         let digest = sha256(Array(keyAuthorization.utf8))
@@ -44,7 +46,7 @@ final class TLSALPNChallenge {
         return true
     }
 
-    func clear() {
+    package func clear() {
         if let cert = slot.pointee.cert { X509_free(cert) }
         slot.pointee.cert = nil
         slot.pointee.key = nil

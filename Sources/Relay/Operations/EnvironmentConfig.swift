@@ -1,4 +1,8 @@
 import CEpoll
+import RelaySystem
+import RelayCodecs
+import RelayTransport
+import RelayCore
 
 /// The environment contract of docs/operations.md (and the single-instance switches of docs/architecture.md), validated strictly at boot
 /// (docs/operations.md § Boot order, step 2): a variable is either unset or holds exactly an accepted value.

@@ -1,12 +1,14 @@
+import RelayCodecs
+
 /// The `--help` page around the flag list: how to invoke the relay, the environment variables
 /// it reads, what it serves and its exit codes. Only what this build does; details live in
 /// docs/operations.md (running it) and docs/protocol.md (the wire protocol).
-enum HelpText {
-    static func render(flags: String) -> String {
+package enum HelpText {
+    package static func render(flags: String) -> String {
         usage + "\nFlags:\n" + flags + "\n" + environment + "\n" + endpoints + "\n" + exitCodes
     }
 
-    static let usage = """
+    package static let usage = """
         Usage:
           pyrycode-relay --domain NAME [flags]
                 TLS on --https-listen (default :443) with a certificate obtained and renewed over ACME
@@ -19,7 +21,7 @@ enum HelpText {
 
         """
 
-    static let environment = """
+    package static let environment = """
         Environment:
           PYRYCODE_RELAY_PRODUCTION=1
                 production mode: refuses --insecure-listen (a shard: except on a loopback or private
@@ -52,7 +54,7 @@ enum HelpText {
 
         """
 
-    static let endpoints = """
+    package static let endpoints = """
         Endpoints (docs/protocol.md):
           /v1/server    WebSocket upgrade for a pyry binary, paired by server-id
           /v1/client    WebSocket upgrade for a phone
@@ -64,7 +66,7 @@ enum HelpText {
 
         """
 
-    static let exitCodes = """
+    package static let exitCodes = """
         Exit status:
           0  clean shutdown (SIGTERM or SIGINT, connections drained)
           1  runtime failure: TLS files, a listener that cannot bind, a --cert-cache directory that

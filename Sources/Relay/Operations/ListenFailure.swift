@@ -1,18 +1,20 @@
 import CEpoll
+import RelaySystem
+import RelayTransport
 
 /// A listener that could not be bound, named the way the operator configured it:
 /// `listen --metrics-listen 127.0.0.1:9090: address already in use`.
-struct ListenFailure: Error, CustomStringConvertible {
-    let flag: String
+package struct ListenFailure: Error, CustomStringConvertible {
+    package let flag: String
     /// The address as the relay prints it elsewhere (`relay_started listen=`).
-    let address: String
-    let port: UInt16
-    let error: Errno
+    package let address: String
+    package let port: UInt16
+    package let error: Errno
 
-    var description: String { "listen --\(flag) \(address): \(Self.words(error, port: port))" }
+    package var description: String { "listen --\(flag) \(address): \(Self.words(error, port: port))" }
 
     /// strerror(3) in lower case, as Go's net package prints it, plus the usual fix where one exists.
-    static func words(_ error: Errno, port: UInt16) -> String {
+    package static func words(_ error: Errno, port: UInt16) -> String {
         let text = String(cString: strerror(error.code))
         let lowered = (text.first.map { String($0).lowercased() } ?? "") + text.dropFirst()
         if error.code == EACCES && port < 1024 {
@@ -23,7 +25,7 @@ struct ListenFailure: Error, CustomStringConvertible {
 }
 
 /// Binds the listener `--flag` configures; a failure names the flag and the address.
-func bindListener(_ flag: String, _ address: SocketAddress) throws(ListenFailure) -> FileDescriptor {
+package func bindListener(_ flag: String, _ address: SocketAddress) throws(ListenFailure) -> FileDescriptor {
     do { return try Socket.listen(on: address) } catch {
         throw ListenFailure(flag: flag, address: address.description, port: address.port, error: error)
     }

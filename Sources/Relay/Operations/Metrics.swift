@@ -1,57 +1,32 @@
 import CEpoll
+import RelayReactor
+import RelayCodecs
+import RelayPush
+import RelaySystem
+import RelayCore
+import RelayACME
+import Relaying
 
-/// The relay's counters, named as in the Go relay (docs/operations.md) so dashboards keep working,
+/// The relay's metrics, named as in the Go relay (docs/operations.md) so dashboards keep working,
 /// rendered in the Prometheus text format 0.0.4. Plain stored integers: one thread.
 public final class Metrics {
-    public enum Endpoint: Int, CaseIterable { case server, client }
-    public enum UpgradeOutcome: Int, CaseIterable {
-        case accept, rejectHeaders, reject409, reject404, reject429, rejectRateLimit
-    }
-    public enum RegisterFailure: Int, CaseIterable {
-        case noServer, serverInUse, phonesAtCap, ratelimit
-    }
     /// Label values by `rawValue`, as the Go relay spells them.
     private static let outcomeLabels: [StaticString] = [
         "accept", "reject_headers", "reject_409", "reject_404", "reject_429", "reject_rate_limit",
     ]
     private static let failureLabels: [StaticString] = ["no_server", "server_in_use", "phones_at_cap", "ratelimit"]
-    private static let bucketLabels = LoopLatency.boundLabels.map { Array($0.utf8) }
+    /// `LoopLatency.boundsNs` in seconds, as Prometheus `le` labels.
+    private static let bucketLabels = [
+        "5e-05", "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01",
+        "0.025", "0.05", "0.1", "0.25", "1",
+    ].map { Array($0.utf8) }
     private static let pushOutcomeLabels = PushService.Outcome.allCases.map { Array($0.label.utf8) }
 
-    public var framesPhoneToBinary = 0
-    public var framesBinaryToPhone = 0
-    public var bytesPhoneToBinary = 0
-    public var bytesBinaryToPhone = 0
-    public var graceExpiries = 0
-    public var upgrades = [Int](repeating: 0, count: Endpoint.allCases.count * UpgradeOutcome.allCases.count)
-    public var registerFailures = [Int](repeating: 0, count: RegisterFailure.allCases.count)
-    public var closedByCode: [UInt16: Int] = [:]
-    public var httpRejects: [Int: Int] = [:]
-    public var tlsHandshakesOK = 0
-    public var tlsHandshakesFailed = 0
-    /// Half-open connections closed to make room (per-IP or global half-open cap).
-    public var halfOpenEvictions = 0
-    /// Sharded mode: upgrades refused with 421 because their server-id belongs to another shard.
-    public var misroutedUpgrades = 0
+    private let relay: RelayCounters
+    /// Set when ACME manages the certificate; its series appear only then.
+    public var acme: ACMECounters?
 
-    /// ACME (docs/operations.md "ACME"): the served certificate's notAfter (Unix seconds; 0: none
-    /// yet) and orders by outcome.
-    public var tlsCertNotAfter: Int64 = 0
-    public var acmeOrdersIssued = 0
-    public var acmeOrdersFailed = 0
-    public var acmeEnabled = false
-
-    public init() {}
-
-    public func upgrade(_ e: Endpoint, _ o: UpgradeOutcome) {
-        upgrades[e.rawValue * UpgradeOutcome.allCases.count + o.rawValue] += 1
-    }
-
-    public func registerFailure(_ k: RegisterFailure) { registerFailures[k.rawValue] += 1 }
-
-    public func closed(code: CloseCode?) {
-        closedByCode[code?.rawValue ?? 1006, default: 0] += 1
-    }
+    public init(relay: RelayCounters) { self.relay = relay }
 
     public struct Gauges {
         public var connectedBinaries = 0
@@ -80,29 +55,29 @@ public final class Metrics {
         o.family("pyrycode_relay_connected_phones", "gauge", "Phones currently connected.")
         o.sample("pyrycode_relay_connected_phones ", g.connectedPhones)
         o.family("pyrycode_relay_frames_forwarded_total", "counter", "Frames forwarded, by direction.")
-        o.sample("pyrycode_relay_frames_forwarded_total{direction=\"phone_to_binary\"} ", framesPhoneToBinary)
-        o.sample("pyrycode_relay_frames_forwarded_total{direction=\"binary_to_phone\"} ", framesBinaryToPhone)
+        o.sample("pyrycode_relay_frames_forwarded_total{direction=\"phone_to_binary\"} ", relay.framesPhoneToBinary)
+        o.sample("pyrycode_relay_frames_forwarded_total{direction=\"binary_to_phone\"} ", relay.framesBinaryToPhone)
         o.family("pyrycode_relay_grace_expiries_total", "counter", "Grace periods that expired without a reclaim.")
-        o.sample("pyrycode_relay_grace_expiries_total ", graceExpiries)
+        o.sample("pyrycode_relay_grace_expiries_total ", relay.graceExpiries)
         o.family("pyrycode_relay_ws_upgrade_attempts_total", "counter", "WebSocket upgrade attempts, by endpoint and outcome.")
         for e in Endpoint.allCases {
-            for oc in UpgradeOutcome.allCases {
+            for oc in RelayCounters.UpgradeOutcome.allCases {
                 o.append("pyrycode_relay_ws_upgrade_attempts_total{endpoint=\"")
                 o.append(e == .server ? "server" : "client")
                 o.append("\",outcome=\"")
                 o.append(Metrics.outcomeLabels[oc.rawValue])
-                o.sample("\"} ", upgrades[e.rawValue * UpgradeOutcome.allCases.count + oc.rawValue])
+                o.sample("\"} ", relay.upgrades[e.rawValue * RelayCounters.UpgradeOutcome.allCases.count + oc.rawValue])
             }
         }
         o.family("pyrycode_relay_register_failures_total", "counter", "Registrations refused, by kind.")
-        for k in RegisterFailure.allCases {
+        for k in RelayCounters.RegisterFailure.allCases {
             o.append("pyrycode_relay_register_failures_total{kind=\"")
             o.append(Metrics.failureLabels[k.rawValue])
-            o.sample("\"} ", registerFailures[k.rawValue])
+            o.sample("\"} ", relay.registerFailures[k.rawValue])
         }
         o.family("pyrycode_relay_bytes_relayed_total", "counter", "Payload bytes relayed, by direction.")
-        o.sample("pyrycode_relay_bytes_relayed_total{direction=\"phone_to_binary\"} ", bytesPhoneToBinary)
-        o.sample("pyrycode_relay_bytes_relayed_total{direction=\"binary_to_phone\"} ", bytesBinaryToPhone)
+        o.sample("pyrycode_relay_bytes_relayed_total{direction=\"phone_to_binary\"} ", relay.bytesPhoneToBinary)
+        o.sample("pyrycode_relay_bytes_relayed_total{direction=\"binary_to_phone\"} ", relay.bytesBinaryToPhone)
         o.family("pyrycode_relay_queued_bytes", "gauge", "Bytes queued for writing across all connections.")
         o.sample("pyrycode_relay_queued_bytes ", g.queuedBytes)
         o.family("pyrycode_relay_live_connections", "gauge", "Live WebSocket connections.")
@@ -110,22 +85,22 @@ public final class Metrics {
         o.family("pyrycode_relay_half_open_connections", "gauge", "Connections not yet upgraded.")
         o.sample("pyrycode_relay_half_open_connections ", g.halfOpen)
         o.family("pyrycode_relay_half_open_evictions_total", "counter", "Connections not yet upgraded closed to make room (--max-half-open, --max-half-open-per-ip).")
-        o.sample("pyrycode_relay_half_open_evictions_total ", halfOpenEvictions)
+        o.sample("pyrycode_relay_half_open_evictions_total ", relay.halfOpenEvictions)
         o.family("pyrycode_relay_connections_closed_total", "counter", "WebSocket connections closed, by close code (1006: no close frame).")
-        for code in closedByCode.keys.sorted() {
+        for code in relay.closedByCode.keys.sorted() {
             o.append("pyrycode_relay_connections_closed_total{code=\"")
             o.appendDecimal(Int(code))
-            o.sample("\"} ", closedByCode[code]!)
+            o.sample("\"} ", relay.closedByCode[code]!)
         }
         o.family("pyrycode_relay_http_rejects_total", "counter", "HTTP requests answered with an error status.")
-        for s in httpRejects.keys.sorted() {
+        for s in relay.httpRejects.keys.sorted() {
             o.append("pyrycode_relay_http_rejects_total{status=\"")
             o.appendDecimal(s)
-            o.sample("\"} ", httpRejects[s]!)
+            o.sample("\"} ", relay.httpRejects[s]!)
         }
         o.family("pyrycode_relay_tls_handshakes_total", "counter", "TLS handshakes, by result.")
-        o.sample("pyrycode_relay_tls_handshakes_total{result=\"ok\"} ", tlsHandshakesOK)
-        o.sample("pyrycode_relay_tls_handshakes_total{result=\"failed\"} ", tlsHandshakesFailed)
+        o.sample("pyrycode_relay_tls_handshakes_total{result=\"ok\"} ", relay.tlsHandshakesOK)
+        o.sample("pyrycode_relay_tls_handshakes_total{result=\"failed\"} ", relay.tlsHandshakesFailed)
         o.family("pyrycode_relay_loop_iteration_seconds", "histogram", "Event-loop iteration durations (events, timers and writes of one epoll_wait wake-up).")
         var cumulative: UInt64 = 0
         for (i, label) in Metrics.bucketLabels.enumerated() {
@@ -150,8 +125,8 @@ public final class Metrics {
             }
         }
         o.family("pyrycode_relay_misrouted_upgrades_total", "counter", "Upgrades refused with 421 because their server-id belongs to another shard (--shard).")
-        o.sample("pyrycode_relay_misrouted_upgrades_total ", misroutedUpgrades)
-        if acmeEnabled { renderACME(o) }
+        o.sample("pyrycode_relay_misrouted_upgrades_total ", relay.misroutedUpgrades)
+        if let acme { renderACME(acme, o) }
         o.family("process_open_fds", "gauge", "Open file descriptors.")
         o.sample("process_open_fds ", g.openFileDescriptors)
         o.family("process_resident_memory_bytes", "gauge", "Resident set size.")
@@ -162,22 +137,22 @@ public final class Metrics {
 
 /// A growable byte buffer written through a pointer, for the Prometheus text format: fixed text
 /// from `StaticString`s, integers formatted in place.
-final class ExpositionBuffer {
+package final class ExpositionBuffer {
     private var base: UnsafeMutablePointer<UInt8>
     private var capacity: Int
-    private(set) var count = 0
+    package private(set) var count = 0
 
-    init(capacity: Int) {
+    package init(capacity: Int) {
         self.capacity = capacity
         base = .allocate(capacity: capacity)
     }
 
     deinit { base.deallocate() }
 
-    func reset() { count = 0 }
+    package func reset() { count = 0 }
 
     /// The text so far, copied out.
-    var bytes: [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
+    package var bytes: [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
 
     @inline(__always)
     private func reserve(_ n: Int) {
@@ -192,20 +167,20 @@ final class ExpositionBuffer {
         capacity = max(capacity * 2, count + n)
     }
 
-    func append(byte: UInt8) {
+    package func append(byte: UInt8) {
         reserve(1)
         base[count] = byte
         count += 1
     }
 
-    func append(_ s: StaticString) {
+    package func append(_ s: StaticString) {
         let n = s.utf8CodeUnitCount
         reserve(n)
         (base + count).update(from: s.utf8Start, count: n)
         count += n
     }
 
-    func append(_ bytes: [UInt8]) {
+    package func append(_ bytes: [UInt8]) {
         reserve(bytes.count)
         bytes.withUnsafeBufferPointer { b in
             if let p = b.baseAddress { (base + count).update(from: p, count: b.count) }
@@ -213,30 +188,30 @@ final class ExpositionBuffer {
         count += bytes.count
     }
 
-    func family(_ name: StaticString, _ type: StaticString, _ help: StaticString) {
+    package func family(_ name: StaticString, _ type: StaticString, _ help: StaticString) {
         append("# HELP "); append(name); append(byte: 0x20); append(help)
         append("\n# TYPE "); append(name); append(byte: 0x20); append(type); append(byte: 0x0A)
     }
 
     /// `prefix` (the series and a space) then the value and a newline.
-    func sample(_ prefix: StaticString, _ value: Int) {
+    package func sample(_ prefix: StaticString, _ value: Int) {
         append(prefix)
         appendDecimal(value)
         append(byte: 0x0A)
     }
 
-    func sample(_ prefix: StaticString, _ value: UInt64) {
+    package func sample(_ prefix: StaticString, _ value: UInt64) {
         append(prefix)
         appendDecimal(value)
         append(byte: 0x0A)
     }
 
-    func appendDecimal(_ value: Int) {
+    package func appendDecimal(_ value: Int) {
         if value < 0 { append(byte: UInt8(ascii: "-")) }
         appendDecimal(UInt64(value.magnitude))
     }
 
-    func appendDecimal(_ value: UInt64) {
+    package func appendDecimal(_ value: UInt64) {
         var digits = 1
         var v = value
         while v >= 10 { v /= 10; digits += 1 }
@@ -257,7 +232,7 @@ final class ExpositionBuffer {
     }
 
     /// Nanoseconds as decimal seconds, exact: `0.0032`, `12.0`.
-    func appendSeconds(nanoseconds ns: UInt64) {
+    package func appendSeconds(nanoseconds ns: UInt64) {
         appendDecimal(ns / 1_000_000_000)
         append(byte: UInt8(ascii: "."))
         var frac = ns % 1_000_000_000
@@ -268,36 +243,14 @@ final class ExpositionBuffer {
     }
 }
 
-/// VmRSS of this process in bytes: the second field of /proc/self/statm (pages, proc(5)) × the
-/// page size. One small read into a stack buffer: no String, no allocation.
-public func residentMemoryBytes() -> Int {
-    let fd = pyry_open("/proc/self/statm", O_RDONLY | O_CLOEXEC, 0)
-    guard fd >= 0 else { return 0 }
-    defer { _ = close(fd) }
-    return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 128) { buf -> Int in
-        let n = read(fd, buf.baseAddress, buf.count)
-        guard n > 0 else { return 0 }
-        var i = 0
-        while i < n && buf[i] != 0x20 { i += 1 }  // skip the first field (size)
-        i += 1
-        var pages = 0
-        while i < n, buf[i] >= 0x30, buf[i] <= 0x39 {
-            pages = pages * 10 + Int(buf[i] - 0x30)
-            i += 1
-        }
-        return pages * pageSize
-    }
-}
-
-private let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
 
 extension Metrics {
     /// ACME mode only (docs/operations.md "ACME").
-    func renderACME(_ o: ExpositionBuffer) {
+    package func renderACME(_ acme: ACMECounters, _ o: ExpositionBuffer) {
         o.family("pyrycode_relay_tls_cert_not_after_seconds", "gauge", "Expiry of the served certificate (Unix time); 0 while there is none.")
-        o.sample("pyrycode_relay_tls_cert_not_after_seconds ", Int(tlsCertNotAfter))
+        o.sample("pyrycode_relay_tls_cert_not_after_seconds ", Int(acme.tlsCertNotAfter))
         o.family("pyrycode_relay_acme_orders_total", "counter", "ACME certificate orders, by outcome.")
-        o.sample("pyrycode_relay_acme_orders_total{outcome=\"issued\"} ", acmeOrdersIssued)
-        o.sample("pyrycode_relay_acme_orders_total{outcome=\"failed\"} ", acmeOrdersFailed)
+        o.sample("pyrycode_relay_acme_orders_total{outcome=\"issued\"} ", acme.ordersIssued)
+        o.sample("pyrycode_relay_acme_orders_total{outcome=\"failed\"} ", acme.ordersFailed)
     }
 }

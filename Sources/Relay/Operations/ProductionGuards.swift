@@ -1,12 +1,14 @@
 import CEpoll
+import RelaySystem
+import RelayLog
 
 /// docs/operations.md: production mode refuses `--insecure-listen` and euid 0; any effective capability
 /// other than CAP_NET_BIND_SERVICE refuses in production and warns otherwise. A sharded relay
 /// (docs/architecture.md, "v2 = static shards") sits behind the proxy that terminates TLS, so in
 /// production it may listen in plain text, but only on a loopback or private address.
 public enum ProductionGuards {
-    static let capNetBindService = 10
-    static let capabilityNames = [
+    package static let capNetBindService = 10
+    package static let capabilityNames = [
         "cap_chown", "cap_dac_override", "cap_dac_read_search", "cap_fowner", "cap_fsetid", "cap_kill",
         "cap_setgid", "cap_setuid", "cap_setpcap", "cap_linux_immutable", "cap_net_bind_service",
         "cap_net_broadcast", "cap_net_admin", "cap_net_raw", "cap_ipc_lock", "cap_ipc_owner", "cap_sys_module",

@@ -1,4 +1,13 @@
 import CEpoll
+import RelaySystem
+import RelayReactor
+import RelayCodecs
+import RelayLog
+import RelayTransport
+import RelayPush
+import RelayACME
+import Relaying
+import RelayCore
 
 /// The relay process: the boot order of docs/operations.md, the loop, and the signals of docs/operations.md.
 public enum RelayApp {
@@ -113,8 +122,9 @@ public enum RelayApp {
             return 1
         }
         let context = IOContext(reactor: reactor)
-        let relay = RelayService(config: config, context: context)
-        let metricsService = MetricsService(context: context, relay: relay)
+        let relay = RelayService(settings: config.relaySettings, context: context)
+        let metrics = Metrics(relay: relay.metrics)
+        let metricsService = MetricsService(context: context, relay: relay, metrics: metrics)
         if let pushKey {
             // docs/protocol.md §9: wakes go out through the reactor's own HTTPS client.
             let base = env.fcmBaseURL ?? PushMessages.defaultBaseURL
@@ -164,8 +174,10 @@ public enum RelayApp {
                 // Lower case: DNS names are case-insensitive, and this one names the cache files.
                 // Its own client: certificate chains need a larger response cap than push answers.
                 let outbound = try HTTPSClient(reactor: reactor, maxResponseBytes: Limits.acmeMaxCertificateBytes)
+                let acmeCounters = ACMECounters()
+                metrics.acme = acmeCounters
                 let manager = ACMEManager(domain: domain.lowercased(), directoryURL: directory, cache: acmeCache, tls: tls,
-                                          metrics: relay.metrics, reactor: reactor, http: outbound,
+                                          counters: acmeCounters, reactor: reactor, http: outbound,
                                           renewBeforeMs: config.acmeRenewBeforeMs, retryMinMs: config.acmeRetryMinMs)
                 acme = manager
                 if let a = config.httpListen, let l = bindChallengeListener(a, manager: manager, relay: relay, context: context) {
@@ -262,53 +274,26 @@ public enum RelayApp {
     }
 }
 
-/// The TLS listener's current context; SIGHUP swaps it (docs/operations.md § Certificate renewal).
-final class TLSHolder {
-    static let rotationTimerKind: UInt8 = 251
-    private(set) var current: TLSContext
-
-    init(_ context: TLSContext) { current = context }
-
-    /// ACME: a new pair for new connections (existing ones keep theirs, as with a reload).
-    func install(_ context: TLSContext) { current = context }
-
-    /// Loads the same files again. A good pair serves new connections from now on; a bad one
-    /// leaves the old pair in place. Existing connections keep their own SSL_CTX reference.
-    func reload() {
-        do {
-            current = try TLSContext(certFile: current.certFile, keyFile: current.keyFile)
-            Log.info("tls_reloaded")
-        } catch {
-            Log.error("tls_reload_failed", ["err": error.description])
-        }
-    }
-
-    func rotateTicketKeys() {
-        do { try current.rotateTicketKeys() } catch {
-            Log.error("tls_ticket_rotation_failed", ["err": error.description])
-        }
-    }
-}
 
 /// Delivers signals from the signalfd to a closure on the loop.
-final class SignalHandler: EventHandler {
-    let channel: SignalChannel
-    let onSignal: (Int32) -> Void
-    init(channel: SignalChannel, onSignal: @escaping (Int32) -> Void) {
+package final class SignalHandler: EventHandler {
+    package let channel: SignalChannel
+    package let onSignal: (Int32) -> Void
+    package init(channel: SignalChannel, onSignal: @escaping (Int32) -> Void) {
         self.channel = channel
         self.onSignal = onSignal
     }
-    func handleEvent(_ events: UInt32) {
+    package func handleEvent(_ events: UInt32) {
         while let s = channel.next() { onSignal(s) }
     }
 }
 
-func writeStderr(_ s: String) {
+package func writeStderr(_ s: String) {
     var s = s
     s.withUTF8 { p in _ = write(2, p.baseAddress, p.count) }
 }
 
-func writeStdout(_ s: String) {
+package func writeStdout(_ s: String) {
     var s = s
     s.withUTF8 { p in _ = write(1, p.baseAddress, p.count) }
 }
@@ -316,7 +301,7 @@ func writeStdout(_ s: String) {
 // MARK: ACME mode (docs/operations.md "ACME")
 
 /// `--cert-cache` with a leading `$HOME` expanded, created or checked (CertCache.prepare).
-func prepareCertCache(_ raw: String, env: [String: String]) -> Result<CertCache, RelayConfig.Refusal> {
+package func prepareCertCache(_ raw: String, env: [String: String]) -> Result<CertCache, RelayConfig.Refusal> {
     var path = raw
     if raw.hasPrefix("$HOME") {
         guard let home = env["HOME"], !home.isEmpty else {
@@ -330,8 +315,8 @@ func prepareCertCache(_ raw: String, env: [String: String]) -> Result<CertCache,
 
 /// The http-01 listener. Port 80 is optional (tls-alpn-01 needs only the TLS port), so a bind
 /// failure is logged and the relay runs without it.
-func bindChallengeListener(_ a: SocketAddress, manager: ACMEManager, relay: RelayService, context: IOContext) -> Listener? {
-    let service = HTTPChallengeService(context: context, settings: relay.config.connection, acme: manager) {
+package func bindChallengeListener(_ a: SocketAddress, manager: ACMEManager, relay: RelayService, context: IOContext) -> Listener? {
+    let service = HTTPChallengeService(context: context, settings: relay.settings.connection, acme: manager) {
         relay.healthResponse(close: true)
     }
     do {

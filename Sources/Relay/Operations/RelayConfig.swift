@@ -1,3 +1,8 @@
+import RelaySystem
+import RelayCodecs
+import RelayTransport
+import RelayCore
+
 /// Everything the relay is configured with, validated (docs/operations.md). Built from flags by
 /// `RelayConfig.parse`; a refusal is a message that names the flag (exit 2 by the caller).
 public struct RelayConfig {
@@ -47,7 +52,7 @@ public struct RelayConfig {
         public let description: String
     }
 
-    static func flagSet() -> FlagSet {
+    package static func flagSet() -> FlagSet {
         var f = FlagSet()
         f.string("insecure-listen", default: "", "plain HTTP/WebSocket listener address (behind a TLS proxy, or for development)")
         f.string("domain", default: "", "public host name; enables the Host check (421) on the TLS listener; without --tls-cert, the certificate comes from ACME (Let's Encrypt)")
@@ -102,7 +107,7 @@ public struct RelayConfig {
         }
     }
 
-    static func address(_ flags: FlagSet, _ name: String) throws(Refusal) -> SocketAddress {
+    package static func address(_ flags: FlagSet, _ name: String) throws(Refusal) -> SocketAddress {
         let text = flags.string(name)
         do { return try SocketAddress(parsing: text) } catch {
             throw Refusal(description: "invalid value \"\(text)\" for --\(name): want host:port, :port or [v6]:port with port 1-65535 and an IP host")
@@ -117,7 +122,7 @@ public struct RelayConfig {
         return v
     }
 
-    static func duration(_ flags: FlagSet, _ name: String) throws(Refusal) -> Int64 {
+    package static func duration(_ flags: FlagSet, _ name: String) throws(Refusal) -> Int64 {
         let text = flags.string(name)
         guard let v = parseGoDuration(text), v > 0 else {
             throw Refusal(description: "invalid value \"\(text)\" for --\(name): want a duration such as 30s or 500ms")
@@ -134,7 +139,7 @@ public struct RelayConfig {
         return s
     }
 
-    static func build(_ flags: FlagSet) throws(Refusal) -> RelayConfig {
+    package static func build(_ flags: FlagSet) throws(Refusal) -> RelayConfig {
         var c = RelayConfig()
         let insecure = flags.isSet("insecure-listen") && !flags.string("insecure-listen").isEmpty
         let domain = flags.string("domain")
@@ -200,7 +205,7 @@ public struct RelayConfig {
 extension RelayConfig {
     public static let defaultACMEDirectory = "https://acme-v02.api.letsencrypt.org/directory"
 
-    static func buildACME(_ flags: FlagSet, _ c: inout RelayConfig, domain: String) throws(Refusal) {
+    package static func buildACME(_ flags: FlagSet, _ c: inout RelayConfig, domain: String) throws(Refusal) {
         // A DNS name (RFC 1123 §2.1): it names the cache files and goes into the CSR; CAs issue
         // no certificate for an IP literal through http-01.
         let labels = domain.split(separator: ".", omittingEmptySubsequences: false)

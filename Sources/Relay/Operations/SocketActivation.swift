@@ -1,4 +1,7 @@
 import CEpoll
+import RelaySystem
+import RelayLog
+import RelayTransport
 
 /// systemd socket activation (sd_listen_fds(3), docs/operations.md), without libsystemd: when
 /// `$LISTEN_PID` is our PID, descriptors 3 ..< 3+`$LISTEN_FDS` are listening sockets systemd (or
@@ -9,7 +12,7 @@ import CEpoll
 public final class SocketActivation {
     /// sd_listen_fds(3): SD_LISTEN_FDS_START.
     public static let firstFD: Int32 = 3
-    static let variables = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"]
+    package static let variables = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"]
 
     public struct Inherited: Equatable {
         public let fd: Int32
@@ -23,7 +26,7 @@ public final class SocketActivation {
     /// Listening stream sockets not yet taken, in descriptor order.
     public private(set) var available: [Inherited]
 
-    init(available: [Inherited]) { self.available = available }
+    package init(available: [Inherited]) { self.available = available }
 
     /// Reads and validates the inherited descriptors, makes them non-blocking and close-on-exec,
     /// and unsets the three variables so nothing we might start inherits them (what
@@ -65,7 +68,7 @@ public final class SocketActivation {
     /// The pure part of sd_listen_fds(3): which descriptors the environment hands us.
     /// No `LISTEN_PID`, or one that is not our PID → none (the variables were meant for another
     /// process, e.g. leaked from a parent). A malformed value meant for us is a failure.
-    static func parse(_ env: [String: String], pid: Int32) -> Result<[Inherited], Failure> {
+    package static func parse(_ env: [String: String], pid: Int32) -> Result<[Inherited], Failure> {
         guard let pidText = env["LISTEN_PID"] else { return .success([]) }
         guard let target = Int32(pidText), target > 0 else {
             return .failure(Failure(description: "socket activation: LISTEN_PID is not a process id"))
@@ -86,13 +89,13 @@ public final class SocketActivation {
         return .success((0..<Int(count)).map { Inherited(fd: firstFD + Int32($0), name: names[$0]) })
     }
 
-    enum Kind: Equatable {
+    package enum Kind: Equatable {
         case listeningStream
         case other(String)
     }
 
     /// SO_TYPE and SO_ACCEPTCONN: a listening TCP socket is what `Listener` can serve.
-    static func classify(_ fd: Int32) -> Kind {
+    package static func classify(_ fd: Int32) -> Kind {
         func option(_ name: Int32) -> Int32? {
             var v: Int32 = 0
             var len = socklen_t(MemoryLayout<Int32>.size)
@@ -133,7 +136,7 @@ public final class SocketActivation {
 
 /// Sets O_NONBLOCK and FD_CLOEXEC on an inherited descriptor (sd_listen_fds(3) sets FD_CLOEXEC;
 /// the loop needs non-blocking accept). Returns false, errno set, on failure.
-func makeNonBlockingCloseOnExec(_ fd: Int32) -> Bool {
+package func makeNonBlockingCloseOnExec(_ fd: Int32) -> Bool {
     let fl = pyry_fcntl_int(fd, F_GETFL, 0)
     guard fl >= 0, pyry_fcntl_int(fd, F_SETFL, fl | O_NONBLOCK) >= 0 else { return false }
     let fdfl = pyry_fcntl_int(fd, F_GETFD, 0)
@@ -142,6 +145,6 @@ func makeNonBlockingCloseOnExec(_ fd: Int32) -> Bool {
 }
 
 /// The descriptor flags and status flags, for tests.
-func descriptorFlags(_ fd: Int32) -> (status: Int32, descriptor: Int32) {
+package func descriptorFlags(_ fd: Int32) -> (status: Int32, descriptor: Int32) {
     (pyry_fcntl_int(fd, F_GETFL, 0), pyry_fcntl_int(fd, F_GETFD, 0))
 }

@@ -1,4 +1,7 @@
 import CEpoll
+import RelaySystem
+import RelayReactor
+import RelayLog
 
 /// The sd_notify(3) protocol spoken directly, without libsystemd (docs/operations.md): one datagram of
 /// newline-separated `KEY=VALUE` assignments to the AF_UNIX socket named by `$NOTIFY_SOCKET`.
@@ -48,11 +51,11 @@ public final class SystemdNotifier {
 /// `$NOTIFY_SOCKET` → the bytes of `sun_path` (sd_notify(3) NOTES): an absolute path
 /// (NUL-terminated), or `@name` for the Linux abstract namespace (leading NUL, no terminator;
 /// unix(7) "Abstract sockets": the name is exactly the bytes counted by the address length).
-enum NotifySocketAddress {
-    static let pathOffset = MemoryLayout<sockaddr_un>.offset(of: \sockaddr_un.sun_path)!
-    static let pathCapacity = MemoryLayout<sockaddr_un>.size - pathOffset  // 108 on Linux
+package enum NotifySocketAddress {
+    package static let pathOffset = MemoryLayout<sockaddr_un>.offset(of: \sockaddr_un.sun_path)!
+    package static let pathCapacity = MemoryLayout<sockaddr_un>.size - pathOffset  // 108 on Linux
 
-    static func encode(_ value: String) -> (path: [UInt8], abstract: Bool)? {
+    package static func encode(_ value: String) -> (path: [UInt8], abstract: Bool)? {
         var bytes = Array(value.utf8)
         guard bytes.count >= 2, !bytes.contains(0) else { return nil }
         let abstract: Bool

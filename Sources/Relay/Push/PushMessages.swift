@@ -1,10 +1,14 @@
+import RelayCodecs
+import RelayTransport
+import RelayCore
+
 /// The two HTTPS exchanges of a wake (docs/protocol.md §9), as pure functions: building the
 /// OAuth2 JWT-bearer request (RFC 7523 §2.1) and the FCM v1 send, and reading their answers.
 /// No I/O here, so every rule is unit-tested without a network.
 public enum PushMessages {
     /// RFC 7523 §2.1 grant type, form-encoded (the colons percent-encoded, as
     /// application/x-www-form-urlencoded serializes them).
-    static let grantType = "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"
+    package static let grantType = "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"
     /// The only scope the relay asks for: sending FCM messages.
     public static let scope = "https://www.googleapis.com/auth/firebase.messaging"
     /// The FCM v1 send path of the Pyrycode app's Firebase project.
@@ -19,9 +23,9 @@ public enum PushMessages {
     public static func assertion(key: ServiceAccountKey, issuedAt: Int) -> String? {
         let header = Base64.urlEncode(Array("{\"alg\":\"RS256\",\"typ\":\"JWT\"}".utf8))
         var claims: [UInt8] = Array("{\"iss\":\"".utf8)
-        claims += Envelope.jsonEscaped(key.clientEmail)
+        claims += JSONString.escaped(key.clientEmail)
         claims += Array("\",\"scope\":\"\(scope)\",\"aud\":\"".utf8)
-        claims += Envelope.jsonEscaped(key.tokenURI)
+        claims += JSONString.escaped(key.tokenURI)
         claims += Array("\",\"iat\":\(issuedAt),\"exp\":\(issuedAt + Limits.pushAssertionLifetimeSeconds)}".utf8)
         let signingInput = header + "." + Base64.urlEncode(claims)
         guard let signature = key.signRS256(Array(signingInput.utf8)) else { return nil }
@@ -65,7 +69,7 @@ public enum PushMessages {
     /// `{"message":{"token":"<token>","android":{"priority":"HIGH"}}}`, the token JSON-escaped.
     public static func sendRequest(url: HTTPSURL, accessToken: String, token: String) -> HTTPSRequest {
         var body: [UInt8] = Array("{\"message\":{\"token\":\"".utf8)
-        body += Envelope.jsonEscaped(token)
+        body += JSONString.escaped(token)
         body += Array("\",\"android\":{\"priority\":\"HIGH\"}}}".utf8)
         return HTTPSRequest(method: "POST", url: url,
                             headers: [("Authorization", "Bearer \(accessToken)"), ("Content-Type", "application/json")],
@@ -105,14 +109,14 @@ public enum PushMessages {
     }
 
     /// An FCM/gRPC code is kept in a log line only when it looks like one: `[A-Z0-9_]{1,64}`.
-    static func isErrorCode(_ s: String) -> Bool {
+    package static func isErrorCode(_ s: String) -> Bool {
         !s.isEmpty && s.utf8.count <= 64
             && s.utf8.allSatisfy { ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5F }
     }
 
     /// `projects/…/messages/<id>` → `<id>` when it is `[A-Za-z0-9:_.-]{1,128}` (FCM ids look
     /// like `0:1500415314455276%31bd1c9631bd1c96`, so `%` too); anything else is not logged.
-    static func messageID(_ name: String) -> String? {
+    package static func messageID(_ name: String) -> String? {
         let bytes = Array(name.utf8)
         let id = bytes[((bytes.lastIndex(of: UInt8(ascii: "/")) ?? -1) + 1)...]
         guard !id.isEmpty, id.count <= 128, id.allSatisfy({ b in
@@ -143,9 +147,9 @@ public enum PushMessages {
 /// error codes — never a response body, a token or an access token.
 public struct PushFailure: Error, Equatable, Sendable {
     public let text: String
-    init(_ text: String) { self.text = text }
+    package init(_ text: String) { self.text = text }
 
-    init(_ f: HTTPSFailure) {
+    package init(_ f: HTTPSFailure) {
         switch f {
         case .resolve: text = "resolve failed"
         case .connect: text = "connect failed"

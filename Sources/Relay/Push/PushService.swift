@@ -1,3 +1,9 @@
+import RelayReactor
+import RelayCodecs
+import RelayLog
+import RelayTransport
+import RelayCore
+
 /// Sends the FCM pushes binaries ask for (docs/protocol.md §9), on the reactor thread through an
 /// `HTTPSSending` client that never blocks the loop. Admission after the envelope is known to be a
 /// wake: a valid request → the server-id's bucket → the in-flight cap; a refused wake is only
@@ -20,25 +26,25 @@ public final class PushService {
         case tooManyInFlight = "too many wakes in flight"
     }
 
-    let key: ServiceAccountKey
-    let sendURL: HTTPSURL
-    let client: HTTPSSending
-    let now: () -> Int64
-    let wallSeconds: () -> Int
+    package let key: ServiceAccountKey
+    package let sendURL: HTTPSURL
+    package let client: HTTPSSending
+    package let now: () -> Int64
+    package let wallSeconds: () -> Int
     /// Per outcome, indexed by `Outcome.rawValue` (`pyrycode_relay_push_wakes_total`).
     public private(set) var counts = [Int](repeating: 0, count: Outcome.allCases.count)
     /// Admitted wakes without an outcome yet (≤ `Limits.pushMaxInFlight`).
     public private(set) var inFlight = 0
-    var buckets = RateLimiter<String>(burst: Limits.pushBurst, refillMs: Limits.pushRefillMs, idleMs: Limits.pushBucketIdleMs)
+    package var buckets = RateLimiter<String>(burst: Limits.pushBurst, refillMs: Limits.pushRefillMs, idleMs: Limits.pushBucketIdleMs)
     private var accessToken: String?
     private var accessTokenValidUntil: Int64 = 0
     private var fetching = false
     private var waiting: [Wake] = []
 
-    struct Wake {
-        let serverID: String
-        let token: String
-        var fingerprint: String { PushService.fingerprint(token) }
+    package struct Wake {
+        package let serverID: String
+        package let token: String
+        package var fingerprint: String { PushService.fingerprint(token) }
     }
 
     /// `baseURL`: `https://fcm.googleapis.com`, or `PYRYCODE_RELAY_FCM_BASE_URL` in tests.

@@ -1,3 +1,6 @@
+import RelayCodecs
+import RelayTransport
+
 internal import CTLS
 
 /// A Google service-account JSON key (`PYRYCODE_RELAY_FCM_CREDENTIALS`, docs/operations.md § Push):
@@ -10,7 +13,7 @@ public final class ServiceAccountKey {
     public let tokenURI: String
     public let tokenURL: HTTPSURL
     /// The RSA private key (OpenSSL `EVP_PKEY`, freed in deinit).
-    let privateKey: OpaquePointer
+    package let privateKey: OpaquePointer
 
     /// The key, or a fixed reason why it cannot be used.
     public static func parse(_ json: String) -> Result<ServiceAccountKey, KeyError> {
@@ -32,7 +35,7 @@ public final class ServiceAccountKey {
 
     public struct KeyError: Error, Equatable, Sendable {
         public let reason: String
-        init(_ reason: String) { self.reason = reason }
+        package init(_ reason: String) { self.reason = reason }
     }
 
     private init(clientEmail: String, tokenURI: String, tokenURL: HTTPSURL, privateKey: OpaquePointer) {
@@ -45,7 +48,7 @@ public final class ServiceAccountKey {
     deinit { EVP_PKEY_free(privateKey) }
 
     /// RS256 = RSASSA-PKCS1-v1_5 with SHA-256 (RFC 7518 §3.3) over `data`.
-    func signRS256(_ data: [UInt8]) -> [UInt8]? {
+    package func signRS256(_ data: [UInt8]) -> [UInt8]? {
         guard let md = EVP_MD_CTX_new() else { return nil }
         defer { EVP_MD_CTX_free(md) }
         defer { ERR_clear_error() }

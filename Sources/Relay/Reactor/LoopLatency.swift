@@ -3,14 +3,10 @@
 /// serves every connection, so this is the delay a ready socket can see on top of its own work.
 /// Fixed buckets; recording allocates nothing.
 public struct LoopLatency {
-    /// Upper bounds in nanoseconds; Prometheus `le` labels in seconds are `boundLabels`.
+    /// Upper bounds in nanoseconds (the exposition's `le` labels are in Operations' `Metrics`).
     public static let boundsNs: [UInt64] = [
         50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000,
         25_000_000, 50_000_000, 100_000_000, 250_000_000, 1_000_000_000,
-    ]
-    public static let boundLabels = [
-        "5e-05", "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01",
-        "0.025", "0.05", "0.1", "0.25", "1",
     ]
 
     /// Per-bucket (not cumulative) counts; the last slot is above every bound (+Inf).

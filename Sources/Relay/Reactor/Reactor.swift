@@ -1,4 +1,5 @@
 import CEpoll
+import RelaySystem
 
 /// An object that owns a registered descriptor: a listener, a connection, the signal channel.
 public protocol EventHandler: AnyObject {
@@ -20,10 +21,10 @@ extension EventHandler {
 /// (NIO registration ids, nginx's instance bit).
 public struct Token: Hashable, Sendable {
     public let raw: UInt64
-    init(slot: UInt32, generation: UInt32) { raw = UInt64(generation) << 32 | UInt64(slot) }
-    init(raw: UInt64) { self.raw = raw }
-    var slot: Int { Int(UInt32(truncatingIfNeeded: raw)) }
-    var generation: UInt32 { UInt32(truncatingIfNeeded: raw >> 32) }
+    package init(slot: UInt32, generation: UInt32) { raw = UInt64(generation) << 32 | UInt64(slot) }
+    package init(raw: UInt64) { self.raw = raw }
+    package var slot: Int { Int(UInt32(truncatingIfNeeded: raw)) }
+    package var generation: UInt32 { UInt32(truncatingIfNeeded: raw >> 32) }
 }
 
 /// The single-threaded epoll loop. Owns the timer queue; every socket of the process is

@@ -1,4 +1,5 @@
 import CEpoll
+import RelaySystem
 
 /// Signals delivered as readable events on a signalfd (no async signal handlers).
 /// The signals must be blocked before any thread starts, so this runs first in main.

@@ -1,4 +1,5 @@
 import CEpoll
+import RelaySystem
 
 /// A timer entry names its owner by a key and a kind; the owner decides on firing whether the
 /// entry is still current (lazy cancellation: nothing is removed from the heap early).

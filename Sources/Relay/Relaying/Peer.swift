@@ -1,32 +1,35 @@
-/// The relay's record of one upgraded connection, attached as `Connection.userInfo`.
-final class Peer {
-    enum Role { case binary, phone }
+import RelayTransport
+import RelayCore
 
-    let role: Role
-    let handle: ConnHandle
-    let serverID: String
-    let ip: String
+/// The relay's record of one upgraded connection, attached as `Connection.userInfo`.
+package final class Peer {
+    package enum Role { case binary, phone }
+
+    package let role: Role
+    package let handle: ConnHandle
+    package let serverID: String
+    package let ip: String
     /// What the per-IP limits count this connection under (an IPv6 client's /64).
-    let key: ClientKey
-    let version: String      // X-Pyrycode-Version (binaries)
-    let deviceName: String   // X-Pyrycode-Device-Name (phones), truncated for logs
-    var connID = ""
-    var connIDBytes: [UInt8] = []
-    var registered = false
+    package let key: ClientKey
+    package let version: String      // X-Pyrycode-Version (binaries)
+    package let deviceName: String   // X-Pyrycode-Device-Name (phones), truncated for logs
+    package var connID = ""
+    package var connIDBytes: [UInt8] = []
+    package var registered = false
     /// For a phone: its binary's connection while that binary holds the slot live (a cache of
     /// `Registry.route`, cleared when the binary leaves; saves two hash lookups per message).
-    var binary: Connection?
+    package var binary: Connection?
     /// The binary's envelope asked for this phone's close: no close notice (docs/protocol.md §8).
-    var closedByBinary = false
+    package var closedByBinary = false
     /// A close notice code decided by the relay (1001 for non-JSON, docs/protocol.md §7.1).
-    var noticeCode: UInt16?
+    package var noticeCode: UInt16?
     /// Where each message queued to this phone ends in its output stream (bytes written + queued
     /// at the time): the outbox charges 64 bytes per message not yet written (docs/protocol.md §7.5).
     private var pendingEnds: [Int] = []
     private var pendingHead = 0
 
     /// Messages queued and not yet fully written, given the bytes written so far.
-    func unwrittenMessages(written: Int) -> Int {
+    package func unwrittenMessages(written: Int) -> Int {
         while pendingHead < pendingEnds.count && pendingEnds[pendingHead] <= written { pendingHead += 1 }
         if pendingHead == pendingEnds.count {
             pendingEnds.removeAll(keepingCapacity: pendingEnds.count <= 64)
@@ -38,9 +41,9 @@ final class Peer {
         return pendingEnds.count - pendingHead
     }
 
-    func messageQueued(endingAt end: Int) { pendingEnds.append(end) }
+    package func messageQueued(endingAt end: Int) { pendingEnds.append(end) }
 
-    init(role: Role, handle: ConnHandle, serverID: String, ip: String, key: ClientKey, version: String, deviceName: String) {
+    package init(role: Role, handle: ConnHandle, serverID: String, ip: String, key: ClientKey, version: String, deviceName: String) {
         self.role = role
         self.handle = handle
         self.serverID = serverID

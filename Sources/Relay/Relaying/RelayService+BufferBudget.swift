@@ -1,3 +1,7 @@
+import RelayCodecs
+import RelayLog
+import RelayTransport
+
 /// The process-wide buffer budget, `--max-buffered-bytes` (docs/operations.md): bytes queued
 /// for writing plus bytes held by unfinished messages (input and assembly buffers) stay under
 /// it. Over it the largest holder goes first, until the growth that hit the budget fits:
@@ -15,8 +19,8 @@ extension RelayService {
 
     /// Sheds the largest holders until `extra` more bytes for `requester` fit in the budget (or
     /// the requester itself was shed). The scan is O(connections) but runs only over budget.
-    func shedLargestHolders(growing requester: Connection? = nil, by extra: Int = 0) {
-        while context.bufferedBytes + extra > config.maxBufferedBytes {
+    package func shedLargestHolders(growing requester: Connection? = nil, by extra: Int = 0) {
+        while context.bufferedBytes + extra > settings.maxBufferedBytes {
             var victim: Connection?
             var victimSize = 0
             var victimQueue = 0
@@ -49,7 +53,7 @@ extension RelayService {
     /// Freed buffers passed `Limits.trimAfterReleasedBytes`: return free heap pages to the
     /// kernel once the loop has been quiet for a moment (the trim timer), not at the next
     /// minute's housekeeping, so RSS falls soon after a burst of large messages is gone.
-    func noteLargeRelease() {
+    package func noteLargeRelease() {
         lastReleaseMs = context.reactor.now
         armTrim(at: lastReleaseMs + RelayService.trimQuietMs)
     }

@@ -1,3 +1,8 @@
+import RelayCodecs
+import RelayLog
+import RelayTransport
+import RelayCore
+
 /// Registry wiring and message forwarding (docs/protocol.md §5, §7).
 extension RelayService {
     // MARK: after the 101
@@ -19,7 +24,7 @@ extension RelayService {
             case .registered(let connID):
                 peer.connID = connID
                 // The id embeds the server-id header, which may hold `"` or `\`: escape once here.
-                peer.connIDBytes = Envelope.jsonEscaped(connID)
+                peer.connIDBytes = JSONString.escaped(connID)
                 peer.registered = true
                 metrics.upgrade(.client, .accept)
                 Log.info("phone_registered", ["server_id": peer.serverID, "conn_id": connID,
@@ -96,7 +101,7 @@ extension RelayService {
     }
 
     /// Forgets the cached binary of every phone of `binary` (it is leaving its slot).
-    func uncacheBinary(_ binary: Peer) {
+    package func uncacheBinary(_ binary: Peer) {
         for h in registry.phones(ofBinary: binary.handle) {
             if let info = connections[h]?.userInfo { unsafeDowncast(info, to: Peer.self).binary = nil }
         }
@@ -123,7 +128,7 @@ extension RelayService {
             // docs/protocol.md §7.5: each queued message is charged its length + 64 against the phone's budget.
             let charge = pc.queuedBytes + (phone.unwrittenMessages(written: pc.bytesOut) + 1) * Limits.outboxPerMessageOverhead
                 + frame.count
-            if charge > config.outboxBudget {
+            if charge > settings.outboxBudget {
                 overflow(pc, phone, directive: env.closeCode)
                 return
             }
@@ -138,13 +143,13 @@ extension RelayService {
             pc.close(code: wire.isValidOnWire ? wire : .normal)
         }
         // Last: shedding may close this binary too, freeing the buffer `payload` points into.
-        if context.bufferedBytes > config.maxBufferedBytes { shedLargestHolders() }
+        if context.bufferedBytes > settings.maxBufferedBytes { shedLargestHolders() }
     }
 
     /// A phone whose queue passed its budget: what is not yet in the kernel is dropped and it
     /// gets a close frame 1011 `phone backlog full` behind the frame it is reading, or the
     /// directive's own code (docs/operations.md, "Memory").
-    func overflow(_ pc: Connection, _ phone: Peer, directive: UInt16?) {
+    package func overflow(_ pc: Connection, _ phone: Peer, directive: UInt16?) {
         var code = CloseCode.internalError
         if let d = directive {
             phone.closedByBinary = true
@@ -161,16 +166,16 @@ extension RelayService {
     /// A phone the relay is closing to get its memory back leaves the registry at once: its
     /// binary hears the close notice now, not when the socket finally goes (a phone that does
     /// not read keeps it until the write-stall timeout). `connectionDidClose` finds it gone.
-    func phoneLeavesNow(_ phone: Peer) {
+    package func phoneLeavesNow(_ phone: Peer) {
         perform(registry.phoneLeft(phone.handle, closeCode: phone.noticeCode, closedByBinary: phone.closedByBinary))
     }
 
-    func setPhonesPaused(of binary: Connection, _ paused: Bool) {
+    package func setPhonesPaused(of binary: Connection, _ paused: Bool) {
         guard let peer = binary.userInfo as? Peer else { return }
         setPhonesPaused(ofBinary: peer, paused)
     }
 
-    func setPhonesPaused(ofBinary peer: Peer, _ paused: Bool) {
+    package func setPhonesPaused(ofBinary peer: Peer, _ paused: Bool) {
         for h in registry.phones(ofBinary: peer.handle) {
             guard let pc = connections[h] else { continue }
             if paused { pc.pauseReading() } else { pc.resumeReading() }
@@ -228,7 +233,7 @@ extension RelayService {
 
     // MARK: registry actions
 
-    func perform(_ actions: [RegistryAction]) {
+    package func perform(_ actions: [RegistryAction]) {
         for a in actions {
             switch a {
             case .closeConn(let h, let code, let reason):

@@ -1,3 +1,7 @@
+import RelaySystem
+import RelayTransport
+import RelayCore
+
 /// The half-open caps (docs/operations.md, "Admission limits"): `--max-half-open` in all and
 /// `--max-half-open-per-ip` per client, so that one source flooding idle connections evicts its
 /// own connections, not the phones that are slow to send their upgrade request.
@@ -8,12 +12,12 @@ extension RelayService {
     /// re-keys it), and with `--trust-x-forwarded-for` the peer is the proxy itself for every
     /// connection, so only the global cap applies (the request's X-Forwarded-For names the
     /// client only at upgrade time, for the rate limit and the live-connection cap).
-    func halfOpenKey(remote: SocketAddress, proxyHeader: Bool) -> ClientKey {
-        if proxyHeader || config.trustXForwardedFor { return .unattributed }
+    package func halfOpenKey(remote: SocketAddress, proxyHeader: Bool) -> ClientKey {
+        if proxyHeader || settings.trustXForwardedFor { return .unattributed }
         return ClientKey(remote) ?? .unattributed
     }
 
-    func makeHalfOpenRoom(for key: ClientKey) {
+    package func makeHalfOpenRoom(for key: ClientKey) {
         for c in halfOpen.makeRoom(for: key) {
             metrics.halfOpenEvictions += 1
             c.abort()

@@ -1,3 +1,7 @@
+import RelayCodecs
+import RelayLog
+import RelayCore
+
 /// The log lines a peer can make the relay write again and again — per message (a binary's
 /// invalid envelopes) or per request (refused upgrades) — go through one `LogSuppressor`:
 /// per connection and per event at most `Limits.logBurstPerConnection` lines in each
@@ -5,14 +9,14 @@
 /// then one `msg=log_suppressed event=<msg> count=K` summary (docs/operations.md, "Log volume").
 /// Lines that happen once per connection (claimed, registered, disconnected) are not budgeted:
 /// admission already limits how often they can happen.
-enum RepeatedLogEvent: CaseIterable {
+package enum RepeatedLogEvent: CaseIterable {
     case binaryForwarderUnmarshalErr, binaryForwarderPushWakeDropped, binaryForwarderUnknownConnID
     case ratelimitRejected, connCapReached, ipConnCapReached
     case phoneRegisterNoServer, phoneRegisterAtCap, serverIDConflict
     case upgradeMisrouted
 
     /// No raw value on purpose: a flood hashes the case, not a string.
-    var msg: String {
+    package var msg: String {
         switch self {
         case .binaryForwarderUnmarshalErr: "binary_forwarder_unmarshal_err"
         case .binaryForwarderPushWakeDropped: "binary_forwarder_push_wake_dropped"
@@ -29,22 +33,22 @@ enum RepeatedLogEvent: CaseIterable {
 }
 
 extension RelayService {
-    static let logIntervalKind: UInt8 = 220
+    package static let logIntervalKind: UInt8 = 220
 
     /// Writes `event` unless its budget for `peer`'s connection (when given) or for the whole
     /// process is spent; the fields are built only for lines that are written.
-    func logRepeated(_ event: RepeatedLogEvent, level: Log.Level = .warn, peer: Peer? = nil,
+    package func logRepeated(_ event: RepeatedLogEvent, level: Log.Level = .warn, peer: Peer? = nil,
                      _ fields: @autoclosure () -> KeyValuePairs<String, String>) {
         guard logBudget.admit(event, scope: peer?.handle.raw) else { return }
         Log.write(level, event.msg, fields())
     }
 
-    func scheduleLogInterval(from now: Int64) {
+    package func scheduleLogInterval(from now: Int64) {
         context.reactor.scheduleDelegate(key: 0, at: now + Limits.logSuppressionIntervalMs, kind: RelayService.logIntervalKind)
     }
 
     /// The interval's summaries, for connections still open and for the process.
-    func endLogInterval(now: Int64) {
+    package func endLogInterval(now: Int64) {
         for s in logBudget.endInterval() {
             let peer = s.scope.flatMap { connections[ConnHandle($0)]?.userInfo as? Peer }
             logSuppressed(s, peer: peer)
@@ -53,7 +57,7 @@ extension RelayService {
     }
 
     /// A closing connection's summaries, while its ids are at hand.
-    func endLogScope(_ peer: Peer) {
+    package func endLogScope(_ peer: Peer) {
         for s in logBudget.endScope(peer.handle.raw) { logSuppressed(s, peer: peer) }
     }
 

@@ -1,52 +1,59 @@
 import CEpoll
+import RelaySystem
+import RelayReactor
+import RelayCodecs
+import RelayLog
+import RelayTransport
+import RelayCore
+import RelayPush
 
 /// The relay: one `ConnectionDelegate` for every public connection. It routes requests
 /// (docs/protocol.md §2), admits upgrades (§6, §10), drives the registry (§8) and forwards (§9).
 /// Everything runs on the reactor thread.
 public final class RelayService: ConnectionDelegate {
-    public let config: RelayConfig
+    public let settings: RelaySettings
     public let context: IOContext
-    public let metrics = Metrics()
-    let registry: Registry
-    var rateLimiter = RateLimiter()
-    var connections: [ConnHandle: Connection] = [:]
-    var perIP: [ClientKey: Int] = [:]
-    var liveWebSockets = 0
-    var halfOpen: HalfOpenTable<Connection>
-    var nextHandle: UInt64 = 1
-    var registryTimers: [UInt64: RegistryTimer] = [:]
-    var nextTimerKey: UInt64 = 1
-    let startedMs: Int64
+    public let metrics = RelayCounters()
+    package let registry: Registry
+    package var rateLimiter = RateLimiter()
+    package var connections: [ConnHandle: Connection] = [:]
+    package var perIP: [ClientKey: Int] = [:]
+    package var liveWebSockets = 0
+    package var halfOpen: HalfOpenTable<Connection>
+    package var nextHandle: UInt64 = 1
+    package var registryTimers: [UInt64: RegistryTimer] = [:]
+    package var nextTimerKey: UInt64 = 1
+    package let startedMs: Int64
     public private(set) var draining = false
     /// Called when draining finishes (no WebSocket left).
     public var onDrained: (() -> Void)?
-    var random = SystemRandom()
+    package var random = SystemRandom()
 
-    static let registryTimerKind: UInt8 = 200
-    static let housekeepingKind: UInt8 = 201
-    static let housekeepingMs: Int64 = 60_000
-    static let trimKind: UInt8 = 202
+    package static let registryTimerKind: UInt8 = 200
+    package static let housekeepingKind: UInt8 = 201
+    package static let housekeepingMs: Int64 = 60_000
+    package static let trimKind: UInt8 = 202
     /// Quiet time after the last accept before freed heap pages are returned to the kernel.
-    static let trimQuietMs: Int64 = 500
-    var lastAcceptMs: Int64 = 0
+    package static let trimQuietMs: Int64 = 500
+    package var lastAcceptMs: Int64 = 0
     /// When freed buffers last passed `Limits.trimAfterReleasedBytes` (RelayService+BufferBudget).
-    var lastReleaseMs: Int64 = 0
-    var trimArmed = false
+    package var lastReleaseMs: Int64 = 0
+    package var trimArmed = false
     /// The reactor's timer delegate before ours: it gets the kinds we do not own.
     private var previousTimerDelegate: ((TimerEntry, Int64) -> Void)?
     /// Repeatable log events (RelayService+LogBudget.swift).
-    var logBudget = LogSuppressor<RepeatedLogEvent>(perScopeBurst: Limits.logBurstPerConnection,
+    package var logBudget = LogSuppressor<RepeatedLogEvent>(perScopeBurst: Limits.logBurstPerConnection,
                                                     globalBurst: Limits.logBurstGlobal)
     /// FCM wakes (docs/protocol.md §9); nil when push is not configured.
     public var push: PushService?
 
-    public init(config: RelayConfig, context: IOContext) {
-        self.config = config
+    public init(settings: RelaySettings, context: IOContext) {
+        self.settings = settings
         self.context = context
-        self.registry = Registry(graceMs: config.graceMs, probeTimeoutMs: config.probeTimeoutMs,
-                                 maxPhonesPerServer: config.phonesPerServer)
+        self.registry = Registry(graceMs: settings.graceMs, probeTimeoutMs: settings.probeTimeoutMs,
+                                 maxPhonesPerServer: settings.phonesPerServer)
         self.startedMs = context.reactor.now
-        self.halfOpen = HalfOpenTable(limit: config.maxHalfOpen, perKeyLimit: config.maxHalfOpenPerIP)
+        self.halfOpen = HalfOpenTable(limit: settings.maxHalfOpen, perKeyLimit: settings.maxHalfOpenPerIP)
         // Kinds that are not ours go to the delegate installed before (e.g. HTTPSClient's).
         previousTimerDelegate = context.reactor.timerDelegate
         context.reactor.timerDelegate = { [unowned self] entry, now in self.delegateTimer(entry, now: now) }
@@ -60,7 +67,7 @@ public final class RelayService: ConnectionDelegate {
         // Page in the handshake's SHA-1 path once at boot: OpenSSL's provider set-up touches ~2 MB
         // of libcrypto the first time, which would otherwise land on the first client.
         _ = WebSocketHandshake.acceptKey(for: "dGhlIHNhbXBsZSBub25jZQ==")
-        context.bufferBudget = config.maxBufferedBytes
+        context.bufferBudget = settings.maxBufferedBytes
         context.onLargeRelease = { [unowned self] in self.noteLargeRelease() }
     }
 
@@ -68,21 +75,6 @@ public final class RelayService: ConnectionDelegate {
     public var connectedPhones: Int { registry.connectedPhones }
     public var liveConnectionCount: Int { liveWebSockets }
     public var halfOpenCount: Int { halfOpen.count }
-
-    public func gauges() -> Metrics.Gauges {
-        var g = Metrics.Gauges()
-        g.connectedBinaries = registry.connectedBinaries
-        g.connectedPhones = registry.connectedPhones
-        g.liveConnections = liveWebSockets
-        g.halfOpen = halfOpen.count
-        g.queuedBytes = context.queuedBytes
-        g.loopLatency = context.reactor.loopLatency
-        g.logLinesDropped = Log.linesDropped
-        g.openFileDescriptors = openDescriptors()
-        g.residentMemoryBytes = residentMemoryBytes()
-        g.pushWakes = push?.counts
-        return g
-    }
 
     /// Descriptors that do not belong to a connection (stdio, epoll, timerfd, signalfd, listeners
     /// and their spares, the instance lock, the notify socket), counted once by walking
@@ -93,7 +85,7 @@ public final class RelayService: ConnectionDelegate {
     /// proportion to the open fds, on the loop): the fixed ones plus the connections' own count.
     /// Exact while no transient fd (a /proc read, a TLS file load) is open, which is always the
     /// case between two events on the one thread.
-    func openDescriptors() -> Int {
+    package func openDescriptors() -> Int {
         let fixed = fixedDescriptors ?? (openFileDescriptorCount() - context.connectionDescriptors)
         fixedDescriptors = fixed
         return fixed + context.connectionDescriptors
@@ -115,7 +107,7 @@ public final class RelayService: ConnectionDelegate {
         noteAccept()
         let key = halfOpenKey(remote: remote, proxyHeader: proxyHeader)
         makeHalfOpenRoom(for: key)
-        let c = Connection(fd: fd, remote: remote, context: context, settings: config.connection, delegate: self,
+        let c = Connection(fd: fd, remote: remote, context: context, settings: settings.connection, delegate: self,
                            tls: tls, proxyHeader: proxyHeader)
         do { try c.start() } catch { return }
         halfOpen.insert(c, key: key)
@@ -129,7 +121,7 @@ public final class RelayService: ConnectionDelegate {
         armTrim(at: lastAcceptMs + RelayService.trimQuietMs)
     }
 
-    func armTrim(at deadline: Int64) {
+    package func armTrim(at deadline: Int64) {
         if !trimArmed {
             trimArmed = true
             context.reactor.scheduleDelegate(key: 0, at: deadline, kind: RelayService.trimKind)
@@ -141,7 +133,7 @@ public final class RelayService: ConnectionDelegate {
     public func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition {
         // Request bodies are never read (docs/protocol.md §3), so a request that carries one cannot persist.
         let keepAlive = head.keepAlive && !draining && !head.carriesBody
-        if let domain = config.domain, !hostMatches(head.value("host"), domain) {
+        if let domain = settings.domain, !hostMatches(head.value("host"), domain) {
             return reject(.misdirected, close: true)
         }
         switch head.path {
@@ -158,14 +150,14 @@ public final class RelayService: ConnectionDelegate {
         }
     }
 
-    func reject(_ status: HTTPStatus, close: Bool, extra: [(String, String)] = []) -> HTTPDisposition {
+    package func reject(_ status: HTTPStatus, close: Bool, extra: [(String, String)] = []) -> HTTPDisposition {
         metrics.httpRejects[status.code, default: 0] += 1
         return .respond(HTTPResponse.error(status, close: close, extraHeaders: extra), close: close)
     }
 
     /// Host with the port stripped, ASCII case-insensitive (RFC 9110 §4.2.3). Not Unicode case
     /// folding: `lowercased()` would let a Host with U+212A KELVIN SIGN match a domain with `k`.
-    func hostMatches(_ host: String?, _ domain: String) -> Bool {
+    package func hostMatches(_ host: String?, _ domain: String) -> Bool {
         guard var h = host else { return false }
         if h.hasPrefix("[") {
             if let end = h.firstIndex(of: "]") { h = String(h[h.index(after: h.startIndex)..<end]) }
@@ -175,16 +167,16 @@ public final class RelayService: ConnectionDelegate {
         return HTTPGrammar.equalsIgnoringASCIICase(h.utf8, domain.utf8)
     }
 
-    func healthResponse(close: Bool) -> [UInt8] {
+    package func healthResponse(close: Bool) -> [UInt8] {
         let uptime = (context.reactor.now - startedMs) / 1000
-        let body = "{\"status\":\"ok\",\"version\":\"\(RelayConfig.version)\",\"connected_binaries\":\(registry.connectedBinaries),\"connected_phones\":\(registry.connectedPhones),\"uptime_seconds\":\(uptime)}"
+        let body = "{\"status\":\"ok\",\"version\":\"\(settings.version)\",\"connected_binaries\":\(registry.connectedBinaries),\"connected_phones\":\(registry.connectedPhones),\"uptime_seconds\":\(uptime)}"
         return HTTPResponse.ok(body: Array(body.utf8), contentType: "application/json; charset=utf-8",
                                extraHeaders: [("Cache-Control", "no-store")], close: close)
     }
 
     /// The client IP of docs/protocol.md §3.3: the peer, or the first X-Forwarded-For entry when trusted.
-    func clientIP(_ c: Connection, _ head: HTTPRequestHead) -> String? {
-        if config.trustXForwardedFor, let xff = head.value("x-forwarded-for") {
+    package func clientIP(_ c: Connection, _ head: HTTPRequestHead) -> String? {
+        if settings.trustXForwardedFor, let xff = head.value("x-forwarded-for") {
             let first = xff.split(separator: ",", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
             let trimmed = first.trimmingASCIISpaces()
             guard !trimmed.isEmpty, SocketAddress(ip: trimmed, port: 1) != nil else { return nil }
@@ -196,7 +188,7 @@ public final class RelayService: ConnectionDelegate {
 
     /// Order (docs/protocol.md): Host 421 (done by the caller) → rate limit 429 → global cap 503
     /// → per-IP cap 429 → header gate 400 → RFC 6455 checks (405/426/400) → 101.
-    func admit(_ c: Connection, _ head: HTTPRequestHead, endpoint: Metrics.Endpoint) -> HTTPDisposition {
+    package func admit(_ c: Connection, _ head: HTTPRequestHead, endpoint: Endpoint) -> HTTPDisposition {
         let now = context.reactor.now
         let path = head.path
         guard let ip = clientIP(c, head), let key = ClientKey(ip: ip), rateLimiter.allow(key, now: now) else {
@@ -205,12 +197,12 @@ public final class RelayService: ConnectionDelegate {
             logRepeated(.ratelimitRejected, ["remote": c.remote.ipString, "path": path])
             return reject(.tooManyRequests, close: true)
         }
-        if draining || liveWebSockets >= config.maxConnections {
+        if draining || liveWebSockets >= settings.maxConnections {
             // As the Go relay: one warn line per 503, no upgrade series (it never reached a handler).
             logRepeated(.connCapReached, ["remote": c.remote.ipString, "path": path])
             return reject(.serviceUnavailable, close: true)
         }
-        if perIP[key, default: 0] >= config.maxConnectionsPerIP {
+        if perIP[key, default: 0] >= settings.maxConnectionsPerIP {
             // Counted like a rate-limit refusal: outcome and kind move together, as in Go's pairs.
             metrics.upgrade(endpoint, .rejectRateLimit)
             metrics.registerFailure(.ratelimit)
@@ -221,7 +213,7 @@ public final class RelayService: ConnectionDelegate {
             metrics.upgrade(endpoint, .rejectHeaders)
             return reject(.badRequest, close: true)
         }
-        if let shard = config.shard, !shard.owns(head.value("x-pyrycode-server")!) {
+        if let shard = settings.shard, !shard.owns(head.value("x-pyrycode-server")!) {
             return rejectMisrouted(c, path: path, shard: shard)
         }
         let acceptKey: String
@@ -250,7 +242,7 @@ public final class RelayService: ConnectionDelegate {
     /// 421 (RFC 9110 §15.5.20: this server cannot answer for the request's target) and a counter,
     /// so a wrong proxy map shows at once rather than as 4404s for binaries that are online
     /// elsewhere. Not an upgrade outcome: the request never reached the registry of its shard.
-    func rejectMisrouted(_ c: Connection, path: String, shard: ShardAssignment) -> HTTPDisposition {
+    package func rejectMisrouted(_ c: Connection, path: String, shard: ShardAssignment) -> HTTPDisposition {
         metrics.misroutedUpgrades += 1
         logRepeated(.upgradeMisrouted, ["remote": c.remote.ipString, "path": path, "shard": shard.description])
         return reject(.misdirected, close: true)
@@ -258,7 +250,7 @@ public final class RelayService: ConnectionDelegate {
 
     // MARK: timers
 
-    func delegateTimer(_ entry: TimerEntry, now: Int64) {
+    package func delegateTimer(_ entry: TimerEntry, now: Int64) {
         switch entry.kind {
         case RelayService.registryTimerKind:
             guard let t = registryTimers.removeValue(forKey: entry.key) else { return }
@@ -297,45 +289,24 @@ public final class RelayService: ConnectionDelegate {
         checkDrained()
     }
 
-    func checkDrained() {
+    package func checkDrained() {
         if draining && connections.isEmpty { onDrained?() }
     }
 }
 
-extension Substring {
-    func trimmingASCIISpaces() -> String {
-        var s = self
-        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
-        return String(s)
-    }
-}
-
 /// Random 32-bit values from the kernel CSPRNG (getrandom), for connection ids (docs/protocol.md §2–§3).
-struct SystemRandom {
-    mutating func next32() -> UInt32 {
+package struct SystemRandom {
+    package mutating func next32() -> UInt32 {
         var v: UInt32 = 0
         while getrandom(&v, 4, 0) != 4 {}
         return v
     }
 }
 
-/// `s` cut to at most `maxBytes` UTF-8 bytes on a code point boundary (docs/protocol.md §2–§3: device names are
-/// logged truncated to 64 bytes; a cut through a multi-byte character must not drop the name).
-func truncatedUTF8(_ s: String, maxBytes: Int) -> String {
-    var end = s.utf8.startIndex
-    for i in s.unicodeScalars.indices {
-        let next = s.unicodeScalars.index(after: i)
-        if s.utf8.distance(from: s.utf8.startIndex, to: next) > maxBytes { break }
-        end = next
-    }
-    return String(s[..<end])
-}
-
 extension RelayService {
     /// `--permessage-deflate`: each leg negotiates on its own (RFC 7692 §7); off, offers are declined.
-    func perMessageDeflateHeader(_ c: Connection, _ head: HTTPRequestHead) -> [(String, String)] {
-        guard config.permessageDeflate, let header = c.acceptPerMessageDeflate(head) else { return [] }
+    package func perMessageDeflateHeader(_ c: Connection, _ head: HTTPRequestHead) -> [(String, String)] {
+        guard settings.permessageDeflate, let header = c.acceptPerMessageDeflate(head) else { return [] }
         return [header]
     }
 }

@@ -117,8 +117,18 @@ public struct SocketAddress: Equatable, CustomStringConvertible {
         }
     }
 
+    /// The IPv6 address (port 0) whose 128 bits are `high` then `low` — `ipv6Bytes` inverted.
+    package init(ipv6High high: UInt64, low: UInt64) {
+        withUnsafeMutableBytes(of: &storage) { raw in
+            raw.storeBytes(of: sa_family_t(AF_INET6), toByteOffset: 0, as: sa_family_t.self)
+            raw.storeBytes(of: high.bigEndian, toByteOffset: 8, as: UInt64.self)
+            raw.storeBytes(of: low.bigEndian, toByteOffset: 16, as: UInt64.self)
+        }
+        length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+    }
+
     /// The 16 address bytes in IPv6 form (IPv4 as `::ffff:a.b.c.d`); nil for other families.
-    var ipv6Bytes: (high: UInt64, low: UInt64)? {
+    package var ipv6Bytes: (high: UInt64, low: UInt64)? {
         withUnsafeBytes(of: storage) { raw -> (UInt64, UInt64)? in
             if family == AF_INET {
                 let v4 = UInt64(UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: 4, as: UInt32.self)))

@@ -1,4 +1,7 @@
 import CEpoll
+import RelaySystem
+import RelayReactor
+import RelayCodecs
 
 /// Name → addresses without blocking the loop: `/etc/hosts` first, then A and AAAA questions
 /// (RFC 1035, RFC 3596) in UDP datagrams to the nameservers of `/etc/resolv.conf`, answered on
@@ -13,27 +16,27 @@ import CEpoll
 /// socket (the kernel drops datagrams from anyone but that server), and the question echoed back.
 /// Limits: names are absolute (no `search` list: the callers dial fully qualified names),
 /// a truncated answer gives the records that fit (no TCP retry).
-final class AsyncResolver {
+package final class AsyncResolver {
     /// The reactor delegate timer kind of the retry/deadline tick (HTTPSClient routes it here).
-    static let timerKind: UInt8 = 231
+    package static let timerKind: UInt8 = 231
 
     private let reactor: Reactor
     private let configuration: () -> ResolverConfiguration
     private var lookups: [UInt64: Lookup] = [:]
     /// Silence after which the next nameserver is asked (tests shorten it).
-    var retryMs = Limits.dnsRetryMs
+    package var retryMs = Limits.dnsRetryMs
 
-    init(reactor: Reactor, configuration: @escaping () -> ResolverConfiguration) {
+    package init(reactor: Reactor, configuration: @escaping () -> ResolverConfiguration) {
         self.reactor = reactor
         self.configuration = configuration
     }
 
-    var activeLookups: Int { lookups.count }
+    package var activeLookups: Int { lookups.count }
 
     /// Resolves `name`; `completion` gets the addresses with `port` (empty: no address), at most
     /// once, and never after `cancel`. A name found in /etc/hosts completes before this returns.
     /// Returns the lookup's id for `cancel`, nil when it completed already.
-    func resolve(_ name: String, port: UInt16, deadline: Int64,
+    package func resolve(_ name: String, port: UInt16, deadline: Int64,
                  completion: @escaping ([SocketAddress]) -> Void) -> UInt64? {
         let config = configuration()
         let key = name.lowercased()
@@ -53,18 +56,18 @@ final class AsyncResolver {
         return lookups[id] == nil ? nil : id
     }
 
-    func cancel(_ id: UInt64) {
+    package func cancel(_ id: UInt64) {
         guard let lookup = lookups.removeValue(forKey: id) else { return }
         closeSockets(lookup)
     }
 
-    func cancelAll() {
+    package func cancelAll() {
         for id in Array(lookups.keys) { cancel(id) }
     }
 
-    func owns(key: UInt64) -> Bool { lookups[key] != nil }
+    package func owns(key: UInt64) -> Bool { lookups[key] != nil }
 
-    func timerFired(key: UInt64, now: Int64) {
+    package func timerFired(key: UInt64, now: Int64) {
         guard let lookup = lookups[key] else { return }  // finished meanwhile: a stale tick
         if now >= lookup.deadline {
             finish(lookup)

@@ -82,7 +82,7 @@ public struct ByteBuffer {
     }
 
     /// Takes `block` (of `capacity` bytes, holding `count` bytes at its start) as storage.
-    mutating func adopt(_ block: UnsafeMutableRawPointer, capacity: Int, count: Int = 0) {
+    package mutating func adopt(_ block: UnsafeMutableRawPointer, capacity: Int, count: Int = 0) {
         precondition(base == nil || count > 0)
         base = block
         self.capacity = capacity
@@ -91,7 +91,7 @@ public struct ByteBuffer {
     }
 
     /// Drops the storage without freeing it (it went back to a pool).
-    mutating func forget() {
+    package mutating func forget() {
         base = nil
         capacity = 0
         readIndex = 0
@@ -126,7 +126,7 @@ public final class BufferPool {
     public var cachedBlocks: Int { depth }
 
     @inline(__always)
-    func take() -> UnsafeMutableRawPointer {
+    package func take() -> UnsafeMutableRawPointer {
         if depth > 0 {
             depth -= 1
             return stack[depth]
@@ -135,7 +135,7 @@ public final class BufferPool {
     }
 
     @inline(__always)
-    func give(_ block: UnsafeMutableRawPointer) {
+    package func give(_ block: UnsafeMutableRawPointer) {
         if depth < maxBlocks {
             stack[depth] = block
             depth += 1

@@ -1,3 +1,5 @@
+import RelayCodecs
+
 /// permessage-deflate on a connection (RFC 7692): negotiated at the upgrade, then messages are
 /// inflated on the way in and deflated on the way out with the loop's one `DeflateCodec`.
 /// Nothing here runs for a connection without the extension.
@@ -19,7 +21,7 @@ extension Connection {
     /// charged to the loop's buffer budget as an assembly buffer is. False when the connection
     /// failed and reads no more frames.
     @inline(never)
-    func deliverCompressed(_ payload: UnsafeRawBufferPointer, opcode: Opcode) -> Bool {
+    package func deliverCompressed(_ payload: UnsafeRawBufferPointer, opcode: Opcode) -> Bool {
         // After our close frame, messages are read only to reach the peer's close: not inflated.
         guard state == .open else { return true }
         // Charged to the loop, not to `heldBytes` (which `syncHeldBytes` recomputes from the
@@ -65,7 +67,7 @@ extension Connection {
     /// Queues a data message deflated (RSV1 set, RFC 7692 §7.2.1), or as is when that would
     /// not make it smaller.
     @inline(never)
-    func sendCompressed(opcode: Opcode, payload: UnsafeRawBufferPointer) {
+    package func sendCompressed(opcode: Opcode, payload: UnsafeRawBufferPointer) {
         guard let (deflated, count) = context.deflateCodec.deflate(payload, windowBits: Int32(deflateWindowBits)) else {
             queueFrame(opcode: opcode, rsv1: false, payload: payload)
             return
@@ -77,7 +79,7 @@ extension Connection {
     /// `sendFrame(opcode:length:fill:)` for a compressing connection: the message is built in a
     /// scratch buffer, then deflated into the queue.
     @inline(never)
-    func sendCompressed(opcode: Opcode, length: Int, fill: (UnsafeMutableRawPointer) -> Void) {
+    package func sendCompressed(opcode: Opcode, length: Int, fill: (UnsafeMutableRawPointer) -> Void) {
         let scratch = UnsafeMutableRawPointer.allocate(byteCount: max(length, 1), alignment: 16)
         defer { scratch.deallocate() }
         fill(scratch)

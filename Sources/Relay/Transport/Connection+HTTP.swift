@@ -1,10 +1,13 @@
 import CEpoll
+import RelaySystem
+import RelayReactor
+import RelayCodecs
 
 /// The HTTP phase (docs/protocol.md §3): one request head at a time, bounded, then the upgrade.
 extension Connection {
     // MARK: HTTP phase
 
-    func readHTTP() {
+    package func readHTTP() {
         // One request at a time: while an answer is still queued, the client's next request
         // waits in the kernel (a pipelining client that never reads cannot grow our queue).
         guard output.isEmpty else {
@@ -29,7 +32,7 @@ extension Connection {
         parseRequests()
     }
 
-    func parseRequests() {
+    package func parseRequests() {
         while state == .http && !input.isEmpty && output.isEmpty {
             guard let http else { return }
             let result = http.parser.parse(UnsafeRawBufferPointer(input.readable))
@@ -65,7 +68,7 @@ extension Connection {
         if input.isEmpty { input.release(to: context.pool) }
     }
 
-    func becomeWebSocket() {
+    package func becomeWebSocket() {
         // Frames start right after the 101 (the backlog cut walks them from here).
         frameBoundary = bytesOut + output.count
         state = .open
@@ -86,7 +89,7 @@ extension Connection {
     /// Sets the HTTP-phase deadline; a heap entry is added only when it comes earlier than the
     /// one already pending (a later deadline is picked up when that entry fires), so a
     /// keep-alive client cannot grow the timer heap one entry per request.
-    func armHTTPDeadline(_ deadline: Int64) {
+    package func armHTTPDeadline(_ deadline: Int64) {
         httpDeadline = deadline
         if httpTimerAt == 0 || deadline < httpTimerAt {
             httpTimerAt = deadline

@@ -1,4 +1,7 @@
 import CEpoll
+import RelaySystem
+import RelayReactor
+import RelayCodecs
 
 /// The write side: frames into the output queue, the close handshake, flushing, read pausing.
 extension Connection {
@@ -53,12 +56,12 @@ extension Connection {
     }
 
     @inline(__always)
-    func didQueue() {
+    package func didQueue() {
         if output.count >= highWaterMark { aboveHighWater = true }
         markDirty()
     }
 
-    func markDirty() {
+    package func markDirty() {
         if !dirtyMarked {
             dirtyMarked = true
             context.reactor.markDirty(token)
@@ -66,12 +69,12 @@ extension Connection {
     }
 
     /// Appends whole bytes (responses, control frames) to the output queue.
-    func enqueue(_ bytes: [UInt8]) {
+    package func enqueue(_ bytes: [UInt8]) {
         output.append(pool: context.pool, bytes)
         context.queuedBytes += bytes.count
     }
 
-    func writeCloseFrame(_ code: CloseCode?, reason: String = "") {
+    package func writeCloseFrame(_ code: CloseCode?, reason: String = "") {
         var r = Array(reason.utf8)
         if r.count > 123 { r = Array(r[0..<123]) }
         enqueue(FrameEncoder.closeFrame(code: code, reason: r))
@@ -101,7 +104,7 @@ extension Connection {
     /// timeout bounds the rest, from now; with `flushBoundByWriteStall` the write-stall timeout
     /// bounds the flush instead (a slow reader still gets its close frame) and the linger after
     /// the FIN has its own close-handshake timeout.
-    func closeAfterFlush(flushBoundByWriteStall: Bool = false) {
+    package func closeAfterFlush(flushBoundByWriteStall: Bool = false) {
         guard state != .closed && state != .closing && state != .lingering else { return }
         state = .closing
         releaseInput()
@@ -110,7 +113,7 @@ extension Connection {
         flush()
     }
 
-    func armLingerDeadline() {
+    package func armLingerDeadline() {
         lingerDeadline = context.reactor.now + settings.closeHandshakeTimeoutMs
         schedule(.lingerDeadline, at: lingerDeadline)
     }
@@ -140,7 +143,7 @@ extension Connection {
     /// reading the headers of the frames in between before they are consumed. It runs only on
     /// partial writes (a peer slower than its traffic) and touches each frame once.
     @inline(never)
-    func advanceFrameBoundary(past target: Int) {
+    package func advanceFrameBoundary(past target: Int) {
         guard wasUpgraded else { return }
         let queued = output.readable
         var b = frameBoundary
@@ -155,7 +158,7 @@ extension Connection {
         frameBoundary = b
     }
 
-    func flush() {
+    package func flush() {
         while !output.isEmpty {
             let r: IOResult<Int>
             do {
@@ -214,7 +217,7 @@ extension Connection {
         }
     }
 
-    func readAndDiscard() {
+    package func readAndDiscard() {
         let buf = context.readBuffer
         let r: IOResult<Int>
         do { r = try Socket.read(fd, buf, context.readBufferSize) } catch { abort(); return }
@@ -243,7 +246,7 @@ extension Connection {
 
     /// Frames held in our buffer, or plaintext held by OpenSSL, raise no epoll event: process
     /// them at the end of this tick.
-    func kickBufferedInput() {
+    package func kickBufferedInput() {
         if !input.isEmpty || (tls?.pendingPlaintext ?? 0) > 0 {
             readKick = true
             markDirty()

@@ -1,10 +1,12 @@
 import CEpoll
+import RelaySystem
+import RelayReactor
 
 /// Before HTTP: the PROXY v2 header (docs/protocol.md §3.3) and the TLS handshake (docs/protocol.md §2.1).
 extension Connection {
     // MARK: preamble: PROXY v2 header, TLS handshake
 
-    func advancePreamble() {
+    package func advancePreamble() {
         if preamble == .proxyHeader {
             readProxyHeader()
             if preamble == .none && state == .http { dispatchRead() }
@@ -14,7 +16,7 @@ extension Connection {
 
     /// Reads exactly the bytes the parser asks for, so the ClientHello behind the header stays
     /// in the kernel for OpenSSL. Any refusal closes with zero bytes written (docs/protocol.md §3.3).
-    func readProxyHeader() {
+    package func readProxyHeader() {
         while true {
             switch ProxyProtocolV2.parse(UnsafeRawBufferPointer(input.readable)) {
             case .refused:
@@ -40,7 +42,7 @@ extension Connection {
         }
     }
 
-    func driveHandshake() {
+    package func driveHandshake() {
         guard let tls else { return }
         // Fair loop (docs/architecture.md): a bounded number of handshake steps per loop iteration. Over budget the
         // event is left pending; level-triggered epoll reports it again next iteration.

@@ -1,10 +1,12 @@
 import CEpoll
+import RelaySystem
+import RelayCodecs
 
 /// The WebSocket phase (RFC 6455, docs/protocol.md §4): reading frames and handing messages up.
 extension Connection {
     // MARK: WebSocket phase
 
-    func readWebSocket() {
+    package func readWebSocket() {
         if input.isEmpty {
             let buf = context.readBuffer
             let r: IOResult<Int>
@@ -36,7 +38,7 @@ extension Connection {
 
     /// Runs the frame parser over `bytes` until it needs more or the connection stops reading.
     /// Returns the number of bytes consumed.
-    func processFrames(_ bytes: UnsafeMutableRawBufferPointer) -> Int {
+    package func processFrames(_ bytes: UnsafeMutableRawBufferPointer) -> Int {
         var offset = 0
         // A paused reader stops between frames; the rest stays buffered until it resumes.
         while (state == .open || state == .closeSent) && !readingPaused {
@@ -103,14 +105,14 @@ extension Connection {
     }
 
     /// Arms the message deadline once per message (a later frame of the same message keeps it).
-    func armAssemblyDeadline() {
+    package func armAssemblyDeadline() {
         guard assemblyDeadline == 0, state == .open else { return }
         assemblyDeadline = context.reactor.now + settings.messageAssemblyTimeoutMs
         schedule(.assemblyDeadline, at: assemblyDeadline)
     }
 
     /// Processes frames already buffered (behind the upgrade request, or held while paused).
-    func drainBufferedFrames() {
+    package func drainBufferedFrames() {
         guard state == .open || state == .closeSent, !readingPaused, !input.isEmpty else { return }
         let consumed = processFrames(input.readable)
         if state == .open || state == .closeSent { consumeInput(consumed) }
@@ -125,7 +127,7 @@ extension Connection {
     /// Input capacity for `count` buffered bytes of a partial frame: twice what arrived (at least
     /// `Limits.inputGrowthStep` more), never past the frame. The buffer, and its charge against
     /// the budget, follow the bytes the peer sent, not the length its header announced.
-    func inputCapacityTarget(holding count: Int) -> Int {
+    package func inputCapacityTarget(holding count: Int) -> Int {
         let step = count + Limits.inputGrowthStep
         guard let frame = wsParser.bytesNeededForCurrentFrame, frame > count else { return step }
         return min(max(2 * count, step), frame)
@@ -133,7 +135,7 @@ extension Connection {
 
     /// Makes room in `input` for `target - count` more bytes, growing it to exactly `target`
     /// within the budget. False when the budget shed this connection instead.
-    func growInput(to target: Int) -> Bool {
+    package func growInput(to target: Int) -> Bool {
         if target > input.capacity {
             guard admitHeldGrowth(target - input.capacity) else { return false }
             input.resize(to: target, pool: context.pool)
@@ -146,7 +148,7 @@ extension Connection {
 
     /// Drops consumed input. An emptied buffer goes back at once; one much larger than the
     /// partial frame left in it shrinks, so a finished large message frees its memory now.
-    func consumeInput(_ n: Int) {
+    package func consumeInput(_ n: Int) {
         input.consume(n)
         if input.isEmpty {
             input.release(to: context.pool)
@@ -157,7 +159,7 @@ extension Connection {
     }
 
     /// Frees input and the message in assembly: the connection reads no more frames.
-    func releaseInput() {
+    package func releaseInput() {
         input.release(to: context.pool)
         wsParser.discardMessage()
         syncHeldBytes()
@@ -166,13 +168,13 @@ extension Connection {
     /// Brings this connection's share of `context.heldBytes` up to date (a few loads when
     /// nothing changed: it runs once per read).
     @inline(__always)
-    func syncHeldBytes() {
+    package func syncHeldBytes() {
         let held = input.capacity + wsParser.assemblyBufferCapacity
         if held != heldBytes { heldBytesChanged(to: held) }
     }
 
     @inline(never)
-    func heldBytesChanged(to held: Int) {
+    package func heldBytesChanged(to held: Int) {
         let delta = held - heldBytes
         heldBytes = held
         context.heldBytes += delta
@@ -187,14 +189,14 @@ extension Connection {
     /// Asks for `extra` more held bytes within the budget. False when this connection was shed
     /// to stay within it.
     @inline(__always)
-    func admitHeldGrowth(_ extra: Int) -> Bool {
+    package func admitHeldGrowth(_ extra: Int) -> Bool {
         context.bufferedBytes + extra <= context.bufferBudget || makeBufferRoom(extra)
     }
 
     /// Over the budget: the delegate sheds the largest holders (this one included) until `extra`
     /// fits; if it cannot free enough, this connection goes. False when it did.
     @inline(never)
-    func makeBufferRoom(_ extra: Int) -> Bool {
+    package func makeBufferRoom(_ extra: Int) -> Bool {
         delegate.connection(self, needsBufferRoom: extra)
         guard state == .open || state == .closeSent else { return false }
         if context.bufferedBytes + extra <= context.bufferBudget { return true }

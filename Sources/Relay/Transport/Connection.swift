@@ -1,4 +1,7 @@
 import CEpoll
+import RelaySystem
+import RelayReactor
+import RelayCodecs
 
 /// One accepted TCP connection: its fd, buffers, optional TLS session, and the
 /// PROXY header → TLS handshake → HTTP → WebSocket protocol state.
@@ -13,95 +16,95 @@ public final class Connection: EventHandler {
         case closed
     }
 
-    enum TimerKind: UInt8 {
+    package enum TimerKind: UInt8 {
         case httpDeadline = 1, heartbeat, pongDeadline, assemblyDeadline, writeStall, closeDeadline, lingerDeadline,
              proxyDeadline
     }
 
     /// What must happen before HTTP bytes can be read (the public `state` is `.http` meanwhile,
     /// so the header timeout of docs/protocol.md §3.2 covers these steps too).
-    enum Preamble: UInt8 {
+    package enum Preamble: UInt8 {
         case none
         case proxyHeader   // docs/protocol.md §3.3: a PROXY v2 header before the ClientHello
         case tlsHandshake  // docs/protocol.md §2.1: non-blocking handshake inside the reactor
     }
 
     /// Queued bytes above which pings go unanswered.
-    static let pongBacklogLimit = 64 * 1024
+    package static let pongBacklogLimit = 64 * 1024
     /// The most plaintext one TLS record carries (RFC 8446 §5.1): what OpenSSL may hold pending
     /// after a blocked `SSL_write`.
-    static let tlsMaxRecordPlaintext = 16 * 1024
+    package static let tlsMaxRecordPlaintext = 16 * 1024
 
     public let context: IOContext
     /// The client address: the TCP peer, or the PROXY v2 source once the header is read (docs/protocol.md §3.3).
-    public internal(set) var remote: SocketAddress
+    public package(set) var remote: SocketAddress
     public let settings: ConnectionSettings
     public unowned(unsafe) var delegate: ConnectionDelegate
-    public internal(set) var state: State = .http
-    public internal(set) var fd: Int32
-    var token = Token(raw: 0)
-    var interest: UInt32 = 0
+    public package(set) var state: State = .http
+    public package(set) var fd: Int32
+    package var token = Token(raw: 0)
+    package var interest: UInt32 = 0
 
-    var tlsContext: TLSContext?
+    package var tlsContext: TLSContext?
     /// Present on TLS-listener connections; every read and write goes through it.
-    var tls: TLSSession?
-    internal(set) var preamble: Preamble = .none
-    let expectsProxyHeader: Bool
+    package var tls: TLSSession?
+    package var preamble: Preamble = .none
+    package let expectsProxyHeader: Bool
     /// SSL_read needs the socket writable (TLS 1.3 KeyUpdate) / SSL_write needs it readable.
-    var tlsReadWantsWrite = false
-    var tlsWriteWantsRead = false
+    package var tlsReadWantsWrite = false
+    package var tlsWriteWantsRead = false
     /// Plaintext sat inside OpenSSL while reading was paused: read it at the end of the tick.
-    var readKick = false
+    package var readKick = false
 
-    var input = ByteBuffer()
-    var output = ByteBuffer()
+    package var input = ByteBuffer()
+    package var output = ByteBuffer()
     /// Input plus message-assembly capacity, as last charged to `context.heldBytes`.
-    internal(set) var heldBytes = 0
+    package var heldBytes = 0
     /// Stream offset (in `bytesOut` terms) of a frame start at or after the write position, so
     /// a backlog can be cut on a frame boundary (`closeDroppingBacklog`).
-    var frameBoundary = 0
+    package var frameBoundary = 0
     /// Request-head parser state, boxed so it exists only before the upgrade (224 bytes that an
     /// idle WebSocket connection would otherwise carry for its lifetime).
-    final class HTTPPhase {
-        var parser: HTTPRequestParser
-        init(maxHeaderBytes: Int) { parser = HTTPRequestParser(maxHeaderBytes: maxHeaderBytes) }
+    package final class HTTPPhase {
+        package var parser: HTTPRequestParser
+        package init(maxHeaderBytes: Int) { parser = HTTPRequestParser(maxHeaderBytes: maxHeaderBytes) }
     }
-    var http: HTTPPhase?
-    var wsParser: WebSocketParser
+    package var http: HTTPPhase?
+    package var wsParser: WebSocketParser
     /// The deflate window for what we send when permessage-deflate was negotiated (RFC 7692),
     /// 0 without it: the send path's one test.
-    var deflateWindowBits: UInt8 = 0
+    package var deflateWindowBits: UInt8 = 0
 
     // Deadlines (monotonic ms; 0 = not armed). A timer entry acts only if its deadline still holds.
-    var httpDeadline: Int64 = 0
-    var pongDeadline: Int64 = 0
-    var assemblyDeadline: Int64 = 0
-    var httpTimerAt: Int64 = 0  // earliest pending httpDeadline heap entry (0: none)
-    var closeDeadline: Int64 = 0
-    var lingerDeadline: Int64 = 0
-    var proxyDeadline: Int64 = 0
-    var lastWriteProgress: Int64 = 0
-    var writeStallArmed = false
-    var dirtyMarked = false
-    var readingPaused = false
+    package var httpDeadline: Int64 = 0
+    package var pongDeadline: Int64 = 0
+    package var assemblyDeadline: Int64 = 0
+    package var httpTimerAt: Int64 = 0  // earliest pending httpDeadline heap entry (0: none)
+    package var closeDeadline: Int64 = 0
+    package var lingerDeadline: Int64 = 0
+    package var proxyDeadline: Int64 = 0
+    package var lastWriteProgress: Int64 = 0
+    package var writeStallArmed = false
+    package var dirtyMarked = false
+    package var readingPaused = false
 
-    public internal(set) var pingOutstanding = false
-    public internal(set) var peerCloseCode: CloseCode?
-    public internal(set) var localCloseCode: CloseCode?
-    public internal(set) var wasUpgraded = false
+    public package(set) var pingOutstanding = false
+    public package(set) var peerCloseCode: CloseCode?
+    public package(set) var localCloseCode: CloseCode?
+    public package(set) var wasUpgraded = false
     /// The peer sent its close frame before we sent ours.
-    public internal(set) var closeInitiatedByPeer = false
+    public package(set) var closeInitiatedByPeer = false
 
     /// Output queue water marks (docs/protocol.md §7.5); `connectionDidDrain` fires when crossing low after high.
     public var highWaterMark = Int.max
     public var lowWaterMark = 0
-    public internal(set) var aboveHighWater = false
+    public package(set) var aboveHighWater = false
 
     /// Application state attached to this connection (the relay's phone or binary record).
     public var userInfo: AnyObject?
     /// Bytes read and written, for metrics.
-    public internal(set) var bytesIn = 0
-    public internal(set) var bytesOut = 0
+    public package(set) var bytesIn = 0
+    public package(set) var bytesOut = 0
 
     /// `tls`: terminate TLS with this context (docs/operations.md); `proxyHeader`: require a PROXY v2
     /// header first (docs/protocol.md §3.3, `--https-proxy-protocol`).
@@ -182,7 +185,7 @@ public final class Connection: EventHandler {
         }
     }
 
-    func dispatchRead() {
+    package func dispatchRead() {
         while true {
             switch state {
             case .http: readHTTP()
@@ -262,7 +265,7 @@ public final class Connection: EventHandler {
     // MARK: transport funnel (plain socket or TLS)
 
     @inline(__always)
-    func ioRead(_ buffer: UnsafeMutableRawPointer, _ count: Int) throws(Errno) -> IOResult<Int> {
+    package func ioRead(_ buffer: UnsafeMutableRawPointer, _ count: Int) throws(Errno) -> IOResult<Int> {
         guard let tls else { return try Socket.read(fd, buffer, count) }
         let r = try tls.read(into: buffer, count: count)
         if case .wouldBlock = r, tls.want == .write {
@@ -273,14 +276,14 @@ public final class Connection: EventHandler {
     }
 
     @inline(__always)
-    func ioWrite(_ buffer: UnsafeRawPointer, _ count: Int) throws(Errno) -> IOResult<Int> {
+    package func ioWrite(_ buffer: UnsafeRawPointer, _ count: Int) throws(Errno) -> IOResult<Int> {
         guard let tls else { return try Socket.write(fd, buffer, count) }
         let r = try tls.write(from: buffer, count: count)
         if case .wouldBlock = r { tlsWriteWantsRead = tls.want == .read }
         return r
     }
 
-    func setInterest(_ events: UInt32) {
+    package func setInterest(_ events: UInt32) {
         guard state != .closed, events != interest else { return }
         interest = events
         context.reactor.modify(fd: fd, token: token, events: events)
@@ -288,7 +291,7 @@ public final class Connection: EventHandler {
 
     // MARK: teardown
 
-    func peerGone() {
+    package func peerGone() {
         abort()
     }
 
@@ -313,7 +316,7 @@ public final class Connection: EventHandler {
         delegate.connectionDidClose(self, peerCode: peerCloseCode, localCode: localCloseCode)
     }
 
-    func schedule(_ kind: TimerKind, at deadline: Int64) {
+    package func schedule(_ kind: TimerKind, at deadline: Int64) {
         context.reactor.schedule(token, at: deadline, kind: kind.rawValue)
     }
 }

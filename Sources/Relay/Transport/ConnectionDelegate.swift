@@ -1,3 +1,6 @@
+import RelaySystem
+import RelayCodecs
+
 /// What the application does with a request head that arrived before any upgrade.
 public enum HTTPDisposition {
     /// Write this complete response; close afterwards when `close` (else keep-alive).

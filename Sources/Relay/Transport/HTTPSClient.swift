@@ -1,4 +1,7 @@
 import CEpoll
+import RelaySystem
+import RelayReactor
+import RelayCodecs
 
 /// The outbound HTTPS client on the reactor (push wakes; ACME later): one request, one response,
 /// never blocking the loop and never using a thread. A call is: resolve (AsyncResolver: /etc/hosts,
@@ -17,23 +20,23 @@ import CEpoll
 /// Timers are reactor delegate timers keyed by call or connection id (kinds 230–234; the closure
 /// chains to whichever delegate was installed before).
 public final class HTTPSClient: HTTPSSending {
-    static let deadlineKind: UInt8 = 230
+    package static let deadlineKind: UInt8 = 230
     // 231: AsyncResolver.timerKind
-    static let connectKind: UInt8 = 232
-    static let idleKind: UInt8 = 233
-    static let startKind: UInt8 = 234
+    package static let connectKind: UInt8 = 232
+    package static let idleKind: UInt8 = 233
+    package static let startKind: UInt8 = 234
 
-    let reactor: Reactor
-    let deadlineMs: Int64
-    let maxResponseBytes: Int
-    let tls: OutboundTLSContext
-    let resolver: AsyncResolver
-    var idleTimeoutMs = Limits.httpsClientIdleMs
-    var maxIdleConnections = Limits.httpsClientMaxIdleConnections
+    package let reactor: Reactor
+    package let deadlineMs: Int64
+    package let maxResponseBytes: Int
+    package let tls: OutboundTLSContext
+    package let resolver: AsyncResolver
+    package var idleTimeoutMs = Limits.httpsClientIdleMs
+    package var maxIdleConnections = Limits.httpsClientMaxIdleConnections
     /// How long a lookup may take within a call (tests shorten it).
-    var resolveTimeoutMs = Limits.dnsResolveTimeoutMs
+    package var resolveTimeoutMs = Limits.dnsResolveTimeoutMs
     /// The least time one connect attempt gets (tests shorten it).
-    var minConnectAttemptMs = Limits.httpsClientMinConnectAttemptMs
+    package var minConnectAttemptMs = Limits.httpsClientMinConnectAttemptMs
 
     private var calls: [UInt64: HTTPSCall] = [:]
     /// Every open connection, by id (timers find them here).
@@ -51,7 +54,7 @@ public final class HTTPSClient: HTTPSSending {
     }
 
     /// Tests point the resolver at a fake nameserver.
-    init(reactor: Reactor, deadlineMs: Int64, maxResponseBytes: Int,
+    package init(reactor: Reactor, deadlineMs: Int64, maxResponseBytes: Int,
          resolverConfiguration: @escaping () -> ResolverConfiguration) throws {
         self.reactor = reactor
         self.deadlineMs = deadlineMs
@@ -187,13 +190,13 @@ public final class HTTPSClient: HTTPSSending {
 
     // MARK: connection reports (HTTPSClientConnection)
 
-    func connectFailed(_ c: HTTPSClientConnection) {
+    package func connectFailed(_ c: HTTPSClientConnection) {
         guard let call = c.call else { return close(c) }
         close(c)
         connectNext(call)
     }
 
-    func failed(_ c: HTTPSClientConnection, _ failure: HTTPSFailure, beforeResponse: Bool) {
+    package func failed(_ c: HTTPSClientConnection, _ failure: HTTPSFailure, beforeResponse: Bool) {
         guard let call = c.call else { return close(c) }
         close(c)
         if beforeResponse && call.reused && !call.retried {
@@ -206,7 +209,7 @@ public final class HTTPSClient: HTTPSSending {
         }
     }
 
-    func completed(_ c: HTTPSClientConnection, _ response: HTTPSResponse, reusable: Bool) {
+    package func completed(_ c: HTTPSClientConnection, _ response: HTTPSResponse, reusable: Bool) {
         guard let call = c.call else { return close(c) }
         c.call = nil
         call.connection = nil
@@ -221,7 +224,7 @@ public final class HTTPSClient: HTTPSSending {
         finish(call, .success(response))
     }
 
-    func idleConnectionEnded(_ c: HTTPSClientConnection) { close(c) }
+    package func idleConnectionEnded(_ c: HTTPSClientConnection) { close(c) }
 
     // MARK: bookkeeping
 
@@ -253,20 +256,20 @@ public final class HTTPSClient: HTTPSSending {
 }
 
 /// One call in flight.
-final class HTTPSCall {
-    let id: UInt64
-    let request: HTTPSRequest
-    let bytes: [UInt8]?  // nil: the request cannot be sent (`invalidRequest`)
-    let deadline: Int64
-    let completion: (Result<HTTPSResponse, HTTPSFailure>) -> Void
-    var lookup: UInt64?
-    var addresses: [SocketAddress] = []
-    var nextAddress = 0
-    var connection: HTTPSClientConnection?
-    var reused = false
-    var retried = false
+package final class HTTPSCall {
+    package let id: UInt64
+    package let request: HTTPSRequest
+    package let bytes: [UInt8]?  // nil: the request cannot be sent (`invalidRequest`)
+    package let deadline: Int64
+    package let completion: (Result<HTTPSResponse, HTTPSFailure>) -> Void
+    package var lookup: UInt64?
+    package var addresses: [SocketAddress] = []
+    package var nextAddress = 0
+    package var connection: HTTPSClientConnection?
+    package var reused = false
+    package var retried = false
 
-    init(id: UInt64, request: HTTPSRequest, bytes: [UInt8]?, deadline: Int64,
+    package init(id: UInt64, request: HTTPSRequest, bytes: [UInt8]?, deadline: Int64,
          completion: @escaping (Result<HTTPSResponse, HTTPSFailure>) -> Void) {
         self.id = id
         self.request = request

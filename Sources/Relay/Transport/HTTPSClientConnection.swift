@@ -1,31 +1,34 @@
 import CEpoll
+import RelaySystem
+import RelayReactor
+import RelayCodecs
 
 /// One outbound TLS connection of HTTPSClient: non-blocking connect, client handshake, one
 /// request written, one response read (capped), then idle until reused or closed. It does the
 /// I/O and reports each outcome to the client, which decides what happens next.
-final class HTTPSClientConnection: EventHandler {
-    enum State { case connecting, handshaking, writing, reading, idle, closed }
+package final class HTTPSClientConnection: EventHandler {
+    package enum State { case connecting, handshaking, writing, reading, idle, closed }
 
-    let id: UInt64
-    let origin: String
+    package let id: UInt64
+    package let origin: String
     private let fd: FileDescriptor
     private var token: Token?
     private let url: HTTPSURL
     private weak var client: HTTPSClient?
     private let reactor: Reactor
     private var session: TLSSession?
-    private(set) var state = State.connecting
-    let connectDeadline: Int64
-    private(set) var idleSince: Int64 = 0
-    var call: HTTPSCall?
+    package private(set) var state = State.connecting
+    package let connectDeadline: Int64
+    package private(set) var idleSince: Int64 = 0
+    package var call: HTTPSCall?
     /// The request being written, and how much of it went out.
-    var request: [UInt8] = []
+    package var request: [UInt8] = []
     private var written = 0
     /// The response so far (at most maxResponseBytes + 1).
     private var received: [UInt8] = []
 
     /// nil when the socket cannot even be created or the address refuses at once (next address).
-    init?(id: UInt64, address: SocketAddress, url: HTTPSURL, client: HTTPSClient, connectDeadline: Int64) {
+    package init?(id: UInt64, address: SocketAddress, url: HTTPSURL, client: HTTPSClient, connectDeadline: Int64) {
         let raw = socket(address.family, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
         guard raw >= 0 else { return nil }
         fd = FileDescriptor(raw)
@@ -44,7 +47,7 @@ final class HTTPSClientConnection: EventHandler {
 
     // MARK: events
 
-    func handleEvent(_ events: UInt32) {
+    package func handleEvent(_ events: UInt32) {
         switch state {
         case .connecting: connected()
         case .handshaking: handshake()
@@ -86,7 +89,7 @@ final class HTTPSClientConnection: EventHandler {
     }
 
     /// Writes `request` (after the handshake, or on a reused idle connection).
-    func beginRequest() {
+    package func beginRequest() {
         state = .writing
         written = 0
         received = []
@@ -177,7 +180,7 @@ final class HTTPSClientConnection: EventHandler {
 
     // MARK: idle
 
-    func becomeIdle(now: Int64) {
+    package func becomeIdle(now: Int64) {
         state = .idle
         idleSince = now
         request = []
@@ -202,7 +205,7 @@ final class HTTPSClientConnection: EventHandler {
         reactor.modify(fd: fd.raw, token: token, events: events)
     }
 
-    func close() {
+    package func close() {
         guard state != .closed else { return }
         state = .closed
         if let token { reactor.deregister(fd: fd.raw, token: token) }

@@ -1,3 +1,5 @@
+import RelayCodecs
+
 /// One request of the outbound HTTPS client (HTTPSClient.swift).
 public struct HTTPSRequest: Sendable {
     public var method: String                  // "POST"
@@ -18,7 +20,7 @@ public struct HTTPSRequest: Sendable {
     /// The HTTP/1.1 message (RFC 9112 §3, §6.2): request line, the caller's headers, then the ones
     /// the client supplies, the body framed by Content-Length. nil when the method is not a token
     /// or a header name/value could split the message (CR, LF, NUL: request smuggling, RFC 9112 §11).
-    func serialized() -> [UInt8]? {
+    package func serialized() -> [UInt8]? {
         guard !method.isEmpty, method.utf8.allSatisfy(HTTPGrammar.isTokenChar) else { return nil }
         var out: [UInt8] = []
         out.reserveCapacity(256 + body.count)

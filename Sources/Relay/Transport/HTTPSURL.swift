@@ -1,4 +1,5 @@
 import CEpoll
+import RelaySystem
 
 /// "https://host[:port]/path?query" — https only (anything else: nil). `host` is a DNS name
 /// (lowercased), an IPv4 literal, or an IPv6 literal written in brackets in the URL and stored
@@ -80,5 +81,5 @@ public struct HTTPSURL: Equatable, Sendable {
     }
 
     /// The key under which connections are kept for reuse.
-    var originKey: String { "\(host) \(port)" }
+    package var originKey: String { "\(host) \(port)" }
 }

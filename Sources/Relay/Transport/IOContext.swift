@@ -1,3 +1,6 @@
+import RelayReactor
+import RelayCodecs
+
 /// Loop-wide resources shared by every connection: the reactor and one read buffer.
 /// Reads land in the shared buffer; only a partial frame left at its end is copied into the
 /// connection's own buffer, so an idle or steady small-message connection owns no input memory.
@@ -12,10 +15,10 @@ public final class IOContext {
     public var queuedBytes = 0
     /// Sockets held by live `Connection`s (opened at init, closed in `abort` or `deinit`): the
     /// part of the process's descriptor count that moves after boot (`process_open_fds`).
-    public internal(set) var connectionDescriptors = 0
+    public package(set) var connectionDescriptors = 0
     /// Bytes of input and message-assembly buffers (their capacity) held by every connection:
     /// unfinished messages, counted against the same budget as queued bytes.
-    public internal(set) var heldBytes = 0
+    public package(set) var heldBytes = 0
     /// Queued plus held bytes may not pass this (`--max-buffered-bytes`): a connection whose
     /// buffers would grow past it asks its delegate to shed holders first (`needsBufferRoom`).
     public var bufferBudget = Int.max
@@ -45,13 +48,13 @@ public final class IOContext {
     deinit { readBuffer.deallocate() }
 
     /// A buffer larger than a pool block went back to malloc.
-    func noteReleased(_ bytes: Int) {
+    package func noteReleased(_ bytes: Int) {
         releasedBytes += bytes
         if releasedBytes >= Limits.trimAfterReleasedBytes { onLargeRelease?() }
     }
 
     /// Takes one handshake step from this iteration's budget; false when it is spent.
-    func takeHandshakeStep() -> Bool {
+    package func takeHandshakeStep() -> Bool {
         if budgetIteration != reactor.iteration {
             budgetIteration = reactor.iteration
             budgetUsed = 0

@@ -1,4 +1,6 @@
 import CEpoll
+import RelaySystem
+import RelayReactor
 
 /// Accepts connections on one listening socket and hands each new fd to `onAccept`.
 /// Accepts a bounded batch per readiness event so a connection storm cannot monopolise the

@@ -3,10 +3,10 @@ internal import CTLS
 /// The `SSL_CTX` of the outbound HTTPS client: TLS 1.2+, the peer's certificate verified against
 /// the system trust store — `SSL_CTX_set_default_verify_paths`, so `SSL_CERT_FILE` / `SSL_CERT_DIR`
 /// apply as for every OpenSSL client — and each session checks the host name (or IP) it dialled.
-final class OutboundTLSContext {
-    let ctx: OpaquePointer
+package final class OutboundTLSContext {
+    package let ctx: OpaquePointer
 
-    init() throws(TLSError) {
+    package init() throws(TLSError) {
         ERR_clear_error()
         guard let ctx = SSL_CTX_new(TLS_client_method()) else { throw TLSError.drain("SSL_CTX_new") }
         self.ctx = ctx
@@ -25,7 +25,7 @@ final class OutboundTLSContext {
 
     /// A client session on a connected socket for `url`'s host: SNI and the host-name check for a
     /// name (RFC 6125, no partial wildcards), the IP check for an IP literal (no SNI, RFC 6066 §3).
-    func makeSession(fd: Int32, host: String, isIPLiteral: Bool) -> TLSSession? {
+    package func makeSession(fd: Int32, host: String, isIPLiteral: Bool) -> TLSSession? {
         guard let session = TLSSession(ctx: ctx, fd: fd) else { return nil }
         let ssl = session.ssl
         SSL_set_connect_state(ssl)
@@ -50,7 +50,7 @@ final class OutboundTLSContext {
 
     /// The short text of a failed handshake: the certificate check's verdict when that is what
     /// failed (e.g. `certificate: hostname mismatch`), else OpenSSL's reason.
-    static func failureText(_ session: TLSSession, reason: String) -> String {
+    package static func failureText(_ session: TLSSession, reason: String) -> String {
         let v = SSL_get_verify_result(session.ssl)
         if v != pyry_x509_v_ok() {
             return "certificate: " + String(cString: X509_verify_cert_error_string(v))

@@ -1,4 +1,6 @@
 import CEpoll
+import RelaySystem
+import RelayCodecs
 
 /// The PROXY protocol version 2 header (haproxy `proxy-protocol.txt` §2.2), as a pure parser.
 /// docs/protocol.md §3.3: with `--https-proxy-protocol` every TLS-listener connection starts with one; only

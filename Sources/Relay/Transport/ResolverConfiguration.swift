@@ -1,22 +1,24 @@
+import RelaySystem
+
 /// What the outbound client's resolver needs from the system: the nameservers of
 /// `/etc/resolv.conf` and the entries of `/etc/hosts` (consulted first, as glibc's default
 /// `hosts: files dns` does). Both files are read again for each lookup — a few µs from the page
 /// cache — so an edited file applies without a restart, as it does for every other program.
-struct ResolverConfiguration {
-    var nameservers: [SocketAddress]
+package struct ResolverConfiguration {
+    package var nameservers: [SocketAddress]
     /// Lowercased name → its addresses, in file order.
-    var hosts: [String: [String]]
+    package var hosts: [String: [String]]
 
     /// resolv.conf(5) allows three nameservers (MAXNS); with none, the local one (127.0.0.1).
-    static let maxNameservers = 3
+    package static let maxNameservers = 3
 
-    static func system() -> ResolverConfiguration {
+    package static func system() -> ResolverConfiguration {
         ResolverConfiguration(nameservers: parseResolvConf(readSmallFile("/etc/resolv.conf") ?? ""),
                               hosts: parseHosts(readSmallFile("/etc/hosts") ?? ""))
     }
 
     /// `nameserver IP` lines, port 53. A scoped IPv6 address (`fe80::1%eth0`) is skipped.
-    static func parseResolvConf(_ text: String) -> [SocketAddress] {
+    package static func parseResolvConf(_ text: String) -> [SocketAddress] {
         var out: [SocketAddress] = []
         for line in text.split(whereSeparator: { $0 == "\n" }) {
             let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
@@ -28,7 +30,7 @@ struct ResolverConfiguration {
     }
 
     /// hosts(5): an address, then its names and aliases; `#` starts a comment.
-    static func parseHosts(_ text: String) -> [String: [String]] {
+    package static func parseHosts(_ text: String) -> [String: [String]] {
         var out: [String: [String]] = [:]
         for rawLine in text.split(whereSeparator: { $0 == "\n" }) {
             let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""

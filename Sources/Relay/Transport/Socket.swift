@@ -1,4 +1,6 @@
 import CEpoll
+import RelaySystem
+import RelayLog
 
 /// Thin, typed wrappers over the socket calls, all through the `syscall` funnel.
 public enum Socket {
@@ -11,7 +13,7 @@ public enum Socket {
     /// Go's net.Listen does the same: a kernel without IPv6 (booted with ipv6.disable=1, or a
     /// sandbox without AF_INET6) refuses socket(AF_INET6) with EAFNOSUPPORT; then an empty host
     /// means IPv4 only, and the log says so. An explicit `[::]` or IPv6 host still fails.
-    static func listenFallingBackToIPv4(_ address: SocketAddress,
+    package static func listenFallingBackToIPv4(_ address: SocketAddress,
                                         _ open: (SocketAddress) throws(Errno) -> FileDescriptor) throws(Errno) -> FileDescriptor {
         do { return try open(address) } catch let e where e.code == EAFNOSUPPORT && address.anyFamily {
             let v4 = SocketAddress(ip: "0.0.0.0", port: address.port)!

@@ -11,13 +11,19 @@ public struct TLSError: Error, CustomStringConvertible, Equatable {
     /// What is wrong, in words, when it can be told (TLSFileCheck): read before OpenSSL's text.
     public var explanation: String? = nil
 
+    package init(subject: String, reason: String, explanation: String? = nil) {
+        self.subject = subject
+        self.reason = reason
+        self.explanation = explanation
+    }
+
     public var description: String {
         guard let explanation else { return "\(subject): \(reason)" }
         return "\(subject): \(explanation) (OpenSSL: \(reason))"
     }
 
     /// Drains OpenSSL's error queue into one error (the queue is empty afterwards).
-    static func drain(_ subject: String, fallback: String = "unknown error") -> TLSError {
+    package static func drain(_ subject: String, fallback: String = "unknown error") -> TLSError {
         let first = ERR_get_error()
         ERR_clear_error()
         return TLSError(subject: subject, reason: first == 0 ? fallback : errorString(first))
@@ -25,7 +31,7 @@ public struct TLSError: Error, CustomStringConvertible, Equatable {
 
     /// `ERR_error_string_n` text without its `error:XXXXXXXX:` prefix: library and reason,
     /// e.g. `PEM routines::no start line`.
-    static func errorString(_ code: UInt) -> String {
+    package static func errorString(_ code: UInt) -> String {
         let full = withUnsafeTemporaryAllocation(of: CChar.self, capacity: 256) { buf -> String in
             ERR_error_string_n(code, buf.baseAddress, buf.count)
             return String(cString: buf.baseAddress!)
@@ -42,19 +48,19 @@ public struct TLSError: Error, CustomStringConvertible, Equatable {
 /// A reload builds a new context; connections made on the old one keep it alive through
 /// OpenSSL's own reference count (`SSL_new` takes a reference on its `SSL_CTX`).
 public final class TLSContext {
-    let ctx: OpaquePointer
+    package let ctx: OpaquePointer
     public let certFile: String
     public let keyFile: String
 
     /// docs/protocol.md §2.1: TLS 1.2 ciphers are ECDHE with AEAD only, ECDSA before RSA, AES-128 before
     /// AES-256 before ChaCha20 (Mozilla "intermediate" order, applied as server preference).
-    static let tls12Ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    package static let tls12Ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
         + "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
         + "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
     /// TLS 1.3 suites are all AEAD; listed to pin the order.
-    static let tls13Suites = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+    package static let tls13Suites = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
     /// docs/protocol.md §2.1: X25519 and P-256 only.
-    static let groups = "X25519:P-256"
+    package static let groups = "X25519:P-256"
     /// How often the session-ticket keys are replaced (docs/protocol.md §2.1 "rotated in memory"). A
     /// ticket sealed with an older key no longer resumes; the client does a full handshake.
     public static let ticketKeyRotationMs: Int64 = 12 * 3_600_000
@@ -67,7 +73,7 @@ public final class TLSContext {
 
     /// A context with no certificate: every handshake fails with an alert. The TLS listener
     /// serves it while ACME has not yet obtained the first certificate (docs/operations.md "ACME").
-    static func withoutCertificate() throws(TLSError) -> TLSContext {
+    package static func withoutCertificate() throws(TLSError) -> TLSContext {
         try TLSContext(configuredFor: "", keyFile: "")
     }
 
@@ -126,7 +132,7 @@ public final class TLSContext {
     }
 
     /// A server-side session for an accepted socket (the socket stays owned by the caller).
-    func makeSession(fd: Int32) -> TLSSession? {
+    package func makeSession(fd: Int32) -> TLSSession? {
         TLSSession(ctx: ctx, fd: fd)
     }
 }

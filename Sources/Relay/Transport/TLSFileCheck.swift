@@ -4,26 +4,26 @@ import CEpoll
 /// unreadable, not PEM, the two files swapped, a key that does not match the certificate.
 /// OpenSSL's own reason stays in the message after these words (`TLSError.description`).
 /// Runs only after a load failed, so the files are read a second time only on that path.
-enum TLSFileCheck {
+package enum TLSFileCheck {
     /// Read at most this much of a file to find its PEM labels (RFC 7468 §2); a certificate
     /// chain is a few KiB.
-    static let maxBytes = 1 << 20
+    package static let maxBytes = 1 << 20
 
     /// What a file holds, as far as the diagnosis needs to know.
-    enum Content: Equatable {
+    package enum Content: Equatable {
         case unreadable(String)  // strerror text
         case empty
         case notPEM
         /// The labels of its `-----BEGIN <label>-----` lines, in order.
         case pem([String])
 
-        var hasCertificate: Bool { labels.contains("CERTIFICATE") }
-        var hasPrivateKey: Bool { labels.contains { $0.hasSuffix("PRIVATE KEY") } }
-        var labels: [String] { if case .pem(let l) = self { l } else { [] } }
+        package var hasCertificate: Bool { labels.contains("CERTIFICATE") }
+        package var hasPrivateKey: Bool { labels.contains { $0.hasSuffix("PRIVATE KEY") } }
+        package var labels: [String] { if case .pem(let l) = self { l } else { [] } }
     }
 
     /// Why `SSL_CTX_use_certificate_chain_file(certFile)` failed, or nil when the file looks right.
-    static func explainCertificate(certFile: String, keyFile: String) -> String? {
+    package static func explainCertificate(certFile: String, keyFile: String) -> String? {
         let cert = contents(of: certFile)
         if let common = explainUnusable(cert, role: "certificate") { return common }
         if !cert.hasCertificate && cert.hasPrivateKey {
@@ -41,7 +41,7 @@ enum TLSFileCheck {
 
     /// Why loading or checking `keyFile` failed. `reason` is OpenSSL's: a mismatch with the
     /// certificate is reported by the X509 library whichever call noticed it.
-    static func explainKey(keyFile: String, certFile: String, reason: String) -> String? {
+    package static func explainKey(keyFile: String, certFile: String, reason: String) -> String? {
         if reason.hasSuffix("key values mismatch") || reason.hasSuffix("key type mismatch") {
             return "the private key does not match the certificate in \(certFile)"
         }
@@ -68,7 +68,7 @@ enum TLSFileCheck {
         }
     }
 
-    static func contents(of path: String) -> Content {
+    package static func contents(of path: String) -> Content {
         let fd = pyry_open(path, O_RDONLY | O_CLOEXEC, 0)
         guard fd >= 0 else { return .unreadable(String(cString: strerror(pyry_errno()))) }
         defer { _ = close(fd) }
@@ -88,7 +88,7 @@ enum TLSFileCheck {
     }
 
     /// RFC 7468 §2: `-----BEGIN label-----`; the label is what tells a key from a certificate.
-    static func classify(_ bytes: [UInt8]) -> Content {
+    package static func classify(_ bytes: [UInt8]) -> Content {
         if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }) { return .empty }
         let begin = Array("-----BEGIN ".utf8), dashes = Array("-----".utf8)
         var labels: [String] = []

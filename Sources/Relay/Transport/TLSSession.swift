@@ -1,11 +1,13 @@
 internal import CTLS
 import CEpoll
+import RelaySystem
+import RelayCodecs
 
 /// One `SSL` on a non-blocking socket, server side (or client side: OutboundTLSContext.swift) (one owning type: the owner frees it
 /// in `deinit`). Every call clears the error queue first and turns `WANT_READ`/`WANT_WRITE`
 /// into values (convention 7). The socket itself is owned by the connection.
-final class TLSSession {
-    enum HandshakeResult: Equatable {
+package final class TLSSession {
+    package enum HandshakeResult: Equatable {
         case done
         case wantRead
         case wantWrite
@@ -14,16 +16,16 @@ final class TLSSession {
 
     /// What the last call that returned `.wouldBlock` is waiting for. A read can need the
     /// socket writable (a TLS 1.3 KeyUpdate answer) and a write can need it readable.
-    enum Want { case read, write }
+    package enum Want { case read, write }
 
-    let ssl: OpaquePointer
-    private(set) var want: Want = .read
+    package let ssl: OpaquePointer
+    package private(set) var want: Want = .read
     /// Set after a fatal error: OpenSSL forbids `SSL_shutdown` then (SSL_shutdown(3)).
-    private(set) var broken = false
-    private(set) var handshakeDone = false
+    package private(set) var broken = false
+    package private(set) var handshakeDone = false
     private var shutdownSent = false
 
-    init?(ctx: OpaquePointer, fd: Int32) {
+    package init?(ctx: OpaquePointer, fd: Int32) {
         ERR_clear_error()
         guard let ssl = SSL_new(ctx) else {
             ERR_clear_error()
@@ -40,7 +42,7 @@ final class TLSSession {
     deinit { SSL_free(ssl) }
 
     /// Advances the handshake as far as the socket allows.
-    func handshake() -> HandshakeResult {
+    package func handshake() -> HandshakeResult {
         ERR_clear_error()
         let r = SSL_do_handshake(ssl)
         if r == 1 {
@@ -67,7 +69,7 @@ final class TLSSession {
     /// or EOF without one (HTTP and WebSocket frame their own messages, so a truncated
     /// stream cannot be mistaken for a complete one).
     @inline(__always)
-    func read(into buffer: UnsafeMutableRawPointer, count: Int) throws(Errno) -> IOResult<Int> {
+    package func read(into buffer: UnsafeMutableRawPointer, count: Int) throws(Errno) -> IOResult<Int> {
         ERR_clear_error()
         let r = SSL_read(ssl, buffer, Int32(clamping: count))
         if r > 0 { return .done(Int(r)) }
@@ -77,7 +79,7 @@ final class TLSSession {
     /// Encrypts up to `count` bytes from `buffer` (partial writes enabled: the result may be
     /// less). After `.wouldBlock` the retry must offer the same bytes again (at any address).
     @inline(__always)
-    func write(from buffer: UnsafeRawPointer, count: Int) throws(Errno) -> IOResult<Int> {
+    package func write(from buffer: UnsafeRawPointer, count: Int) throws(Errno) -> IOResult<Int> {
         ERR_clear_error()
         let r = SSL_write(ssl, buffer, Int32(clamping: count))
         if r > 0 { return .done(Int(r)) }
@@ -111,10 +113,10 @@ final class TLSSession {
 
     /// Plaintext already decrypted and buffered inside OpenSSL: epoll cannot see it, so the
     /// reader must drain it before waiting for the socket again.
-    var pendingPlaintext: Int { Int(SSL_pending(ssl)) }
+    package var pendingPlaintext: Int { Int(SSL_pending(ssl)) }
 
     /// Best-effort close_notify (RFC 8446 §6.1), never blocking, result ignored.
-    func shutdown() {
+    package func shutdown() {
         guard handshakeDone, !broken, !shutdownSent else { return }
         shutdownSent = true
         ERR_clear_error()
@@ -123,7 +125,7 @@ final class TLSSession {
     }
 
     /// The negotiated ALPN protocol ("" when none), for tests.
-    var alpn: String {
+    package var alpn: String {
         var p: UnsafePointer<UInt8>?
         var n: UInt32 = 0
         SSL_get0_alpn_selected(ssl, &p, &n)

@@ -1,4 +1,7 @@
 import CEpoll
+import RelaySystem
+import RelayReactor
+import RelayTransport
 
 /// docs/architecture.md (v1 = single-instance) Fly.io signal: ask Fly's internal resolver for `<FLY_APP_NAME>.internal` AAAA,
 /// one UDP datagram, and compare the machines' 6PN addresses with our `FLY_PRIVATE_IP`.
@@ -11,10 +14,10 @@ public final class FlyDNSSignal: ReplicaSignal {
     /// docs/architecture.md (v1 = single-instance): 2 s. (Candidate for `Limits.flyDNSTimeoutMs`.)
     public static let defaultTimeoutMs: Int64 = 2_000
 
-    let appName: String
-    let ownAddress: [UInt8]?  // FLY_PRIVATE_IP as 16 octets; nil when unset or not IPv6
-    let server: SocketAddress
-    let timeoutMs: Int64
+    package let appName: String
+    package let ownAddress: [UInt8]?  // FLY_PRIVATE_IP as 16 octets; nil when unset or not IPv6
+    package let server: SocketAddress
+    package let timeoutMs: Int64
 
     /// nil when `FLY_APP_NAME` is unset or empty: the signal does not apply.
     public init?(env: [String: String], server: SocketAddress? = nil,
@@ -26,7 +29,7 @@ public final class FlyDNSSignal: ReplicaSignal {
         self.timeoutMs = timeoutMs
     }
 
-    static func ipv6Octets(_ text: String) -> [UInt8]? {
+    package static func ipv6Octets(_ text: String) -> [UInt8]? {
         var a = in6_addr()
         guard inet_pton(AF_INET6, text, &a) == 1 else { return nil }
         return withUnsafeBytes(of: a) { Array($0) }
@@ -49,7 +52,7 @@ public final class FlyDNSSignal: ReplicaSignal {
     }
 
     /// The rule of docs/architecture.md (v1 = single-instance) over a parsed answer (pure, tested with byte literals).
-    static func classify(_ r: DNSMessage.AAAAResponse, own: [UInt8]?) -> ReplicaSignalAnswer {
+    package static func classify(_ r: DNSMessage.AAAAResponse, own: [UInt8]?) -> ReplicaSignalAnswer {
         // NXDOMAIN (3) is an answer with no machines; any other failure code is no answer.
         guard r.rcode == 0 || r.rcode == 3 else {
             return .unknown(evidence: "the resolver answered with rcode \(r.rcode)")
@@ -81,7 +84,7 @@ public final class FlyDNSSignal: ReplicaSignal {
     /// One query, one answer, within `timeoutMs` (poll(2) on a non-blocking connected UDP socket;
     /// `connect` makes the kernel drop datagrams from any other source). Answers with the wrong ID
     /// or question are ignored until the deadline.
-    func exchange(_ query: [UInt8], id: UInt16) -> Result<DNSMessage.AAAAResponse, ExchangeError> {
+    package func exchange(_ query: [UInt8], id: UInt16) -> Result<DNSMessage.AAAAResponse, ExchangeError> {
         let fd: FileDescriptor
         do throws(Errno) {
             fd = FileDescriptor(try syscallChecked("socket") {
@@ -122,12 +125,12 @@ public final class FlyDNSSignal: ReplicaSignal {
         }
     }
 
-    struct ExchangeError: Error, CustomStringConvertible {
-        let description: String
-        init(_ d: String) { description = d }
+    package struct ExchangeError: Error, CustomStringConvertible {
+        package let description: String
+        package init(_ d: String) { description = d }
     }
 
-    static func monotonicMs() -> Int64 {
+    package static func monotonicMs() -> Int64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Int64(ts.tv_sec) * 1_000 + Int64(ts.tv_nsec) / 1_000_000

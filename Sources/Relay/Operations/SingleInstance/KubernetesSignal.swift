@@ -4,7 +4,7 @@
 public struct KubernetesSignal: ReplicaSignal {
     public let name = "kubernetes"
     public let isPlatform = true
-    let hostname: String?
+    package let hostname: String?
 
     /// nil when `KUBERNETES_SERVICE_HOST` is unset or empty: the signal does not apply.
     public init?(env: [String: String]) {

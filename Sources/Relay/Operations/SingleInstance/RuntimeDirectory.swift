@@ -1,11 +1,12 @@
 import CEpoll
+import RelayLog
 
 /// The directory named by `--runtime-dir` holds `instance.lock`. A missing one is created
 /// (mode 0700, as systemd's `RuntimeDirectoryMode=` in the shipped unit) so a typo cannot start
 /// a relay that silently skips the same-host check; what cannot be created refuses the start.
-enum RuntimeDirectory {
+package enum RuntimeDirectory {
     /// nil when `path` is a directory now (made here or already there), else the refusal text.
-    static func prepare(_ path: String) -> String? {
+    package static func prepare(_ path: String) -> String? {
         if mkdir(path, 0o700) == 0 {
             Log.info("runtime_dir_created", ["path": path])
             return nil

@@ -1,4 +1,6 @@
 import CEpoll
+import RelaySystem
+import RelayCore
 
 /// The held `instance.lock`: the lock lives as long as this object (the open file description
 /// owns the flock), so the caller keeps it for the process lifetime. Dropping it unlocks.
@@ -6,7 +8,7 @@ public final class InstanceLock {
     public let path: String
     public let fd: FileDescriptor
 
-    init(path: String, fd: FileDescriptor) {
+    package init(path: String, fd: FileDescriptor) {
         self.path = path
         self.fd = fd
     }
@@ -66,7 +68,7 @@ public final class SameHostLockSignal: ReplicaSignal {
     }
 
     /// opendir(3) succeeds only on a directory we may read (CEpoll carries dirent.h, not sys/stat.h).
-    static func isDirectory(_ path: String) -> Bool {
+    package static func isDirectory(_ path: String) -> Bool {
         guard let d = opendir(path) else { return false }
         closedir(d)
         return true
@@ -134,7 +136,7 @@ public final class SameHostLockSignal: ReplicaSignal {
     }
 
     /// Truncate, then write `"<pid>\n"` at offset 0: the file names exactly one holder.
-    static func stamp(_ fd: Int32, pid: pid_t) throws(Errno) {
+    package static func stamp(_ fd: Int32, pid: pid_t) throws(Errno) {
         try syscallChecked("ftruncate") { ftruncate(fd, 0) }
         let text = Array("\(pid)\n".utf8)
         let n = try syscallChecked("pwrite") { text.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) } }
@@ -142,14 +144,14 @@ public final class SameHostLockSignal: ReplicaSignal {
     }
 
     /// The holder's PID from the file: leading decimal digits up to a newline; nil otherwise.
-    static func readPID(_ fd: Int32) -> Int32? {
+    package static func readPID(_ fd: Int32) -> Int32? {
         var buf = [UInt8](repeating: 0, count: 24)
         let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
         guard n > 0 else { return nil }
         return parsePID(buf[0..<n])
     }
 
-    static func parsePID(_ bytes: ArraySlice<UInt8>) -> Int32? {
+    package static func parsePID(_ bytes: ArraySlice<UInt8>) -> Int32? {
         var v: Int64 = 0
         var digits = 0
         for b in bytes {

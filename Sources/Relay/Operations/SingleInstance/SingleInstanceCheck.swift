@@ -1,3 +1,6 @@
+import RelayLog
+import RelayCore
+
 /// What a passed check hands back: keep `lock` alive for the process lifetime (dropping it
 /// releases `instance.lock`), print `logLines` to stderr.
 public struct SingleInstanceOutcome {
@@ -17,7 +20,7 @@ public struct SingleInstanceRefusal: Error, Equatable, Sendable {
     /// A sharded relay's refusal points at the section on shards and their per-shard lock.
     public static let shardedPointer = pointer(section: "v2 = static shards")
 
-    static func pointer(section: String) -> String {
+    package static func pointer(section: String) -> String {
         "see: \(installedArchitectureDoc) (docs/architecture.md in the source tree), section \"\(section)\""
     }
 
@@ -40,7 +43,7 @@ public struct SingleInstanceRefusal: Error, Equatable, Sendable {
 
     /// The fix for the signal that refused: the first `multiple` one, else the missing assertion
     /// (a platform that cannot count replicas, or production mode).
-    static func remedy(for report: [SignalReport], sameHost: SameHostLockSignal) -> String {
+    package static func remedy(for report: [SignalReport], sameHost: SameHostLockSignal) -> String {
         let otherDeploy = "or give this relay another --runtime-dir if it serves a different deployment"
         switch report.first(where: { if case .multiple = $0.answer { true } else { false } })?.signal {
         case "same_host":
@@ -107,7 +110,7 @@ public func runSingleInstanceCheck(env: EnvironmentConfig, rawEnv: [String: Stri
 /// New keys `same_host`, `fly`, `kubernetes`: one per signal, value single|multiple|unknown|absent,
 /// so a fleet can be grepped for `fly=unknown`. `err` carries the evidence of every non-single answer.
 /// The line is WARN when any signal could not tell.
-func checkLine(_ report: [SignalReport], _ sameHost: SameHostLockSignal) -> String {
+package func checkLine(_ report: [SignalReport], _ sameHost: SameHostLockSignal) -> String {
     func word(_ name: String) -> String { report.first { $0.signal == name }?.answer.word ?? "absent" }
     var fields: [(key: String, value: String)] = [
         ("same_host", word("same_host")), ("fly", word("fly")), ("kubernetes", word("kubernetes")),

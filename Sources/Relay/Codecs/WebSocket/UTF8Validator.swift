@@ -1,0 +1,80 @@
+import CRelaySIMD
+
+/// Incremental UTF-8 validator (RFC 3629 §4; Unicode Table 3-7 "well-formed byte sequences").
+///
+/// The state survives across `feed` calls, so a text message can be validated fragment by
+/// fragment (and a frame chunk by chunk) with code points split anywhere — RFC 6455 §8.1 lets
+/// an endpoint fail a connection as soon as the bytes seen so far cannot be valid.
+/// Rejects overlongs, surrogates (U+D800–DFFF) and code points above U+10FFFF.
+public struct UTF8Validator: Sendable {
+    // States: what the next byte must be.
+    @usableFromInline package static let accept: UInt8 = 0
+    @usableFromInline package static let need1: UInt8 = 1        // one 80–BF, then done
+    @usableFromInline package static let need2: UInt8 = 2        // 80–BF, then need1
+    @usableFromInline package static let need3: UInt8 = 3        // 80–BF, then need2
+    @usableFromInline package static let afterE0: UInt8 = 4      // A0–BF (no overlongs), then need1
+    @usableFromInline package static let afterED: UInt8 = 5      // 80–9F (no surrogates), then need1
+    @usableFromInline package static let afterF0: UInt8 = 6      // 90–BF (no overlongs), then need2
+    @usableFromInline package static let afterF4: UInt8 = 7      // 80–8F (≤ U+10FFFF), then need2
+    @usableFromInline package static let reject: UInt8 = 8       // sticky
+
+    @usableFromInline package var state: UInt8 = 0
+
+    public init() {}
+
+    /// True when the bytes fed so far end on a code point boundary (and none was invalid).
+    public var isComplete: Bool { state == Self.accept }
+
+    public mutating func reset() { state = Self.accept }
+
+    /// Feeds more bytes. Returns false as soon as the bytes so far cannot be valid UTF-8;
+    /// after that every call returns false until `reset()`.
+    public mutating func feed(_ b: UnsafeRawBufferPointer) -> Bool {
+        var s = state
+        if s == Self.reject { return false }
+        guard let p = b.baseAddress else { return true }
+        let n = b.count
+        var i = 0
+        while i < n {
+            if s == Self.accept {
+                // ASCII fast path: 16 bytes per step while no byte has its high bit set.
+                i &+= pyry_ascii_span(p.assumingMemoryBound(to: UInt8.self) + i, n &- i)
+                if i == n { break }
+            }
+            s = Self.step(s, p.load(fromByteOffset: i, as: UInt8.self))
+            if s == Self.reject {
+                state = s
+                return false
+            }
+            i &+= 1
+        }
+        state = s
+        return true
+    }
+
+    @inline(__always)
+    @usableFromInline package static func step(_ s: UInt8, _ b: UInt8) -> UInt8 {
+        switch s {
+        case accept:
+            switch b {
+            case 0x00...0x7F: return accept
+            case 0xC2...0xDF: return need1
+            case 0xE0: return afterE0
+            case 0xE1...0xEC, 0xEE, 0xEF: return need2
+            case 0xED: return afterED
+            case 0xF0: return afterF0
+            case 0xF1...0xF3: return need3
+            case 0xF4: return afterF4
+            default: return reject  // 80–BF stray continuation, C0/C1 overlong, F5–FF
+            }
+        case need1: return (0x80...0xBF).contains(b) ? accept : reject
+        case need2: return (0x80...0xBF).contains(b) ? need1 : reject
+        case need3: return (0x80...0xBF).contains(b) ? need2 : reject
+        case afterE0: return (0xA0...0xBF).contains(b) ? need1 : reject
+        case afterED: return (0x80...0x9F).contains(b) ? need1 : reject
+        case afterF0: return (0x90...0xBF).contains(b) ? need2 : reject
+        case afterF4: return (0x80...0x8F).contains(b) ? need2 : reject
+        default: return reject
+        }
+    }
+}

@@ -1,0 +1,328 @@
+import RelayCodecs
+
+/// The server-id registry of docs/protocol.md §5 as a pure state machine: no sockets, no clocks. The
+/// caller feeds events (claims, pongs, disconnects, timer expiries, phone arrivals and
+/// departures) with the current time in milliseconds and performs the returned actions.
+///
+/// State per server-id: the binary holding it (live, or dead and in grace), its phones, and the
+/// newcomers probing a live holder. Lookups on the forwarding path (`route(phone:)`,
+/// `phone(connID:ofBinary:)`) are one or two hash lookups and allocate nothing.
+///
+/// One thread only (the reactor's).
+public final class Registry {
+    public let graceMs: Int64
+    public let probeTimeoutMs: Int64
+    /// Phones per server-id; `<= 0` disables the cap (as Go's `RegisterPhoneCapped`).
+    public let maxPhonesPerServer: Int
+
+    package final class Slot {
+        package let serverID: String
+        /// `client-<server-id>-`: a binary's `conn_id` must start with it (docs/protocol.md §7.2).
+        package let phonePrefix: [UInt8]
+        /// The binary holding the id, live or (when `!live`) in grace.
+        package var holder: ConnHandle
+        package var live = true
+        package var graceToken: UInt64 = 0
+        /// Keyed by the 32-bit suffix of the phone's conn id, unique within the slot.
+        package var phones: [UInt32: ConnHandle] = [:]
+        /// Newcomers probing the live holder, in arrival order.
+        package var pending: [ConnHandle] = []
+
+        package init(serverID: String, holder: ConnHandle) {
+            self.serverID = serverID
+            self.phonePrefix = Array(("client-" + serverID + "-").utf8)
+            self.holder = holder
+        }
+    }
+
+    package enum BinaryState {
+        /// Holds (live) the slot.
+        case holder(Slot)
+        /// Waiting for the probe of `incumbent`, which held the slot when it arrived.
+        case pending(Slot, token: UInt64, incumbent: ConnHandle)
+    }
+
+    package struct PhoneState {
+        package let slot: Slot
+        package let key: UInt32
+        package let connID: String
+        /// The binary holding the id when the phone registered (docs/protocol.md §8 notice rule).
+        package let registeredWith: ConnHandle
+    }
+
+    private var slots: [String: Slot] = [:]
+    /// Live holders and pending newcomers. A binary in grace is no longer here.
+    private var binaries: [ConnHandle: BinaryState] = [:]
+    private var phones: [ConnHandle: PhoneState] = [:]
+    private var liveBinaries = 0
+    private var lastToken: UInt64 = 0
+
+    public init(
+        graceMs: Int64 = Limits.graceMs,
+        probeTimeoutMs: Int64 = Limits.claimProbeTimeoutMs,
+        maxPhonesPerServer: Int = Limits.phonesPerServerID
+    ) {
+        self.graceMs = graceMs
+        self.probeTimeoutMs = probeTimeoutMs
+        self.maxPhonesPerServer = maxPhonesPerServer
+    }
+
+    // MARK: Counts (docs/protocol.md §5, docs/operations.md)
+
+    /// Binaries holding a server-id and connected; binaries in grace are excluded.
+    public var connectedBinaries: Int { liveBinaries }
+    /// Registered phones, including those whose binary is in grace.
+    public var connectedPhones: Int { phones.count }
+
+    // MARK: Binaries
+
+    /// A binary finished its upgrade on `/v1/server` (docs/protocol.md §5 "Binary claim").
+    public func claimBinary(_ binary: ConnHandle, serverID: String, now: Int64) -> [RegistryAction] {
+        precondition(binaries[binary] == nil && phones[binary] == nil, "handle reused")
+        guard let slot = slots[serverID] else {
+            // 1. Slot free.
+            let slot = Slot(serverID: serverID, holder: binary)
+            slots[serverID] = slot
+            var actions: [RegistryAction] = []
+            install(binary, in: slot, kind: .fresh, &actions)
+            return actions
+        }
+        if !slot.live {
+            // 1. Slot in grace: reclaim.
+            var actions: [RegistryAction] = [.cancelTimer(.grace(serverID: serverID, token: slot.graceToken))]
+            install(binary, in: slot, kind: .reclaim, &actions)
+            return actions
+        }
+        // 2. Held by a live binary: probe it.
+        let token = nextToken()
+        binaries[binary] = .pending(slot, token: token, incumbent: slot.holder)
+        slot.pending.append(binary)
+        return [
+            .probeIncumbent(slot.holder),
+            .armTimer(.probe(newcomer: binary, token: token), atMs: now + probeTimeoutMs),
+        ]
+    }
+
+    /// A pong arrived from `binary`. If newcomers are probing it, they lose: 4409.
+    public func incumbentAnswered(_ binary: ConnHandle, now: Int64) -> [RegistryAction] {
+        guard case .holder(let slot)? = binaries[binary], !slot.pending.isEmpty else { return [] }
+        var actions: [RegistryAction] = []
+        refuseAllPending(in: slot, &actions)
+        return actions
+    }
+
+    /// A timer armed by an `armTimer` action fired. Stale timers do nothing.
+    public func timerFired(_ timer: RegistryTimer, now: Int64) -> [RegistryAction] {
+        switch timer {
+        case .grace(let serverID, let token): return graceExpired(serverID: serverID, token: token)
+        case .probe(let newcomer, let token): return probeExpired(newcomer: newcomer, token: token)
+        }
+    }
+
+    /// The binary's connection is gone, whatever the cause (docs/protocol.md §5 "Binary disconnect").
+    /// Grace is armed only if this connection still holds the slot.
+    public func binaryDisconnected(_ binary: ConnHandle, now: Int64) -> [RegistryAction] {
+        guard let state = binaries.removeValue(forKey: binary) else { return [] }
+        switch state {
+        case .pending(let slot, let token, _):
+            slot.pending.removeAll { $0 == binary }
+            return [.cancelTimer(.probe(newcomer: binary, token: token))]
+        case .holder(let slot):
+            liveBinaries -= 1
+            slot.live = false
+            var actions: [RegistryAction] = []
+            if !slot.pending.isEmpty {
+                // A newcomer was probing: the silent incumbent is now certainly gone, so the
+                // first newcomer takes over at once (Go: its ping fails, TakeoverServer succeeds)
+                // and the others find the slot changed hands (4409).
+                let winner = slot.pending.removeFirst()
+                takeOver(by: winner, in: slot, probeStillArmed: true, &actions)
+                return actions
+            }
+            slot.graceToken = nextToken()
+            actions.append(.armTimer(.grace(serverID: slot.serverID, token: slot.graceToken), atMs: now + graceMs))
+            return actions
+        }
+    }
+
+    /// The binary that holds `serverID` now and is connected.
+    public func liveBinary(serverID: String) -> ConnHandle? {
+        guard let slot = slots[serverID], slot.live else { return nil }
+        return slot.holder
+    }
+
+    /// The phones of the server-id `binary` holds (live), for pausing and resuming them
+    /// together (docs/protocol.md §7.5). Allocates: called only when the binary crosses a water mark.
+    public func phones(ofBinary binary: ConnHandle) -> [ConnHandle] {
+        guard case .holder(let slot)? = binaries[binary] else { return [] }
+        return Array(slot.phones.values)
+    }
+
+    /// Whether `binary` is waiting for a claim probe (the caller should not read from it yet).
+    public func isPending(_ binary: ConnHandle) -> Bool {
+        if case .pending? = binaries[binary] { return true }
+        return false
+    }
+
+    // MARK: Phones
+
+    /// A phone finished its upgrade on `/v1/client` (docs/protocol.md §5 "Phone registration").
+    /// `random` is 32 CSPRNG bits for its conn id; should they collide with a phone already on
+    /// this id, the next free value is used, so ids stay unique per server-id.
+    public func registerPhone(_ phone: ConnHandle, serverID: String, random: UInt32) -> PhoneRegistration {
+        precondition(binaries[phone] == nil && phones[phone] == nil, "handle reused")
+        // No binary and no grace (a slot exists exactly while one of them does).
+        guard let slot = slots[serverID] else {
+            return .rejected(code: .noServer, reason: RegistryReason.noServer)
+        }
+        if maxPhonesPerServer > 0 && slot.phones.count >= maxPhonesPerServer {
+            return .rejected(code: .tooManyPhones, reason: RegistryReason.tooManyPhones)
+        }
+        var key = random
+        while slot.phones[key] != nil { key &+= 1 }
+        let connID = ConnectionID.make(role: .phone, serverID: serverID, random: key)
+        slot.phones[key] = phone
+        phones[phone] = PhoneState(slot: slot, key: key, connID: connID, registeredWith: slot.holder)
+        return .registered(connID: connID)
+    }
+
+    /// Where a message from `phone` goes (docs/protocol.md §7.1; during grace the phone is closed 1000).
+    @inline(__always)
+    public func route(phone: ConnHandle) -> PhoneRoute {
+        guard let p = phones[phone] else { return .unknown }
+        return p.slot.live ? .forward(binary: p.slot.holder) : .closePhone(code: .normal, reason: "")
+    }
+
+    /// The phone a binary's envelope addresses (docs/protocol.md §7.2): `connID` is the decoded conn_id
+    /// bytes; it must name a phone of the server-id `binary` holds live. Allocation-free.
+    @inline(__always)
+    public func phone(connID: UnsafeRawBufferPointer, ofBinary binary: ConnHandle) -> ConnHandle? {
+        guard case .holder(let slot)? = binaries[binary],
+            let key = ConnectionID.suffix(of: connID, prefix: slot.phonePrefix)
+        else { return nil }
+        return slot.phones[key]
+    }
+
+    public func phone(connID: String, ofBinary binary: ConnHandle) -> ConnHandle? {
+        var id = connID
+        return id.withUTF8 { phone(connID: UnsafeRawBufferPointer($0), ofBinary: binary) }
+    }
+
+    /// The conn id a registered phone was given.
+    public func connID(ofPhone phone: ConnHandle) -> String? { phones[phone]?.connID }
+
+    /// The phone's connection ended, or is being closed (docs/protocol.md §8). `closeCode` is the code of
+    /// the close it sent (nil when it sent none, dropped, or sent non-JSON → notice 1001).
+    /// `closedByBinary`: the binary's own close directive ended it (no notice).
+    /// Returns the close notice when one is due: the phone was still registered (not evicted or
+    /// expired), and the binary it registered with still holds the id and is connected.
+    public func phoneLeft(_ phone: ConnHandle, closeCode: UInt16?, closedByBinary: Bool) -> [RegistryAction] {
+        guard let p = phones.removeValue(forKey: phone) else { return [] }
+        let slot = p.slot
+        if slot.phones[p.key] == phone { slot.phones[p.key] = nil }
+        // Reclaim, takeover and expiry already forget every phone of the old binary, so the
+        // `registeredWith` test is implied today; it states the docs/protocol.md §8 rule where it applies.
+        guard !closedByBinary, slot.live, slot.holder == p.registeredWith,
+            slots[slot.serverID] === slot
+        else { return [] }
+        return [.sendCloseNotice(binary: slot.holder, phoneConnID: p.connID, code: closeCode ?? CloseCode.goingAway.rawValue)]
+    }
+
+    // MARK: Internals
+
+    private func nextToken() -> UInt64 {
+        lastToken &+= 1
+        return lastToken
+    }
+
+    /// Makes `binary` the live holder. For a reclaim or takeover, every phone of the id is
+    /// removed at once and closed 4404 (docs/protocol.md §5 "Reclaim"); none gets a close notice.
+    private func install(_ binary: ConnHandle, in slot: Slot, kind: ClaimKind, _ actions: inout [RegistryAction]) {
+        if kind != .fresh {
+            evictPhones(of: slot, code: .noServer, reason: RegistryReason.reclaimed, &actions)
+        }
+        slot.holder = binary
+        slot.live = true
+        slot.graceToken = 0
+        binaries[binary] = .holder(slot)
+        liveBinaries += 1
+        actions.append(.claimed(binary, serverID: slot.serverID, kind: kind))
+    }
+
+    /// Removes every phone of `slot` and closes each (ordered by handle, for determinism).
+    private func evictPhones(of slot: Slot, code: CloseCode, reason: String, _ actions: inout [RegistryAction]) {
+        guard !slot.phones.isEmpty else { return }
+        let evicted = slot.phones.values.sorted { $0.raw < $1.raw }
+        slot.phones.removeAll()
+        for p in evicted {
+            phones[p] = nil
+            actions.append(.closeConn(p, code: code, reason: reason))
+        }
+    }
+
+    private func refuseAllPending(in slot: Slot, _ actions: inout [RegistryAction]) {
+        let losers = slot.pending
+        slot.pending.removeAll()
+        for newcomer in losers { refuse(newcomer, slot: slot, &actions) }
+    }
+
+    private func refuse(
+        _ newcomer: ConnHandle, slot: Slot, probeStillArmed: Bool = true, _ actions: inout [RegistryAction]
+    ) {
+        guard case .pending(_, let token, _)? = binaries.removeValue(forKey: newcomer) else { return }
+        if probeStillArmed { actions.append(.cancelTimer(.probe(newcomer: newcomer, token: token))) }
+        actions.append(.closeConn(newcomer, code: .alreadyClaimed, reason: RegistryReason.alreadyClaimed))
+        actions.append(.claimRefused(newcomer, serverID: slot.serverID))
+    }
+
+    /// `winner` (already removed from `slot.pending`) takes the slot from its incumbent, with
+    /// reclaim semantics; the other newcomers find it changed hands and get 4409.
+    private func takeOver(
+        by winner: ConnHandle, in slot: Slot, probeStillArmed: Bool, _ actions: inout [RegistryAction]
+    ) {
+        guard case .pending(_, let token, _)? = binaries[winner] else { return }
+        if probeStillArmed { actions.append(.cancelTimer(.probe(newcomer: winner, token: token))) }
+        let incumbent = slot.holder
+        if slot.live {
+            // Still connected but silent: close it the way its heartbeat would have.
+            binaries[incumbent] = nil
+            liveBinaries -= 1
+            actions.append(.closeConn(incumbent, code: .internalError, reason: RegistryReason.heartbeatTimeout))
+        } else if slot.graceToken != 0 {
+            actions.append(.cancelTimer(.grace(serverID: slot.serverID, token: slot.graceToken)))
+        }
+        refuseAllPending(in: slot, &actions)
+        binaries[winner] = nil
+        install(winner, in: slot, kind: .takeover, &actions)
+    }
+
+    private func probeExpired(newcomer: ConnHandle, token: UInt64) -> [RegistryAction] {
+        guard case .pending(let slot, let t, let incumbent)? = binaries[newcomer], t == token else { return [] }
+        var actions: [RegistryAction] = []
+        slot.pending.removeAll { $0 == newcomer }
+        if slots[slot.serverID] !== slot {
+            // The id was released during the wait (defensive: pending claims are settled when
+            // the incumbent disconnects, so grace cannot expire under them): claim it afresh.
+            binaries[newcomer] = nil
+            let fresh = Slot(serverID: slot.serverID, holder: newcomer)
+            slots[slot.serverID] = fresh
+            install(newcomer, in: fresh, kind: .fresh, &actions)
+        } else if slot.holder != incumbent {
+            // The slot changed hands during the wait: the newcomer gets 4409.
+            refuse(newcomer, slot: slot, probeStillArmed: false, &actions)
+        } else {
+            takeOver(by: newcomer, in: slot, probeStillArmed: false, &actions)
+        }
+        return actions
+    }
+
+    private func graceExpired(serverID: String, token: UInt64) -> [RegistryAction] {
+        guard let slot = slots[serverID], !slot.live, slot.graceToken == token else { return [] }
+        var actions: [RegistryAction] = []
+        let n = slot.phones.count
+        evictPhones(of: slot, code: .normal, reason: "", &actions)
+        slots[serverID] = nil
+        actions.append(.graceExpired(serverID: serverID, phonesClosed: n))
+        return actions
+    }
+}

@@ -1,0 +1,101 @@
+import RelayReactor
+import RelayCodecs
+
+/// The one logfmt encoder (docs/operations.md: `ts`, `level`, `msg`, then keys). `Log` filters keys
+/// through its allow-list and writes through here; boot-time lines (docs/architecture.md (v1 = single-instance)) call it directly.
+public enum Logfmt {
+    /// `ts=<RFC 3339 UTC, ms> level=<level> msg=<msg> k=v ...`, no trailing newline.
+    public static func line(level: String, msg: String, _ fields: [(key: String, value: String)] = [],
+                            timestamp: String = Logfmt.timestamp()) -> String {
+        var s = "ts=\(timestamp) level=\(quote(level)) msg=\(quote(msg))"
+        for f in fields { s += " \(f.key)=\(quote(f.value))" }
+        return s
+    }
+
+    /// A value is quoted when it is empty or holds a space, `"`, `=`, `\` or a character that
+    /// `mustEscape` (the go-logfmt rules, widened); inside quotes `\` and `"` are escaped and
+    /// those characters become `\n`, `\r`, `\t` or `\uXXXX`.
+    public static func quote(_ value: String) -> String {
+        let needs = value.isEmpty || value.unicodeScalars.contains {
+            $0 == " " || $0 == "\"" || $0 == "=" || $0 == "\\" || mustEscape($0)
+        }
+        guard needs else { return value }
+        var out = "\""
+        for u in value.unicodeScalars {
+            switch u {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if mustEscape(u) {
+                    let hex = Array("0123456789abcdef")
+                    out += "\\u"
+                    for shift in stride(from: 12, through: 0, by: -4) { out.append(hex[Int(u.value >> UInt32(shift) & 0xf)]) }
+                } else {
+                    out.unicodeScalars.append(u)
+                }
+            }
+        }
+        return out + "\""
+    }
+
+    /// Characters never written raw: the C0 controls, DEL and the C1 controls (0x80–0x9F, which
+    /// terminals act on), and U+2028/U+2029 — with U+0085 (NEL, a C1 control) these end a line
+    /// for Unicode-aware readers (Unicode §5.8), so a header value holding one could start a
+    /// forged log line.
+    package static func mustEscape(_ u: Unicode.Scalar) -> Bool {
+        u.value < 0x20 || (0x7f...0x9f).contains(u.value) || u.value == 0x2028 || u.value == 0x2029
+    }
+
+    /// `value` cut to at most `maxBytes` UTF-8 bytes when it is longer: its head and its last
+    /// `clipTailBytes` bytes around `…`, both cut on code point boundaries. The tail is kept
+    /// because a connection id ends in the 8 hex digits that tell two connections apart.
+    public static func clip(_ value: String, maxBytes: Int = Limits.logValueMaxBytes) -> String {
+        guard value.utf8.count > maxBytes else { return value }
+        let marker = "…"
+        let room = max(0, maxBytes - marker.utf8.count)
+        let tailBudget = min(clipTailBytes, room / 2)
+        var tailStart = value.unicodeScalars.endIndex
+        var tailBytes = 0
+        while tailStart > value.unicodeScalars.startIndex {
+            let i = value.unicodeScalars.index(before: tailStart)
+            let n = UTF8.width(value.unicodeScalars[i])
+            if tailBytes + n > tailBudget { break }
+            tailBytes += n
+            tailStart = i
+        }
+        return truncatedUTF8(value, maxBytes: room - tailBytes) + marker + String(value.unicodeScalars[tailStart...])
+    }
+
+    /// Bytes `clip` keeps from the end of a value.
+    package static let clipTailBytes = 16
+
+    /// Wall-clock now as RFC 3339 UTC with milliseconds, e.g. `2025-01-02T03:04:05.678Z`.
+    public static func timestamp() -> String {
+        let (seconds, millis) = wallClock()
+        return format(epochSeconds: Int64(seconds), milliseconds: millis)
+    }
+
+    /// Civil-from-days (Howard Hinnant's algorithm): no libc time zone state involved.
+    public static func format(epochSeconds: Int64, milliseconds: Int) -> String {
+        let days = epochSeconds >= 0 ? epochSeconds / 86_400 : (epochSeconds - 86_399) / 86_400
+        let secs = epochSeconds - days * 86_400
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
+        func pad(_ v: Int64, _ w: Int) -> String {
+            let s = String(v)
+            return String(repeating: "0", count: max(0, w - s.count)) + s
+        }
+        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secs / 3600, 2)):\(pad(secs / 60 % 60, 2)):"
+            + "\(pad(secs % 60, 2)).\(pad(Int64(milliseconds), 3))Z"
+    }
+}
