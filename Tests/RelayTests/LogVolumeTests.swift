@@ -12,10 +12,13 @@ import Testing
     @Test func c1ControlsAndUnicodeLineSeparatorsAreEscaped() {
         #expect(Logfmt.quote("a\u{85}b") == "\"a\\u0085b\"")
         #expect(Logfmt.quote("a\u{2028}b") == "\"a\\u2028b\"")
+        // Bidirectional overrides and isolates would reorder what a viewer shows after them.
+        #expect(Logfmt.quote("id\u{202E}gnp.exe") == "\"id\\u202egnp.exe\"")
+        #expect(Logfmt.quote("\u{2066}a\u{2069}\u{200F}\u{61C}") == "\"\\u2066a\\u2069\\u200f\\u061c\"")
         #expect(Logfmt.quote("a\u{2029}b") == "\"a\\u2029b\"")
         #expect(Logfmt.quote("\u{80}\u{9f}\u{7f}") == "\"\\u0080\\u009f\\u007f\"")
         // Printable characters next to the escaped ranges stay as they are, unquoted.
-        #expect(Logfmt.quote("\u{a0}é\u{2027}\u{202a}") == "\u{a0}é\u{2027}\u{202a}")
+        #expect(Logfmt.quote("\u{a0}é\u{2027}\u{202f}\u{2065}") == "\u{a0}é\u{2027}\u{202f}\u{2065}")
     }
 
     /// Whatever a device name holds, the line has no raw control or line terminator and every

@@ -44,9 +44,15 @@ public enum Logfmt {
     /// Characters never written raw: the C0 controls, DEL and the C1 controls (0x80–0x9F, which
     /// terminals act on), and U+2028/U+2029 — with U+0085 (NEL, a C1 control) these end a line
     /// for Unicode-aware readers (Unicode §5.8), so a header value holding one could start a
-    /// forged log line.
+    /// forged log line; and the bidirectional formatting characters (U+061C, U+200E/U+200F,
+    /// U+202A–U+202E, U+2066–U+2069, Unicode UAX #9 §2), which make a viewer show the rest of the
+    /// line in another order than it was written (CVE-2021-42574, "Trojan Source").
     package static func mustEscape(_ u: Unicode.Scalar) -> Bool {
-        u.value < 0x20 || (0x7f...0x9f).contains(u.value) || u.value == 0x2028 || u.value == 0x2029
+        switch u.value {
+        case 0..<0x20, 0x7f...0x9f, 0x2028, 0x2029: return true
+        case 0x061c, 0x200e, 0x200f, 0x202a...0x202e, 0x2066...0x2069: return true
+        default: return false
+        }
     }
 
     /// `value` cut to at most `maxBytes` UTF-8 bytes when it is longer: its head and its last
