@@ -241,10 +241,10 @@ extension Connection {
         }
     }
 
-    /// Frames held in our buffer, or plaintext held by OpenSSL, raise no epoll event: process
+    /// Frames held in our buffer, or input held by OpenSSL, raise no epoll event: process
     /// them at the end of this tick.
     func kickBufferedInput() {
-        if !input.isEmpty || (tls?.pendingPlaintext ?? 0) > 0 {
+        if !input.isEmpty || tls?.hasPendingInput == true {
             readKick = true
             markDirty()
         }

@@ -109,9 +109,10 @@ final class TLSSession {
         }
     }
 
-    /// Plaintext already decrypted and buffered inside OpenSSL: epoll cannot see it, so the
-    /// reader must drain it before waiting for the socket again.
-    var pendingPlaintext: Int { Int(SSL_pending(ssl)) }
+    /// Input buffered inside OpenSSL, decrypted or not (read-ahead pulls every record the
+    /// kernel holds in one read): epoll cannot see it, so the reader must drain it before
+    /// waiting for the socket again.
+    var hasPendingInput: Bool { SSL_has_pending(ssl) == 1 }
 
     /// Best-effort close_notify (RFC 8446 §6.1), never blocking, result ignored.
     func shutdown() {
