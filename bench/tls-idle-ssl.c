@@ -5,7 +5,7 @@
  *   cc -O2 -o tls-idle-ssl bench/tls-idle-ssl.c -lssl -lcrypto
  *   ./tls-idle-ssl CERT KEY N [release|keep] [TICKETS (default 1, as the relay)]
  *
- * A forked child plays N clients over socketpairs. The parent accepts each one, reads one small
+ * A forked child plays N clients over loopback TCP, one at a time. The parent accepts each one, reads one small
  * request, writes a 129-byte answer (the size of the relay's 101) and reads again until
  * WANT_READ: the state of an idle relay connection. The first WARMUP connections page in code and
  * pools; RSS (VmRSS) and glibc's in-use heap (mallinfo2) are taken after them and after the N
@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -80,8 +82,8 @@ static SSL_CTX *server_ctx(const char *cert, const char *key, int release, int t
     return c;
 }
 
-/* Child: N + WARMUP blocking clients, held open until the parent closes `hold`. */
-static void clients(int *fds, int n, int hold) {
+/* Child: N + WARMUP blocking clients of `to`, held open until the parent closes `hold`. */
+static void clients(const struct sockaddr_in *to, int n, int hold) {
     static const unsigned char alpn[] = { 8, 'h', 't', 't', 'p', '/', '1', '.', '1' };
     char buf[512];
     SSL_CTX *c = SSL_CTX_new(TLS_client_method());
@@ -89,7 +91,9 @@ static void clients(int *fds, int n, int hold) {
     SSL_CTX_set_alpn_protos(c, alpn, sizeof alpn);
     for (int i = 0; i < n; i++) {
         SSL *s = SSL_new(c);
-        SSL_set_fd(s, fds[i]);
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0 || connect(fd, (const struct sockaddr *)to, sizeof *to) != 0) die("connect");
+        SSL_set_fd(s, fd);
         SSL_set_tlsext_host_name(s, "localhost");
         if (SSL_connect(s) != 1 || SSL_write(s, request, sizeof request - 1) <= 0 || SSL_read(s, buf, sizeof buf) <= 0)
             die("client handshake");
@@ -114,24 +118,22 @@ int main(int argc, char **argv) {
     mallopt(M_MMAP_THRESHOLD, 4 << 20);  /* as the relay (RelayApp): no fresh mappings per buffer */
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
 
-    int *srv = malloc(sizeof(int) * total), *cli = malloc(sizeof(int) * total), hold[2];
+    int *srv = malloc(sizeof(int) * total), hold[2];
     SSL **ssl = calloc(total, sizeof(SSL *));
-    if (pipe(hold) != 0) die("pipe");
-    for (int i = 0; i < total; i++) {
-        int sv[2];
-        if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) die("socketpair (raise ulimit -n)");
-        srv[i] = sv[0]; cli[i] = sv[1];
-    }
+    struct sockaddr_in at = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t atlen = sizeof at;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&at, sizeof at) != 0 || listen(lfd, 128) != 0
+        || getsockname(lfd, (struct sockaddr *)&at, &atlen) != 0 || pipe(hold) != 0)
+        die("listen");
     SSL_CTX *ctx = server_ctx(argv[1], argv[2], release, tickets);
     pid_t child = fork();
     if (child == 0) {
         close(hold[1]);
-        for (int i = 0; i < total; i++) close(srv[i]);
-        clients(cli, total, hold[0]);
+        close(lfd);
+        clients(&at, total, hold[0]);
     }
     close(hold[0]);
-    for (int i = 0; i < total; i++) close(cli[i]);
-    free(cli);
 
     long rss0 = 0; size_t heap0 = 0;
     char buf[512];
@@ -140,6 +142,7 @@ int main(int argc, char **argv) {
             malloc_trim(0);
             rss0 = rss_kb(); heap0 = mallinfo2().uordblks;
         }
+        if ((srv[i] = accept(lfd, NULL, NULL)) < 0) die("accept (raise ulimit -n)");
         SSL *s = ssl[i] = SSL_new(ctx);
         if (!s || SSL_set_fd(s, srv[i]) != 1) die("SSL_new");
         if (SSL_accept(s) != 1 || SSL_read(s, buf, sizeof buf) <= 0 || SSL_write(s, answer, sizeof answer) <= 0)

@@ -14,12 +14,17 @@
 # relay's `server_claimed` log lines, nginx's access-log lines). User space only: the kernel's
 # share (accept, reads, writes, close) is not in it.
 #
+# STRACE=1 counts the system calls per handshake the same way (`strace -c` attached to each server
+# for DURATION seconds): the kernel's side of the work, also independent of the load.
+#
 #   bash scripts/tls-handshake-bench.sh               # RUNS=5 DURATION=5; needs nginx (apt-get install -y nginx-light)
 #   CALLGRIND=1 bash scripts/tls-handshake-bench.sh   # RUNS=1 DURATION=20 make sense here
+#   STRACE=1 RUNS=1 bash scripts/tls-handshake-bench.sh
 #
 # Env: RUNS (5), DURATION (s per window, 5), BIN (.build/release, built if missing),
 #      RELAY_PORT (18453), NGINX_PORT (18454), RESULTS (append relay-bench's JSON lines here too),
-#      CALLGRIND (0).
+#      CALLGRIND (0), STRACE (0), NGINX_TICKETS (TLS 1.3 tickets nginx sends per full handshake: 2, its stock
+#      behaviour (OpenSSL's default; nginx has no directive for it); 1 = as many as the relay sends).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +35,8 @@ RELAY_PORT=${RELAY_PORT:-18453}
 NGINX_PORT=${NGINX_PORT:-18454}
 RESULTS=${RESULTS:-}
 CALLGRIND=${CALLGRIND:-0}
+STRACE=${STRACE:-0}
+NGINX_TICKETS=${NGINX_TICKETS:-2}
 command -v nginx >/dev/null || { echo "tls-handshake-bench: nginx is not installed (apt-get install -y nginx-light)" >&2; exit 1; }
 [[ -x $BIN/pyrycode-relay && -x $BIN/relay-bench ]] || swift build -c release 2>&1 | tail -n 1
 
@@ -59,7 +66,8 @@ RELAY_PID=$!
 
 # nginx with the relay's TLS settings (TLSContext.swift, docs/protocol.md §2.1): TLS 1.2 and 1.3,
 # the same cipher lists and order (server preference), X25519 then P-256, tickets on and no
-# server-side session cache, one TLS 1.3 ticket per handshake (TLSContext.ticketsPerHandshake).
+# server-side session cache. The relay sends one TLS 1.3 ticket per full handshake
+# (TLSContext.ticketsPerHandshake); nginx sends NGINX_TICKETS.
 mkdir -p "$DIR/nginx"
 cat >"$DIR/nginx/nginx.conf" <<CONF
 daemon off;
@@ -84,7 +92,7 @@ http {
         ssl_ecdh_curve X25519:prime256v1;
         ssl_session_cache off;
         ssl_session_tickets on;
-        ssl_conf_command NumTickets 1;
+        ssl_conf_command NumTickets $NGINX_TICKETS;
         location = /healthz { return 200; }
     }
 }
@@ -104,7 +112,7 @@ negotiated() { # PORT: protocol, cipher, key exchange group, signature as `opens
     END { print p ", " k ", " s }'
 }
 echo "tls-handshake-bench: relay negotiates $(negotiated "$RELAY_PORT")"
-echo "tls-handshake-bench: nginx negotiates $(negotiated "$NGINX_PORT")  (nginx $(nginx -v 2>&1 | sed 's|.*/||'), $(openssl version | cut -d' ' -f1-2))"
+echo "tls-handshake-bench: nginx negotiates $(negotiated "$NGINX_PORT")  (nginx $(nginx -v 2>&1 | sed 's|.*/||'), $(openssl version | cut -d' ' -f1-2)); TLS 1.3 tickets per full handshake: relay 1, nginx $NGINX_TICKETS"
 
 answered() { # KIND: requests answered so far
   if [[ $1 == relay ]]; then grep -c 'msg=server_claimed' "$DIR/relay.log" || true; else wc -l <"$DIR/nginx/access.log"; fi
@@ -137,6 +145,32 @@ i, ri, rn, ni, nn = sys.argv[1], *map(float, sys.argv[2:])
 r, n = ri / max(rn, 1), ni / max(nn, 1)
 print(f"run {i}: user-space instructions per full handshake (callgrind): relay {r:,.0f} Ir ({rn:.0f} handshakes), "
       f"nginx {n:,.0f} Ir ({nn:.0f} handshakes); relay/nginx {r / max(n, 1):.3f}")' "$i" "$ri" "$rn" "$ni" "$nn"
+  done
+  exit 0
+fi
+
+syscalls() { # KIND PID [args]: "name=calls/handshake ..." over one window, strace attached
+  local kind=$1 pid=$2 before after; shift 2
+  taskset -c 1 "$BIN/relay-bench" run S7 --storm-phases full --repeats 1 --warmup 0 --duration 1 \
+    --quiet "$@" >/dev/null 2>&1 || true   # warm-up
+  before=$(answered "$kind")
+  strace -c -f -o "$DIR/strace.$kind" -p "$pid" 2>/dev/null &
+  local tracer=$!
+  sleep 0.5
+  taskset -c 1 "$BIN/relay-bench" run S7 --storm-phases full --repeats 1 --warmup 0 --duration "$DURATION" \
+    --quiet "$@" >/dev/null 2>&1 || true
+  kill -INT "$tracer"; wait "$tracer" 2>/dev/null || true
+  after=$(answered "$kind")
+  # strace -c rows: % time, seconds, usecs/call, calls, [errors,] syscall
+  sort -k4,4nr "$DIR/strace.$kind" | awk -v n="$((after - before))" '$1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" {
+      t += $4; if (++k <= 10) out = out sprintf(" %s %.2f", $NF, $4 / n) }
+    END { printf "%.1f per handshake (%d handshakes):%s\n", t / n, n, out }'
+}
+
+if [[ $STRACE == 1 ]]; then
+  for i in $(seq "$RUNS"); do
+    echo "run $i: system calls, relay: $(syscalls relay "$RELAY_PID" --target "wss://127.0.0.1:$RELAY_PORT")"
+    echo "run $i: system calls, nginx: $(syscalls nginx "$WORKER" --target "wss://127.0.0.1:$NGINX_PORT" --storm-get /healthz)"
   done
   exit 0
 fi
