@@ -253,6 +253,90 @@ def test_finished_request_and_frames_in_one_segment_are_all_relayed(relay_bin, s
     run(scenario())
 
 
+def test_pipelined_requests_in_records_of_one_segment_are_each_answered(relay_bin, start_relay, pki):
+    """Two keep-alive requests, each its own TLS record, arrive in one segment: read-ahead leaves
+    the second inside OpenSSL while the first is answered (one request at a time, docs/protocol.md
+    §3), and it must still be answered although epoll reports nothing more."""
+    r = start_tls(start_relay, relay_bin, *pki.default)
+    sock = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = pki.client_context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+    while True:
+        try:
+            client.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if outgoing.pending:
+                sock.sendall(outgoing.read())
+            data = sock.recv(65536)
+            assert data, "closed during the handshake"
+            incoming.write(data)
+    client.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    client.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    sock.sendall(outgoing.read())
+    plain = b""
+    deadline = time.monotonic() + 5
+    while plain.count(b"HTTP/1.1 200 ") < 2 and time.monotonic() < deadline:
+        try:
+            plain += client.read(65536)
+            continue
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLZeroReturnError:
+            break
+        data = sock.recv(65536)
+        if not data:
+            break
+        incoming.write(data)
+    sock.close()
+    assert plain.count(b"HTTP/1.1 200 ") == 2, plain[:300]
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_part_of_a_record_waits_for_the_socket_without_spinning(relay_bin, start_relay, pki):
+    """OpenSSL holding only part of a record reports buffered input (SSL_has_pending) although no
+    read can complete it: the relay must wait for the socket, not loop on it, and answer once the
+    rest arrives."""
+    r = start_tls(start_relay, relay_bin, *pki.default)
+    sock = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = pki.client_context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+    while True:
+        try:
+            client.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if outgoing.pending:
+                sock.sendall(outgoing.read())
+            data = sock.recv(65536)
+            assert data, "closed during the handshake"
+            incoming.write(data)
+    finished = outgoing.read()
+    client.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    record = outgoing.read()
+    sock.sendall(finished + record[:20])  # the Finished and a record cut inside its body
+    before = cpu_seconds(r.proc.pid)
+    time.sleep(1.0)  # the window in which a spinning loop would burn (a share of) a core
+    assert cpu_seconds(r.proc.pid) - before < 0.1
+    sock.sendall(record[20:])
+    plain = b""
+    while b"\r\n\r\n" not in plain:
+        try:
+            plain += client.read(65536)
+            continue
+        except ssl.SSLWantReadError:
+            pass
+        data = sock.recv(65536)
+        assert data, f"closed before the answer: {plain!r}"
+        incoming.write(data)
+    sock.close()
+    assert plain.startswith(b"HTTP/1.1 200 ")
+
+
 def test_wss_without_the_ca_fails_verification(relay_bin, start_relay, pki):
     r = start_tls(start_relay, relay_bin, *pki.default)
 

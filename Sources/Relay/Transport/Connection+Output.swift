@@ -206,6 +206,8 @@ extension Connection {
             // The answer is out: read and parse the next request (pipelined ones are buffered).
             setInterest(Reactor.readable | EPOLLRDHUP.rawValue | (tlsReadWantsWrite ? Reactor.writable : 0))
             if !input.isEmpty { parseRequests() }
+            // The next request, or frames behind an upgrade, may wait inside OpenSSL (read-ahead).
+            if (state != .http || output.isEmpty) && tls?.hasPendingInput == true { dispatchRead() }
         default:
             var want = interest
             if !tlsReadWantsWrite { want &= ~Reactor.writable }

@@ -194,8 +194,9 @@ public final class Connection: EventHandler {
                 return
             }
             // Input OpenSSL holds is invisible to level-triggered epoll: drain it now (bounded by
-            // one read-ahead buffer, so this loop ends).
-            guard let tls, tls.hasPendingInput, !readingPaused else { return }
+            // one read-ahead buffer, so this loop ends). A queued HTTP answer goes out first (one
+            // request at a time); the flush after it reads on.
+            guard let tls, tls.hasPendingInput, !readingPaused, state != .http || output.isEmpty else { return }
         }
     }
 
