@@ -14,7 +14,8 @@
 #
 # Env: SCENARIOS (default "S1 S1b S2 S2b S3 S4 S5 S6 S7 S8 L1 M1 M1TLS"),
 #      DURATION (s per window, default 5), REPEATS (default 3), SCRATCH (default .build),
-#      M1_PAIRS (default "1000 5000 9000"), M1_TLS_PAIRS (default "1000"),
+#      M1_PAIRS (default "1000 5000 9000"), M1_TLS_PAIRS (default "1000 5000"), S7_RUNS (default 5: relay
+#      and nginx runs of the TLS handshake comparison, scripts/tls-handshake-bench.sh),
 #      RELAY_PORT/FLOOR_PORT/TLS_PORT (default 18080/18090/18443),
 #      QUIET_TRIES (default 5: wait up to this many × 20 s for /proc/stat idle ≥ 85%).
 set -euo pipefail
@@ -25,7 +26,8 @@ DURATION=${DURATION:-5}
 REPEATS=${REPEATS:-3}
 SCRATCH=${SCRATCH:-.build}
 M1_PAIRS=${M1_PAIRS:-"1000 5000 9000"}
-M1_TLS_PAIRS=${M1_TLS_PAIRS:-1000}
+M1_TLS_PAIRS=${M1_TLS_PAIRS:-"1000 5000"}
+S7_RUNS=${S7_RUNS:-5}
 RELAY_PORT=${RELAY_PORT:-18080}
 FLOOR_PORT=${FLOOR_PORT:-18090}
 TLS_PORT=${TLS_PORT:-18443}
@@ -67,19 +69,9 @@ start_targets() {
   wait_port "$RELAY_PORT"; wait_port "$FLOOR_PORT"
 }
 
-# TLS: a throw-away CA and an ECDSA P-256 leaf for localhost (as tests/interop/test_tls.py does).
-make_pki() {
-  local d=$RUNDIR/pki
-  mkdir -p "$d"
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/ca.key" -out "$d/ca.crt" \
-    -days 2 -subj /CN=relay-bench-ca -addext "basicConstraints=critical,CA:TRUE" \
-    -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/leaf.key" \
-    -subj /CN=localhost -out "$d/leaf.csr" 2>/dev/null
-  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\nbasicConstraints=critical,CA:FALSE\n' >"$d/ext.cnf"
-  openssl x509 -req -in "$d/leaf.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 2 \
-    -extfile "$d/ext.cnf" -out "$d/leaf.crt" 2>/dev/null
-}
+# TLS: a throw-away CA and an ECDSA P-256 leaf for localhost (scripts/bench-pki.sh).
+source scripts/bench-pki.sh
+make_pki() { bench_pki "$RUNDIR/pki"; }
 
 start_tls_relay() {
   stop_targets
@@ -123,6 +115,22 @@ run() { # SCENARIO TARGETKIND(relay|floor|tls) [extra args]
     || echo "bench: $s vs $kind FAILED"
 }
 
+# M1 TLS's yardstick: OpenSSL's own idle server `SSL` with the relay's settings, as many as the
+# relay holds (2 per pair), measured alone by bench/tls-idle-ssl.c.
+openssl_idle_ssl() { # PAIRS
+  local tool=$SCRATCH/tls-idle-ssl
+  [[ $tool -nt bench/tls-idle-ssl.c ]] || cc -O2 -o "$tool" bench/tls-idle-ssl.c -lssl -lcrypto
+  echo "bench: OpenSSL idle SSL alone, $((2 * $1)) objects"
+  "$tool" "$RUNDIR/pki/leaf.crt" "$RUNDIR/pki/leaf.key" "$((2 * $1))" | python3 -c '
+import sys, json, re, datetime
+line = sys.stdin.read()
+print(line.strip(), file=sys.stderr)
+print(json.dumps({"tool": "openssl-idle-ssl", "scenario": "M1", "target_kind": "openssl", "pairs": int(sys.argv[1]),
+                  "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                  "rss_bytes_per_ssl": float(re.search(r"rss_per_ssl=(\d+)", line).group(1)),
+                  "heap_bytes_per_ssl": float(re.search(r"heap_in_use_per_ssl=(\d+)", line).group(1))}))' "$1" >>"$RESULTS"
+}
+
 # S7's yardstick (target: "≥ 85% of openssl speed-derived in-process rate"): one full
 # handshake costs the server 2 X25519 operations (key generation + shared secret) and one
 # ECDSA P-256 signature, on the relay's core.
@@ -153,7 +161,7 @@ for s in $SCENARIOS; do
       done
       start_targets ;;
     M1TLS)
-      for n in $M1_TLS_PAIRS; do start_tls_relay; run M1 tls --pairs "$n"; done
+      for n in $M1_TLS_PAIRS; do start_tls_relay; run M1 tls --pairs "$n"; openssl_idle_ssl "$n"; done
       start_targets ;;
     S4|S8) run "$s" relay ;;             # fan-in / backpressure: no 1:1 floor equivalent
     S5) start_targets; run S5 relay --workers 2; start_targets ;;
@@ -165,6 +173,11 @@ for s in $SCENARIOS; do
       openssl_speed
       start_targets; run S7 floor; run S7 relay
       start_tls_relay; run S7 tls
+      stop_targets
+      # The yardstick: nginx on the same OpenSSL, certificate and settings, runs interleaved.
+      echo "bench: S7 TLS handshakes, relay beside nginx (scripts/tls-handshake-bench.sh)"
+      RESULTS=$RESULTS RUNS=$S7_RUNS DURATION=$DURATION BIN=$BIN bash scripts/tls-handshake-bench.sh \
+        || echo "bench: S7 beside nginx FAILED"
       start_targets ;;
     *) run "$s" floor; run "$s" relay ;;
   esac

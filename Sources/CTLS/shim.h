@@ -34,6 +34,7 @@ static inline int pyry_alpn_select_http11(SSL *ssl, const unsigned char **out, u
     return SSL_TLSEXT_ERR_OK;
 }
 static inline void pyry_ssl_ctx_set_alpn_http11(SSL_CTX *ctx) { SSL_CTX_set_alpn_select_cb(ctx, pyry_alpn_select_http11, NULL); }
+static inline void pyry_ssl_ctx_set_read_ahead(SSL_CTX *ctx) { SSL_CTX_set_read_ahead(ctx, 1); }
 static inline long pyry_ssl_ctx_set_session_cache_off(SSL_CTX *ctx) { return SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF); }
 static inline long pyry_ssl_ctx_set_ticket_keys(SSL_CTX *ctx, unsigned char *keys, long len) { return SSL_CTX_set_tlsext_ticket_keys(ctx, keys, len); }
 /* Outbound client (HTTPSClient): SNI (RFC 6066 §3) is a macro over SSL_ctrl. */

@@ -24,9 +24,13 @@ final class ClientContext {
     let readBufferSize = 256 * 1024
     /// Set for `wss://` targets: every connection runs TLS over its socket.
     let tls: TLSClientContext?
-    init(reactor: Reactor, tls: TLSClientContext? = nil) {
+    /// The status line that completes a connection's handshake: the upgrade's 101, or 200 for a
+    /// plain GET (`--storm-get`).
+    let expectedStatus: String
+    init(reactor: Reactor, tls: TLSClientContext? = nil, plainGet: Bool = false) {
         self.reactor = reactor
         self.tls = tls
+        expectedStatus = plainGet ? "HTTP/1.1 200" : "HTTP/1.1 101"
         readBuffer = .allocate(byteCount: readBufferSize, alignment: 16)
     }
     deinit { readBuffer.deallocate() }
@@ -206,7 +210,7 @@ final class ClientConnection: EventHandler {
             return
         }
         let head = String(decoding: bytes[0..<end], as: UTF8.self)
-        guard head.hasPrefix("HTTP/1.1 101") else {
+        guard head.hasPrefix(context.expectedStatus) else {
             fail("upgrade refused: \(head.prefix(while: { $0 != "\r" }))")
             return
         }
@@ -214,6 +218,7 @@ final class ClientConnection: EventHandler {
         input.consume(end)
         state = .open
         delegate.clientDidOpen(self)
+        guard state == .open else { return }  // an S7 storm drops it at once (a GET's body is no frame)
         if !input.isEmpty {
             let consumed = processFrames(input.readable)
             input.consume(consumed)

@@ -32,6 +32,8 @@ struct Endpoint {
     var xffBase: UInt8?
     var connectConcurrency = 256
     var runTag: String
+    /// S7 against a plain HTTP server: `GET <path>` answered by 200 instead of the upgrade.
+    var plainGetPath: String?
 }
 
 /// Counters for a measurement window.
@@ -144,6 +146,7 @@ final class LoadRun: ClientDelegate {
     }
 
     func requestHead(group g: Group, role: ClientConnection.Role, member: Int, xff: String?) -> [UInt8] {
+        if let path = endpoint.plainGetPath { return Array("GET \(path) HTTP/1.1\r\nHost: \(endpoint.hostHeader)\r\nUser-Agent: relay-bench/1\r\n\r\n".utf8) }
         var s = role == .binary ? "GET /v1/server HTTP/1.1\r\n" : "GET /v1/client HTTP/1.1\r\n"
         s += "Host: \(endpoint.hostHeader)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         s += "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"

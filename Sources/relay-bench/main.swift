@@ -27,6 +27,8 @@ struct Run: ParsableCommand {
     var workers = 1
     @Option(help: "S7 phases to run (comma-separated): upgrades for ws://; full, resumed for wss:// (default: all).")
     var stormPhases: String?
+    @Option(help: "S7: send `GET PATH` instead of the WebSocket upgrade and count a 200 as done (an HTTP server as the yardstick, e.g. nginx: scripts/tls-handshake-bench.sh).")
+    var stormGet: String?
     @Option(help: .hidden) var workerIndex: Int?
     @Option(help: .hidden) var runTag: String?
     @Option(help: "PID of the target process: CPU per message and RSS from /proc.") var relayPid: Int32?
@@ -79,6 +81,10 @@ struct Run: ParsableCommand {
         case "xff": endpoint.xffBase = base
         case "single": break
         default: throw ValidationError("--addressing must be many-ips, xff or single")
+        }
+        if let stormGet {
+            guard id == .S7, stormGet.hasPrefix("/") else { throw ValidationError("--storm-get takes a path starting with / and applies to S7 only") }
+            endpoint.plainGetPath = stormGet
         }
         var o = RunOptions(scenario: id, plan: plan, endpoint: endpoint, targetText: target)
         o.relayPid = relayPid

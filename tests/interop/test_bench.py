@@ -97,3 +97,20 @@ def test_a_run_beside_a_busy_process_says_so(relay_bin, bench_bin, start_relay):
     result = json.loads(out.stdout)
     assert result["machine_busy"] is True and result["other_cpu_pct_of_core"] > 10
     assert "BUSY: other processes used" in out.stderr
+
+
+@pytest.mark.parametrize("args", [["S1", "--storm-get", "/healthz"], ["S7", "--storm-get", "healthz"]])
+def test_storm_get_takes_a_path_and_applies_to_s7_only(bench_bin, args):
+    r = bench(bench_bin, "run", *args, "--target", "ws://127.0.0.1:1")
+    assert r.returncode == EXIT_USAGE and "--storm-get" in r.stderr
+
+
+def test_s7_storm_get_counts_plain_get_answers(relay_bin, bench_bin, start_relay):
+    """`--storm-get PATH` (the nginx yardstick of scripts/tls-handshake-bench.sh): each attempt is
+    `GET PATH` answered by 200 instead of an upgrade; here the relay's own /healthz answers."""
+    r = start(start_relay, relay_bin)
+    out = bench(bench_bin, "run", "S7", "--target", f"ws://127.0.0.1:{r.port}", "--relay-pid", str(r.proc.pid),
+                "--storm-get", "/healthz", "--pairs", "2", "--warmup", "0.2", "--duration", "0.5", "--repeats", "1", "--quiet")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["ok"] is True and result["upgrades_msgs_per_s"]["median"] > 0

@@ -170,6 +170,173 @@ def test_wss_relays_binary_and_phone_with_the_test_ca(relay_bin, start_relay, pk
     assert tls_metric(r, "ok") >= 2
 
 
+def upgrade_request(path, headers):
+    lines = [f"GET {path} HTTP/1.1", "Host: localhost", "Upgrade: websocket", "Connection: Upgrade",
+             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"]
+    return ("\r\n".join(lines + [f"{k}: {v}" for k, v in headers.items()]) + "\r\n\r\n").encode()
+
+
+def read_head(tls_sock):
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = tls_sock.recv(4096)
+        assert chunk, f"closed before the response head ended: {head!r}"
+        head += chunk
+    return head
+
+
+def test_a_full_tls13_handshake_sends_one_session_ticket_that_resumes(relay_bin, start_relay, pki):
+    """RFC 8446 §4.6.1: one NewSessionTicket per full handshake (as Go's crypto/tls sends, OpenSSL's
+    default is two), and a second connection resumes with it."""
+    r = start_tls(start_relay, relay_bin, *pki.default)
+    ctx = pki.client_context()
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    tickets = []
+
+    def on_message(conn, direction, version, content_type, msg_type, data):
+        if direction == "read" and msg_type == ssl._TLSMessageType.NEWSESSION_TICKET:
+            tickets.append(len(data))
+    ctx._msg_callback = on_message  # CPython's hook over SSL_set_msg_callback
+
+    def connect_once(server_id, session=None):
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", r.port), timeout=5),
+                             server_hostname="localhost", session=session) as t:
+            t.sendall(upgrade_request("/v1/server", binary_headers(server_id)))
+            # The ticket precedes the 101 on the wire: reading the head has processed it.
+            assert read_head(t).startswith(b"HTTP/1.1 101 ")
+            return t.session, t.session_reused
+
+    session, reused = connect_once("srv-ticket-1")
+    assert not reused
+    assert len(tickets) == 1
+    _, reused = connect_once("srv-ticket-2", session=session)
+    assert reused
+
+
+def test_finished_request_and_frames_in_one_segment_are_all_relayed(relay_bin, start_relay, pki):
+    """With read-ahead OpenSSL takes every record the kernel holds in one read: the phone's TLS
+    Finished, its upgrade request and 20 frames, each its own TLS record, sent in one segment,
+    must all be relayed although epoll reports nothing more for that socket."""
+    r = start_tls(start_relay, relay_bin, *pki.default)
+    ctx = pki.client_context()
+
+    def masked_text(payload):
+        mask = os.urandom(4)
+        assert len(payload) < 126
+        return bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+    async def scenario():
+        binary = await wss_binary(r, ctx, "srv-readahead")
+        sock = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        phone = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+        while True:
+            try:
+                phone.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                if outgoing.pending:
+                    sock.sendall(outgoing.read())
+                data = sock.recv(65536)
+                assert data, "closed during the handshake"
+                incoming.write(data)
+        # The Finished is still in `outgoing`: the request and the frames join it.
+        phone.write(upgrade_request("/v1/client", phone_headers("srv-readahead")))
+        for i in range(20):
+            phone.write(masked_text(json.dumps({"n": i}).encode()))
+        sock.sendall(outgoing.read())
+        for i in range(20):
+            assert (await recv_json(binary))["frame"] == {"n": i}
+        sock.close()
+        await binary.close()
+
+    run(scenario())
+
+
+def test_pipelined_requests_in_records_of_one_segment_are_each_answered(relay_bin, start_relay, pki):
+    """Two keep-alive requests, each its own TLS record, arrive in one segment: read-ahead leaves
+    the second inside OpenSSL while the first is answered (one request at a time, docs/protocol.md
+    §3), and it must still be answered although epoll reports nothing more."""
+    r = start_tls(start_relay, relay_bin, *pki.default)
+    sock = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = pki.client_context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+    while True:
+        try:
+            client.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if outgoing.pending:
+                sock.sendall(outgoing.read())
+            data = sock.recv(65536)
+            assert data, "closed during the handshake"
+            incoming.write(data)
+    client.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    client.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    sock.sendall(outgoing.read())
+    plain = b""
+    deadline = time.monotonic() + 5
+    while plain.count(b"HTTP/1.1 200 ") < 2 and time.monotonic() < deadline:
+        try:
+            plain += client.read(65536)
+            continue
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLZeroReturnError:
+            break
+        data = sock.recv(65536)
+        if not data:
+            break
+        incoming.write(data)
+    sock.close()
+    assert plain.count(b"HTTP/1.1 200 ") == 2, plain[:300]
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_part_of_a_record_waits_for_the_socket_without_spinning(relay_bin, start_relay, pki):
+    """OpenSSL holding only part of a record reports buffered input (SSL_has_pending) although no
+    read can complete it: the relay must wait for the socket, not loop on it, and answer once the
+    rest arrives."""
+    r = start_tls(start_relay, relay_bin, *pki.default)
+    sock = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = pki.client_context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+    while True:
+        try:
+            client.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if outgoing.pending:
+                sock.sendall(outgoing.read())
+            data = sock.recv(65536)
+            assert data, "closed during the handshake"
+            incoming.write(data)
+    finished = outgoing.read()
+    client.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    record = outgoing.read()
+    sock.sendall(finished + record[:20])  # the Finished and a record cut inside its body
+    before = cpu_seconds(r.proc.pid)
+    time.sleep(1.0)  # the window in which a spinning loop would burn (a share of) a core
+    assert cpu_seconds(r.proc.pid) - before < 0.1
+    sock.sendall(record[20:])
+    plain = b""
+    while b"\r\n\r\n" not in plain:
+        try:
+            plain += client.read(65536)
+            continue
+        except ssl.SSLWantReadError:
+            pass
+        data = sock.recv(65536)
+        assert data, f"closed before the answer: {plain!r}"
+        incoming.write(data)
+    sock.close()
+    assert plain.startswith(b"HTTP/1.1 200 ")
+
+
 def test_wss_without_the_ca_fails_verification(relay_bin, start_relay, pki):
     r = start_tls(start_relay, relay_bin, *pki.default)
 

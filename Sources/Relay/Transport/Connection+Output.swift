@@ -209,6 +209,8 @@ extension Connection {
             // The answer is out: read and parse the next request (pipelined ones are buffered).
             setInterest(Reactor.readable | EPOLLRDHUP.rawValue | (tlsReadWantsWrite ? Reactor.writable : 0))
             if !input.isEmpty { parseRequests() }
+            // The next request, or frames behind an upgrade, may wait inside OpenSSL (read-ahead).
+            if (state != .http || output.isEmpty) && tls?.hasPendingInput == true { dispatchRead() }
         default:
             var want = interest
             if !tlsReadWantsWrite { want &= ~Reactor.writable }
@@ -244,10 +246,10 @@ extension Connection {
         }
     }
 
-    /// Frames held in our buffer, or plaintext held by OpenSSL, raise no epoll event: process
+    /// Frames held in our buffer, or input held by OpenSSL, raise no epoll event: process
     /// them at the end of this tick.
     package func kickBufferedInput() {
-        if !input.isEmpty || (tls?.pendingPlaintext ?? 0) > 0 {
+        if !input.isEmpty || tls?.hasPendingInput == true {
             readKick = true
             markDirty()
         }

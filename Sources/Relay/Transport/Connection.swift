@@ -196,9 +196,10 @@ public final class Connection: EventHandler {
             case .closing, .closed:
                 return
             }
-            // Plaintext OpenSSL decrypted but did not return yet is invisible to level-triggered
-            // epoll: drain it now (bounded by one TLS record, so this loop ends).
-            guard let tls, tls.pendingPlaintext > 0, !readingPaused else { return }
+            // Input OpenSSL holds is invisible to level-triggered epoll: drain it now (bounded by
+            // one read-ahead buffer, so this loop ends). A queued HTTP answer goes out first (one
+            // request at a time); the flush after it reads on.
+            guard let tls, tls.hasPendingInput, !readingPaused, state != .http || output.isEmpty else { return }
         }
     }
 
@@ -257,7 +258,7 @@ public final class Connection: EventHandler {
         if readKick {
             readKick = false
             drainBufferedFrames()
-            if !readingPaused && (tls?.pendingPlaintext ?? 0) > 0 { dispatchRead() }
+            if !readingPaused && tls?.hasPendingInput == true { dispatchRead() }
         }
         flush()
     }

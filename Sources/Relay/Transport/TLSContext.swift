@@ -61,6 +61,8 @@ public final class TLSContext {
     package static let tls13Suites = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
     /// docs/protocol.md §2.1: X25519 and P-256 only.
     package static let groups = "X25519:P-256"
+    /// TLS 1.3 NewSessionTicket messages sent after a full handshake (RFC 8446 §4.6.1).
+    package static let ticketsPerHandshake = 1
     /// How often the session-ticket keys are replaced (docs/protocol.md §2.1 "rotated in memory"). A
     /// ticket sealed with an older key no longer resumes; the client does a full handshake.
     public static let ticketKeyRotationMs: Int64 = 12 * 3_600_000
@@ -96,8 +98,16 @@ public final class TLSContext {
         guard SSL_CTX_set_cipher_list(ctx, TLSContext.tls12Ciphers) == 1 else { throw TLSError.drain("SSL_CTX_set_cipher_list") }
         guard SSL_CTX_set_ciphersuites(ctx, TLSContext.tls13Suites) == 1 else { throw TLSError.drain("SSL_CTX_set_ciphersuites") }
         guard pyry_ssl_ctx_set1_groups_list(ctx, TLSContext.groups) == 1 else { throw TLSError.drain("SSL_CTX_set1_groups_list") }
+        // One read(2) takes every record the kernel holds instead of a 5-byte header and then
+        // the body of each record: a full handshake reads 3 times instead of 9, a burst of frames
+        // once. OpenSSL then holds bytes epoll cannot see (`TLSSession.hasPendingInput`).
+        pyry_ssl_ctx_set_read_ahead(ctx)
         // Stateless tickets carry resumption; a server-side cache would only cost memory.
         _ = pyry_ssl_ctx_set_session_cache_off(ctx)
+        // One TLS 1.3 ticket per full handshake (OpenSSL's default is two), as Go's crypto/tls
+        // sends: a client resumes with one, and each ticket costs a session copy, its sealing
+        // and a record on the wire.
+        guard SSL_CTX_set_num_tickets(ctx, TLSContext.ticketsPerHandshake) == 1 else { throw TLSError.drain("SSL_CTX_set_num_tickets") }
         pyry_ssl_ctx_set_alpn_http11(ctx)
         try rotateTicketKeys()
     }

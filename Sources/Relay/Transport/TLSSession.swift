@@ -24,6 +24,9 @@ package final class TLSSession {
     package private(set) var broken = false
     package private(set) var handshakeDone = false
     private var shutdownSent = false
+    /// The last read found no whole record: OpenSSL tried the socket and it was empty. Bytes it
+    /// still holds (part of a record) wait for the socket, whose readiness epoll reports.
+    private var readBlocked = false
 
     package init?(ctx: OpaquePointer, fd: Int32) {
         ERR_clear_error()
@@ -72,8 +75,13 @@ package final class TLSSession {
     package func read(into buffer: UnsafeMutableRawPointer, count: Int) throws(Errno) -> IOResult<Int> {
         ERR_clear_error()
         let r = SSL_read(ssl, buffer, Int32(clamping: count))
-        if r > 0 { return .done(Int(r)) }
-        return try outcome(r, call: "SSL_read")
+        if r > 0 {
+            readBlocked = false
+            return .done(Int(r))
+        }
+        let result = try outcome(r, call: "SSL_read")
+        if case .wouldBlock = result { readBlocked = true }
+        return result
     }
 
     /// Encrypts up to `count` bytes from `buffer` (partial writes enabled: the result may be
@@ -111,9 +119,11 @@ package final class TLSSession {
         }
     }
 
-    /// Plaintext already decrypted and buffered inside OpenSSL: epoll cannot see it, so the
-    /// reader must drain it before waiting for the socket again.
-    package var pendingPlaintext: Int { Int(SSL_pending(ssl)) }
+    /// Input inside OpenSSL that a read can use without the socket: decrypted plaintext, or
+    /// records read ahead but not yet decrypted. Epoll cannot see it, so the reader drains it
+    /// before waiting for the socket again. Not after a read that found only part of a record:
+    /// `SSL_has_pending` stays 1 for it, and draining on that would spin until the rest arrives.
+    package var hasPendingInput: Bool { !readBlocked && SSL_has_pending(ssl) == 1 }
 
     /// Best-effort close_notify (RFC 8446 §6.1), never blocking, result ignored.
     package func shutdown() {
