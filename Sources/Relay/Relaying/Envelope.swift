@@ -1,3 +1,5 @@
+import CRelaySIMD
+
 /// The routing envelope between the relay and a binary (docs/protocol.md §7.1, §7.2, §9.5).
 public enum Envelope {
     // `{"conn_id":"` … `","frame":` … `}` — exactly these two keys in this order (docs/protocol.md §7.1).
@@ -33,7 +35,10 @@ public enum Envelope {
         put(wrapHead)
         put(connID)
         put(wrapMiddle)
-        put(frame)
+        // The frame is the per-byte part: vector loads and stores (glibc's memcpy moves large
+        // buffers with `rep movsb`).
+        if let p = frame.baseAddress, frame.count > 0 { pyry_copy(out, p, frame.count) }
+        out += frame.count
         put(wrapTail)
         return dst.distance(to: out)
     }

@@ -1,4 +1,4 @@
-import CEpoll
+import CRelaySIMD
 
 /// JSON validation (RFC 8259) without building a tree, without Foundation and without heap
 /// allocation: the relay only needs "is this one JSON value" (docs/protocol.md §7.1) and the byte ranges of a
@@ -252,7 +252,7 @@ struct JSONScanner {
         var escapes = false
         while true {
             // Plain ASCII without quote, backslash or control characters — base64 ciphertext,
-            // the usual frame content — is skipped 16 bytes per step (SSE2, CEpoll shim).
+            // the usual frame content — is skipped 16–64 bytes per step (CRelaySIMD).
             index += pyry_json_plain_span(base + index, count - index)
             guard index < count else { return nil }
             let b = base[index]
