@@ -35,12 +35,14 @@ static inline __m128i sse2_json_special(__m128i v) {
 static size_t sse2_ascii_span(const uint8_t *p, size_t n) {
     if (n < 16) return scalar_ascii_span(p, n);
     size_t i = 0;
-    for (; n - i >= 32; i += 32) {
-        __m128i a = _mm_loadu_si128((const __m128i *)(p + i));
-        __m128i b = _mm_loadu_si128((const __m128i *)(p + i + 16));
-        if (_mm_movemask_epi8(_mm_or_si128(a, b)) != 0) {
-            unsigned m = (unsigned)_mm_movemask_epi8(a) | (unsigned)_mm_movemask_epi8(b) << 16;
-            return i + (size_t)__builtin_ctz(m);
+    for (; n - i >= 64; i += 64) {
+        const __m128i *q = (const __m128i *)(p + i);
+        __m128i a = _mm_loadu_si128(q), b = _mm_loadu_si128(q + 1);
+        __m128i c = _mm_loadu_si128(q + 2), d = _mm_loadu_si128(q + 3);
+        if (_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(a, b), _mm_or_si128(c, d))) != 0) {
+            uint64_t m = (uint64_t)(unsigned)_mm_movemask_epi8(a) | (uint64_t)(unsigned)_mm_movemask_epi8(b) << 16
+                | (uint64_t)(unsigned)_mm_movemask_epi8(c) << 32 | (uint64_t)(unsigned)_mm_movemask_epi8(d) << 48;
+            return i + (size_t)__builtin_ctzll(m);
         }
     }
     for (; n - i >= 16; i += 16) {
@@ -53,7 +55,20 @@ static size_t sse2_ascii_span(const uint8_t *p, size_t n) {
 
 static size_t sse2_json_plain_span(const uint8_t *p, size_t n) {
     if (n < 16) return scalar_json_plain_span(p, n);
-    size_t i = 0;
+    /* The first 16 bytes alone: most JSON strings end in them. */
+    int first = SSE2_JSON_MASK(_mm_loadu_si128((const __m128i *)p));
+    if (first != 0) return (size_t)__builtin_ctz((unsigned)first);
+    size_t i = 16;
+    for (; n - i >= 64; i += 64) {
+        const __m128i *q = (const __m128i *)(p + i);
+        __m128i a = sse2_json_special(_mm_loadu_si128(q)), b = sse2_json_special(_mm_loadu_si128(q + 1));
+        __m128i c = sse2_json_special(_mm_loadu_si128(q + 2)), d = sse2_json_special(_mm_loadu_si128(q + 3));
+        if (_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(a, b), _mm_or_si128(c, d))) != 0) {
+            uint64_t m = (uint64_t)(unsigned)_mm_movemask_epi8(a) | (uint64_t)(unsigned)_mm_movemask_epi8(b) << 16
+                | (uint64_t)(unsigned)_mm_movemask_epi8(c) << 32 | (uint64_t)(unsigned)_mm_movemask_epi8(d) << 48;
+            return i + (size_t)__builtin_ctzll(m);
+        }
+    }
     for (; n - i >= 16; i += 16) {
         int m = SSE2_JSON_MASK(_mm_loadu_si128((const __m128i *)(p + i)));
         if (m != 0) return i + (size_t)__builtin_ctz((unsigned)m);
@@ -62,7 +77,7 @@ static size_t sse2_json_plain_span(const uint8_t *p, size_t n) {
     SSE2_TAIL(p, i, n, SSE2_JSON_MASK);
 }
 
-/* SSE2 has no byte shuffle for the table lookups of the AVX2 validator: ASCII runs go 32 bytes
+/* SSE2 has no byte shuffle for the table lookups of the AVX2 validator: ASCII runs go 64 bytes
    per step, other bytes through the scalar sequence check. */
 static bool sse2_utf8_valid(const uint8_t *p, size_t n) {
     return scalar_utf8_valid_from(p, 0, n, sse2_ascii_span);
