@@ -40,7 +40,7 @@ let package = Package(
         .executableTarget(
             name: "relay-bench",
             dependencies: [
-                "Relay", "CEpoll", "CTLS",
+                "Relay", "CEpoll", "CTLS", "CRelaySIMD",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),

@@ -12,7 +12,8 @@
 #
 # Usage: scripts/callgrind-bytes.sh
 # Env:   SCRATCH (build dir, default .build), BEFORE (a second relay-bench binary),
-#        PAYLOAD (x | pyry | text, default x: the gate's JSON filler), SIZES (default "64 1024 65536").
+#        PAYLOAD (x | pyry | text, default x: the gate's JSON filler), SIZES (default "64 1024 65536"),
+#        SIMD (scalar | sse2 | avx2: the kernel level of this build; default the best the CPU has).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,18 +30,21 @@ bins=("$AFTER")
 labels=("this build")
 if [[ -n "${BEFORE:-}" ]]; then
   [[ -x "$BEFORE" ]] || { echo "callgrind-bytes: BEFORE=$BEFORE is not an executable" >&2; exit 1; }
+  [[ -z "${SIMD:-}" ]] || { echo "callgrind-bytes: SIMD applies to this build only; run without BEFORE" >&2; exit 1; }
   bins=("$BEFORE" "$AFTER")
   labels=("before ($BEFORE)" "after (this build)")
 fi
 
 # measure BIN SIZE TAG -> "Ir_per_message message_bytes"
 measure() {
-  local bin=$1 size=$2 tag=$3 messages file log total bytes
+  local bin=$1 size=$2 tag=$3 messages file log total bytes level=()
+  [[ -z "${SIMD:-}" ]] || level=(--simd "$SIMD")
   messages=$(( size >= 16384 ? 200 : 2000 ))
+  tag="$tag${SIMD:+.$SIMD}"
   file="$OUT/callgrind.bytes.$tag.$PAYLOAD.$size.out"
   log="$OUT/driver.bytes.$tag.$PAYLOAD.$size.log"
   valgrind --tool=callgrind --callgrind-out-file="$file" --toggle-collect=relay_bench_measured_step \
-    "$bin" callgrind-driver --mode service --payload "$PAYLOAD" --size "$size" --messages "$messages" >"$log" 2>&1 \
+    "$bin" callgrind-driver --mode service --payload "$PAYLOAD" --size "$size" --messages "$messages" "${level[@]}" >"$log" 2>&1 \
     || { echo "callgrind-bytes: driver failed ($bin, $size B):" >&2; cat "$log" >&2; exit 1; }
   total=$(grep -E '^(summary|totals):' "$file" | head -n 1 | awk '{print $2}')
   # The driver names the message length ("N messages of M B"), which for pyry/text differs from --size.
@@ -56,7 +60,7 @@ for size in "${sizes[@]}"; do
   done
 done
 
-echo "callgrind-bytes: payload=$PAYLOAD, Ir per message / per payload byte / marginal per byte over ${sizes[0]} B"
+echo "callgrind-bytes: payload=$PAYLOAD${SIMD:+, simd=$SIMD}, Ir per message / per payload byte / marginal per byte over ${sizes[0]} B"
 for k in "${!bins[@]}"; do
   echo "  ${labels[$k]}:"
   first=${sizes[0]}

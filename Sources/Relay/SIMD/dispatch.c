@@ -19,14 +19,17 @@ const pyry_simd_kernels *pyry_simd_kernels_for(int level) {
     }
 }
 
+bool pyry_simd_select(int level) {
+    const pyry_simd_kernels *k = pyry_simd_kernels_for(level);
+    if (k == NULL) return false;
+    pyry_simd_active = k;
+    active_level = level;
+    return true;
+}
+
 __attribute__((constructor)) static void pyry_simd_choose(void) {
-    for (int level = PYRY_SIMD_AVX2; level >= PYRY_SIMD_SCALAR; level--) {
-        const pyry_simd_kernels *k = pyry_simd_kernels_for(level);
-        if (k != NULL) {
-            pyry_simd_active = k;
-            active_level = level;
-            return;
-        }
+    for (int level = PYRY_SIMD_AVX2; level > PYRY_SIMD_SCALAR; level--) {
+        if (pyry_simd_select(level)) return;
     }
 }
 

@@ -6,14 +6,45 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Eight bytes per step in a 64-bit word (SWAR) on little-endian hosts, where the lowest flagged
+   byte of a word is the first in memory; the rest byte by byte. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define PYRY_SWAR 1
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+/* High bit of each byte of w below b (b <= 0x80); exact at the lowest flagged byte (a borrow
+   only runs upward from a true hit). */
+#define BYTES_BELOW(w, b) (((w) - ONES * (b)) & ~(w) & HIGHS)
+
+static inline uint64_t load64(const uint8_t *p) {
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+#endif
+
 static inline size_t scalar_ascii_span(const uint8_t *p, size_t n) {
     size_t i = 0;
+#if PYRY_SWAR
+    for (; n - i >= 8; i += 8) {
+        uint64_t high = load64(p + i) & HIGHS;
+        if (high != 0) return i + (size_t)__builtin_ctzll(high) / 8;
+    }
+#endif
     while (i < n && p[i] < 0x80) i++;
     return i;
 }
 
 static inline size_t scalar_json_plain_span(const uint8_t *p, size_t n) {
     size_t i = 0;
+#if PYRY_SWAR
+    for (; n - i >= 8; i += 8) {
+        uint64_t w = load64(p + i);
+        uint64_t special = BYTES_BELOW(w ^ (ONES * '"'), 1) | BYTES_BELOW(w ^ (ONES * '\\'), 1)
+            | BYTES_BELOW(w, 0x20) | (w & HIGHS);
+        if (special != 0) return i + (size_t)__builtin_ctzll(special) / 8;
+    }
+#endif
     while (i < n) {
         uint8_t b = p[i];
         if (b == '"' || b == '\\' || b < 0x20 || b >= 0x80) return i;

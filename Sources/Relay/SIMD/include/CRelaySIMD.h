@@ -60,7 +60,12 @@ enum { PYRY_SIMD_SCALAR = 0, PYRY_SIMD_SSE2 = 1, PYRY_SIMD_AVX2 = 2 };
    and fuzzers use it to run every level the machine has against the reference. */
 const pyry_simd_kernels *pyry_simd_kernels_for(int level);
 
-/* The level chosen at load time. */
+/* The level in use. */
 int pyry_simd_level(void);
+
+/* Switches to `level` when this CPU has it (false otherwise). Only for the bench tool, to
+   measure a lower level (`relay-bench callgrind-driver --simd`): call it before any traffic,
+   while the process has one thread. */
+bool pyry_simd_select(int level);
 
 #endif
