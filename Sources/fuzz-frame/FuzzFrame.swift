@@ -8,6 +8,8 @@ import RelayCodecs
 // sequences must be identical (the parser's contract: chunking never changes the outcome).
 // Option bit 0x20 negotiates permessage-deflate (RFC 7692): compressed messages are inflated
 // with the relay's codec, whose output must stay within the message limit.
+// Every input also goes through `SIMDDifferential.check`: the unmask and UTF-8 kernels (and
+// the rest) of every vector level must agree with the Swift reference code on it.
 
 /// The loop's one codec, as a connection would use it (reset per message).
 nonisolated(unsafe) let fuzzCodec = DeflateCodec()
@@ -123,6 +125,7 @@ func run(_ buffer: UnsafeMutableRawBufferPointer, maxMessageBytes: Int, requireM
 }
 
 func fuzzFrame(_ data: UnsafeRawBufferPointer) {
+    SIMDDifferential.check(data)
     guard data.count >= 3 else { return }
     let options = data[0]
     let requireMasked = options & 0x01 == 0

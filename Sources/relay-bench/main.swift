@@ -1,5 +1,6 @@
 import ArgumentParser
 import CEpoll
+import CRelaySIMD
 import RelaySystem
 import RelayReactor
 import RelayCodecs
@@ -207,9 +208,15 @@ struct CallgrindDriverCommand: ParsableCommand {
     @Option(help: "Messages to forward.") var messages = 20_000
     @Option(help: "Payload bytes.") var size = 64
     @Option(help: "Message kind: x (the gate's filler), pyry (JSON around base64 of --size ciphertext bytes), text (about --size bytes of JSON text).") var payload = "x"
+    @Option(help: "Kernel level of the per-byte work: scalar, sse2 or avx2 (default: the best this CPU has).") var simd: String?
 
     func run() throws {
         pyry_ignore_sigpipe()
+        if let simd {
+            guard let level = ["scalar", "sse2", "avx2"].firstIndex(of: simd), pyry_simd_select(Int32(level)) else {
+                throw ValidationError("--simd \(simd): not a level this CPU (or build) has")
+            }
+        }
         let rc = CallgrindDriver.run(mode: mode, messages: messages, size: size, payload: payload)
         if rc != 0 { throw ExitCode(rc) }
     }

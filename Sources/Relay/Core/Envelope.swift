@@ -1,3 +1,5 @@
+import CRelaySIMD
+
 import RelayCodecs
 
 /// The routing envelope between the relay and a binary (docs/protocol.md §7.1, §7.2, §9.5).
@@ -35,7 +37,10 @@ public enum Envelope {
         put(wrapHead)
         put(connID)
         put(wrapMiddle)
-        put(frame)
+        // The frame is the per-byte part: vector loads and stores (glibc's memcpy moves large
+        // buffers with `rep movsb`).
+        if let p = frame.baseAddress, frame.count > 0 { pyry_copy(out, p, frame.count) }
+        out += frame.count
         put(wrapTail)
         return dst.distance(to: out)
     }

@@ -252,7 +252,7 @@ package struct JSONScanner {
         var escapes = false
         while true {
             // Plain ASCII without quote, backslash or control characters — base64 ciphertext,
-            // the usual frame content — is skipped 16 bytes per step (SSE2, CEpoll shim).
+            // the usual frame content — is skipped 16–64 bytes per step (CRelaySIMD).
             index += pyry_json_plain_span(base + index, count - index)
             guard index < count else { return nil }
             let b = base[index]

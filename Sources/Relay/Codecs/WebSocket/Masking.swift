@@ -1,3 +1,5 @@
+import CRelaySIMD
+
 /// Client-to-server masking (RFC 6455 §5.3): payload byte `i` is XORed with mask key byte `i mod 4`.
 public enum Masking {
     /// XORs `p` in place with `key`.
@@ -8,15 +10,27 @@ public enum Masking {
     ///   - offset: the position of `p[0]` within the frame's payload, so a payload can be unmasked
     ///     in pieces as it arrives (only `offset mod 4` matters).
     ///
-    /// Works on 8-byte words, then the tail byte by byte; XOR is its own inverse, so this both
-    /// masks and unmasks.
+    /// XOR is its own inverse, so this both masks and unmasks. 16 or 32 bytes per step in the
+    /// CRelaySIMD kernel of the CPU's level.
     @inline(__always)
     public static func unmask(_ p: UnsafeMutableRawBufferPointer, key: UInt32, offset: Int = 0) {
         guard let base = p.baseAddress else { return }
-        let n = p.count
-        // Rotate so that byte 0 of `k32` (little-endian) is the key byte for p[0].
+        pyry_unmask(base.assumingMemoryBound(to: UInt8.self), p.count, rotated(key, offset: offset))
+    }
+
+    /// `key` rotated so that its low byte (little-endian) is the key byte for payload byte `offset`.
+    @inline(__always)
+    package static func rotated(_ key: UInt32, offset: Int) -> UInt32 {
         let shift = UInt32(truncatingIfNeeded: (offset & 3) &* 8)
-        let k32 = shift == 0 ? key : (key >> shift) | (key << (32 &- shift))
+        return shift == 0 ? key : (key >> shift) | (key << (32 &- shift))
+    }
+
+    /// The reference `unmask` the fuzzers and tests check the kernels against: 8-byte words,
+    /// then the tail byte by byte.
+    public static func unmaskReference(_ p: UnsafeMutableRawBufferPointer, key: UInt32, offset: Int = 0) {
+        guard let base = p.baseAddress else { return }
+        let n = p.count
+        let k32 = rotated(key, offset: offset)
         let k64 = UInt64(k32) | (UInt64(k32) << 32)
         var i = 0
         // Unaligned 8-byte loads/stores are fine on x86-64 and arm64 (SE-0349 storeBytes).

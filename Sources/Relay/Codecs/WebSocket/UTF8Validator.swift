@@ -30,18 +30,51 @@ public struct UTF8Validator: Sendable {
     /// Feeds more bytes. Returns false as soon as the bytes so far cannot be valid UTF-8;
     /// after that every call returns false until `reset()`.
     public mutating func feed(_ b: UnsafeRawBufferPointer) -> Bool {
+        feed(b, validate: pyry_utf8_valid)
+    }
+
+    /// `feed` with the bulk of the bytes checked by `validate`, a complete-buffer validator (the
+    /// CRelaySIMD kernel of the level the CPU offers; tests pass each level's).
+    @inline(__always)
+    package mutating func feed(_ b: UnsafeRawBufferPointer,
+                       validate: @convention(c) (UnsafePointer<UInt8>?, Int) -> Bool) -> Bool {
+        guard let raw = b.baseAddress, b.count > 0 else { return state != Self.reject }
+        let p = raw.assumingMemoryBound(to: UInt8.self)
+        // The usual case, one kernel call: no code point open before the bytes, ASCII last.
+        if state == Self.accept && p[b.count &- 1] < 0x80 {
+            if validate(p, b.count) { return true }
+            state = Self.reject
+            return false
+        }
+        return feedAcrossCodePoints(p, b.count, validate: validate)
+    }
+
+    /// `feed` when a code point may be open at either end.
+    @inline(never)
+    package mutating func feedAcrossCodePoints(_ p: UnsafePointer<UInt8>, _ n: Int,
+                                       validate: @convention(c) (UnsafePointer<UInt8>?, Int) -> Bool) -> Bool {
         var s = state
         if s == Self.reject { return false }
-        guard let p = b.baseAddress else { return true }
-        let n = b.count
         var i = 0
-        while i < n {
-            if s == Self.accept {
-                // ASCII fast path: 16 bytes per step while no byte has its high bit set.
-                i &+= pyry_ascii_span(p.assumingMemoryBound(to: UInt8.self) + i, n &- i)
-                if i == n { break }
+        // First the rest of a code point the previous call's bytes left open (at most 3 bytes).
+        while s != Self.accept && i < n {
+            s = Self.step(s, p[i])
+            if s == Self.reject {
+                state = s
+                return false
             }
-            s = Self.step(s, p.load(fromByteOffset: i, as: UInt8.self))
+            i &+= 1
+        }
+        // Then every complete code point at once, in the vector kernel...
+        let end = Self.endOfCompleteCodePoints(p, from: i, to: n)
+        if end > i && !validate(p + i, end &- i) {
+            state = Self.reject
+            return false
+        }
+        // ...and the first bytes of one the input cuts off, through the state machine.
+        i = end
+        while i < n {
+            s = Self.step(s, p[i])
             if s == Self.reject {
                 state = s
                 return false
@@ -50,6 +83,38 @@ public struct UTF8Validator: Sendable {
         }
         state = s
         return true
+    }
+
+    /// Where p[from..<n) stops holding whole code points: before a lead byte in the last three
+    /// bytes whose sequence (RFC 3629 §4: the lead's high bits give its length) runs past `n`;
+    /// else `n`. Bytes that cannot be valid need no care here: the kernel or the state machine
+    /// rejects them either way.
+    @inline(__always)
+    package static func endOfCompleteCodePoints(_ p: UnsafePointer<UInt8>, from: Int, to n: Int) -> Int {
+        var k = 1
+        while k <= 3 && n &- k >= from {
+            let b = p[n &- k]
+            if b < 0x80 { return n }
+            if b >= 0xC0 {
+                let length = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2
+                return length > k ? n &- k : n
+            }
+            k &+= 1
+        }
+        return n
+    }
+
+    /// The reference `feed`: the state machine alone, byte by byte. The fuzzers and tests
+    /// check the vector path against it.
+    public mutating func feedReference(_ b: UnsafeRawBufferPointer) -> Bool {
+        var s = state
+        if s == Self.reject { return false }
+        for byte in b {
+            s = Self.step(s, byte)
+            if s == Self.reject { break }
+        }
+        state = s
+        return s != Self.reject
     }
 
     @inline(__always)

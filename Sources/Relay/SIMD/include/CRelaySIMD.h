@@ -1,52 +1,71 @@
-#ifndef CRELAYSIMD_H
-#define CRELAYSIMD_H
-/* Data-path scanning helpers for the codecs, 16 bytes per step with SSE2 where the compiler
-   targets it (Swift's generic SIMD types compiled to scalar code on this toolchain). Pure: no
-   kernel interface here, so the codecs need not import one. */
+#ifndef PYRY_CRELAYSIMD_H
+#define PYRY_CRELAYSIMD_H
+/* Per-byte kernels of the data path: WebSocket unmasking (RFC 6455 §5.3), UTF-8 validation
+   (RFC 3629 §4), the JSON string scan (RFC 8259 §7) and the copy into an output buffer.
+   Each comes in three levels: portable scalar C, SSE2 (the x86-64 baseline) and AVX2; the best
+   one the CPU offers is chosen once, when the process loads (a constructor reads cpuid), and
+   the `pyry_*` entry points below call it. The Swift code these replace stays in the Relay
+   module as the reference the fuzzers and tests compare every level against. No allocation. */
+#include <stdbool.h>
 #include <stddef.h>
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 #include <stdint.h>
+#include <string.h>
+
+/* One implementation level: the entry points below call the chosen level's functions. */
+typedef struct {
+    const char *name;
+    size_t (*ascii_span)(const uint8_t *p, size_t n);
+    size_t (*json_plain_span)(const uint8_t *p, size_t n);
+    bool (*utf8_valid)(const uint8_t *p, size_t n);
+    void (*unmask)(uint8_t *p, size_t n, uint32_t key);
+    void (*copy_large)(void *dst, const void *src, size_t n);  /* n >= PYRY_COPY_VECTOR_MIN */
+} pyry_simd_kernels;
+
+/* The level chosen at load time (set once by a constructor in dispatch.c, read-only after). */
+extern const pyry_simd_kernels *pyry_simd_active;
+
+/* Length of the ASCII prefix (bytes < 0x80) of p[0..n). */
+static inline size_t pyry_ascii_span(const uint8_t *p, size_t n) { return pyry_simd_active->ascii_span(p, n); }
 
 /* Length of the prefix of p[0..n) free of bytes that end or complicate a JSON string run:
    '"', '\\', control characters (< 0x20) and non-ASCII (>= 0x80). RFC 8259 §7. */
 static inline size_t pyry_json_plain_span(const uint8_t *p, size_t n) {
-    size_t i = 0;
-#if defined(__SSE2__)
-    const __m128i quote = _mm_set1_epi8('"');
-    const __m128i backslash = _mm_set1_epi8('\\');
-    const __m128i space = _mm_set1_epi8(0x20);
-    while (n - i >= 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(p + i));
-        /* Signed compare: bytes >= 0x80 are negative, so "v < 0x20" also catches non-ASCII. */
-        __m128i special = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-                                       _mm_cmplt_epi8(v, space));
-        int mask = _mm_movemask_epi8(special);
-        if (mask != 0) return i + (size_t)__builtin_ctz((unsigned)mask);
-        i += 16;
-    }
-#endif
-    while (i < n) {
-        uint8_t b = p[i];
-        if (b == '"' || b == '\\' || b < 0x20 || b >= 0x80) return i;
-        i++;
-    }
-    return n;
+    return pyry_simd_active->json_plain_span(p, n);
 }
 
-/* Length of the ASCII prefix (bytes < 0x80) of p[0..n): the UTF-8 validator's fast path. */
-static inline size_t pyry_ascii_span(const uint8_t *p, size_t n) {
-    size_t i = 0;
-#if defined(__SSE2__)
-    while (n - i >= 16) {
-        int mask = _mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(p + i)));
-        if (mask != 0) return i + (size_t)__builtin_ctz((unsigned)mask);
-        i += 16;
+/* True when p[0..n) is complete, well-formed UTF-8 (RFC 3629 §4: no overlongs, no surrogates,
+   nothing above U+10FFFF, no sequence cut at the end). */
+static inline bool pyry_utf8_valid(const uint8_t *p, size_t n) { return pyry_simd_active->utf8_valid(p, n); }
+
+/* XORs p[0..n) in place with the 4-byte mask `key`, loaded little-endian so that its low byte
+   applies to p[0] (RFC 6455 §5.3: the caller rotates it for a payload offset). */
+static inline void pyry_unmask(uint8_t *p, size_t n, uint32_t key) { pyry_simd_active->unmask(p, n, key); }
+
+/* From this size on the copy is the kernel's vector loop: glibc moves large buffers with
+   `rep movsb`, which callgrind (the regression gate) counts as one instruction per byte. */
+#define PYRY_COPY_VECTOR_MIN 256
+
+/* memcpy for non-overlapping buffers: small ones inline (no call), large ones by the kernel. */
+static inline void pyry_copy(void *dst, const void *src, size_t n) {
+    if (n < PYRY_COPY_VECTOR_MIN) {
+        memcpy(dst, src, n);
+    } else {
+        pyry_simd_active->copy_large(dst, src, n);
     }
-#endif
-    while (i < n && p[i] < 0x80) i++;
-    return i;
 }
+
+enum { PYRY_SIMD_SCALAR = 0, PYRY_SIMD_SSE2 = 1, PYRY_SIMD_AVX2 = 2 };
+
+/* The kernels of `level`, or NULL when this CPU (or this build's architecture) lacks it. Tests
+   and fuzzers use it to run every level the machine has against the reference. */
+const pyry_simd_kernels *pyry_simd_kernels_for(int level);
+
+/* The level in use. */
+int pyry_simd_level(void);
+
+/* Switches to `level` when this CPU has it (false otherwise). Only for the bench tool, to
+   measure a lower level (`relay-bench callgrind-driver --simd`): call it before any traffic,
+   while the process has one thread. */
+bool pyry_simd_select(int level);
 
 #endif

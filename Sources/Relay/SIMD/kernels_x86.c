@@ -1,0 +1,343 @@
+/* The x86-64 levels: SSE2 (every x86-64 CPU) and AVX2 (compiled with a target attribute, run
+   only when cpuid says the CPU and OS have it, see dispatch.c). Tails shorter than a vector use
+   one overlapping load ending at the last byte where the operation allows it (scans, copy),
+   else the scalar code. */
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include "CRelaySIMD.h"
+#include "scalar.h"
+#include "levels.h"
+
+#define AVX2 __attribute__((target("avx2")))
+
+/* ---- SSE2 ---- */
+
+/* Bytes of the 16-byte vector `v` that end a JSON plain run: '"', '\\', < 0x20 or >= 0x80 (a
+   signed compare against 0x20 catches both: bytes >= 0x80 are negative). */
+static inline __m128i sse2_json_special(__m128i v) {
+    return _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+                        _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
+}
+
+/* The first position >= i of p[0..n) whose byte sets a bit of `mask_of` (a movemask of a
+   per-byte predicate), for the last n - i < 16 bytes when n >= 16: one load ending at p[n-1],
+   with the bits for bytes before i shifted out. */
+#define SSE2_TAIL(p, i, n, mask_of)                                                    \
+    do {                                                                               \
+        unsigned m_ = (unsigned)(mask_of(_mm_loadu_si128((const __m128i *)((p) + (n) - 16)))); \
+        m_ >>= 16 - ((n) - (i));                                                       \
+        return m_ ? (i) + (size_t)__builtin_ctz(m_) : (n);                             \
+    } while (0)
+
+#define SSE2_ASCII_MASK(v) _mm_movemask_epi8(v)
+#define SSE2_JSON_MASK(v) _mm_movemask_epi8(sse2_json_special(v))
+
+static size_t sse2_ascii_span(const uint8_t *p, size_t n) {
+    if (n < 16) return scalar_ascii_span(p, n);
+    size_t i = 0;
+    for (; n - i >= 64; i += 64) {
+        const __m128i *q = (const __m128i *)(p + i);
+        __m128i a = _mm_loadu_si128(q), b = _mm_loadu_si128(q + 1);
+        __m128i c = _mm_loadu_si128(q + 2), d = _mm_loadu_si128(q + 3);
+        if (_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(a, b), _mm_or_si128(c, d))) != 0) {
+            uint64_t m = (uint64_t)(unsigned)_mm_movemask_epi8(a) | (uint64_t)(unsigned)_mm_movemask_epi8(b) << 16
+                | (uint64_t)(unsigned)_mm_movemask_epi8(c) << 32 | (uint64_t)(unsigned)_mm_movemask_epi8(d) << 48;
+            return i + (size_t)__builtin_ctzll(m);
+        }
+    }
+    for (; n - i >= 16; i += 16) {
+        int m = _mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(p + i)));
+        if (m != 0) return i + (size_t)__builtin_ctz((unsigned)m);
+    }
+    if (i == n) return n;
+    SSE2_TAIL(p, i, n, SSE2_ASCII_MASK);
+}
+
+static size_t sse2_json_plain_span(const uint8_t *p, size_t n) {
+    if (n < 16) return scalar_json_plain_span(p, n);
+    /* The first 16 bytes alone: most JSON strings end in them. */
+    int first = SSE2_JSON_MASK(_mm_loadu_si128((const __m128i *)p));
+    if (first != 0) return (size_t)__builtin_ctz((unsigned)first);
+    size_t i = 16;
+    for (; n - i >= 64; i += 64) {
+        const __m128i *q = (const __m128i *)(p + i);
+        __m128i a = sse2_json_special(_mm_loadu_si128(q)), b = sse2_json_special(_mm_loadu_si128(q + 1));
+        __m128i c = sse2_json_special(_mm_loadu_si128(q + 2)), d = sse2_json_special(_mm_loadu_si128(q + 3));
+        if (_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(a, b), _mm_or_si128(c, d))) != 0) {
+            uint64_t m = (uint64_t)(unsigned)_mm_movemask_epi8(a) | (uint64_t)(unsigned)_mm_movemask_epi8(b) << 16
+                | (uint64_t)(unsigned)_mm_movemask_epi8(c) << 32 | (uint64_t)(unsigned)_mm_movemask_epi8(d) << 48;
+            return i + (size_t)__builtin_ctzll(m);
+        }
+    }
+    for (; n - i >= 16; i += 16) {
+        int m = SSE2_JSON_MASK(_mm_loadu_si128((const __m128i *)(p + i)));
+        if (m != 0) return i + (size_t)__builtin_ctz((unsigned)m);
+    }
+    if (i == n) return n;
+    SSE2_TAIL(p, i, n, SSE2_JSON_MASK);
+}
+
+/* SSE2 has no byte shuffle for the table lookups of the AVX2 validator: ASCII runs go 64 bytes
+   per step, other bytes through the scalar sequence check. */
+static bool sse2_utf8_valid(const uint8_t *p, size_t n) {
+    return scalar_utf8_valid_from(p, 0, n, sse2_ascii_span);
+}
+
+static void sse2_unmask(uint8_t *p, size_t n, uint32_t key) {
+    const __m128i k = _mm_set1_epi32((int)key);
+    size_t i = 0;
+    for (; n - i >= 64; i += 64) {
+        __m128i *q = (__m128i *)(p + i);
+        __m128i a = _mm_loadu_si128(q), b = _mm_loadu_si128(q + 1);
+        __m128i c = _mm_loadu_si128(q + 2), d = _mm_loadu_si128(q + 3);
+        _mm_storeu_si128(q, _mm_xor_si128(a, k));
+        _mm_storeu_si128(q + 1, _mm_xor_si128(b, k));
+        _mm_storeu_si128(q + 2, _mm_xor_si128(c, k));
+        _mm_storeu_si128(q + 3, _mm_xor_si128(d, k));
+    }
+    for (; n - i >= 16; i += 16) {
+        __m128i *q = (__m128i *)(p + i);
+        _mm_storeu_si128(q, _mm_xor_si128(_mm_loadu_si128(q), k));
+    }
+    /* i is a multiple of 16, so the key phase is unchanged. */
+    scalar_unmask(p + i, n - i, key);
+}
+
+static void sse2_copy_large(void *dst, const void *src, size_t n) {
+    const uint8_t *s = src;
+    uint8_t *d = dst;
+    size_t i = 0;
+    for (; n - i >= 64; i += 64) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(s + i)), b = _mm_loadu_si128((const __m128i *)(s + i + 16));
+        __m128i c = _mm_loadu_si128((const __m128i *)(s + i + 32)), e = _mm_loadu_si128((const __m128i *)(s + i + 48));
+        _mm_storeu_si128((__m128i *)(d + i), a);
+        _mm_storeu_si128((__m128i *)(d + i + 16), b);
+        _mm_storeu_si128((__m128i *)(d + i + 32), c);
+        _mm_storeu_si128((__m128i *)(d + i + 48), e);
+    }
+    if (i < n) {  /* the last 64 bytes again, overlapping what is already copied */
+        i = n - 64;
+        __m128i a = _mm_loadu_si128((const __m128i *)(s + i)), b = _mm_loadu_si128((const __m128i *)(s + i + 16));
+        __m128i c = _mm_loadu_si128((const __m128i *)(s + i + 32)), e = _mm_loadu_si128((const __m128i *)(s + i + 48));
+        _mm_storeu_si128((__m128i *)(d + i), a);
+        _mm_storeu_si128((__m128i *)(d + i + 16), b);
+        _mm_storeu_si128((__m128i *)(d + i + 32), c);
+        _mm_storeu_si128((__m128i *)(d + i + 48), e);
+    }
+}
+
+const pyry_simd_kernels pyry_simd_sse2 = {
+    "sse2", sse2_ascii_span, sse2_json_plain_span, sse2_utf8_valid, sse2_unmask, sse2_copy_large,
+};
+
+/* ---- AVX2 ---- */
+
+AVX2 static inline __m256i avx2_json_special(__m256i v) {
+    return _mm256_or_si256(
+        _mm256_or_si256(_mm256_cmpeq_epi8(v, _mm256_set1_epi8('"')), _mm256_cmpeq_epi8(v, _mm256_set1_epi8('\\'))),
+        _mm256_cmpgt_epi8(_mm256_set1_epi8(0x20), v));
+}
+
+#define AVX2_TAIL(p, i, n, mask_of)                                                       \
+    do {                                                                                  \
+        uint64_t m_ = (uint32_t)(mask_of(_mm256_loadu_si256((const __m256i *)((p) + (n) - 32)))); \
+        m_ >>= 32 - ((n) - (i));                                                          \
+        return m_ ? (i) + (size_t)__builtin_ctzll(m_) : (n);                              \
+    } while (0)
+
+#define AVX2_ASCII_MASK(v) _mm256_movemask_epi8(v)
+#define AVX2_JSON_MASK(v) _mm256_movemask_epi8(avx2_json_special(v))
+
+AVX2 static size_t avx2_ascii_span(const uint8_t *p, size_t n) {
+    if (n < 32) return sse2_ascii_span(p, n);
+    /* The first 32 bytes alone: most JSON strings (and frames) end in them. */
+    unsigned first = (unsigned)_mm256_movemask_epi8(_mm256_loadu_si256((const __m256i *)p));
+    if (first != 0) return (size_t)__builtin_ctz(first);
+    size_t i = 32;
+    for (; n - i >= 64; i += 64) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(p + i));
+        __m256i b = _mm256_loadu_si256((const __m256i *)(p + i + 32));
+        if (_mm256_movemask_epi8(_mm256_or_si256(a, b)) != 0) {
+            uint64_t m = (uint32_t)_mm256_movemask_epi8(a) | (uint64_t)(uint32_t)_mm256_movemask_epi8(b) << 32;
+            return i + (size_t)__builtin_ctzll(m);
+        }
+    }
+    if (n - i >= 32) {
+        unsigned m = (unsigned)_mm256_movemask_epi8(_mm256_loadu_si256((const __m256i *)(p + i)));
+        if (m != 0) return i + (size_t)__builtin_ctz(m);
+        i += 32;
+    }
+    if (i == n) return n;
+    AVX2_TAIL(p, i, n, AVX2_ASCII_MASK);
+}
+
+AVX2 static size_t avx2_json_plain_span(const uint8_t *p, size_t n) {
+    if (n < 32) return sse2_json_plain_span(p, n);
+    /* The first 32 bytes alone: most JSON strings (and frames) end in them. */
+    unsigned first = (unsigned)AVX2_JSON_MASK(_mm256_loadu_si256((const __m256i *)p));
+    if (first != 0) return (size_t)__builtin_ctz(first);
+    size_t i = 32;
+    for (; n - i >= 64; i += 64) {
+        __m256i a = avx2_json_special(_mm256_loadu_si256((const __m256i *)(p + i)));
+        __m256i b = avx2_json_special(_mm256_loadu_si256((const __m256i *)(p + i + 32)));
+        if (_mm256_movemask_epi8(_mm256_or_si256(a, b)) != 0) {
+            uint64_t m = (uint32_t)_mm256_movemask_epi8(a) | (uint64_t)(uint32_t)_mm256_movemask_epi8(b) << 32;
+            return i + (size_t)__builtin_ctzll(m);
+        }
+    }
+    if (n - i >= 32) {
+        unsigned m = (unsigned)AVX2_JSON_MASK(_mm256_loadu_si256((const __m256i *)(p + i)));
+        if (m != 0) return i + (size_t)__builtin_ctz(m);
+        i += 32;
+    }
+    if (i == n) return n;
+    AVX2_TAIL(p, i, n, AVX2_JSON_MASK);
+}
+
+/* UTF-8 validation 32 bytes at a time by table lookups (Keiser & Lemire, "Validating UTF-8 in
+   less than one instruction per byte", 2021; simdjson's and simdutf's "lookup" algorithm): every
+   error of RFC 3629 §4 is visible in a pair of adjacent bytes (the high nibble of the first, its
+   low nibble, the high nibble of the second), except a missing 3rd/4th byte, found from the bytes
+   2 and 3 back. Error bits of the pair tables: */
+enum {
+    TOO_SHORT = 1 << 0,   /* 11______ 0_______ or 11______ 11______: lead without continuation */
+    TOO_LONG = 1 << 1,    /* 0_______ 10______: continuation after ASCII */
+    OVERLONG_3 = 1 << 2,  /* 11100000 100_____ */
+    TOO_LARGE = 1 << 3,   /* 11110100 1001____ / 101_____, 11110101.. 1001____ / 101_____: > U+10FFFF */
+    SURROGATE = 1 << 4,   /* 11101101 101_____: U+D800..U+DFFF */
+    OVERLONG_2 = 1 << 5,  /* 1100000_ 10______ */
+    TOO_LARGE_1000 = 1 << 6, /* 11110101.. 1000____ (F5 and above) */
+    OVERLONG_4 = 1 << 6,  /* 11110000 1000____ (shares the bit: both need the second byte 1000____) */
+    TWO_CONTS = 1 << 7,   /* 10______ 10______: fine only as the 3rd/4th byte of a sequence */
+    CARRY = TOO_SHORT | TOO_LONG | TWO_CONTS,  /* the errors that do not depend on the low nibble */
+};
+
+/* v >> 4 per byte (there is no 8-bit shift). */
+AVX2 static inline __m256i avx2_high_nibbles(__m256i v) {
+    return _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(0x0F));
+}
+
+/* The 32 bytes that start `n` bytes before `in` (n = 1..3), `prev` holding the block before. */
+#define AVX2_PREV(in, prev, n) _mm256_alignr_epi8((in), _mm256_permute2x128_si256((prev), (in), 0x21), 16 - (n))
+
+/* The three pair tables, indexed by a nibble (each row twice: _mm256_shuffle_epi8 looks up
+   within each 16-byte lane). */
+#define BYTE1_HIGH_ROW                                                                            \
+    TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, /* 0_______ */ \
+    TWO_CONTS, TWO_CONTS, TWO_CONTS, TWO_CONTS,                                     /* 10______ */ \
+    TOO_SHORT | OVERLONG_2,                                                         /* 1100____ */ \
+    TOO_SHORT,                                                                      /* 1101____ */ \
+    TOO_SHORT | OVERLONG_3 | SURROGATE,                                             /* 1110____ */ \
+    TOO_SHORT | TOO_LARGE | TOO_LARGE_1000 | OVERLONG_4                             /* 1111____ */
+#define BYTE1_LOW_ROW                                                                             \
+    CARRY | OVERLONG_3 | OVERLONG_2 | OVERLONG_4, /* ____0000 */                                   \
+    CARRY | OVERLONG_2,                           /* ____0001 */                                   \
+    CARRY, CARRY,                                 /* ____001_ */                                   \
+    CARRY | TOO_LARGE,                            /* ____0100 */                                   \
+    CARRY | TOO_LARGE | TOO_LARGE_1000,           /* ____0101 */                                   \
+    CARRY | TOO_LARGE | TOO_LARGE_1000, CARRY | TOO_LARGE | TOO_LARGE_1000, /* ____011_ */         \
+    CARRY | TOO_LARGE | TOO_LARGE_1000, CARRY | TOO_LARGE | TOO_LARGE_1000, /* ____1___ */         \
+    CARRY | TOO_LARGE | TOO_LARGE_1000, CARRY | TOO_LARGE | TOO_LARGE_1000,                        \
+    CARRY | TOO_LARGE | TOO_LARGE_1000,                                                            \
+    CARRY | TOO_LARGE | TOO_LARGE_1000 | SURROGATE, /* ____1101 */                                 \
+    CARRY | TOO_LARGE | TOO_LARGE_1000, CARRY | TOO_LARGE | TOO_LARGE_1000
+#define BYTE2_HIGH_ROW                                                                            \
+    TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, /* 0_______ */ \
+    TOO_LONG | OVERLONG_2 | TWO_CONTS | OVERLONG_3 | TOO_LARGE_1000 | OVERLONG_4, /* 1000____ */    \
+    TOO_LONG | OVERLONG_2 | TWO_CONTS | OVERLONG_3 | TOO_LARGE,                   /* 1001____ */    \
+    TOO_LONG | OVERLONG_2 | TWO_CONTS | SURROGATE | TOO_LARGE,                    /* 101_____ */    \
+    TOO_LONG | OVERLONG_2 | TWO_CONTS | SURROGATE | TOO_LARGE,                                     \
+    TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT                                    /* 11______ */
+static const uint8_t byte1_high_table[32] __attribute__((aligned(32))) = {BYTE1_HIGH_ROW, BYTE1_HIGH_ROW};
+static const uint8_t byte1_low_table[32] __attribute__((aligned(32))) = {BYTE1_LOW_ROW, BYTE1_LOW_ROW};
+static const uint8_t byte2_high_table[32] __attribute__((aligned(32))) = {BYTE2_HIGH_ROW, BYTE2_HIGH_ROW};
+
+#define AVX2_TABLE(t) _mm256_load_si256((const __m256i *)(t))
+
+/* Error bits of the 32-byte block `in`, given the block before it. */
+AVX2 static inline __m256i avx2_utf8_block_errors(__m256i in, __m256i prev) {
+    __m256i prev1 = AVX2_PREV(in, prev, 1);
+    __m256i special = _mm256_and_si256(
+        _mm256_and_si256(_mm256_shuffle_epi8(AVX2_TABLE(byte1_high_table), avx2_high_nibbles(prev1)),
+                         _mm256_shuffle_epi8(AVX2_TABLE(byte1_low_table), _mm256_and_si256(prev1, _mm256_set1_epi8(0x0F)))),
+        _mm256_shuffle_epi8(AVX2_TABLE(byte2_high_table), avx2_high_nibbles(in)));
+    /* A byte 2 back that is 111_____ or 3 back that is 1111____ needs this byte to be a
+       continuation: there TWO_CONTS is expected and flips to 0, elsewhere to an error. */
+    __m256i third = _mm256_subs_epu8(AVX2_PREV(in, prev, 2), _mm256_set1_epi8((char)(0xE0 - 0x80)));
+    __m256i fourth = _mm256_subs_epu8(AVX2_PREV(in, prev, 3), _mm256_set1_epi8((char)(0xF0 - 0x80)));
+    __m256i must_continue = _mm256_and_si256(_mm256_or_si256(third, fourth), _mm256_set1_epi8((char)0x80));
+    return _mm256_xor_si256(must_continue, special);
+}
+
+AVX2 static bool avx2_utf8_valid(const uint8_t *p, size_t n) {
+    size_t i = avx2_ascii_span(p, n);
+    if (i == n) return true;
+    /* p[i-1] is ASCII (or i is 0): as the "block before" it is the same as zeros. */
+    __m256i prev = _mm256_setzero_si256();
+    __m256i error = _mm256_setzero_si256();
+    for (; n - i >= 32; i += 32) {
+        __m256i in = _mm256_loadu_si256((const __m256i *)(p + i));
+        error = _mm256_or_si256(error, avx2_utf8_block_errors(in, prev));
+        prev = in;
+    }
+    /* The rest, padded with zeros: a sequence cut by the end of the input meets a zero (ASCII)
+       where it needs a continuation, so that is an error too. Runs even when nothing is left. */
+    uint8_t last[32] = {0};
+    memcpy(last, p + i, n - i);
+    error = _mm256_or_si256(error, avx2_utf8_block_errors(_mm256_loadu_si256((const __m256i *)last), prev));
+    return _mm256_testz_si256(error, error);
+}
+
+AVX2 static void avx2_unmask(uint8_t *p, size_t n, uint32_t key) {
+    const __m256i k = _mm256_set1_epi32((int)key);
+    size_t i = 0;
+    for (; n - i >= 128; i += 128) {
+        __m256i *q = (__m256i *)(p + i);
+        __m256i a = _mm256_loadu_si256(q), b = _mm256_loadu_si256(q + 1);
+        __m256i c = _mm256_loadu_si256(q + 2), d = _mm256_loadu_si256(q + 3);
+        _mm256_storeu_si256(q, _mm256_xor_si256(a, k));
+        _mm256_storeu_si256(q + 1, _mm256_xor_si256(b, k));
+        _mm256_storeu_si256(q + 2, _mm256_xor_si256(c, k));
+        _mm256_storeu_si256(q + 3, _mm256_xor_si256(d, k));
+    }
+    for (; n - i >= 32; i += 32) {
+        __m256i *q = (__m256i *)(p + i);
+        _mm256_storeu_si256(q, _mm256_xor_si256(_mm256_loadu_si256(q), k));
+    }
+    if (n - i >= 16) {
+        __m128i *q = (__m128i *)(p + i);
+        _mm_storeu_si128(q, _mm_xor_si128(_mm_loadu_si128(q), _mm256_castsi256_si128(k)));
+        i += 16;
+    }
+    /* i is a multiple of 16, so the key phase is unchanged. */
+    scalar_unmask(p + i, n - i, key);
+}
+
+AVX2 static void avx2_copy_large(void *dst, const void *src, size_t n) {
+    const __m256i *s = src;
+    __m256i *d = dst;
+    size_t blocks = n / 128;
+    for (size_t b = 0; b < blocks; b++, s += 4, d += 4) {
+        __m256i x0 = _mm256_loadu_si256(s), x1 = _mm256_loadu_si256(s + 1);
+        __m256i x2 = _mm256_loadu_si256(s + 2), x3 = _mm256_loadu_si256(s + 3);
+        _mm256_storeu_si256(d, x0);
+        _mm256_storeu_si256(d + 1, x1);
+        _mm256_storeu_si256(d + 2, x2);
+        _mm256_storeu_si256(d + 3, x3);
+    }
+    if (n % 128 != 0) {  /* the last 128 bytes again, overlapping what is already copied */
+        s = (const __m256i *)((const uint8_t *)src + n - 128);
+        d = (__m256i *)((uint8_t *)dst + n - 128);
+        __m256i x0 = _mm256_loadu_si256(s), x1 = _mm256_loadu_si256(s + 1);
+        __m256i x2 = _mm256_loadu_si256(s + 2), x3 = _mm256_loadu_si256(s + 3);
+        _mm256_storeu_si256(d, x0);
+        _mm256_storeu_si256(d + 1, x1);
+        _mm256_storeu_si256(d + 2, x2);
+        _mm256_storeu_si256(d + 3, x3);
+    }
+}
+
+const pyry_simd_kernels pyry_simd_avx2 = {
+    "avx2", avx2_ascii_span, avx2_json_plain_span, avx2_utf8_valid, avx2_unmask, avx2_copy_large,
+};
+#endif
