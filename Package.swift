@@ -2,10 +2,15 @@
 import PackageDescription
 
 /// A layer of the relay library: the folder `Sources/Relay/<folder>` as its own module.
+/// Cross-module optimization makes the layers' small functions (syscall wrappers, buffer and
+/// parser accessors) inlinable into the layers above, as they were in one module.
 func layer(_ name: String, _ folder: String, _ dependencies: [Target.Dependency]) -> Target {
     .target(
         name: name, dependencies: dependencies, path: "Sources/Relay/\(folder)",
-        swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])])
+        swiftSettings: [
+            .unsafeFlags(["-enforce-exclusivity=unchecked"]),
+            .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release)),
+        ])
 }
 
 let package = Package(
