@@ -36,6 +36,14 @@ public enum Limits {
     /// the loop has been quiet for a moment, rather than at the minute's housekeeping.
     public static let trimAfterReleasedBytes = 16 * 1024 * 1024
 
+    // The loop (docs/architecture.md)
+    /// An epoll batch of at most this many events flushes each connection's queued frames right
+    /// after the event that queued them (as a plain forwarder would); a larger batch — a loaded
+    /// loop — flushes once at the end of the iteration, so a destination fed by several sources
+    /// gets one write. At partial load a message thus never waits behind the other reads of its
+    /// batch (docs/benchmarks.md, L1).
+    public static let flushPerEventMaxBatch = 4
+
     // Admission (docs/protocol.md §3.3, docs/operations.md § Admission limits)
     public static let rateBurst = 20
     public static let rateRefillMs: Int64 = 6_000

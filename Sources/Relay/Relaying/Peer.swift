@@ -11,11 +11,15 @@ final class Peer {
     let version: String      // X-Pyrycode-Version (binaries)
     let deviceName: String   // X-Pyrycode-Device-Name (phones), truncated for logs
     var connID = ""
-    var connIDBytes: [UInt8] = []
+    /// The connection id as a JSON string body (`Envelope.jsonEscaped`), in its own block: the
+    /// per-message wrap reads it without retaining an array.
+    private(set) var connIDBytes = UnsafeRawBufferPointer(start: nil, count: 0)
     var registered = false
     /// For a phone: its binary's connection while that binary holds the slot live (a cache of
     /// `Registry.route`, cleared when the binary leaves; saves two hash lookups per message).
-    var binary: Connection?
+    /// Unretained: `RelayService.connections` owns the binary until `connectionDidClose`, which
+    /// clears this cache (`uncacheBinary`), so the forward needs no retain/release.
+    var binary: Unmanaged<Connection>?
     /// The binary's envelope asked for this phone's close: no close notice (docs/protocol.md §8).
     var closedByBinary = false
     /// A close notice code decided by the relay (1001 for non-JSON, docs/protocol.md §7.1).
@@ -39,6 +43,15 @@ final class Peer {
     }
 
     func messageQueued(endingAt end: Int) { pendingEnds.append(end) }
+
+    func setConnIDBytes(_ bytes: [UInt8]) {
+        let block = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
+        bytes.withUnsafeBytes { block.copyMemory(from: $0) }
+        connIDBytes.deallocate()
+        connIDBytes = UnsafeRawBufferPointer(block)
+    }
+
+    deinit { connIDBytes.deallocate() }
 
     init(role: Role, handle: ConnHandle, serverID: String, ip: String, key: ClientKey, version: String, deviceName: String) {
         self.role = role

@@ -19,7 +19,7 @@ extension RelayService {
             case .registered(let connID):
                 peer.connID = connID
                 // The id embeds the server-id header, which may hold `"` or `\`: escape once here.
-                peer.connIDBytes = Envelope.jsonEscaped(connID)
+                peer.setConnIDBytes(Envelope.jsonEscaped(connID))
                 peer.registered = true
                 metrics.upgrade(.client, .accept)
                 Log.info("phone_registered", ["server_id": peer.serverID, "conn_id": connID,
@@ -57,9 +57,9 @@ extension RelayService {
     /// docs/protocol.md §7.1: validate, wrap as `{"conn_id":…,"frame":…}` straight into the binary's queue.
     private func phoneMessage(_ c: Connection, _ peer: Peer, _ payload: UnsafeRawBufferPointer, _ opcode: Opcode) {
         // The binary is cached on the phone while it is live; the registry decides otherwise.
-        let b: Connection
-        if let cached = peer.binary {
-            b = cached
+        let cached: Unmanaged<Connection>
+        if let b = peer.binary {
+            cached = b
         } else {
             switch registry.route(phone: peer.handle) {
             case .unknown:
@@ -69,10 +69,16 @@ extension RelayService {
                 return
             case .forward(let binaryHandle):
                 guard let found = connections[binaryHandle] else { return }
-                peer.binary = found
-                b = found
+                cached = Unmanaged.passUnretained(found)
+                peer.binary = cached
             }
         }
+        cached._withUnsafeGuaranteedRef { b in forward(c, peer, payload, opcode, to: b) }
+    }
+
+    @inline(__always)
+    private func forward(_ c: Connection, _ peer: Peer, _ payload: UnsafeRawBufferPointer, _ opcode: Opcode,
+                         to b: Connection) {
         // A binary that is closing is as good as gone: the phone gets the grace answer (1000).
         guard b.state == .open else {
             c.close(code: .normal)
@@ -84,11 +90,10 @@ extension RelayService {
             c.close(code: .normal)
             return
         }
-        let length = Envelope.wrappedLength(connIDLength: peer.connIDBytes.count, frameLength: payload.count)
-        peer.connIDBytes.withUnsafeBytes { id in
-            b.sendFrame(opcode: .text, length: length) { dst in
-                _ = Envelope.wrap(connID: id, frame: payload, into: dst)
-            }
+        let id = peer.connIDBytes
+        let length = Envelope.wrappedLength(connIDLength: id.count, frameLength: payload.count)
+        b.sendFrame(opcode: .text, length: length) { dst in
+            _ = Envelope.wrap(connID: id, frame: payload, into: dst)
         }
         metrics.framesPhoneToBinary += 1
         metrics.bytesPhoneToBinary += payload.count
