@@ -42,7 +42,7 @@ public enum Limits {
     /// loop — flushes once at the end of the iteration, so a destination fed by several sources
     /// gets one write. At partial load a message thus never waits behind the other reads of its
     /// batch (docs/benchmarks.md, L1).
-    public static let flushPerEventMaxBatch = 4
+    public static let flushPerEventMaxBatch = 8
 
     // Admission (docs/protocol.md §3.3, docs/operations.md § Admission limits)
     public static let rateBurst = 20

@@ -193,7 +193,7 @@ public final class Reactor {
             h.handleEvent(ev.events)
             if flushPerEvent { flushDirty() }
         }
-        fireTimers()
+        if timers.nextDeadline <= now { fireTimers() }
         flushDirty()
         tickHook?()
         loopLatency.record(monotonicNs() &- startNs)
