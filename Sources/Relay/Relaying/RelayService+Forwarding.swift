@@ -46,11 +46,14 @@ extension RelayService {
 
     public func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode) {
         // Every upgraded connection of this service carries a Peer (set in `admit`).
-        guard let info = c.userInfo else { return }
-        let peer = unsafeDowncast(info, to: Peer.self)
-        switch peer.role {
-        case .phone: phoneMessage(c, peer, payload, opcode)
-        case .binary: binaryMessage(c, peer, payload)
+        guard let peer = c.userInfo.map({ Unmanaged.passUnretained(unsafeDowncast($0, to: Peer.self)) }) else { return }
+        if peer._withUnsafeGuaranteedRef({ $0.role == .phone }) {
+            // A phone's forward closes no connection (at most it queues a close frame), so its Peer
+            // stays attached throughout and is used without a retain.
+            peer._withUnsafeGuaranteedRef { phoneMessage(c, $0, payload, opcode) }
+        } else {
+            // A binary's envelope may shed or drop connections, itself included: hold its Peer.
+            binaryMessage(c, peer.takeUnretainedValue(), payload)
         }
     }
 
