@@ -121,10 +121,12 @@ extension RelayService {
             return
         }
         let target = env.withConnIDBytes(in: payload) { id in registry.phone(connID: id, ofBinary: peer.handle) }
-        guard let phoneHandle = target, let pc = connections[phoneHandle], let phone = pc.userInfo as? Peer else {
+        // Every connection in `connections` carries its Peer (no dynamic cast per message).
+        guard let phoneHandle = target, let pc = connections[phoneHandle], let info = pc.userInfo else {
             logRepeated(.binaryForwarderUnknownConnID, peer: peer, ["server_id": peer.serverID, "conn_id": peer.connID])
             return
         }
+        let phone = unsafeDowncast(info, to: Peer.self)
         guard pc.state == .open else { return }  // the phone is leaving; nothing more reaches it
         if let range = env.frame {
             let frame = UnsafeRawBufferPointer(rebasing: payload[range])
