@@ -1,5 +1,5 @@
 # pyrycode-relay. `make test` is what CI runs (.ci/run); scripts/test-all.sh lists its stages.
-.PHONY: build run test unit fuzz autobahn bench bench-sharded soak
+.PHONY: build run test unit fuzz autobahn bench bench-latency bench-sharded soak
 
 build:
 	swift build
@@ -34,6 +34,11 @@ autobahn:
 # docs/benchmarks.md figures: relay and floor on CPU0, generator on CPU1 (scripts/bench.sh).
 bench:
 	bash scripts/bench.sh
+
+# docs/benchmarks.md L1 alone: open-loop echo latency at 10/50/75% of capacity, floor and relay
+# alternating L1_RUNS times (default 5); prints p50/p99/p99.9 beside the floor with the ratios.
+bench-latency:
+	SCENARIOS=L1 bash scripts/bench.sh
 
 # docs/benchmarks.md "Sharded behind HAProxy": S1 through HAProxy with 1 and 2 shards beside the
 # relay reached directly (scripts/bench-sharded.py; needs haproxy, scripts/ensure-deps.sh).

@@ -130,14 +130,36 @@ if s8:
     row("S8 slow binary: lost / relay RSS base → max", f"{s8.get('lost')} / {fmt(s8.get('rss_kb_before'))} → {fmt(s8.get('rss_kb_max'))} kB",
         "—", "—", "bounded, none lost", s8.get("lost") == 0)
 
-l1r, l1f = find("L1", "relay"), find("L1", "floor")
-if l1r and l1f:
-    for r, f in zip(l1r.get("latency_us_by_load", []), l1f.get("latency_us_by_load", [])):
-        ok50 = r["p50"] <= f["p50"] + 5
-        ok99 = r["p99"] <= 1.2 * f["p99"]
-        row(f"L1 {r['load_pct']:.0f}% load p50 / p99 µs", f"{r['p50']:.0f} / {r['p99']:.0f}", f"floor {f['p50']:.0f} / {f['p99']:.0f}",
-            f"{r['p50'] - f['p50']:+.0f} µs / {r['p99'] / f['p99']:.2f}×", "p50 ≤ floor + 5 µs, p99 ≤ 1.2×",
-            ok50 and ok99, ", ".join(x for x, o in (("p50", ok50), ("p99", ok99)) if not o))
+# L1: every run of the session counts (scripts/bench.sh alternates floor and relay L1_RUNS
+# times); per load level the median over runs of each percentile, relay beside floor.
+def l1_runs(kind):
+    return [r for r in rows if r.get("scenario") == "L1" and r.get("target_kind") == kind and not tls(r)]
+
+def l1_levels(kind):
+    levels = {}
+    for r in l1_runs(kind):
+        for lv in r.get("latency_us_by_load") or []:
+            levels.setdefault(round(lv["load_pct"]), []).append(lv)
+    return levels
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+l1r, l1f = l1_levels("relay"), l1_levels("floor")
+# Latency is the figure other load spoils first: a run the generator judged busy voids the verdict.
+l1_busy = sum(1 for r in l1_runs("relay") + l1_runs("floor") if r.get("machine_busy"))
+for pct in sorted(set(l1r) & set(l1f)):
+    r = {k: median([lv[k] for lv in l1r[pct]]) for k in ("p50", "p99", "p99_9")}
+    f = {k: median([lv[k] for lv in l1f[pct]]) for k in ("p50", "p99", "p99_9")}
+    ok50 = r["p50"] <= f["p50"] + 5
+    ok99 = r["p99"] <= 1.2 * f["p99"]
+    runs = min(len(l1r[pct]), len(l1f[pct]))
+    row(f"L1 {pct}% load p50 / p99 / p99.9 µs (median of {runs} runs each)",
+        f"{r['p50']:.0f} / {r['p99']:.0f} / {r['p99_9']:.0f}", f"floor {f['p50']:.0f} / {f['p99']:.0f} / {f['p99_9']:.0f}",
+        f"{r['p50'] - f['p50']:+.0f} µs / {r['p99'] / f['p99']:.2f}× / {r['p99_9'] / f['p99_9']:.2f}×",
+        "p50 ≤ floor + 5 µs, p99 ≤ 1.2×" + (f" — {l1_busy} runs on a BUSY machine: not comparable" if l1_busy else ""),
+        None if l1_busy else ok50 and ok99, ", ".join(x for x, o in (("p50", ok50), ("p99", ok99)) if not o))
 
 m1 = {}
 for r in rows:  # the last run of each (pairs, plain/TLS) wins

@@ -16,6 +16,8 @@
 #      DURATION (s per window, default 5), REPEATS (default 3), SCRATCH (default .build),
 #      M1_PAIRS (default "1000 5000 9000"), M1_TLS_PAIRS (default "1000 5000"), S7_RUNS (default 5: relay
 #      and nginx runs of the TLS handshake comparison, scripts/tls-handshake-bench.sh),
+#      L1_RUNS (default 5: L1 runs floor, relay, floor, … this many times each; the summary
+#      takes the median per load level — the latency tail varies more from run to run than rates),
 #      RELAY_PORT/FLOOR_PORT/TLS_PORT (default 18080/18090/18443),
 #      QUIET_TRIES (default 5: wait up to this many × 20 s for /proc/stat idle ≥ 85%).
 set -euo pipefail
@@ -28,6 +30,7 @@ SCRATCH=${SCRATCH:-.build}
 M1_PAIRS=${M1_PAIRS:-"1000 5000 9000"}
 M1_TLS_PAIRS=${M1_TLS_PAIRS:-"1000 5000"}
 S7_RUNS=${S7_RUNS:-5}
+L1_RUNS=${L1_RUNS:-5}
 RELAY_PORT=${RELAY_PORT:-18080}
 FLOOR_PORT=${FLOOR_PORT:-18090}
 TLS_PORT=${TLS_PORT:-18443}
@@ -163,6 +166,7 @@ for s in $SCENARIOS; do
     M1TLS)
       for n in $M1_TLS_PAIRS; do start_tls_relay; run M1 tls --pairs "$n"; openssl_idle_ssl "$n"; done
       start_targets ;;
+    L1) for _ in $(seq "$L1_RUNS"); do run L1 floor; run L1 relay; done ;;
     S4|S8) run "$s" relay ;;             # fan-in / backpressure: no 1:1 floor equivalent
     S5) start_targets; run S5 relay --workers 2; start_targets ;;
     S6)                                  # TLS on both legs vs plain, back to back

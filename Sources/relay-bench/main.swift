@@ -204,7 +204,7 @@ struct CallgrindDriverCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "callgrind-driver",
         abstract: "Deterministic forwarding loop for instruction counting (scripts/callgrind-check.sh).")
-    @Option(help: "path (per-message user-space work), service (RelayService over loopback), service-deflate (service with permessage-deflate on both legs), decode-text or decode-binary (the frame decoder alone).") var mode = "service"
+    @Option(help: "path (per-message user-space work), service (RelayService over loopback, phone to binary), service-reverse (binary to phone), service-deflate (service with permessage-deflate on both legs), decode-text or decode-binary (the frame decoder alone).") var mode = "service"
     @Option(help: "Messages to forward.") var messages = 20_000
     @Option(help: "Payload bytes.") var size = 64
     @Option(help: "Message kind: x (the gate's filler), pyry (JSON around base64 of --size ciphertext bytes), text (about --size bytes of JSON text).") var payload = "x"

@@ -114,3 +114,37 @@ def test_s7_storm_get_counts_plain_get_answers(relay_bin, bench_bin, start_relay
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["ok"] is True and result["upgrades_msgs_per_s"]["median"] > 0
+
+
+SUMMARY = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "bench-summary.py")
+
+
+def l1_line(kind, p50, p99, p99_9, busy=False):
+    levels = [{"load_pct": pct, "p50": p50, "p99": p99, "p99_9": p99_9} for pct in (10, 50, 75)]
+    return json.dumps({"tool": "relay-bench", "scenario": "L1", "target_kind": kind,
+                       "target": "ws://127.0.0.1:1", "date": "2026-12-05T00:00:00Z",
+                       "machine_busy": busy, "latency_us_by_load": levels})
+
+
+def summarize(tmp_path, lines):
+    results = tmp_path / "results.jsonl"
+    results.write_text("\n".join(lines) + "\n")
+    out = subprocess.run([sys.executable, SUMMARY, str(results)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return [l for l in out.stdout.splitlines() if l.startswith("| L1 ")]
+
+
+def test_l1_summary_takes_the_median_of_every_run_beside_the_floor(tmp_path):
+    # make bench-latency alternates floor and relay runs; each level is the median over runs.
+    rows = summarize(tmp_path, [l1_line("floor", 100, 200, 400), l1_line("relay", 104, 230, 500),
+                                l1_line("floor", 110, 220, 420), l1_line("relay", 900, 9000, 9000),
+                                l1_line("floor", 105, 210, 410), l1_line("relay", 103, 220, 480)])
+    assert len(rows) == 3
+    assert "L1 10% load p50 / p99 / p99.9 µs (median of 3 runs each)" in rows[0]
+    assert "| 104 / 230 / 500 | floor 105 / 210 / 410 | -1 µs / 1.10× / 1.22× |" in rows[0]
+    assert rows[0].endswith("| yes |")
+
+
+def test_l1_summary_voids_the_verdict_of_runs_on_a_busy_machine(tmp_path):
+    rows = summarize(tmp_path, [l1_line("floor", 100, 200, 400), l1_line("relay", 150, 900, 900, busy=True)])
+    assert all("1 runs on a BUSY machine: not comparable" in r and r.endswith("| n/a |") for r in rows)

@@ -7,7 +7,8 @@ public protocol EventHandler: AnyObject {
     func handleEvent(_ events: UInt32)
     /// A timer this handler scheduled with `Reactor.schedule(_:at:kind:)` came due.
     func timerFired(kind: UInt8, now: Int64)
-    /// Called once at the end of a loop iteration after `Reactor.markDirty(_:)` (write coalescing).
+    /// Called once after `Reactor.markDirty(_:)`: right after the current event in a small
+    /// batch, else at the end of the loop iteration (write coalescing).
     func flushTick()
 }
 
@@ -44,8 +45,9 @@ public final class Reactor {
     public let timers: TimerQueue
     private var slots: [Slot] = []
     private var freeSlots: [UInt32] = []
-    private var dirty: [UInt64] = []
-    private var dirtyCount = 0  // live prefix of `dirty`; the array is reused, never shrunk
+    private var dirty: UnsafeMutablePointer<UInt64>
+    private var dirtyCapacity = 64
+    private var dirtyCount = 0  // live prefix of `dirty`; the block is reused, grown by doubling
     private var dueTimers: [TimerEntry] = []
     private var running = false
     /// Called for timers whose key is not a registration (registry timers, process-wide ticks).
@@ -65,6 +67,7 @@ public final class Reactor {
     public init() throws(Errno) {
         let fd = try syscallChecked("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
         epollFD = FileDescriptor(fd)
+        dirty = .allocate(capacity: dirtyCapacity)
         timers = try TimerQueue()
         try addRaw(fd: timers.fd, events: Reactor.readable, data: UInt64.max)
     }
@@ -138,11 +141,21 @@ public final class Reactor {
     }
 
     /// Asks for `flushTick()` on the handler registered under `token` at the end of this
-    /// iteration; the caller keeps its own "already marked" flag so it is listed once per tick.
+    /// iteration (after the current event when the batch is small: `Reactor.flushPerEventMaxBatch`); the caller keeps its own "already marked" flag so it is listed once per tick.
     /// Tokens, not references: no ARC per message, and a handler gone meanwhile is skipped.
     public func markDirty(_ token: Token) {
-        if dirtyCount < dirty.count { dirty[dirtyCount] = token.raw } else { dirty.append(token.raw) }
+        if dirtyCount == dirtyCapacity { growDirty() }
+        dirty[dirtyCount] = token.raw
         dirtyCount += 1
+    }
+
+    @inline(never)
+    private func growDirty() {
+        let grown = UnsafeMutablePointer<UInt64>.allocate(capacity: dirtyCapacity * 2)
+        grown.update(from: dirty, count: dirtyCount)
+        dirty.deallocate()
+        dirty = grown
+        dirtyCapacity *= 2
     }
 
     // MARK: the loop
@@ -154,21 +167,29 @@ public final class Reactor {
         while running { runOnce(timeoutMs: -1) }
     }
 
-    private let eventCapacity = 512
-    private lazy var events = UnsafeMutablePointer<epoll_event>.allocate(capacity: eventCapacity)
+    /// An epoll batch of at most this many events flushes each connection's queued frames right
+    /// after the event that queued them (as a plain forwarder would); a larger batch — a loaded
+    /// loop — flushes once at the end of the iteration, so a destination fed by several sources
+    /// gets one write. At partial load a message thus never waits behind the other reads of its
+    /// batch (docs/benchmarks.md, L1).
+    public static let flushPerEventMaxBatch = 8
+
+    private static let eventCapacity = 512
+    private let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: Reactor.eventCapacity)
 
     /// One loop iteration: wait up to `timeoutMs` (-1: until an event), dispatch, fire due
     /// timers, flush coalesced writes. Tests drive the loop with it, one step at a time.
     public func runOnce(timeoutMs: Int32) {
         timers.rearm()
         iteration &+= 1
-        let n = epoll_wait(epollFD.raw, events, Int32(eventCapacity), timeoutMs)
+        let n = epoll_wait(epollFD.raw, events, Int32(Reactor.eventCapacity), timeoutMs)
         let startNs = monotonicNs()
         now = Int64(startNs / 1_000_000)
         if n < 0 {
             if pyry_errno() == EINTR { return }
             fatalError("epoll_wait failed: errno \(pyry_errno())")
         }
+        let flushPerEvent = n <= Reactor.flushPerEventMaxBatch
         for i in 0..<Int(n) {
             let ev = events[i]
             let data = ev.data.u64
@@ -178,17 +199,22 @@ public final class Reactor {
             }
             guard let h = handler(for: Token(raw: data)) else { continue }  // stale event
             h.handleEvent(ev.events)
+            if flushPerEvent { flushDirty() }
         }
-        fireTimers()
+        if timers.nextDeadline <= now { fireTimers() }
         flushDirty()
         tickHook?()
         loopLatency.record(monotonicNs() &- startNs)
     }
 
-    deinit { events.deallocate() }
+    deinit {
+        events.deallocate()
+        dirty.deallocate()
+    }
 
+    /// Fires the timers due at the iteration's `now` (one clock read per iteration: a timer
+    /// that comes due while this iteration works fires in the next, which the timerfd wakes).
     private func fireTimers() {
-        now = monotonicMs()
         timers.popDue(now: now, into: &dueTimers)
         guard !dueTimers.isEmpty else { return }
         for e in dueTimers {
@@ -201,8 +227,12 @@ public final class Reactor {
         dueTimers.removeAll(keepingCapacity: true)
     }
 
+    @inline(__always)
     private func flushDirty() {
-        guard dirtyCount > 0 else { return }
+        if dirtyCount > 0 { flushDirtyList() }
+    }
+
+    private func flushDirtyList() {
         // A flush may mark more handlers dirty (a close answered by another close): loop until quiet.
         var i = 0
         while i < dirtyCount {

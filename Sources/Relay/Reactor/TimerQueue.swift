@@ -26,6 +26,10 @@ public final class TimerQueue {
 
     public var fd: Int32 { timerFD.raw }
     public var count: Int { heap.count }
+    /// The earliest deadline, `.max` when empty: the loop pops and re-arms only when it moved.
+    public var nextDeadline: Int64 {
+        @inline(__always) get { heap.first?.deadline ?? .max }
+    }
 
     public func schedule(at deadline: Int64, key: UInt64, kind: UInt8) {
         heap.append(TimerEntry(deadline: deadline, key: key, kind: kind))
@@ -52,9 +56,14 @@ public final class TimerQueue {
     }
 
     /// Arms the timerfd for the earliest deadline, only when it changed (one syscall at most).
+    @inline(__always)
     public func rearm() {
-        let next = heap.first?.deadline ?? .max
-        guard next != armedAt else { return }
+        let next = nextDeadline
+        if next != armedAt { arm(next) }
+    }
+
+    @inline(never)
+    private func arm(_ next: Int64) {
         armedAt = next
         var spec = itimerspec()
         if next != .max {

@@ -14,11 +14,15 @@ package final class Peer {
     package let version: String      // X-Pyrycode-Version (binaries)
     package let deviceName: String   // X-Pyrycode-Device-Name (phones), truncated for logs
     package var connID = ""
-    package var connIDBytes: [UInt8] = []
+    /// The connection id as a JSON string body (`Envelope.jsonEscaped`), in its own block: the
+    /// per-message wrap reads it without retaining an array.
+    package private(set) var connIDBytes = UnsafeRawBufferPointer(start: nil, count: 0)
     package var registered = false
     /// For a phone: its binary's connection while that binary holds the slot live (a cache of
     /// `Registry.route`, cleared when the binary leaves; saves two hash lookups per message).
-    package var binary: Connection?
+    /// Unretained: `RelayService.connections` owns the binary until `connectionDidClose`, which
+    /// clears this cache (`uncacheBinary`), so the forward needs no retain/release.
+    package var binary: Unmanaged<Connection>?
     /// The binary's envelope asked for this phone's close: no close notice (docs/protocol.md §8).
     package var closedByBinary = false
     /// A close notice code decided by the relay (1001 for non-JSON, docs/protocol.md §7.1).
@@ -42,6 +46,15 @@ package final class Peer {
     }
 
     package func messageQueued(endingAt end: Int) { pendingEnds.append(end) }
+
+    package func setConnIDBytes(_ bytes: [UInt8]) {
+        let block = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
+        bytes.withUnsafeBytes { block.copyMemory(from: $0) }
+        connIDBytes.deallocate()
+        connIDBytes = UnsafeRawBufferPointer(block)
+    }
+
+    deinit { connIDBytes.deallocate() }
 
     package init(role: Role, handle: ConnHandle, serverID: String, ip: String, key: ClientKey, version: String, deviceName: String) {
         self.role = role

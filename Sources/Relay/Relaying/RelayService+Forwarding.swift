@@ -24,7 +24,7 @@ extension RelayService {
             case .registered(let connID):
                 peer.connID = connID
                 // The id embeds the server-id header, which may hold `"` or `\`: escape once here.
-                peer.connIDBytes = JSONString.escaped(connID)
+                peer.setConnIDBytes(JSONString.escaped(connID))
                 peer.registered = true
                 metrics.upgrade(.client, .accept)
                 Log.info("phone_registered", ["server_id": peer.serverID, "conn_id": connID,
@@ -51,20 +51,23 @@ extension RelayService {
 
     public func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode) {
         // Every upgraded connection of this service carries a Peer (set in `admit`).
-        guard let info = c.userInfo else { return }
-        let peer = unsafeDowncast(info, to: Peer.self)
-        switch peer.role {
-        case .phone: phoneMessage(c, peer, payload, opcode)
-        case .binary: binaryMessage(c, peer, payload)
+        guard let peer = c.userInfo.map({ Unmanaged.passUnretained(unsafeDowncast($0, to: Peer.self)) }) else { return }
+        if peer._withUnsafeGuaranteedRef({ $0.role == .phone }) {
+            // A phone's forward closes no connection (at most it queues a close frame), so its Peer
+            // stays attached throughout and is used without a retain.
+            peer._withUnsafeGuaranteedRef { phoneMessage(c, $0, payload, opcode) }
+        } else {
+            // A binary's envelope may shed or drop connections, itself included: hold its Peer.
+            binaryMessage(c, peer.takeUnretainedValue(), payload)
         }
     }
 
     /// docs/protocol.md §7.1: validate, wrap as `{"conn_id":…,"frame":…}` straight into the binary's queue.
     private func phoneMessage(_ c: Connection, _ peer: Peer, _ payload: UnsafeRawBufferPointer, _ opcode: Opcode) {
         // The binary is cached on the phone while it is live; the registry decides otherwise.
-        let b: Connection
-        if let cached = peer.binary {
-            b = cached
+        let cached: Unmanaged<Connection>
+        if let b = peer.binary {
+            cached = b
         } else {
             switch registry.route(phone: peer.handle) {
             case .unknown:
@@ -74,10 +77,16 @@ extension RelayService {
                 return
             case .forward(let binaryHandle):
                 guard let found = connections[binaryHandle] else { return }
-                peer.binary = found
-                b = found
+                cached = Unmanaged.passUnretained(found)
+                peer.binary = cached
             }
         }
+        cached._withUnsafeGuaranteedRef { b in forward(c, peer, payload, opcode, to: b) }
+    }
+
+    @inline(__always)
+    private func forward(_ c: Connection, _ peer: Peer, _ payload: UnsafeRawBufferPointer, _ opcode: Opcode,
+                         to b: Connection) {
         // A binary that is closing is as good as gone: the phone gets the grace answer (1000).
         guard b.state == .open else {
             c.close(code: .normal)
@@ -89,11 +98,10 @@ extension RelayService {
             c.close(code: .normal)
             return
         }
-        let length = Envelope.wrappedLength(connIDLength: peer.connIDBytes.count, frameLength: payload.count)
-        peer.connIDBytes.withUnsafeBytes { id in
-            b.sendFrame(opcode: .text, length: length) { dst in
-                _ = Envelope.wrap(connID: id, frame: payload, into: dst)
-            }
+        let id = peer.connIDBytes
+        let length = Envelope.wrappedLength(connIDLength: id.count, frameLength: payload.count)
+        b.sendFrame(opcode: .text, length: length) { dst in
+            _ = Envelope.wrap(connID: id, frame: payload, into: dst)
         }
         metrics.framesPhoneToBinary += 1
         metrics.bytesPhoneToBinary += payload.count
@@ -118,10 +126,12 @@ extension RelayService {
             return
         }
         let target = env.withConnIDBytes(in: payload) { id in registry.phone(connID: id, ofBinary: peer.handle) }
-        guard let phoneHandle = target, let pc = connections[phoneHandle], let phone = pc.userInfo as? Peer else {
+        // Every connection in `connections` carries its Peer (no dynamic cast per message).
+        guard let phoneHandle = target, let pc = connections[phoneHandle], let info = pc.userInfo else {
             logRepeated(.binaryForwarderUnknownConnID, peer: peer, ["server_id": peer.serverID, "conn_id": peer.connID])
             return
         }
+        let phone = unsafeDowncast(info, to: Peer.self)
         guard pc.state == .open else { return }  // the phone is leaving; nothing more reaches it
         if let range = env.frame {
             let frame = UnsafeRawBufferPointer(rebasing: payload[range])

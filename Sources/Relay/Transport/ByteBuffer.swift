@@ -160,11 +160,20 @@ public final class BufferPool {
 
 extension ByteBuffer {
     /// `reserve`, taking a pool block when the buffer is empty and `n` fits in one.
+    /// The common cases (room left, or an empty buffer taking a block) are inlined: the pool is
+    /// only read, never passed, so the per-message path retains nothing.
+    @inline(__always)
     public mutating func reserve(_ n: Int, pool: BufferPool) {
+        if writableCount >= n { return }
         if base == nil && n <= pool.blockSize {
             adopt(pool.take(), capacity: pool.blockSize)
             return
         }
+        grow(n, pool: pool)
+    }
+
+    @inline(never)
+    package mutating func grow(_ n: Int, pool: BufferPool) {
         if capacity == pool.blockSize && writableCount < n && (count + n > capacity) {
             // Outgrowing a pool block: move to a malloc'd block and give the pool block back.
             let old = base!
@@ -217,6 +226,7 @@ extension ByteBuffer {
     }
 
     /// `release`, giving a pool-sized block back to the pool.
+    @inline(__always)
     public mutating func release(to pool: BufferPool) {
         if let b = base, capacity == pool.blockSize {
             pool.give(b)

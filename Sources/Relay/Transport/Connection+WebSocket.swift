@@ -42,6 +42,8 @@ extension Connection {
         var offset = 0
         // A paused reader stops between frames; the rest stays buffered until it resumes.
         while (state == .open || state == .closeSent) && !readingPaused {
+            // Every byte used at a message boundary: nothing to parse, no deadline to arm.
+            if offset == bytes.count && wsParser.isAtMessageBoundary { return offset }
             let rest = UnsafeMutableRawBufferPointer(rebasing: bytes[offset...])
             switch wsParser.next(rest) {
             case .needMore:

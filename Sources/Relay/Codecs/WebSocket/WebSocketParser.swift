@@ -76,9 +76,45 @@ public struct WebSocketParser: ~Copyable {
         textPayloadUnmasked = 0
     }
 
+    /// True between messages with nothing pending: a call on empty input would only answer
+    /// `.needMore` (the caller may skip it).
+    public var isAtMessageBoundary: Bool { assemblingOpcode == nil && !releaseAssemblyOnNextCall }
+
     /// Decodes at most one event from `input`. Unmasks in place. Advance the read index by the
     /// event's `consumed` and call again until `.needMore` or `.violation`.
     public mutating func next(_ input: UnsafeMutableRawBufferPointer) -> WebSocketEvent {
+        if let event = nextSmallMessage(input) { return event }
+        return nextFrame(input)
+    }
+
+    /// The common frame on its own: a whole, final, masked text or binary frame of ≤ 125 bytes
+    /// outside a fragmented message, no RSV bit (RFC 6455 §5.2). Every rule `nextFrame` checks
+    /// holds for it by construction, except the size limit and UTF-8, checked here; anything
+    /// else (or nil) goes the general way.
+    @inline(__always)
+    private mutating func nextSmallMessage(_ input: UnsafeMutableRawBufferPointer) -> WebSocketEvent? {
+        guard input.count >= 6, let base = input.baseAddress, assemblingOpcode == nil,
+              !releaseAssemblyOnNextCall, textPayloadUnmasked == 0, failure == nil else { return nil }
+        let b0 = base.load(as: UInt8.self)
+        let b1 = base.load(fromByteOffset: 1, as: UInt8.self)
+        // FIN + text (0x81) or FIN + binary (0x82); MASK + 7-bit length < 126.
+        guard b0 == 0x81 || b0 == 0x82, b1 & 0x80 != 0, b1 < 0x80 | 126 else { return nil }
+        let length = Int(b1 & 0x7F)
+        guard length <= maxMessageBytes, input.count >= 6 + length else { return nil }
+        let key = UInt32(littleEndian: base.loadUnaligned(fromByteOffset: 2, as: UInt32.self))
+        let payload = UnsafeMutableRawBufferPointer(start: base + 6, count: length)
+        Masking.unmask(payload, key: key)
+        currentFrameTotal = -1
+        lastMessageCompressed = false
+        if b0 == 0x81 {
+            // RFC 6455 §8.1: a text message is valid UTF-8 that ends on a code point.
+            guard utf8.feed(UnsafeRawBufferPointer(payload)), utf8.isComplete else { return fail(.invalidPayload) }
+            return .message(opcode: .text, payload: UnsafeRawBufferPointer(payload), consumed: 6 + length)
+        }
+        return .message(opcode: .binary, payload: UnsafeRawBufferPointer(payload), consumed: 6 + length)
+    }
+
+    private mutating func nextFrame(_ input: UnsafeMutableRawBufferPointer) -> WebSocketEvent {
         if let failure { return .violation(failure) }
         if releaseAssemblyOnNextCall {
             releaseAssemblyOnNextCall = false
