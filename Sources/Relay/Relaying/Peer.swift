@@ -11,7 +11,8 @@ package final class Peer: ConnectionDelegate {
     package let role: Role
     package let handle: ConnHandle
     package let connection: Connection
-    package unowned(unsafe) let service: RelayService
+    /// The service outlives every record; unmanaged so that a callback costs no retain and release.
+    private let service: Unmanaged<RelayService>
     package let serverID: String
     package let ip: String
     /// What the per-IP limits count this connection under (an IPv6 client's /64).
@@ -33,7 +34,7 @@ package final class Peer: ConnectionDelegate {
         self.role = role
         self.handle = handle
         self.connection = connection
-        self.service = service
+        self.service = Unmanaged.passUnretained(service)
         self.serverID = serverID
         self.ip = ip
         self.key = key
@@ -48,23 +49,33 @@ package final class Peer: ConnectionDelegate {
     /// Requests end at the upgrade: a WebSocket reads frames only.
     package func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition { .drop }
 
-    package func connectionDidUpgrade(_ c: Connection) { service.peerDidUpgrade(self) }
+    package func connectionDidUpgrade(_ c: Connection) {
+        service._withUnsafeGuaranteedRef { $0.peerDidUpgrade(self) }
+    }
 
     package func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode) {
-        switch role {
-        case .phone: service.phoneMessage(self, payload, opcode)
-        case .binary: service.binaryMessage(self, payload)
+        service._withUnsafeGuaranteedRef { service in
+            switch role {
+            case .phone: service.phoneMessage(self, payload, opcode)
+            case .binary: service.binaryMessage(self, payload)
+            }
         }
     }
 
-    package func connectionDidReceivePong(_ c: Connection) { service.peerDidReceivePong(self) }
-    package func connectionDidDrain(_ c: Connection) { service.peerDidDrain(self) }
+    package func connectionDidReceivePong(_ c: Connection) {
+        service._withUnsafeGuaranteedRef { $0.peerDidReceivePong(self) }
+    }
+
+    package func connectionDidDrain(_ c: Connection) { service._withUnsafeGuaranteedRef { $0.peerDidDrain(self) } }
+
     package func connection(_ c: Connection, needsBufferRoom bytes: Int) {
-        service.shedLargestHolders(growing: self, by: bytes)
+        service._withUnsafeGuaranteedRef { $0.shedLargestHolders(growing: self, by: bytes) }
     }
 
     package func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?) {
         // The service lets go of this record here; it must outlive the call.
-        withExtendedLifetime(self) { service.peerDidClose(self, peerCode: peerCode, localCode: localCode) }
+        withExtendedLifetime(self) {
+            service._withUnsafeGuaranteedRef { $0.peerDidClose(self, peerCode: peerCode, localCode: localCode) }
+        }
     }
 }

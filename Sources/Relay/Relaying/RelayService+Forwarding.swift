@@ -52,22 +52,27 @@ extension RelayService {
     /// docs/protocol.md §7.1: validate, wrap as `{"conn_id":…,"frame":…}` straight into the binary's queue.
     package func phoneMessage(_ phone: Peer, _ payload: UnsafeRawBufferPointer, _ opcode: Opcode) {
         // The binary is cached on the phone while it is live; the registry decides otherwise.
-        let binary: Peer
-        if let cached = phone.binary {
-            binary = cached
-        } else {
-            switch registry.route(phone: phone.handle) {
-            case .unknown:
-                return
-            case .closePhone(let code, let reason):
-                phone.connection.close(code: code, reason: reason)
-                return
-            case .forward(let binaryHandle):
-                guard let found = peers[binaryHandle] else { return }
-                phone.binary = found
-                binary = found
-            }
+        guard let binary = phone.binary ?? routeToBinary(phone) else { return }
+        forward(payload, opcode, from: phone, to: binary)
+    }
+
+    /// The phone's binary from the registry, cached on the phone; nil when there is none, after
+    /// answering the phone as the registry says.
+    @inline(never)
+    private func routeToBinary(_ phone: Peer) -> Peer? {
+        switch registry.route(phone: phone.handle) {
+        case .unknown:
+            return nil
+        case .closePhone(let code, let reason):
+            phone.connection.close(code: code, reason: reason)
+            return nil
+        case .forward(let binaryHandle):
+            phone.binary = peers[binaryHandle]
+            return phone.binary
         }
+    }
+
+    private func forward(_ payload: UnsafeRawBufferPointer, _ opcode: Opcode, from phone: Peer, to binary: Peer) {
         let b = binary.connection
         // A binary that is closing is as good as gone: the phone gets the grace answer (1000).
         guard b.state == .open else {
