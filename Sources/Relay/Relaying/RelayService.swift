@@ -206,7 +206,7 @@ public final class RelayService: ConnectionDelegate {
         let label = endpoint == .server
             ? head.value("x-pyrycode-version") ?? ""
             : head.value("x-pyrycode-device-name").map { truncatedUTF8($0, maxBytes: 64) } ?? ""
-        // The gate admitted the request, so both are there.
+        // Admitted: the client key (so the address it came from) and the gated headers are there.
         let peer = Peer(role: endpoint == .server ? .binary : .phone, handle: handle, connection: c, service: self,
                         serverID: head.value("x-pyrycode-server")!, ip: ip!, key: key!, label: label)
         c.delegate = peer
