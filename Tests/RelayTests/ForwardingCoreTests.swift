@@ -185,6 +185,43 @@ import Testing
         #expect(core.closeNoticeNow(phone) == CloseCode.goingAway.rawValue)  // nothing decided yet
     }
 
+    /// The ledger against a plain model, through a long backlog written in uneven steps and a
+    /// steady stream written at once; written entries go in batches, so storage stays bounded.
+    @Test func outboxLedgerCountsUnwrittenMessagesAndStaysBounded() {
+        var ledger = OutboxLedger()
+        var model: [Int] = []
+        var end = 0
+        var written = 0
+        var most = 0
+        func check() {
+            model.removeAll { $0 <= written }
+            #expect(ledger.unwrittenMessages(written: written) == model.count)
+            most = max(most, ledger.storedEntries)
+        }
+        for _ in 0..<5_000 {
+            end += 100
+            ledger.messageQueued(endingAt: end)
+            model.append(end)
+        }
+        check()
+        while written < end {
+            written = min(end, written + 777)
+            check()
+        }
+        #expect(ledger.storedEntries <= 32)
+        for _ in 0..<1_000 {
+            end += 64
+            ledger.messageQueued(endingAt: end)
+            model.append(end)
+            written = end - 10  // the last message is still partly unwritten
+            check()
+            written = end
+            check()
+        }
+        #expect(ledger.storedEntries <= 33)
+        #expect(most <= 5_000)
+    }
+
     @Test func overflowEndsThePhone1011AndItsBinaryHears1011() {
         let core = ForwardingCore(outboxBudget: 100, perMessageOverhead: 64)
         var phone = ForwardingState()

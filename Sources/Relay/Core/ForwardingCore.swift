@@ -255,8 +255,12 @@ public struct ForwardingState {
 /// Where each message queued to a phone ends in its output stream (bytes written + queued at the
 /// time), so the outbox charges its overhead only while a message is not fully written.
 package struct OutboxLedger {
+    /// `ends[head...]` are the messages not yet fully written.
     private var ends: [Int] = []
     private var head = 0
+    /// Written entries are dropped in batches of at least this many: a removal per message would
+    /// cost more than the rest of the charge.
+    private static let batch = 32
 
     /// Messages queued and not yet fully written, given the bytes written so far.
     @inline(__always)
@@ -267,18 +271,24 @@ package struct OutboxLedger {
 
     private mutating func settle(written: Int) -> Int {
         while head < ends.count && ends[head] <= written { head += 1 }
-        if head == ends.count {
-            ends.removeAll(keepingCapacity: ends.count <= 64)
-            head = 0
-        } else if head > 1024 && head * 2 > ends.count {
-            ends.removeFirst(head)
-            head = 0
+        if head >= OutboxLedger.batch {
+            if head == ends.count {
+                // A long backlog's array is freed once it is written out; a short one is reused.
+                ends.removeAll(keepingCapacity: ends.count <= 64)
+                head = 0
+            } else if head * 2 > ends.count {
+                ends.removeFirst(head)
+                head = 0
+            }
         }
         return ends.count - head
     }
 
     @inline(__always)
     package mutating func messageQueued(endingAt end: Int) { ends.append(end) }
+
+    /// Entries kept, written or not (for tests of the batching).
+    package var storedEntries: Int { ends.count }
 }
 
 /// The answer to a forwarding input.
