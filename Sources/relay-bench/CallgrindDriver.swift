@@ -25,6 +25,9 @@ import RelayOperations
 ///   (docs/benchmarks.md, "permessage-deflate"). `payload` picks the message: `x` (the gate's
 ///   filler), `pyry` (JSON around base64 of `size` random ciphertext bytes) or `text` (about
 ///   `size` bytes of plain JSON text).
+/// - `service-reverse`: `service` the other way: each step writes one masked envelope
+///   `{"conn_id":…,"frame":<message>}` to the binary socket and runs the loop until the phone has
+///   the frame: read, parse, unmask, envelope scan, registry lookup, outbox charge, copy, write.
 enum CallgrindDriver {
     static func run(mode: String, messages: Int, size: Int, payload kind: String = "x") -> Int32 {
         guard let message = payload(kind, size: size) else {
@@ -35,10 +38,11 @@ enum CallgrindDriver {
         case "path": return runPath(messages: messages, size: size)
         case "service": return runService(messages: messages, message: message, deflate: false)
         case "service-deflate": return runService(messages: messages, message: message, deflate: true)
+        case "service-reverse": return runServiceReverse(messages: messages, message: message)
         case "decode-text": return runDecoder(messages: messages, size: size, opcode: .text)
         case "decode-binary": return runDecoder(messages: messages, size: size, opcode: .binary)
         default:
-            eprint("callgrind-driver: unknown mode \(mode) (path|service|service-deflate|decode-text|decode-binary)\n")
+            eprint("callgrind-driver: unknown mode \(mode) (path|service|service-deflate|service-reverse|decode-text|decode-binary)\n")
             return 2
         }
     }
@@ -189,6 +193,67 @@ enum CallgrindDriver {
             withExtendedLifetime(listener) {}
             print("callgrind-driver \(deflate ? "service-deflate" : "service"): \(messages) messages of \(message.count) B, "
                   + "\(frame.count) B each from the phone, \(toBinary / messages) B each to the binary (mean)")
+            return 0
+        } catch {
+            eprint("callgrind-driver: \(error)\n")
+            return 1
+        }
+    }
+
+    static func runServiceReverse(messages: Int, message: [UInt8]) -> Int32 {
+        do {
+            let reactor = try Reactor()
+            let context = IOContext(reactor: reactor)
+            var settings = RelaySettings()
+            settings.connection.heartbeatIntervalMs = 24 * 3_600_000
+            let relay = RelayService(settings: settings, context: context)
+            let listener = try Listener(socket: try Socket.listen(on: SocketAddress(ip: "127.0.0.1", port: 0)!),
+                                        reactor: reactor) { fd, remote in relay.accept(fd: fd, remote: remote) }
+            let binary = try blockingClient(listener.address)
+            let phone = try blockingClient(listener.address)
+            defer { _ = close(binary); _ = close(phone) }
+            try handshake(binary, path: "/v1/server", extra: "X-Pyrycode-Version: cg\r\n", reactor: reactor)
+            try handshake(phone, path: "/v1/client", extra: "X-Pyrycode-Token: t\r\n", reactor: reactor)
+            let sink = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 16)
+            defer { sink.deallocate() }
+            /// Runs loop steps until `fd` holds one whole server frame; returns its length.
+            func receiveFrame(_ fd: Int32, measured: Bool) -> Int {
+                var got = 0
+                var want = Int.max
+                repeat {
+                    if measured { measuredStep(reactor) } else { setupStep(reactor) }
+                    let n = read(fd, sink + got, (1 << 20) - got)
+                    if n > 0 { got += n }
+                    if let length = FrameEncoder.frameLength(UnsafeRawBufferPointer(start: sink, count: got)) { want = length }
+                } while got < want
+                return got == want ? got : -1
+            }
+            // The phone's conn id, from the wrapper of one message it sends.
+            let probe = FrameEncoder.maskedFrame(opcode: .text, payload: message, maskKey: 0x1234_5678)
+            probe.withUnsafeBytes { f in _ = write(phone, f.baseAddress, f.count) }
+            let wrapped = receiveFrame(binary, measured: false)
+            let text = String(decoding: UnsafeRawBufferPointer(start: sink, count: max(0, wrapped)), as: UTF8.self)
+            guard let start = text.firstRange(of: "\"conn_id\":\"")?.upperBound,
+                let end = text[start...].firstIndex(of: "\"")
+            else {
+                eprint("callgrind-driver: no conn_id in the binary's first message\n")
+                return 1
+            }
+            let envelope = Array("{\"conn_id\":\"\(text[start..<end])\",\"frame\":".utf8) + message + [UInt8(ascii: "}")]
+            let frame = FrameEncoder.maskedFrame(opcode: .text, payload: envelope, maskKey: 0x1234_5678)
+            var toPhone = 0
+            for i in 0..<(messages + 100) {
+                frame.withUnsafeBytes { f in _ = write(binary, f.baseAddress, f.count) }
+                let got = receiveFrame(phone, measured: i >= 100)
+                if got < 0 {
+                    eprint("callgrind-driver: the phone got more than one frame\n")
+                    return 1
+                }
+                if i >= 100 { toPhone += got }
+            }
+            withExtendedLifetime(listener) {}
+            print("callgrind-driver service-reverse: \(messages) messages of \(message.count) B, "
+                  + "\(frame.count) B each from the binary, \(toPhone / messages) B each to the phone")
             return 0
         } catch {
             eprint("callgrind-driver: \(error)\n")
