@@ -90,10 +90,10 @@ public final class ForwardingCore {
 
     /// A phone's message went into `binary`'s queue, which now holds `queuedBytes`. Answers
     /// `.pausePhones` once, when the queue reaches high water: stop reading all its phones.
-    @inline(__always)
+    @inlinable
     public func messageToBinary(_ binary: inout ForwardingState, queuedBytes: Int) -> ForwardingAction {
         guard !binary.phonesPaused, queuedBytes >= highWater else { return .none }
-        binary.phonesPaused = true
+        binary.paused = true
         return .pausePhones
     }
 
@@ -101,7 +101,7 @@ public final class ForwardingCore {
     /// low water after a pause.
     public func binaryDrained(_ binary: inout ForwardingState, queuedBytes: Int) -> ForwardingAction {
         guard binary.phonesPaused, queuedBytes <= lowWater else { return .none }
-        binary.phonesPaused = false
+        binary.paused = false
         return .resumePhones
     }
 
@@ -112,7 +112,7 @@ public final class ForwardingCore {
     /// messages get the grace answer rather than sitting unread).
     public func binaryLeaves(_ binary: inout ForwardingState) -> ForwardingAction {
         guard binary.phonesPaused else { return .none }
-        binary.phonesPaused = false
+        binary.paused = false
         return .resumePhones
     }
 
@@ -124,7 +124,7 @@ public final class ForwardingCore {
     /// budget the phone ends: `.dropBacklog` with 1011 `phone backlog full`, or with the code of
     /// the envelope's close directive (`directive`, then no close notice). Else `.queue`, and the
     /// caller reports where the queued frame ends with `queuedToPhone`.
-    @inline(__always)
+    @inlinable
     public func messageToPhone(
         _ phone: inout ForwardingState, frameLength: Int, queuedBytes: Int, writtenBytes: Int, directive: UInt16?
     ) -> ForwardingAction {
@@ -135,12 +135,13 @@ public final class ForwardingCore {
     }
 
     /// The frame just queued to `phone` ends at stream offset `end` (bytes written + queued).
-    @inline(__always)
+    @inlinable
     public func queuedToPhone(_ phone: inout ForwardingState, endingAt end: Int) {
         phone.outbox.messageQueued(endingAt: end)
     }
 
-    private func backlogFull(_ phone: inout ForwardingState, directive: UInt16?) -> ForwardingAction {
+    @usableFromInline
+    func backlogFull(_ phone: inout ForwardingState, directive: UInt16?) -> ForwardingAction {
         if let d = directive {
             phone.notice = .suppressed
             return .dropBacklog(code: ForwardingCore.wireCode(d))
@@ -200,7 +201,7 @@ public final class ForwardingCore {
     // MARK: Shedding (docs/operations.md "Memory")
 
     /// True while `bufferedBytes` (queued + held, process-wide) plus `extra` more exceed the budget.
-    @inline(__always)
+    @inlinable
     public func overBudget(bufferedBytes: Int, extra: Int = 0) -> Bool {
         bufferedBytes + extra > maxBufferedBytes
     }
@@ -245,31 +246,34 @@ public struct ForwardingState {
         case suppressed
     }
 
-    public internal(set) var phonesPaused = false
+    public var phonesPaused: Bool { paused }
+    @usableFromInline var paused = false
     public internal(set) var notice = Notice.undecided
-    package var outbox = OutboxLedger()
+    @usableFromInline package var outbox = OutboxLedger()
 
     public init() {}
 }
 
 /// Where each message queued to a phone ends in its output stream (bytes written + queued at the
 /// time), so the outbox charges its overhead only while a message is not fully written.
+@usableFromInline
 package struct OutboxLedger {
     /// `ends[head...]` are the messages not yet fully written.
-    private var ends: [Int] = []
-    private var head = 0
+    @usableFromInline var ends: [Int] = []
+    @usableFromInline var head = 0
     /// Written entries are dropped in batches of at least this many: a removal per message would
     /// cost more than the rest of the charge.
     private static let batch = 32
 
     /// Messages queued and not yet fully written, given the bytes written so far.
-    @inline(__always)
+    @inlinable
     package mutating func unwrittenMessages(written: Int) -> Int {
         if head == ends.count { return 0 }
         return settle(written: written)
     }
 
-    private mutating func settle(written: Int) -> Int {
+    @usableFromInline
+    mutating func settle(written: Int) -> Int {
         while head < ends.count && ends[head] <= written { head += 1 }
         if head >= OutboxLedger.batch {
             if head == ends.count {
@@ -284,7 +288,7 @@ package struct OutboxLedger {
         return ends.count - head
     }
 
-    @inline(__always)
+    @inlinable
     package mutating func messageQueued(endingAt end: Int) { ends.append(end) }
 
     /// Entries kept, written or not (for tests of the batching).
