@@ -112,6 +112,14 @@ extension RelayService {
             logRepeated(.binaryForwarderUnknownConnID, peer: binary, ["server_id": binary.serverID, "conn_id": binary.connID])
             return
         }
+        deliver(env, in: payload, to: phone)
+        // Last: shedding may close this binary too, freeing the buffer `payload` points into.
+        if core.overBudget(bufferedBytes: context.bufferedBytes) { shedLargestHolders() }
+    }
+
+    /// The envelope's frame (docs/protocol.md §7.5: within the phone's outbox budget) and close
+    /// directive, for `phone`.
+    private func deliver(_ env: BinaryEnvelope, in payload: UnsafeRawBufferPointer, to phone: Peer) {
         let pc = phone.connection
         guard pc.state == .open else { return }  // the phone is leaving; nothing more reaches it
         if let range = env.frame {
@@ -130,8 +138,6 @@ extension RelayService {
         if let code = env.closeCode {
             pc.close(code: core.binaryClosesPhone(&phone.flow, code: code))
         }
-        // Last: shedding may close this binary too, freeing the buffer `payload` points into.
-        if core.overBudget(bufferedBytes: context.bufferedBytes) { shedLargestHolders() }
     }
 
     /// A phone whose queue passed its budget (`ForwardingCore.messageToPhone`, or shedding):
