@@ -25,10 +25,9 @@ import RelayOperations
 ///   (docs/benchmarks.md, "permessage-deflate"). `payload` picks the message: `x` (the gate's
 ///   filler), `pyry` (JSON around base64 of `size` random ciphertext bytes) or `text` (about
 ///   `size` bytes of plain JSON text).
-/// - `service-reverse`: `service` the other way (docs/protocol.md §7.2): the binary sends the
-///   envelope `{"conn_id":…,"frame":<message>}` for the phone (its conn id taken from one phone
-///   message forwarded first, not counted); the relay parses it, charges the phone's outbox and
-///   queues the frame's exact bytes.
+/// - `service-reverse`: `service` the other way: each step writes one masked envelope
+///   `{"conn_id":…,"frame":<message>}` to the binary socket and runs the loop until the phone has
+///   the frame: read, parse, unmask, envelope scan, registry lookup, outbox charge, copy, write.
 enum CallgrindDriver {
     static func run(mode: String, messages: Int, size: Int, payload kind: String = "x") -> Int32 {
         guard let message = payload(kind, size: size) else {
@@ -39,11 +38,11 @@ enum CallgrindDriver {
         case "path": return runPath(messages: messages, size: size)
         case "service": return runService(messages: messages, message: message, deflate: false)
         case "service-deflate": return runService(messages: messages, message: message, deflate: true)
-        case "service-reverse": return runService(messages: messages, message: message, deflate: false, reverse: true)
+        case "service-reverse": return runServiceReverse(messages: messages, message: message)
         case "decode-text": return runDecoder(messages: messages, size: size, opcode: .text)
         case "decode-binary": return runDecoder(messages: messages, size: size, opcode: .binary)
         default:
-            eprint("callgrind-driver: unknown mode \(mode) (path|service|service-reverse|service-deflate|decode-text|decode-binary)\n")
+            eprint("callgrind-driver: unknown mode \(mode) (path|service|service-deflate|service-reverse|decode-text|decode-binary)\n")
             return 2
         }
     }
@@ -150,7 +149,7 @@ enum CallgrindDriver {
 
     // MARK: service
 
-    static func runService(messages: Int, message: [UInt8], deflate: Bool, reverse: Bool = false) -> Int32 {
+    static func runService(messages: Int, message: [UInt8], deflate: Bool) -> Int32 {
         do {
             let reactor = try Reactor()
             let context = IOContext(reactor: reactor)
@@ -169,29 +168,19 @@ enum CallgrindDriver {
             let offer = deflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n" : ""
             try handshake(binary, path: "/v1/server", extra: "X-Pyrycode-Version: cg\r\n" + offer, reactor: reactor)
             try handshake(phone, path: "/v1/client", extra: "X-Pyrycode-Token: t\r\n" + offer, reactor: reactor)
-            var frame = deflate ? compressedFrame(message) : FrameEncoder.maskedFrame(opcode: .text, payload: message, maskKey: 0x1234_5678)
+            let frame = deflate ? compressedFrame(message) : FrameEncoder.maskedFrame(opcode: .text, payload: message, maskKey: 0x1234_5678)
             let sink = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 16)
             defer { sink.deallocate() }
-            var (source, destination) = (phone, binary)
-            if reverse {
-                guard let envelope = try reverseEnvelope(frame: frame, message: message, phone: phone, binary: binary,
-                                                         sink: sink, reactor: reactor) else {
-                    eprint("callgrind-driver: no envelope reached the binary\n")
-                    return 1
-                }
-                frame = FrameEncoder.maskedFrame(opcode: .text, payload: envelope, maskKey: 0x1234_5678)
-                (source, destination) = (binary, phone)
-            }
             // Warm up (not counted): first-message allocations, dictionary growth.
             // Each step forwards one message: read the binary's side until its one frame is whole.
             var toBinary = 0
             for i in 0..<(messages + 100) {
-                frame.withUnsafeBytes { f in _ = write(source, f.baseAddress, f.count) }
+                frame.withUnsafeBytes { f in _ = write(phone, f.baseAddress, f.count) }
                 var got = 0
                 var want = Int.max
                 repeat {
                     if i < 100 { setupStep(reactor) } else { measuredStep(reactor) }
-                    let n = read(destination, sink + got, (1 << 20) - got)
+                    let n = read(binary, sink + got, (1 << 20) - got)
                     if n > 0 { got += n }
                     if let length = FrameEncoder.frameLength(UnsafeRawBufferPointer(start: sink, count: got)) { want = length }
                 } while got < want
@@ -202,9 +191,8 @@ enum CallgrindDriver {
                 if i >= 100 { toBinary += got }
             }
             withExtendedLifetime(listener) {}
-            let (from, to) = reverse ? ("binary", "phone") : ("phone", "binary")
-            print("callgrind-driver \(deflate ? "service-deflate" : reverse ? "service-reverse" : "service"): \(messages) messages of \(message.count) B, "
-                  + "\(frame.count) B each from the \(from), \(toBinary / messages) B each to the \(to) (mean)")
+            print("callgrind-driver \(deflate ? "service-deflate" : "service"): \(messages) messages of \(message.count) B, "
+                  + "\(frame.count) B each from the phone, \(toBinary / messages) B each to the binary (mean)")
             return 0
         } catch {
             eprint("callgrind-driver: \(error)\n")
@@ -212,25 +200,65 @@ enum CallgrindDriver {
         }
     }
 
-    /// Forwards one phone message (not counted) and returns the envelope the binary answers with
-    /// for that phone: `{"conn_id":"<the id the relay wrapped it with>","frame":<message>}`.
-    static func reverseEnvelope(frame: [UInt8], message: [UInt8], phone: Int32, binary: Int32,
-                                sink: UnsafeMutableRawPointer, reactor: Reactor) throws(Errno) -> [UInt8]? {
-        frame.withUnsafeBytes { f in _ = write(phone, f.baseAddress, f.count) }
-        var got = 0
-        for _ in 0..<100 {
-            setupStep(reactor)
-            let n = read(binary, sink + got, (1 << 20) - got)
-            if n > 0 { got += n }
-            if let length = FrameEncoder.frameLength(UnsafeRawBufferPointer(start: sink, count: got)), got >= length { break }
+    static func runServiceReverse(messages: Int, message: [UInt8]) -> Int32 {
+        do {
+            let reactor = try Reactor()
+            let context = IOContext(reactor: reactor)
+            var settings = RelaySettings()
+            settings.connection.heartbeatIntervalMs = 24 * 3_600_000
+            let relay = RelayService(settings: settings, context: context)
+            let listener = try Listener(socket: try Socket.listen(on: SocketAddress(ip: "127.0.0.1", port: 0)!),
+                                        reactor: reactor) { fd, remote in relay.accept(fd: fd, remote: remote) }
+            let binary = try blockingClient(listener.address)
+            let phone = try blockingClient(listener.address)
+            defer { _ = close(binary); _ = close(phone) }
+            try handshake(binary, path: "/v1/server", extra: "X-Pyrycode-Version: cg\r\n", reactor: reactor)
+            try handshake(phone, path: "/v1/client", extra: "X-Pyrycode-Token: t\r\n", reactor: reactor)
+            let sink = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 16)
+            defer { sink.deallocate() }
+            /// Runs loop steps until `fd` holds one whole server frame; returns its length.
+            func receiveFrame(_ fd: Int32, measured: Bool) -> Int {
+                var got = 0
+                var want = Int.max
+                repeat {
+                    if measured { measuredStep(reactor) } else { setupStep(reactor) }
+                    let n = read(fd, sink + got, (1 << 20) - got)
+                    if n > 0 { got += n }
+                    if let length = FrameEncoder.frameLength(UnsafeRawBufferPointer(start: sink, count: got)) { want = length }
+                } while got < want
+                return got == want ? got : -1
+            }
+            // The phone's conn id, from the wrapper of one message it sends.
+            let probe = FrameEncoder.maskedFrame(opcode: .text, payload: message, maskKey: 0x1234_5678)
+            probe.withUnsafeBytes { f in _ = write(phone, f.baseAddress, f.count) }
+            let wrapped = receiveFrame(binary, measured: false)
+            let text = String(decoding: UnsafeRawBufferPointer(start: sink, count: max(0, wrapped)), as: UTF8.self)
+            guard let start = text.firstRange(of: "\"conn_id\":\"")?.upperBound,
+                let end = text[start...].firstIndex(of: "\"")
+            else {
+                eprint("callgrind-driver: no conn_id in the binary's first message\n")
+                return 1
+            }
+            let envelope = Array("{\"conn_id\":\"\(text[start..<end])\",\"frame\":".utf8) + message + [UInt8(ascii: "}")]
+            let frame = FrameEncoder.maskedFrame(opcode: .text, payload: envelope, maskKey: 0x1234_5678)
+            var toPhone = 0
+            for i in 0..<(messages + 100) {
+                frame.withUnsafeBytes { f in _ = write(binary, f.baseAddress, f.count) }
+                let got = receiveFrame(phone, measured: i >= 100)
+                if got < 0 {
+                    eprint("callgrind-driver: the phone got more than one frame\n")
+                    return 1
+                }
+                if i >= 100 { toPhone += got }
+            }
+            withExtendedLifetime(listener) {}
+            print("callgrind-driver service-reverse: \(messages) messages of \(message.count) B, "
+                  + "\(frame.count) B each from the binary, \(toPhone / messages) B each to the phone")
+            return 0
+        } catch {
+            eprint("callgrind-driver: \(error)\n")
+            return 1
         }
-        // The wrap is `{"conn_id":"<id>","frame":…}` (docs/protocol.md §7.1) behind a 2- or 4-byte header.
-        let bytes = Array(UnsafeRawBufferPointer(start: sink, count: got))
-        let head = Array("{\"conn_id\":\"".utf8)
-        guard let start = (0..<max(0, bytes.count - head.count)).first(where: { Array(bytes[$0..<($0 + head.count)]) == head }),
-              let end = bytes[(start + head.count)...].firstIndex(of: UInt8(ascii: "\"")) else { return nil }
-        let id = bytes[(start + head.count)..<end]
-        return Array("{\"conn_id\":\"".utf8) + id + Array("\",\"frame\":".utf8) + message + [UInt8(ascii: "}")]
     }
 
     /// What a compressing phone sends (RFC 7692 §7.2.1): the message deflated, RSV1 set, when

@@ -13,9 +13,9 @@ import Testing
     static func phone(_ server: LoopbackRelay) -> (RawSocket, Connection) {
         // Strong references: a connection freed meanwhile could hand its address (and so its
         // ObjectIdentifier) to the new one.
-        let before = Array(server.relay.connections.values)
+        let before = server.relay.peers.values.map(\.connection)
         let p = WS.upgrade(server, path: "/v1/client", serverID: "s1")
-        let c = server.relay.connections.values.first { new in !before.contains { $0 === new } }!
+        let c = server.relay.peers.values.map(\.connection).first { new in !before.contains { $0 === new } }!
         return (p, c)
     }
 

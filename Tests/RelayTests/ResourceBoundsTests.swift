@@ -15,7 +15,7 @@ import Testing
     }
 
     static func connection(_ server: LoopbackRelay, role: Peer.Role) -> Connection? {
-        server.relay.connections.values.first { ($0.userInfo as? Peer)?.role == role }
+        server.relay.peers.values.first { $0.role == role }?.connection
     }
 
     static func closeFrames(_ c: RawSocket) -> [[UInt8]] {

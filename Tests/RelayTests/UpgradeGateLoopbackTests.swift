@@ -128,7 +128,7 @@ import Testing
 
     @Test func rateLimitAndHostComeBeforeTheHeaderGate() throws {
         let server = try LoopbackRelay { $0.domain = "relay.example" }
-        server.relay.rateLimiter = RateLimiter(burst: 1)
+        server.relay.core.rateLimiter = RateLimiter(burst: 1)
         let badID = Self.ascii("a b")
         // Host first: 421 even for a request the gate would refuse.
         #expect(String(decoding: Self.answer(server, Self.request(serverID: badID)) ?? [], as: UTF8.self)

@@ -1,6 +1,7 @@
 import RelayCodecs
 import RelayLog
 import RelayTransport
+import RelayCore
 
 /// The process-wide buffer budget, `--max-buffered-bytes` (docs/operations.md): bytes queued
 /// for writing plus bytes held by unfinished messages (input and assembly buffers) stay under
@@ -13,40 +14,35 @@ import RelayTransport
 ///   condition is the relay's, which is what 1011 says (as for the backlog).
 /// A binary's own queue is bounded by pausing its phones and is never shed.
 extension RelayService {
+    /// A connection before its upgrade needs room (its peer's record asks once upgraded).
     public func connection(_ c: Connection, needsBufferRoom bytes: Int) {
-        shedLargestHolders(growing: c, by: bytes)
+        shedLargestHolders(growing: nil, by: bytes)
     }
 
-    /// Sheds the largest holders until `extra` more bytes for `requester` fit in the budget (or
-    /// the requester itself was shed). The scan is O(connections) but runs only over budget.
-    package func shedLargestHolders(growing requester: Connection? = nil, by extra: Int = 0) {
-        while context.bufferedBytes + extra > settings.maxBufferedBytes {
-            var victim: Connection?
-            var victimSize = 0
-            var victimQueue = 0
-            for c in connections.values where c.state == .open || c.state == .closeSent {
-                guard let info = c.userInfo else { continue }
-                let queue = c.state == .open && unsafeDowncast(info, to: Peer.self).role == .phone ? c.queuedBytes : 0
-                let size = queue + c.heldBytes + (c === requester ? extra : 0)
-                if size > victimSize {
-                    victim = c
-                    victimSize = size
-                    victimQueue = queue
+    /// Sheds the largest holders (`ForwardingCore.shedVictim`) until `extra` more bytes for
+    /// `requester` fit in the budget, or the requester itself was shed.
+    package func shedLargestHolders(growing requester: Peer? = nil, by extra: Int = 0) {
+        while core.overBudget(bufferedBytes: context.bufferedBytes, extra: extra) {
+            let holders = peers.values.lazy.filter { $0.connection.state == .open || $0.connection.state == .closeSent }
+                .map { p in
+                    ShedCandidate(handle: p.handle, isPhone: p.role == .phone && p.connection.state == .open,
+                                  queuedBytes: p.connection.queuedBytes, heldBytes: p.connection.heldBytes)
                 }
-            }
-            guard let v = victim, let info = v.userInfo else { return }
-            let peer = unsafeDowncast(info, to: Peer.self)
-            if 2 * victimQueue >= victimSize {
-                overflow(v, peer, directive: nil)
+            guard let victim = core.shedVictim(holders, requester: requester?.handle, extra: extra),
+                let peer = peers[victim.handle]
+            else { return }
+            if victim.dropBacklog {
+                core.phoneShed(&peer.flow)
+                dropBacklog(peer, code: .internalError)
             } else {
                 Log.warn("buffer_budget_shed", ["server_id": peer.serverID, "conn_id": peer.connID])
-                v.shed(code: .internalError, reason: Connection.bufferBudgetReason)
+                peer.connection.shed(code: .internalError, reason: Connection.bufferBudgetReason)
                 if peer.role == .phone {
-                    peer.noticeCode = CloseCode.internalError.rawValue
+                    core.phoneShed(&peer.flow)
                     phoneLeavesNow(peer)
                 }
             }
-            if v === requester { return }
+            if peer === requester { return }
         }
     }
 

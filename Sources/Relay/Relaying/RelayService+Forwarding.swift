@@ -7,15 +7,15 @@ import RelayCore
 extension RelayService {
     // MARK: after the 101
 
-    public func connectionDidUpgrade(_ c: Connection) {
-        guard let peer = c.userInfo as? Peer else { return }
+    package func peerDidUpgrade(_ peer: Peer) {
+        let c = peer.connection
         let now = context.reactor.now
         switch peer.role {
         case .binary:
             peer.connID = ConnectionID.make(role: .binary, serverID: peer.serverID, random: random.next32())
-            // docs/protocol.md §7.5: the binary's queue pauses its phones above high water.
-            c.highWaterMark = Limits.binaryHighWater
-            c.lowWaterMark = Limits.binaryLowWater
+            // The connection tells when its queue, above high water, drains (`peerDidDrain`).
+            c.highWaterMark = core.highWater
+            c.lowWaterMark = core.lowWater
             // Nothing from a binary is forwarded until it holds the slot (the claim may wait on a probe).
             c.pauseReading()
             perform(registry.claimBinary(peer.handle, serverID: peer.serverID, now: now))
@@ -24,12 +24,12 @@ extension RelayService {
             case .registered(let connID):
                 peer.connID = connID
                 // The id embeds the server-id header, which may hold `"` or `\`: escape once here.
-                peer.setConnIDBytes(JSONString.escaped(connID))
-                peer.registered = true
+                peer.connIDBytes = JSONString.escaped(connID)
                 metrics.upgrade(.client, .accept)
                 Log.info("phone_registered", ["server_id": peer.serverID, "conn_id": connID,
-                                              "device_name": peer.deviceName, "remote": peer.ip])
-                if case .forward(let b) = registry.route(phone: peer.handle), let bc = connections[b], bc.aboveHighWater {
+                                              "device_name": peer.label, "remote": peer.ip])
+                if case .forward(let b) = registry.route(phone: peer.handle), let binary = peers[b],
+                    core.phoneJoins(binary.flow) {
                     c.pauseReading()
                 }
             case .rejected(let code, let reason):
@@ -49,155 +49,131 @@ extension RelayService {
 
     // MARK: messages
 
-    public func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode) {
-        // Every upgraded connection of this service carries a Peer (set in `admit`).
-        guard let peer = c.userInfo.map({ Unmanaged.passUnretained(unsafeDowncast($0, to: Peer.self)) }) else { return }
-        if peer._withUnsafeGuaranteedRef({ $0.role == .phone }) {
-            // A phone's forward closes no connection (at most it queues a close frame), so its Peer
-            // stays attached throughout and is used without a retain.
-            peer._withUnsafeGuaranteedRef { phoneMessage(c, $0, payload, opcode) }
-        } else {
-            // A binary's envelope may shed or drop connections, itself included: hold its Peer.
-            binaryMessage(c, peer.takeUnretainedValue(), payload)
-        }
-    }
-
     /// docs/protocol.md §7.1: validate, wrap as `{"conn_id":…,"frame":…}` straight into the binary's queue.
-    private func phoneMessage(_ c: Connection, _ peer: Peer, _ payload: UnsafeRawBufferPointer, _ opcode: Opcode) {
+    package func phoneMessage(_ phone: Peer, _ payload: UnsafeRawBufferPointer, _ opcode: Opcode) {
         // The binary is cached on the phone while it is live; the registry decides otherwise.
-        let cached: Unmanaged<Connection>
-        if let b = peer.binary {
-            cached = b
-        } else {
-            switch registry.route(phone: peer.handle) {
-            case .unknown:
-                return
-            case .closePhone(let code, let reason):
-                c.close(code: code, reason: reason)
-                return
-            case .forward(let binaryHandle):
-                guard let found = connections[binaryHandle] else { return }
-                cached = Unmanaged.passUnretained(found)
-                peer.binary = cached
-            }
-        }
-        cached._withUnsafeGuaranteedRef { b in forward(c, peer, payload, opcode, to: b) }
+        guard let binary = phone.binary ?? routeToBinary(phone) else { return }
+        forward(payload, opcode, from: phone, to: binary)
     }
 
-    @inline(__always)
-    private func forward(_ c: Connection, _ peer: Peer, _ payload: UnsafeRawBufferPointer, _ opcode: Opcode,
-                         to b: Connection) {
+    /// The phone's binary from the registry, cached on the phone; nil when there is none, after
+    /// answering the phone as the registry says.
+    @inline(never)
+    private func routeToBinary(_ phone: Peer) -> Peer? {
+        switch registry.route(phone: phone.handle) {
+        case .unknown:
+            return nil
+        case .closePhone(let code, let reason):
+            phone.connection.close(code: code, reason: reason)
+            return nil
+        case .forward(let binaryHandle):
+            phone.binary = peers[binaryHandle]
+            return phone.binary
+        }
+    }
+
+    private func forward(_ payload: UnsafeRawBufferPointer, _ opcode: Opcode, from phone: Peer, to binary: Peer) {
+        let b = binary.connection
         // A binary that is closing is as good as gone: the phone gets the grace answer (1000).
         guard b.state == .open else {
-            c.close(code: .normal)
+            phone.connection.close(code: .normal)
             return
         }
         // A text message was UTF-8-checked by the WebSocket layer (RFC 6455 §8.1).
         guard JSON.isValid(payload, utf8Validated: opcode == .text) else {
-            peer.noticeCode = CloseCode.goingAway.rawValue
-            c.close(code: .normal)
+            phone.connection.close(code: core.phoneSentNonJSON(&phone.flow))
             return
         }
-        let id = peer.connIDBytes
-        let length = Envelope.wrappedLength(connIDLength: id.count, frameLength: payload.count)
-        b.sendFrame(opcode: .text, length: length) { dst in
-            _ = Envelope.wrap(connID: id, frame: payload, into: dst)
+        let length = Envelope.wrappedLength(connIDLength: phone.connIDBytes.count, frameLength: payload.count)
+        phone.connIDBytes.withUnsafeBytes { id in
+            b.sendFrame(opcode: .text, length: length) { dst in
+                _ = Envelope.wrap(connID: id, frame: payload, into: dst)
+            }
         }
         metrics.framesPhoneToBinary += 1
         metrics.bytesPhoneToBinary += payload.count
-        if b.aboveHighWater { setPhonesPaused(of: b, true) }
-    }
-
-    /// Forgets the cached binary of every phone of `binary` (it is leaving its slot).
-    package func uncacheBinary(_ binary: Peer) {
-        for h in registry.phones(ofBinary: binary.handle) {
-            if let info = connections[h]?.userInfo { unsafeDowncast(info, to: Peer.self).binary = nil }
+        if core.messageToBinary(&binary.flow, queuedBytes: b.queuedBytes) == .pausePhones {
+            setPhonesPaused(of: binary, true)
         }
     }
 
     /// docs/protocol.md §7.2: route one envelope to its phone, byte-for-byte.
-    private func binaryMessage(_ c: Connection, _ peer: Peer, _ payload: UnsafeRawBufferPointer) {
+    package func binaryMessage(_ binary: Peer, _ payload: UnsafeRawBufferPointer) {
         guard let env = Envelope.parseBinaryEnvelope(payload) else {
-            logRepeated(.binaryForwarderUnmarshalErr, peer: peer, ["server_id": peer.serverID, "conn_id": peer.connID])
+            logRepeated(.binaryForwarderUnmarshalErr, peer: binary, ["server_id": binary.serverID, "conn_id": binary.connID])
             return
         }
         if let wake = env.pushWake, env.connID == .none {
-            pushWake(peer, UnsafeRawBufferPointer(rebasing: payload[wake]))
+            pushWake(binary, UnsafeRawBufferPointer(rebasing: payload[wake]))
             return
         }
-        let target = env.withConnIDBytes(in: payload) { id in registry.phone(connID: id, ofBinary: peer.handle) }
-        // Every connection in `connections` carries its Peer (no dynamic cast per message).
-        guard let phoneHandle = target, let pc = connections[phoneHandle], let info = pc.userInfo else {
-            logRepeated(.binaryForwarderUnknownConnID, peer: peer, ["server_id": peer.serverID, "conn_id": peer.connID])
+        let target = env.withConnIDBytes(in: payload) { id in registry.phone(connID: id, ofBinary: binary.handle) }
+        guard let phoneHandle = target, let phone = peers[phoneHandle] else {
+            logRepeated(.binaryForwarderUnknownConnID, peer: binary, ["server_id": binary.serverID, "conn_id": binary.connID])
             return
         }
-        let phone = unsafeDowncast(info, to: Peer.self)
+        deliver(env, in: payload, to: phone)
+        // Last: shedding may close this binary too, freeing the buffer `payload` points into.
+        if core.overBudget(bufferedBytes: context.bufferedBytes) { shedLargestHolders() }
+    }
+
+    /// The envelope's frame (docs/protocol.md §7.5: within the phone's outbox budget) and close
+    /// directive, for `phone`.
+    private func deliver(_ env: BinaryEnvelope, in payload: UnsafeRawBufferPointer, to phone: Peer) {
+        let pc = phone.connection
         guard pc.state == .open else { return }  // the phone is leaving; nothing more reaches it
         if let range = env.frame {
             let frame = UnsafeRawBufferPointer(rebasing: payload[range])
-            // docs/protocol.md §7.5: each queued message is charged its length + 64 against the phone's budget.
-            let charge = pc.queuedBytes + (phone.unwrittenMessages(written: pc.bytesOut) + 1) * Limits.outboxPerMessageOverhead
-                + frame.count
-            if charge > settings.outboxBudget {
-                overflow(pc, phone, directive: env.closeCode)
+            let verdict = core.messageToPhone(&phone.flow, frameLength: frame.count, queuedBytes: pc.queuedBytes,
+                                              writtenBytes: pc.bytesOut, directive: env.closeCode)
+            if case .dropBacklog(let code) = verdict {
+                dropBacklog(phone, code: code)
                 return
             }
             pc.sendFrame(opcode: .text, payload: frame)
-            phone.messageQueued(endingAt: pc.bytesOut + pc.queuedBytes)
+            core.queuedToPhone(&phone.flow, endingAt: pc.bytesOut + pc.queuedBytes)
             metrics.framesBinaryToPhone += 1
             metrics.bytesBinaryToPhone += frame.count
         }
         if let code = env.closeCode {
-            phone.closedByBinary = true
-            let wire = CloseCode(code)
-            pc.close(code: wire.isValidOnWire ? wire : .normal)
+            pc.close(code: core.binaryClosesPhone(&phone.flow, code: code))
         }
-        // Last: shedding may close this binary too, freeing the buffer `payload` points into.
-        if context.bufferedBytes > settings.maxBufferedBytes { shedLargestHolders() }
     }
 
-    /// A phone whose queue passed its budget: what is not yet in the kernel is dropped and it
-    /// gets a close frame 1011 `phone backlog full` behind the frame it is reading, or the
-    /// directive's own code (docs/operations.md, "Memory").
-    package func overflow(_ pc: Connection, _ phone: Peer, directive: UInt16?) {
-        var code = CloseCode.internalError
-        if let d = directive {
-            phone.closedByBinary = true
-            phone.noticeCode = d
-            code = CloseCode(d).isValidOnWire ? CloseCode(d) : .normal
-        } else {
-            phone.noticeCode = CloseCode.internalError.rawValue
-        }
+    /// A phone whose queue passed its budget (`ForwardingCore.messageToPhone`, or shedding):
+    /// what is not yet in the kernel is dropped and it gets a close frame `code` `phone backlog
+    /// full` behind the frame it is reading (docs/operations.md, "Memory").
+    package func dropBacklog(_ phone: Peer, code: CloseCode) {
         Log.warn("phone_backlog_full", ["server_id": phone.serverID, "conn_id": phone.connID])
-        pc.closeDroppingBacklog(code: code, reason: "phone backlog full")
+        phone.connection.closeDroppingBacklog(code: code, reason: "phone backlog full")
         phoneLeavesNow(phone)
     }
 
     /// A phone the relay is closing to get its memory back leaves the registry at once: its
     /// binary hears the close notice now, not when the socket finally goes (a phone that does
-    /// not read keeps it until the write-stall timeout). `connectionDidClose` finds it gone.
+    /// not read keeps it until the write-stall timeout). `peerDidClose` finds it gone.
     package func phoneLeavesNow(_ phone: Peer) {
-        perform(registry.phoneLeft(phone.handle, closeCode: phone.noticeCode, closedByBinary: phone.closedByBinary))
+        let notice = core.closeNoticeNow(phone.flow)
+        perform(registry.phoneLeft(phone.handle, closeCode: notice, closedByBinary: notice == nil))
     }
 
-    package func setPhonesPaused(of binary: Connection, _ paused: Bool) {
-        guard let peer = binary.userInfo as? Peer else { return }
-        setPhonesPaused(ofBinary: peer, paused)
-    }
-
-    package func setPhonesPaused(ofBinary peer: Peer, _ paused: Bool) {
-        for h in registry.phones(ofBinary: peer.handle) {
-            guard let pc = connections[h] else { continue }
+    /// Pauses or resumes reading every phone of `binary` (docs/protocol.md §7.5).
+    package func setPhonesPaused(of binary: Peer, _ paused: Bool) {
+        for h in registry.phones(ofBinary: binary.handle) {
+            guard let pc = peers[h]?.connection else { continue }
             if paused { pc.pauseReading() } else { pc.resumeReading() }
         }
     }
 
-    public func connectionDidDrain(_ c: Connection) {
-        if let peer = c.userInfo as? Peer, peer.role == .binary { setPhonesPaused(of: c, false) }
+    package func peerDidDrain(_ peer: Peer) {
+        guard peer.role == .binary else { return }
+        if core.binaryDrained(&peer.flow, queuedBytes: peer.connection.queuedBytes) == .resumePhones {
+            setPhonesPaused(of: peer, false)
+        }
     }
 
-    public func connectionDidReceivePong(_ c: Connection) {
-        guard let peer = c.userInfo as? Peer, peer.role == .binary else { return }
+    package func peerDidReceivePong(_ peer: Peer) {
+        guard peer.role == .binary else { return }
         perform(registry.incumbentAnswered(peer.handle, now: context.reactor.now))
     }
 
@@ -205,36 +181,39 @@ extension RelayService {
         if ok { metrics.tlsHandshakesOK += 1 } else { metrics.tlsHandshakesFailed += 1 }
     }
 
+    // The peer record is a connection's delegate from the upgrade on (`admit`), so its
+    // WebSocket events never reach the service.
+    public func connectionDidUpgrade(_ c: Connection) {}
+    public func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode) {}
+
     // MARK: departures
 
+    /// A connection closed before its upgrade (the service is its delegate until then).
     public func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?) {
-        guard let peer = c.userInfo as? Peer else {
-            halfOpen.remove(c)
-            return
-        }
-        c.userInfo = nil
-        connections[peer.handle] = nil
-        liveWebSockets -= 1
-        if let n = perIP[peer.key], n > 1 { perIP[peer.key] = n - 1 } else { perIP[peer.key] = nil }
+        halfOpen.remove(c)
+    }
+
+    package func peerDidClose(_ peer: Peer, peerCode: CloseCode?, localCode: CloseCode?) {
+        let c = peer.connection
+        peers[peer.handle] = nil
+        core.connectionClosed(key: peer.key)
         let wireCode = c.closeInitiatedByPeer ? peerCode : (localCode ?? peerCode)
         metrics.closed(code: wireCode)
         endLogScope(peer)
         let now = context.reactor.now
         switch peer.role {
         case .binary:
-            // Phones paused for this binary's backlog read again: during grace their messages get
-            // the grace answer (1000) rather than sitting unread.
-            setPhonesPaused(ofBinary: peer, false)
-            uncacheBinary(peer)
+            if core.binaryLeaves(&peer.flow) == .resumePhones { setPhonesPaused(of: peer, false) }
+            // Its phones forget it: they route through the registry until a binary holds the slot again.
+            for h in registry.phones(ofBinary: peer.handle) { peers[h]?.binary = nil }
             Log.info("binary_disconnected", ["server_id": peer.serverID, "conn_id": peer.connID])
             perform(registry.binaryDisconnected(peer.handle, now: now))
         case .phone:
-            // docs/protocol.md §8: the phone's own close code, or 1001 when it sent none; a phone the relay
-            // dropped (heartbeat, write stall) is reported with the code it was dropped with.
-            let code = peer.noticeCode ?? (c.closeInitiatedByPeer ? peerCode : localCode)?.rawValue
-                ?? CloseCode.goingAway.rawValue
-            perform(registry.phoneLeft(peer.handle, closeCode: code, closedByBinary: peer.closedByBinary))
-            if peer.registered {
+            peer.binary = nil
+            let notice = core.closeNotice(peer.flow, peerCode: peerCode, localCode: localCode,
+                                          closedByPeer: c.closeInitiatedByPeer)
+            perform(registry.phoneLeft(peer.handle, closeCode: notice, closedByBinary: notice == nil))
+            if peer.isRegisteredPhone {
                 Log.info("phone_unregistered", ["server_id": peer.serverID, "conn_id": peer.connID, "close_code": String(wireCode?.rawValue ?? 1006)])
             }
         }
@@ -247,9 +226,9 @@ extension RelayService {
         for a in actions {
             switch a {
             case .closeConn(let h, let code, let reason):
-                connections[h]?.close(code: code, reason: reason)
+                peers[h]?.connection.close(code: code, reason: reason)
             case .probeIncumbent(let h):
-                connections[h]?.sendPing()
+                peers[h]?.connection.sendPing()
             case .armTimer(let t, let at):
                 // The Go relay's event name for a slot entering grace; operators' alerts use it.
                 if case .grace(let serverID, _) = t { Log.info("server_released", ["server_id": serverID]) }
@@ -262,17 +241,17 @@ extension RelayService {
                 if let k = registryTimers.first(where: { $0.value == t })?.key { registryTimers[k] = nil }
             case .sendCloseNotice(let b, let connID, let code):
                 let notice = Envelope.closeNotice(connID: connID, code: code)
-                notice.withUnsafeBytes { connections[b]?.sendFrame(opcode: .text, payload: $0) }
+                notice.withUnsafeBytes { peers[b]?.connection.sendFrame(opcode: .text, payload: $0) }
             case .claimed(let h, let serverID, let kind):
-                guard let c = connections[h], let peer = c.userInfo as? Peer else { continue }
+                guard let peer = peers[h] else { continue }
                 metrics.upgrade(.server, .accept)
-                c.resumeReading()
+                peer.connection.resumeReading()
                 Log.info(kind == .takeover ? "server_id_takeover" : "server_claimed",
-                         ["server_id": serverID, "conn_id": peer.connID, "binary_version": peer.version, "remote": peer.ip])
+                         ["server_id": serverID, "conn_id": peer.connID, "binary_version": peer.label, "remote": peer.ip])
             case .claimRefused(let h, let serverID):
                 metrics.upgrade(.server, .reject409)
                 metrics.registerFailure(.serverInUse)
-                logRepeated(.serverIDConflict, ["server_id": serverID, "conn_id": (connections[h]?.userInfo as? Peer)?.connID ?? ""])
+                logRepeated(.serverIDConflict, ["server_id": serverID, "conn_id": peers[h]?.connID ?? ""])
             case .graceExpired(let serverID, _):
                 metrics.graceExpiries += 1
                 Log.info("grace_expired", ["server_id": serverID])

@@ -50,7 +50,7 @@ extension RelayService {
     /// The interval's summaries, for connections still open and for the process.
     package func endLogInterval(now: Int64) {
         for s in logBudget.endInterval() {
-            let peer = s.scope.flatMap { connections[ConnHandle($0)]?.userInfo as? Peer }
+            let peer = s.scope.flatMap { peers[ConnHandle($0)] }
             logSuppressed(s, peer: peer)
         }
         scheduleLogInterval(from: now)

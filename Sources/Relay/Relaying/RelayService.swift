@@ -15,16 +15,16 @@ public final class RelayService: ConnectionDelegate {
     public let context: IOContext
     public let metrics = RelayCounters()
     package let registry: Registry
-    package var rateLimiter = RateLimiter()
-    package var connections: [ConnHandle: Connection] = [:]
-    package var perIP: [ClientKey: Int] = [:]
-    package var liveWebSockets = 0
+    /// Admission, backpressure, shedding and close-notice rules (docs/architecture.md).
+    package let core: ForwardingCore
+    /// Every upgraded connection's record, which owns it.
+    package var peers: [ConnHandle: Peer] = [:]
     package var halfOpen: HalfOpenTable<Connection>
     package var nextHandle: UInt64 = 1
     package var registryTimers: [UInt64: RegistryTimer] = [:]
     package var nextTimerKey: UInt64 = 1
     package let startedMs: Int64
-    public private(set) var draining = false
+    public var draining: Bool { core.draining }
     /// Called when draining finishes (no WebSocket left).
     public var onDrained: (() -> Void)?
     package var random = SystemRandom()
@@ -52,6 +52,9 @@ public final class RelayService: ConnectionDelegate {
         self.context = context
         self.registry = Registry(graceMs: settings.graceMs, probeTimeoutMs: settings.probeTimeoutMs,
                                  maxPhonesPerServer: settings.phonesPerServer)
+        self.core = ForwardingCore(outboxBudget: settings.outboxBudget, maxBufferedBytes: settings.maxBufferedBytes,
+                                   maxConnections: settings.maxConnections,
+                                   maxConnectionsPerIP: settings.maxConnectionsPerIP, shard: settings.shard)
         self.startedMs = context.reactor.now
         self.halfOpen = HalfOpenTable(limit: settings.maxHalfOpen, perKeyLimit: settings.maxHalfOpenPerIP)
         // Kinds that are not ours go to the delegate installed before (e.g. HTTPSClient's).
@@ -73,7 +76,7 @@ public final class RelayService: ConnectionDelegate {
 
     public var connectedBinaries: Int { registry.connectedBinaries }
     public var connectedPhones: Int { registry.connectedPhones }
-    public var liveConnectionCount: Int { liveWebSockets }
+    public var liveConnectionCount: Int { core.liveConnections }
     public var halfOpenCount: Int { halfOpen.count }
 
     /// Descriptors that do not belong to a connection (stdio, epoll, timerfd, signalfd, listeners
@@ -186,56 +189,60 @@ public final class RelayService: ConnectionDelegate {
         return ip.isEmpty ? nil : ip
     }
 
-    /// Order (docs/protocol.md): Host 421 (done by the caller) → rate limit 429 → global cap 503
-    /// → per-IP cap 429 → header gate 400 → RFC 6455 checks (405/426/400) → 101.
+    /// The admission order is `ForwardingCore.admit`'s (the Host check, 421, came first); here
+    /// each refusal is answered, counted and logged, and an admitted connection gets its record.
     package func admit(_ c: Connection, _ head: HTTPRequestHead, endpoint: Endpoint) -> HTTPDisposition {
-        let now = context.reactor.now
+        let ip = clientIP(c, head)
+        let key = ip.flatMap { ClientKey(ip: $0) }
+        let acceptKey: String
+        switch core.admit(head, endpoint: endpoint, key: key, now: context.reactor.now) {
+        case .admit(let k):
+            acceptKey = k
+        case .refuse(let refusal):
+            return refuse(c, head, endpoint: endpoint, refusal)
+        }
+        let handle = ConnHandle(nextHandle)
+        nextHandle += 1
+        let label = endpoint == .server
+            ? head.value("x-pyrycode-version") ?? ""
+            : head.value("x-pyrycode-device-name").map { truncatedUTF8($0, maxBytes: 64) } ?? ""
+        // Admitted: the client key (so the address it came from) and the gated headers are there.
+        let peer = Peer(role: endpoint == .server ? .binary : .phone, handle: handle, connection: c, service: self,
+                        serverID: head.value("x-pyrycode-server")!, ip: ip!, key: key!, label: label)
+        c.delegate = peer
+        peers[handle] = peer
+        halfOpen.remove(c)
+        return .upgrade(acceptKey: acceptKey, extraHeaders: perMessageDeflateHeader(c, head))
+    }
+
+    package func refuse(_ c: Connection, _ head: HTTPRequestHead, endpoint: Endpoint,
+                        _ refusal: AdmissionRefusal) -> HTTPDisposition {
         let path = head.path
-        guard let ip = clientIP(c, head), let key = ClientKey(ip: ip), rateLimiter.allow(key, now: now) else {
+        switch refusal {
+        case .rateLimited:
             metrics.upgrade(endpoint, .rejectRateLimit)
             metrics.registerFailure(.ratelimit)
             logRepeated(.ratelimitRejected, ["remote": c.remote.ipString, "path": path])
             return reject(.tooManyRequests, close: true)
-        }
-        if draining || liveWebSockets >= settings.maxConnections {
+        case .overCapacity:
             // As the Go relay: one warn line per 503, no upgrade series (it never reached a handler).
             logRepeated(.connCapReached, ["remote": c.remote.ipString, "path": path])
             return reject(.serviceUnavailable, close: true)
-        }
-        if perIP[key, default: 0] >= settings.maxConnectionsPerIP {
+        case .clientOverCapacity:
             // Counted like a rate-limit refusal: outcome and kind move together, as in Go's pairs.
             metrics.upgrade(endpoint, .rejectRateLimit)
             metrics.registerFailure(.ratelimit)
             logRepeated(.ipConnCapReached, ["remote": c.remote.ipString, "path": path])
             return reject(.tooManyRequests, close: true)
-        }
-        guard UpgradeHeaderGate.admits(head, endpoint: endpoint) else {
+        case .badHeaders:
             metrics.upgrade(endpoint, .rejectHeaders)
             return reject(.badRequest, close: true)
-        }
-        if let shard = settings.shard, !shard.owns(head.value("x-pyrycode-server")!) {
+        case .otherShard(let shard):
             return rejectMisrouted(c, path: path, shard: shard)
-        }
-        let acceptKey: String
-        switch WebSocketHandshake.validate(head) {
-        case .reject(let status, let extra):
+        case .handshake(let status, let extra):
             metrics.upgrade(endpoint, .rejectHeaders)
             return reject(status, close: true, extra: extra)
-        case .accept(let key):
-            acceptKey = key
         }
-        let handle = ConnHandle(nextHandle)
-        nextHandle += 1
-        let device = head.value("x-pyrycode-device-name").map { truncatedUTF8($0, maxBytes: 64) } ?? ""
-        let peer = Peer(role: endpoint == .server ? .binary : .phone, handle: handle,
-                        serverID: head.value("x-pyrycode-server")!, ip: ip, key: key,
-                        version: head.value("x-pyrycode-version") ?? "", deviceName: device)
-        c.userInfo = peer
-        connections[handle] = c
-        perIP[key, default: 0] += 1
-        liveWebSockets += 1
-        halfOpen.remove(c)
-        return .upgrade(acceptKey: acceptKey, extraHeaders: perMessageDeflateHeader(c, head))
     }
 
     /// docs/architecture.md ("v2 = static shards"): the proxy sent a server-id of another shard.
@@ -267,7 +274,7 @@ public final class RelayService: ConnectionDelegate {
                 _ = malloc_trim(0)
             }
         case RelayService.housekeepingKind:
-            rateLimiter.sweep(now: now)
+            core.rateLimiter.sweep(now: now)
             push?.sweep(now: now)
             context.pool.trim()
             context.releasedBytes = 0
@@ -283,14 +290,14 @@ public final class RelayService: ConnectionDelegate {
     /// Closes every WebSocket with 1001 `shutting down` and drops half-open connections.
     public func beginDrain() {
         guard !draining else { return }
-        draining = true
+        core.beginDrain()
         for c in halfOpen.elements { c.abort() }
-        for c in Array(connections.values) { c.close(code: .goingAway, reason: "shutting down") }
+        for p in Array(peers.values) { p.connection.close(code: .goingAway, reason: "shutting down") }
         checkDrained()
     }
 
     package func checkDrained() {
-        if draining && connections.isEmpty { onDrained?() }
+        if draining && peers.isEmpty { onDrained?() }
     }
 }
 

@@ -39,6 +39,9 @@ public final class Connection: EventHandler {
     /// The client address: the TCP peer, or the PROXY v2 source once the header is read (docs/protocol.md §3.3).
     public package(set) var remote: SocketAddress
     public let settings: ConnectionSettings
+    /// Who hears this connection's events. The application may hand a connection to a delegate
+    /// of its own (the relay: the connection's peer record, from the upgrade on); it keeps the
+    /// delegate alive until `connectionDidClose`.
     public unowned(unsafe) var delegate: ConnectionDelegate
     public package(set) var state: State = .http
     public package(set) var fd: Int32
@@ -100,8 +103,6 @@ public final class Connection: EventHandler {
     public var lowWaterMark = 0
     public package(set) var aboveHighWater = false
 
-    /// Application state attached to this connection (the relay's phone or binary record).
-    public var userInfo: AnyObject?
     /// Bytes read and written, for metrics.
     public package(set) var bytesIn = 0
     public package(set) var bytesOut = 0
