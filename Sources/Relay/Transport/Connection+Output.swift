@@ -252,7 +252,4 @@ extension Connection {
             markDirty()
         }
     }
-
-    public var isReadingPaused: Bool { readingPaused }
-
 }

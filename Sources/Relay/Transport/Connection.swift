@@ -102,8 +102,7 @@ public final class Connection: EventHandler {
 
     /// Application state attached to this connection (the relay's phone or binary record).
     public var userInfo: AnyObject?
-    /// Bytes read and written, for metrics.
-    public package(set) var bytesIn = 0
+    /// Bytes written so far: the stream offsets `frameBoundary` is counted in.
     public package(set) var bytesOut = 0
 
     /// `tls`: terminate TLS with this context (docs/operations.md); `proxyHeader`: require a PROXY v2
@@ -153,12 +152,7 @@ public final class Connection: EventHandler {
         }
     }
 
-    /// The negotiated ALPN protocol ("" without TLS or ALPN).
-    public var tlsALPN: String { tls?.alpn ?? "" }
-    public var isTLS: Bool { tls != nil }
-
     public var queuedBytes: Int { output.count }
-    public var isWebSocket: Bool { state == .open }
 
     // MARK: EventHandler
 
