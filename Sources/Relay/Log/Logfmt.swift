@@ -30,9 +30,7 @@ public enum Logfmt {
             case "\t": out += "\\t"
             default:
                 if mustEscape(u) {
-                    let hex = Array("0123456789abcdef")
-                    out += "\\u"
-                    for shift in stride(from: 12, through: 0, by: -4) { out.append(hex[Int(u.value >> UInt32(shift) & 0xf)]) }
+                    out += "\\u" + Hex.string(u.value, digits: 4)
                 } else {
                     out.unicodeScalars.append(u)
                 }
