@@ -2,7 +2,7 @@
 /// and `encoding/json` write them; read in either case unless a caller says otherwise.
 public enum Hex {
     /// The lowercase digit of `v`'s low four bits.
-    @inline(__always) package static func digit(_ v: UInt32) -> UInt8 {
+    @inlinable package static func digit(_ v: UInt32) -> UInt8 {
         let n = UInt8(truncatingIfNeeded: v & 0xF)
         return n < 10 ? UInt8(ascii: "0") + n : UInt8(ascii: "a") - 10 + n
     }
@@ -21,7 +21,7 @@ public enum Hex {
     }
 
     /// The value of one digit, upper or lower case; nil for any other byte.
-    @inline(__always) package static func value(_ b: UInt8) -> UInt8? {
+    @inlinable package static func value(_ b: UInt8) -> UInt8? {
         switch b {
         case UInt8(ascii: "A")...UInt8(ascii: "F"): return b - UInt8(ascii: "A") + 10
         default: return lowercaseValue(b)
@@ -29,7 +29,7 @@ public enum Hex {
     }
 
     /// The value of one digit written as we write them (`0-9a-f`); nil for any other byte.
-    @inline(__always) package static func lowercaseValue(_ b: UInt8) -> UInt8? {
+    @inlinable package static func lowercaseValue(_ b: UInt8) -> UInt8? {
         switch b {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): return b - UInt8(ascii: "0")
         case UInt8(ascii: "a")...UInt8(ascii: "f"): return b - UInt8(ascii: "a") + 10
