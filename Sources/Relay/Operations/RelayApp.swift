@@ -17,16 +17,16 @@ public enum RelayApp {
     public static func main(arguments: [String]) -> Int32 {
         reserveStandardDescriptors()
         do throws(BootStop) {
-            var config = try parseFlags(arguments)                                  // step 1
-            let environment = try readEnvironment(config: &config)                  // step 2
+            var config = try parseFlags(arguments)                                     // step 1
+            let environment = try readEnvironment(config: &config)                     // step 2
             let signals = try blockSignals()
-            let instance = try checkSingleInstance(config: config, environment)    // step 3
-            try checkProductionGuards(config: config, environment)                 // step 4
-            let tls = try loadTLSMaterial(config: config, environment)             // step 5
+            let instance = try checkSingleInstance(config: config, environment)        // step 3
+            try checkProductionGuards(config: config, environment)                     // step 4
+            let tls = try loadTLSMaterial(config: config, environment)                 // step 5
             let services = try startServices(config: config, environment)
             let bound = try bindListeners(config: config, environment, tls, services)  // step 6
             try handleSignals(signals, config: config, tls, services, bound)
-            return run(config: config, services, bound, holding: instance)          // step 7
+            return run(config: config, services, bound, holding: instance)             // step 7
         } catch {
             writeBootStop(error)
             return error.code
