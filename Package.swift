@@ -55,12 +55,14 @@ let package = Package(
         .executableTarget(name: "pyrycode-relay", dependencies: ["RelayOperations"]),
         // Test-only: an RFC 6455 echo server on our WebSocket layer, for Autobahn|Testsuite.
         .executableTarget(name: "ws-echo", dependencies: ["RelayOperations"]),
-        // libFuzzer targets; built with -sanitize=fuzzer by scripts/fuzz.sh, stubs otherwise.
-        .executableTarget(name: "fuzz-http", dependencies: ["RelayOperations"]),
-        .executableTarget(name: "fuzz-frame", dependencies: ["RelayOperations"]),
-        .executableTarget(name: "fuzz-envelope", dependencies: ["RelayOperations"]),
-        .executableTarget(name: "fuzz-proxy", dependencies: ["RelayOperations", "CEpoll"]),
-        .executableTarget(name: "fuzz-dns", dependencies: ["RelayOperations"]),
+        // libFuzzer targets; built with -sanitize=fuzzer by scripts/fuzz.sh, stubs otherwise. They
+        // share the driver glue (FuzzSupport).
+        .target(name: "FuzzSupport"),
+        .executableTarget(name: "fuzz-http", dependencies: ["RelayOperations", "FuzzSupport"]),
+        .executableTarget(name: "fuzz-frame", dependencies: ["RelayOperations", "FuzzSupport"]),
+        .executableTarget(name: "fuzz-envelope", dependencies: ["RelayOperations", "FuzzSupport"]),
+        .executableTarget(name: "fuzz-proxy", dependencies: ["RelayOperations", "CEpoll", "FuzzSupport"]),
+        .executableTarget(name: "fuzz-dns", dependencies: ["RelayOperations", "FuzzSupport"]),
         // The bundled load tool (docs/benchmarks.md): real protocol, epoll-driven, plus a `floor` forwarder.
         .executableTarget(
             name: "relay-bench",

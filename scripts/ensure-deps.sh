@@ -10,9 +10,10 @@
 #   pebble: the ACME test server and its DNS (pebble-challtestsrv) for tests/interop/test_acme.py.
 #   iproute2, nftables: the soak's network faults (tests/soak/netfaults.py: namespaces, veth, tc;
 #     nftables for loss and partitions where the kernel has no netem).
+#   libcap2-bin: capsh names capability bits for tests/interop/test_operations.py.
 set -euo pipefail
 
-PKGS=(libssl-dev zlib1g-dev pkg-config python3-venv valgrind haproxy pebble iproute2 nftables)
+PKGS=(libssl-dev zlib1g-dev pkg-config python3-venv valgrind haproxy pebble iproute2 nftables libcap2-bin)
 missing=()
 for p in "${PKGS[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then

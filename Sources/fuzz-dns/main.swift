@@ -1,20 +1,11 @@
 import RelayTransport
+import FuzzSupport
 
 // libFuzzer target for the DNS message code (RFC 1035 §4.1) behind the Fly single-instance
 // check: a response comes from the network, so every byte of it is hostile input.
 // Built by scripts/fuzz.sh with `-sanitize=fuzzer,address -parse-as-library -DFUZZING`;
 // a plain build gets the stub at the bottom.
 #if FUZZING
-
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(
-    _ argc: UnsafeMutablePointer<Int32>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
-) -> Int32
-
-@inline(never) @_optimize(none)
-func sink<T>(_ value: T) { withExtendedLifetime(value) {} }
 
 /// Input: a whole response message (as one UDP datagram delivers it).
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -60,14 +51,13 @@ public func fuzzDNSTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> I
     return 0
 }
 
+// SwiftPM links this executable with `--defsym main=fuzz_dns_main` (FuzzSupport.runLibFuzzer).
 @_cdecl("fuzz_dns_main")
-public func fuzzDNSMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> Int32 {
-    var argc = argc
-    var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = argv
-    return LLVMFuzzerRunDriver(&argc, &argv, fuzzDNSTestOneInput)
+public func fuzzDNSMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    runLibFuzzer(argc, argv, fuzzDNSTestOneInput)
 }
 #else
 // A declaration, not a statement: -parse-as-library rejects top-level expressions even in an
 // inactive #if branch. As top-level code of main.swift this runs when the stub starts.
-let stub: Void = print("fuzz-dns: build with scripts/fuzz.sh (libFuzzer, -DFUZZING)")
+let stub: Void = fuzzStubNotice("fuzz-dns")
 #endif

@@ -1,20 +1,11 @@
 import RelayCodecs
 import RelayCore
+import FuzzSupport
 
 // libFuzzer target for the JSON validator and the envelope code (docs/protocol.md §7): what phones and
 // binaries send is hostile input. Built by scripts/fuzz.sh with `-sanitize=fuzzer,address
 // -parse-as-library -DFUZZING`; a plain build gets the stub at the bottom.
 #if FUZZING
-
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(
-    _ argc: UnsafeMutablePointer<Int32>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
-) -> Int32
-
-@inline(never) @_optimize(none)
-func sink<T>(_ value: T) { withExtendedLifetime(value) {} }
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzEnvelopeTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
@@ -69,14 +60,13 @@ extension Array where Element == UInt8 {
     }
 }
 
+// SwiftPM links this executable with `--defsym main=fuzz_envelope_main` (FuzzSupport.runLibFuzzer).
 @_cdecl("fuzz_envelope_main")
-public func fuzzEnvelopeMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> Int32 {
-    var argc = argc
-    var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = argv
-    return LLVMFuzzerRunDriver(&argc, &argv, fuzzEnvelopeTestOneInput)
+public func fuzzEnvelopeMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    runLibFuzzer(argc, argv, fuzzEnvelopeTestOneInput)
 }
 #else
 // A declaration, not a statement: -parse-as-library rejects top-level expressions even in an
 // inactive #if branch. As top-level code of main.swift this runs when the stub starts.
-let stub: Void = print("fuzz-envelope: build with scripts/fuzz.sh (libFuzzer, -DFUZZING)")
+let stub: Void = fuzzStubNotice("fuzz-envelope")
 #endif

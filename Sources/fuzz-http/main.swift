@@ -1,21 +1,10 @@
 import RelayCodecs
+import FuzzSupport
 
 // libFuzzer target for the HTTP request parser and the WebSocket handshake checks.
 // Built by scripts/fuzz.sh with `-sanitize=fuzzer,address -parse-as-library -DFUZZING`
 // (scripts/fuzz.sh); a plain build gets the stub at the bottom.
 #if FUZZING
-
-/// libFuzzer's entry point for a custom main (compiler-rt FuzzerInterface.h).
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(
-    _ argc: UnsafeMutablePointer<Int32>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
-) -> Int32
-
-/// Keeps results observable so the optimizer cannot drop the work that produced them.
-@inline(never) @_optimize(none)
-func sink<T>(_ value: T) { withExtendedLifetime(value) {} }
 
 /// Input layout: byte 0 chooses how the rest is split into arrivals (0 = all at once, else chunks
 /// of pseudo-random sizes 1…64 seeded by it); bytes 1… are what a client sent.
@@ -73,16 +62,13 @@ public func fuzzHTTPTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> 
     return 0
 }
 
-/// SwiftPM links executables with `--defsym main=fuzz_http_main`; with -parse-as-library there is
-/// no top-level code to provide it, so we do, and hand control to libFuzzer.
+// SwiftPM links this executable with `--defsym main=fuzz_http_main` (FuzzSupport.runLibFuzzer).
 @_cdecl("fuzz_http_main")
-public func fuzzHTTPMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> Int32 {
-    var argc = argc
-    var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = argv
-    return LLVMFuzzerRunDriver(&argc, &argv, fuzzHTTPTestOneInput)
+public func fuzzHTTPMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    runLibFuzzer(argc, argv, fuzzHTTPTestOneInput)
 }
 #else
 // A declaration, not a statement: -parse-as-library rejects top-level expressions even in an
 // inactive #if branch. As top-level code of main.swift this runs when the stub starts.
-let stub: Void = print("fuzz-http: build with scripts/fuzz.sh (libFuzzer, -DFUZZING)")
+let stub: Void = fuzzStubNotice("fuzz-http")
 #endif

@@ -1,3 +1,5 @@
+import FuzzSupport
+
 // libFuzzer target for the PROXY protocol v2 header parser (docs/protocol.md §3.3): with
 // `--https-proxy-protocol` its input is the first bytes of every TLS-listener connection.
 // Built by scripts/fuzz.sh with `-sanitize=fuzzer,address -parse-as-library -DFUZZING`;
@@ -6,16 +8,6 @@
 import CEpoll
 import RelayCodecs
 import RelayTransport
-
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(
-    _ argc: UnsafeMutablePointer<Int32>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
-) -> Int32
-
-@inline(never) @_optimize(none)
-func sink<T>(_ value: T) { withExtendedLifetime(value) {} }
 
 /// Input layout: byte 0 chooses the caller's bound (0 = the default `Limits.maxProxyHeaderBytes`,
 /// else 16 + 4·byte); bytes 1… are what arrived on the connection.
@@ -66,14 +58,13 @@ public func fuzzProxyTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) ->
     return 0
 }
 
+// SwiftPM links this executable with `--defsym main=fuzz_proxy_main` (FuzzSupport.runLibFuzzer).
 @_cdecl("fuzz_proxy_main")
-public func fuzzProxyMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> Int32 {
-    var argc = argc
-    var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = argv
-    return LLVMFuzzerRunDriver(&argc, &argv, fuzzProxyTestOneInput)
+public func fuzzProxyMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    runLibFuzzer(argc, argv, fuzzProxyTestOneInput)
 }
 #else
 // A declaration, not a statement: -parse-as-library rejects top-level expressions even in an
 // inactive #if branch. As top-level code of main.swift this runs when the stub starts.
-let stub: Void = print("fuzz-proxy: build with scripts/fuzz.sh (libFuzzer, -DFUZZING)")
+let stub: Void = fuzzStubNotice("fuzz-proxy")
 #endif

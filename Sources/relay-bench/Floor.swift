@@ -1,6 +1,7 @@
 import CEpoll
 import RelaySystem
 import RelayReactor
+import RelayCodecs
 import RelayTransport
 
 /// The yardstick of docs/benchmarks.md: a trivial single-threaded epoll TCP forwarder. It reads the
@@ -92,7 +93,7 @@ final class FloorConnection: EventHandler {
         head = []
         isBinary = text.hasPrefix("GET /v1/server")
         for line in text.split(separator: "\r\n") where line.lowercased().hasPrefix("x-pyrycode-server:") {
-            serverID = String(line.dropFirst("x-pyrycode-server:".count)).trimmingCharacters()
+            serverID = String(line.dropFirst("x-pyrycode-server:".count).trimmingASCIISpaces())
         }
         let group = server.groups[serverID] ?? FloorGroup()
         server.groups[serverID] = group
@@ -180,14 +181,5 @@ final class FloorConnection: EventHandler {
             if g.binary == nil && g.phones.isEmpty { server.groups[serverID] = nil }
         }
         if let s = blockedSource { s.setInterest(s.interest | Reactor.readable) }
-    }
-}
-
-extension String {
-    func trimmingCharacters() -> String {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
-        return String(s)
     }
 }

@@ -49,7 +49,7 @@ import Testing
         #expect(ConnectionID.make(role: .binary, serverID: "srv", random: 0x2A) == "server-srv-0000002a")
         #expect(ConnectionID.make(role: .phone, serverID: "srv", random: 0xDEADBEEF) == "client-srv-deadbeef")
         #expect(ConnectionID.make(role: .phone, serverID: "a-b", random: 0) == "client-a-b-00000000")
-        #expect(ConnectionID.hex8(0xFFFF_FFFF) == "ffffffff")
+        #expect(Hex.string(0xFFFF_FFFF, digits: 8) == "ffffffff")
         let prefix = Array("client-srv-".utf8)
         func suffix(_ s: String) -> UInt32? {
             Array(s.utf8).withUnsafeBytes { ConnectionID.suffix(of: $0, prefix: prefix) }

@@ -24,7 +24,7 @@ import Testing
 
     static func key() throws -> ServiceAccountKey { try ServiceAccountKey.parse(keyJSON()).get() }
 
-    static func hex(_ b: [UInt8]) -> String { b.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined() }
+    static func hex(_ b: [UInt8]) -> String { b.map { Hex.string(UInt32($0), digits: 2) }.joined() }
 
     static func base64urlDecode(_ s: Substring) -> [UInt8]? {
         var t = String(s.map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })

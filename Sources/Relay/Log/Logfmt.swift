@@ -1,3 +1,4 @@
+import Glibc
 import RelayReactor
 import RelayCodecs
 
@@ -30,9 +31,7 @@ public enum Logfmt {
             case "\t": out += "\\t"
             default:
                 if mustEscape(u) {
-                    let hex = Array("0123456789abcdef")
-                    out += "\\u"
-                    for shift in stride(from: 12, through: 0, by: -4) { out.append(hex[Int(u.value >> UInt32(shift) & 0xf)]) }
+                    out += "\\u" + Hex.string(u.value, digits: 4)
                 } else {
                     out.unicodeScalars.append(u)
                 }
@@ -84,24 +83,14 @@ public enum Logfmt {
         return format(epochSeconds: Int64(seconds), milliseconds: millis)
     }
 
-    /// Civil-from-days (Howard Hinnant's algorithm): no libc time zone state involved.
+    /// libc's `gmtime_r` and `strftime`, then the milliseconds. UTC throughout: `strftime` loads
+    /// the local zone once (glibc, on first use) but no field written here depends on it.
     public static func format(epochSeconds: Int64, milliseconds: Int) -> String {
-        let days = epochSeconds >= 0 ? epochSeconds / 86_400 : (epochSeconds - 86_399) / 86_400
-        let secs = epochSeconds - days * 86_400
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
-        func pad(_ v: Int64, _ w: Int) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, w - s.count)) + s
-        }
-        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secs / 3600, 2)):\(pad(secs / 60 % 60, 2)):"
-            + "\(pad(secs % 60, 2)).\(pad(Int64(milliseconds), 3))Z"
+        var t = time_t(epochSeconds)
+        var civil = tm()
+        var text = [CChar](repeating: 0, count: 32)
+        guard gmtime_r(&t, &civil) != nil, strftime(&text, text.count, "%Y-%m-%dT%H:%M:%S.", &civil) > 0 else { return "" }
+        let ms = String(milliseconds)
+        return String(cString: text) + String(repeating: "0", count: max(0, 3 - ms.count)) + ms + "Z"
     }
 }

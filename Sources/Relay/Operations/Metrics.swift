@@ -5,6 +5,7 @@ import RelayPush
 import RelaySystem
 import RelayCore
 import RelayACME
+import RelayTransport
 import Relaying
 
 /// The relay's metrics, named as in the Go relay (docs/operations.md) so dashboards keep working,
@@ -135,57 +136,36 @@ public final class Metrics {
     }
 }
 
-/// A growable byte buffer written through a pointer, for the Prometheus text format: fixed text
-/// from `StaticString`s, integers formatted in place.
+/// The Prometheus text format written into a `ByteBuffer`: fixed text from `StaticString`s,
+/// integers formatted in place. The block is kept between scrapes.
 package final class ExpositionBuffer {
-    private var base: UnsafeMutablePointer<UInt8>
-    private var capacity: Int
-    package private(set) var count = 0
+    private var buffer = ByteBuffer()
 
-    package init(capacity: Int) {
-        self.capacity = capacity
-        base = .allocate(capacity: capacity)
-    }
+    package init(capacity: Int) { buffer.reserve(capacity) }
 
-    deinit { base.deallocate() }
+    deinit { buffer.release() }
 
-    package func reset() { count = 0 }
+    package var count: Int { buffer.count }
+
+    package func reset() { buffer.consume(buffer.count) }
 
     /// The text so far, copied out.
-    package var bytes: [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
-
-    @inline(__always)
-    private func reserve(_ n: Int) {
-        if count + n > capacity { grow(n) }
-    }
-
-    private func grow(_ n: Int) {
-        let grown = UnsafeMutablePointer<UInt8>.allocate(capacity: max(capacity * 2, count + n))
-        grown.update(from: base, count: count)
-        base.deallocate()
-        base = grown
-        capacity = max(capacity * 2, count + n)
-    }
+    package var bytes: [UInt8] { Array(UnsafeRawBufferPointer(buffer.readable)) }
 
     package func append(byte: UInt8) {
-        reserve(1)
-        base[count] = byte
-        count += 1
+        buffer.reserve(1)
+        buffer.writePointer.storeBytes(of: byte, as: UInt8.self)
+        buffer.didWrite(1)
     }
 
     package func append(_ s: StaticString) {
-        let n = s.utf8CodeUnitCount
-        reserve(n)
-        (base + count).update(from: s.utf8Start, count: n)
-        count += n
+        buffer.append(s.utf8Start, s.utf8CodeUnitCount)
     }
 
     package func append(_ bytes: [UInt8]) {
-        reserve(bytes.count)
-        bytes.withUnsafeBufferPointer { b in
-            if let p = b.baseAddress { (base + count).update(from: p, count: b.count) }
+        bytes.withUnsafeBytes { b in
+            if let p = b.baseAddress { buffer.append(p, b.count) }
         }
-        count += bytes.count
     }
 
     package func family(_ name: StaticString, _ type: StaticString, _ help: StaticString) {
@@ -220,15 +200,14 @@ package final class ExpositionBuffer {
 
     /// The low `digits` decimal digits of `value`, zero-padded on the left.
     private func appendDigits(_ value: UInt64, _ digits: Int) {
-        reserve(digits)
+        buffer.reserve(digits)
+        let out = buffer.writePointer.assumingMemoryBound(to: UInt8.self)
         var v = value
-        var i = count + digits - 1
-        while i >= count {
-            base[i] = 0x30 + UInt8(v % 10)
+        for i in stride(from: digits - 1, through: 0, by: -1) {
+            out[i] = 0x30 + UInt8(v % 10)
             v /= 10
-            i -= 1
         }
-        count += digits
+        buffer.didWrite(digits)
     }
 
     /// Nanoseconds as decimal seconds, exact: `0.0032`, `12.0`.

@@ -10,249 +10,41 @@ import Relaying
 import RelayCore
 
 /// The relay process: the boot order of docs/operations.md, the loop, and the signals of docs/operations.md.
+/// `main` runs the boot steps (RelayApp+Boot.swift) in that order; each returns what the next
+/// needs, or stops the boot with its documented exit code (`BootStop`).
 public enum RelayApp {
     /// Runs the relay; returns the process exit code.
     public static func main(arguments: [String]) -> Int32 {
         reserveStandardDescriptors()
-
-        // 1. Flags.
-        var config: RelayConfig
-        switch RelayConfig.parse(arguments) {
-        case .success(.help(let text)):
-            writeStdout(text)
-            return 0
-        case .success(.version(let v)):
-            writeStdout(v + "\n")
-            return 0
-        case .failure(let refusal):
-            // One line that names the problem; the whole flag list would scroll it away.
-            writeStderr("pyrycode-relay: \(refusal.description)\nrun pyrycode-relay --help for usage\n")
-            return 2
-        case .success(.run(let c)):
-            config = c
-        }
-
-        // 2. Environment (docs/operations.md).
-        let rawEnv = currentEnvironment()
-        let env: EnvironmentConfig
-        switch EnvironmentConfig.parse(rawEnv) {
-        case .success(let e): env = e
-        case .failure(let e):
-            writeStderr("\(e.message)\n")
-            return 2
-        }
-        // Sharded mode (docs/architecture.md, "v2 = static shards"): --shard or PYRYCODE_RELAY_SHARD.
-        switch ShardAssignment.resolve(flag: config.shard, environment: env.shard) {
-        case .success(let shard): config.shard = shard
-        case .failure(let refusal):
-            writeStderr("pyrycode-relay: \(refusal.description)\n")
-            return 2
-        }
-
-        // The FCM key's fields (docs/operations.md § Push): a key that cannot sign would fail every wake.
-        var pushKey: ServiceAccountKey?
-        if let json = env.fcmCredentials {
-            switch ServiceAccountKey.parse(json) {
-            case .success(let k): pushKey = k
-            case .failure(let e):
-                writeStderr(EnvironmentError(variable: EnvironmentConfig.fcmCredentialsVar, reason: e.reason).message + "\n")
-                return 2
-            }
-        }
-
-        // Signals are blocked before anything else could start a thread (signalfd needs it).
-        let signals: SignalChannel
-        do { signals = try SignalChannel([SIGTERM, SIGINT, SIGHUP]) } catch {
-            writeStderr("pyrycode-relay: signalfd: \(error)\n")
-            return 1
-        }
-
-        // 3. Reactor init, step 1: the single-instance self-check, before any socket. A named
-        // --runtime-dir must exist for the same-host lock: it is created, or the start refused.
-        if let dir = config.runtimeDir, !env.bypassSingleInstance {
-            if let refusal = RuntimeDirectory.prepare(dir) {
-                writeStderr("pyrycode-relay: \(refusal)\n")
-                return 2
-            }
-        }
-        let instance: SingleInstanceOutcome
-        switch runSingleInstanceCheck(env: env, rawEnv: rawEnv, runtimeDirFlag: config.runtimeDir, shard: config.shard) {
-        case .failure(let refusal):
-            writeStderr(refusal.message + "\n")
-            return 2
-        case .success(let outcome):
-            instance = outcome
-            for line in outcome.logLines { writeStderr(line.hasSuffix("\n") ? line : line + "\n") }
-        }
-
-        // 4. Production guards and capabilities (docs/operations.md).
-        if let refusal = ProductionGuards.check(env: env, config: config) {
-            writeStderr("pyrycode-relay: \(refusal)\n")
-            return 2
-        }
-
-        // 5. TLS material (docs/operations.md): a bad file exits 1 naming the file and OpenSSL's reason.
-        var tls: TLSHolder?
-        if let cert = config.tlsCert, let key = config.tlsKey {
-            do { tls = TLSHolder(try TLSContext(certFile: cert, keyFile: key)) } catch {
-                writeStderr("pyrycode-relay: tls: \(error.description)\n")
-                return 1
-            }
-        }
-        // ACME mode: the cache directory is checked now; the certificate comes later, from the
-        // cache or the CA, and handshakes fail with an alert until then (docs/operations.md "ACME").
-        var acmeCache: CertCache?
-        if config.acmeDirectory != nil, let raw = config.certCache {
-            switch prepareCertCache(raw, env: rawEnv) {
-            case .failure(let refusal):
-                writeStderr("pyrycode-relay: \(refusal.description)\n")
-                return 1
-            case .success(let cache): acmeCache = cache
-            }
-            do { tls = TLSHolder(try TLSContext.withoutCertificate()) } catch {
-                writeStderr("pyrycode-relay: tls: \(error.description)\n")
-                return 1
-            }
-        }
-
-        // 6. Listeners.
-        let reactor: Reactor
-        do { reactor = try Reactor() } catch {
-            writeStderr("pyrycode-relay: epoll: \(error)\n")
-            return 1
-        }
-        let context = IOContext(reactor: reactor)
-        let relay = RelayService(settings: config.relaySettings, context: context)
-        let metrics = Metrics(relay: relay.metrics)
-        let metricsService = MetricsService(context: context, relay: relay, metrics: metrics)
-        if let pushKey {
-            // docs/protocol.md §9: wakes go out through the reactor's own HTTPS client.
-            let base = env.fcmBaseURL ?? PushMessages.defaultBaseURL
-            let client: HTTPSClient
-            do { client = try HTTPSClient(reactor: reactor) } catch {
-                writeStderr("pyrycode-relay: push: \(error)\n")
-                return 1
-            }
-            guard let push = PushService(key: pushKey, baseURL: base, client: client, now: { reactor.now }) else {
-                let e = EnvironmentError(variable: EnvironmentConfig.fcmBaseURLVar, reason: "the send URL built from it is not valid")
-                writeStderr(e.message + "\n")
-                return 2
-            }
-            relay.push = push
-        }
-        // systemd integration (docs/operations.md): inherited listeners, and READY/STATUS/WATCHDOG/STOPPING.
-        let activation: SocketActivation
-        switch SocketActivation.fromEnvironment(rawEnv) {
-        case .success(let a): activation = a
-        case .failure(let f):
-            writeStderr("pyrycode-relay: \(f)\n")
-            return 1
-        }
-        let systemd = SystemdSupervisor(environment: rawEnv, reactor: reactor) {
-            .init(binaries: relay.connectedBinaries, phones: relay.connectedPhones, connections: relay.liveConnectionCount)
-        }
-        var listeners: [Listener] = []
-        var acme: ACMEManager?
-        var publicListenerCount = 0
-        do {
-            if let a = config.insecureListen {
-                let socket = try activation.takePublicListener(configured: a) ?? bindListener("insecure-listen", a)
-                listeners.append(try Listener(socket: socket, reactor: reactor) { fd, remote in
-                    relay.accept(fd: fd, remote: remote)
-                })
-            }
-            if let a = config.httpsListen, let tls {
-                let proxy = config.httpsProxyProtocol
-                let socket = try activation.takePublicListener(configured: a) ?? bindListener("https-listen", a)
-                listeners.append(try Listener(socket: socket, reactor: reactor) { fd, remote in
-                    // New connections take the current pair; a reload does not touch older ones.
-                    relay.accept(fd: fd, remote: remote, tls: tls.current, proxyHeader: proxy)
-                })
-            }
-            publicListenerCount = listeners.count
-            if let acmeCache, let tls, let directory = config.acmeDirectory, let domain = config.domain {
-                // Lower case: DNS names are case-insensitive, and this one names the cache files.
-                // Its own client: certificate chains need a larger response cap than push answers.
-                let outbound = try HTTPSClient(reactor: reactor, maxResponseBytes: Limits.acmeMaxCertificateBytes)
-                let acmeCounters = ACMECounters()
-                metrics.acme = acmeCounters
-                let manager = ACMEManager(domain: domain.lowercased(), directoryURL: directory, cache: acmeCache, tls: tls,
-                                          counters: acmeCounters, reactor: reactor, http: outbound,
-                                          renewBeforeMs: config.acmeRenewBeforeMs, retryMinMs: config.acmeRetryMinMs)
-                acme = manager
-                if let a = config.httpListen, let l = bindChallengeListener(a, manager: manager, relay: relay, context: context) {
-                    listeners.append(l)
-                    publicListenerCount = listeners.count
-                }
-            }
-            if let m = config.metricsListen {
-                listeners.append(try Listener(socket: try bindListener("metrics-listen", m), reactor: reactor) { fd, remote in
-                    metricsService.accept(fd: fd, remote: remote)
-                })
-            }
-        } catch let failure as ListenFailure {
-            writeStderr("pyrycode-relay: \(failure)\n")
-            return 1
+        do throws(BootStop) {
+            var config = try parseFlags(arguments)                                     // step 1
+            let environment = try readEnvironment(config: &config)                     // step 2
+            let signals = try blockSignals()
+            let instance = try checkSingleInstance(config: config, environment)        // step 3
+            try checkProductionGuards(config: config, environment)                     // step 4
+            let tls = try loadTLSMaterial(config: config, environment)                 // step 5
+            let services = try startServices(config: config, environment)
+            let bound = try bindListeners(config: config, environment, tls, services)  // step 6
+            try handleSignals(signals, config: config, tls, services, bound)
+            return run(config: config, services, bound, holding: instance)             // step 7
         } catch {
-            writeStderr("pyrycode-relay: listen: \(error)\n")
-            return 1
+            writeBootStop(error)
+            return error.code
         }
-        activation.closeUnused()
+    }
 
-        var exitCode: Int32 = 0
-        let signalHandler = SignalHandler(channel: signals) { signo in
-            switch signo {
-            case SIGHUP:
-                guard let tls, acme == nil else {
-                    Log.info("sighup_ignored", ["reason": acme == nil ? "no TLS files to reload" : "ACME manages the certificate"])
-                    return
-                }
-                tls.reload()
-            default:
-                if relay.draining {
-                    // A second signal ends at once (docs/operations.md).
-                    Log.warn("shutdown_forced", ["signal": String(signo)])
-                    exitCode = 1
-                    reactor.stop()
-                    return
-                }
-                Log.info("shutdown_started", ["signal": String(signo), "count": String(relay.liveConnectionCount)])
-                systemd?.stopping()
-                for l in listeners { l.close() }
-                relay.recountDescriptors()
-                relay.beginDrain()
-                reactor.scheduleDelegate(key: 0, at: reactor.now + config.drainDeadlineMs, kind: 250)
-            }
-        }
-        relay.onDrained = { reactor.stop() }
-        let previousDelegate = reactor.timerDelegate
-        reactor.timerDelegate = { entry, now in
-            if entry.kind == TLSHolder.rotationTimerKind {
-                tls?.rotateTicketKeys()
-                reactor.scheduleDelegate(key: 0, at: now + TLSContext.ticketKeyRotationMs, kind: TLSHolder.rotationTimerKind)
-            } else if entry.kind == 250 {
-                Log.warn("drain_deadline_passed", ["count": String(relay.liveConnectionCount)])
-                reactor.stop()
-            } else {
-                previousDelegate?(entry, now)
-            }
-        }
-        do { _ = try reactor.register(fd: signals.fd, events: Reactor.readable, handler: signalHandler) } catch {
-            writeStderr("pyrycode-relay: signalfd: \(error)\n")
-            return 1
-        }
-
-        if tls != nil {
-            reactor.scheduleDelegate(key: 0, at: reactor.now + TLSContext.ticketKeyRotationMs, kind: TLSHolder.rotationTimerKind)
-        }
-
-        // 7. Ready. From here on a log line never blocks the loop: it waits in a bounded buffer
-        // when stderr is slow (docs/operations.md, "Log volume"). Lines before this point were
-        // written straight to fd 2, blocking, as nothing was being served yet.
+    /// Step 7: `READY=1`, `relay_started`, the loop; after it, the last log lines. From here on a
+    /// log line never blocks the loop: it waits in a bounded buffer when stderr is slow
+    /// (docs/operations.md, "Log volume"). Lines before this point were written straight to
+    /// fd 2, blocking, as nothing was being served yet. Returns the exit code: 0, or 1 after a
+    /// forced shutdown. `instance` (the same-host lock) is held until the loop has stopped.
+    package static func run(config: RelayConfig, _ services: Services, _ bound: BoundListeners,
+                    holding instance: SingleInstanceOutcome) -> Int32 {
+        let reactor = services.reactor, relay = services.relay
         let logOutput = LogOutput.stderr(reactor: reactor, capacity: config.logBufferBytes)
         Log.output = logOutput
-        let listenText = listeners.prefix(publicListenerCount).map { $0.address.description }.joined(separator: ",")
-        let mode = config.insecureListen != nil ? "insecure" : acme != nil ? "acme" : "tls"
+        let listenText = bound.listeners.prefix(bound.publicCount).map { $0.address.description }.joined(separator: ",")
+        let mode = config.insecureListen != nil ? "insecure" : bound.acme != nil ? "acme" : "tls"
         let metricsText = config.metricsListen?.description ?? "off"
         let pushText = relay.push == nil ? "off" : "fcm"
         if let shard = config.shard {
@@ -262,15 +54,15 @@ public enum RelayApp {
             Log.info("relay_started", ["listen": listenText, "mode": mode, "version": RelayConfig.version,
                                        "metrics": metricsText, "push": pushText])
         }
-        systemd?.ready()
-        acme?.start()
+        bound.systemd?.ready()
+        bound.acme?.start()
         reactor.run()
         withExtendedLifetime(instance) {}
         Log.info("relay_stopped", ["count": String(relay.liveConnectionCount)])
         // The last lines (and the dropped-lines summary) get a bounded blocking wait.
         Log.output = nil
         logOutput.finish(timeoutMs: Limits.logExitFlushMs)
-        return exitCode
+        return services.exitCode.value
     }
 }
 

@@ -149,6 +149,6 @@ public final class PushService {
     /// phone, useless for recovering the token.
     public static func fingerprint(_ token: String) -> String {
         let d = sha256(Array(token.utf8))
-        return ConnectionID.hex8(UInt32(d[0]) << 24 | UInt32(d[1]) << 16 | UInt32(d[2]) << 8 | UInt32(d[3]))
+        return Hex.string(UInt32(d[0]) << 24 | UInt32(d[1]) << 16 | UInt32(d[2]) << 8 | UInt32(d[3]), digits: 8)
     }
 }

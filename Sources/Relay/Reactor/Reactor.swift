@@ -52,8 +52,6 @@ public final class Reactor {
     private var running = false
     /// Called for timers whose key is not a registration (registry timers, process-wide ticks).
     public var timerDelegate: ((TimerEntry, Int64) -> Void)?
-    /// Called once per loop iteration after events and timers (e.g. systemd watchdog).
-    public var tickHook: (() -> Void)?
     /// Counts loop iterations; per-iteration budgets (TLS handshakes) reset when it changes.
     public private(set) var iteration: UInt64 = 0
     /// How long iterations take (docs/operations.md loop-latency histogram).
@@ -203,7 +201,6 @@ public final class Reactor {
         }
         if timers.nextDeadline <= now { fireTimers() }
         flushDirty()
-        tickHook?()
         loopLatency.record(monotonicNs() &- startNs)
     }
 

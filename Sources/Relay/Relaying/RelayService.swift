@@ -181,7 +181,7 @@ public final class RelayService: ConnectionDelegate {
     package func clientIP(_ c: Connection, _ head: HTTPRequestHead) -> String? {
         if settings.trustXForwardedFor, let xff = head.value("x-forwarded-for") {
             let first = xff.split(separator: ",", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-            let trimmed = first.trimmingASCIISpaces()
+            let trimmed = String(first.trimmingASCIISpaces())
             guard !trimmed.isEmpty, SocketAddress(ip: trimmed, port: 1) != nil else { return nil }
             return SocketAddress(ip: trimmed, port: 1)!.ipString
         }

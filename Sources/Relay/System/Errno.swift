@@ -35,7 +35,10 @@ public enum IOResult<T> {
 /// The one funnel every syscall goes through (NIO `System.swift` style):
 /// retries EINTR, turns EAGAIN into `.wouldBlock`, throws `Errno` for the rest,
 /// and traps on EBADF/EFAULT, which are bugs in this program, not runtime conditions.
-@inline(__always)
+/// `@inlinable`: callers in other layers (every read and write) get it specialized for their
+/// integer type even without cross-module optimization, instead of a generic call through
+/// witness tables.
+@inlinable @inline(__always)
 public func syscall<T: FixedWidthInteger>(_ call: StaticString, _ body: () -> T) throws(Errno) -> IOResult<T> {
     while true {
         let r = body()
@@ -51,7 +54,7 @@ public func syscall<T: FixedWidthInteger>(_ call: StaticString, _ body: () -> T)
 }
 
 /// A syscall that must not would-block (setup calls: socket, bind, epoll_ctl…).
-@inline(__always)
+@inlinable @inline(__always)
 @discardableResult
 public func syscallChecked<T: FixedWidthInteger>(_ call: StaticString, _ body: () -> T) throws(Errno) -> T {
     switch try syscall(call, body) {

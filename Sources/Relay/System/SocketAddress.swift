@@ -44,27 +44,36 @@ public struct SocketAddress: Equatable, CustomStringConvertible {
 
     /// A numeric IP literal and port; nil when `ip` is not an IP literal.
     public init?(ip: String, port: UInt16) {
-        var v4 = sockaddr_in()
-        if inet_pton(AF_INET, ip, &v4.sin_addr) == 1 {
-            v4.sin_family = sa_family_t(AF_INET)
-            v4.sin_port = port.bigEndian
-            withUnsafeMutableBytes(of: &storage) { dst in
-                withUnsafeBytes(of: v4) { dst.copyMemory(from: $0) }
-            }
+        var a = in6_addr()  // room for either family
+        let n: Int
+        if inet_pton(AF_INET, ip, &a) == 1 {
+            n = 4
+        } else if inet_pton(AF_INET6, ip, &a) == 1 {
+            n = 16
+        } else {
+            return nil
+        }
+        self = withUnsafeBytes(of: a) { SocketAddress(address: UnsafeRawBufferPointer(rebasing: $0[0..<n]), port: port) }
+    }
+
+    /// The IPv4 (4 bytes) or IPv6 (16 bytes) address `bytes`, in network order, and `port`.
+    package init(address bytes: UnsafeRawBufferPointer, port: UInt16) {
+        precondition(bytes.count == 4 || bytes.count == 16)
+        if bytes.count == 4 {
+            var sin = sockaddr_in()
+            sin.sin_family = sa_family_t(AF_INET)
+            sin.sin_port = port.bigEndian
+            withUnsafeMutableBytes(of: &sin.sin_addr) { $0.copyMemory(from: bytes) }
+            withUnsafeMutableBytes(of: &storage) { dst in withUnsafeBytes(of: sin) { dst.copyMemory(from: $0) } }
             length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            return
-        }
-        var v6 = sockaddr_in6()
-        if inet_pton(AF_INET6, ip, &v6.sin6_addr) == 1 {
-            v6.sin6_family = sa_family_t(AF_INET6)
-            v6.sin6_port = port.bigEndian
-            withUnsafeMutableBytes(of: &storage) { dst in
-                withUnsafeBytes(of: v6) { dst.copyMemory(from: $0) }
-            }
+        } else {
+            var sin6 = sockaddr_in6()
+            sin6.sin6_family = sa_family_t(AF_INET6)
+            sin6.sin6_port = port.bigEndian
+            withUnsafeMutableBytes(of: &sin6.sin6_addr) { $0.copyMemory(from: bytes) }
+            withUnsafeMutableBytes(of: &storage) { dst in withUnsafeBytes(of: sin6) { dst.copyMemory(from: $0) } }
             length = socklen_t(MemoryLayout<sockaddr_in6>.size)
-            return
         }
-        return nil
     }
 
     public var family: Int32 { Int32(storage.ss_family) }
@@ -106,14 +115,7 @@ public struct SocketAddress: Equatable, CustomStringConvertible {
         return withUnsafeBytes(of: storage) { raw -> SocketAddress in
             let a = UnsafeRawBufferPointer(rebasing: raw[8..<24])
             guard a[0..<10].allSatisfy({ $0 == 0 }) && a[10] == 0xff && a[11] == 0xff else { return self }
-            var sin = sockaddr_in()
-            sin.sin_family = sa_family_t(AF_INET)
-            sin.sin_port = port.bigEndian
-            withUnsafeMutableBytes(of: &sin.sin_addr) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: a[12..<16])) }
-            var v4 = SocketAddress()
-            withUnsafeMutableBytes(of: &v4.storage) { dst in withUnsafeBytes(of: sin) { dst.copyMemory(from: $0) } }
-            v4.length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            return v4
+            return SocketAddress(address: UnsafeRawBufferPointer(rebasing: a[12..<16]), port: port)
         }
     }
 

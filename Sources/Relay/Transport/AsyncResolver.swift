@@ -175,14 +175,8 @@ private final class Lookup {
     }
 
     static func address(_ octets: [UInt8], port: UInt16) -> SocketAddress? {
-        let text: String
-        if octets.count == 4 {
-            text = octets.map(String.init).joined(separator: ".")
-        } else {
-            text = stride(from: 0, to: 16, by: 2).map { String(UInt16(octets[$0]) << 8 | UInt16(octets[$0 + 1]), radix: 16) }
-                .joined(separator: ":")
-        }
-        return SocketAddress(ip: text, port: port)
+        guard octets.count == 4 || octets.count == 16 else { return nil }
+        return octets.withUnsafeBytes { SocketAddress(address: $0, port: port) }
     }
 }
 

@@ -1,6 +1,7 @@
 /// A growable byte buffer with read and write indices over one malloc'd block.
 /// Owned by exactly one connection, which calls `release()` when done (no ARC per byte).
-/// Empty buffers hold no memory: idle connections cost nothing here.
+/// A new or released buffer holds no memory; an emptied one keeps its block (`consume`), so
+/// the owner gives it back (`release(to:)`) when it drains and idle connections cost nothing here.
 public struct ByteBuffer {
     public private(set) var base: UnsafeMutableRawPointer?
     public private(set) var capacity = 0
@@ -74,11 +75,6 @@ public struct ByteBuffer {
     public mutating func truncate(keeping n: Int) {
         precondition(n >= 0 && n <= count)
         writeIndex = readIndex + n
-    }
-
-    /// Frees the storage when nothing is buffered.
-    public mutating func releaseIfEmpty() {
-        if isEmpty { release() }
     }
 
     /// Takes `block` (of `capacity` bytes, holding `count` bytes at its start) as storage.

@@ -14,8 +14,6 @@ extension Connection {
         return ("Sec-WebSocket-Extensions", agreement.responseValue)
     }
 
-    public var isCompressing: Bool { deflateWindowBits != 0 }
-
     /// Inflates a compressed message and hands it to the delegate. The output is bounded by the
     /// message limit while inflating (a bomb is closed 1009 with at most that much produced) and
     /// charged to the loop's buffer budget as an assembly buffer is. False when the connection

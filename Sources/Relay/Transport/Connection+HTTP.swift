@@ -23,7 +23,6 @@ extension Connection {
             return
         }
         if n == 0 { abort(); return }
-        bytesIn += n
         if input.count == 0 && httpDeadline > context.reactor.now + settings.headerTimeoutMs {
             // First byte of a request on an idle keep-alive connection: the header timeout starts now.
             armHTTPDeadline(context.reactor.now + settings.headerTimeoutMs)

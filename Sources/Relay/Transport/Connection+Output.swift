@@ -254,7 +254,4 @@ extension Connection {
             markDirty()
         }
     }
-
-    public var isReadingPaused: Bool { readingPaused }
-
 }

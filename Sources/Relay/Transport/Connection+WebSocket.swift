@@ -13,7 +13,6 @@ extension Connection {
             do { r = try ioRead(buf, context.readBufferSize) } catch { peerGone(); return }
             guard case .done(let n) = r else { return }
             if n == 0 { peerGone(); return }
-            bytesIn += n
             let consumed = processFrames(UnsafeMutableRawBufferPointer(start: buf, count: n))
             if consumed < n && (state == .open || state == .closeSent) {
                 // The partial frame (or frames a pause left unread) moves to our own buffer.
@@ -27,7 +26,6 @@ extension Connection {
             do { r = try ioRead(input.writePointer, input.writableCount) } catch { peerGone(); return }
             guard case .done(let n) = r else { return }
             if n == 0 { peerGone(); return }
-            bytesIn += n
             input.didWrite(n)
             let consumed = processFrames(input.readable)
             // processFrames may have closed the connection and released the buffer.

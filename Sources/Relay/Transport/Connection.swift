@@ -103,8 +103,7 @@ public final class Connection: EventHandler {
     public var lowWaterMark = 0
     public package(set) var aboveHighWater = false
 
-    /// Bytes read and written, for metrics.
-    public package(set) var bytesIn = 0
+    /// Bytes written so far: the stream offsets `frameBoundary` is counted in.
     public package(set) var bytesOut = 0
 
     /// `tls`: terminate TLS with this context (docs/operations.md); `proxyHeader`: require a PROXY v2
@@ -154,12 +153,7 @@ public final class Connection: EventHandler {
         }
     }
 
-    /// The negotiated ALPN protocol ("" without TLS or ALPN).
-    public var tlsALPN: String { tls?.alpn ?? "" }
-    public var isTLS: Bool { tls != nil }
-
     public var queuedBytes: Int { output.count }
-    public var isWebSocket: Bool { state == .open }
 
     // MARK: EventHandler
 

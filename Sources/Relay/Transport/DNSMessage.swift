@@ -3,7 +3,6 @@
 public enum DNSMessage {
     public static let typeA: UInt16 = 1  // RFC 1035 §3.2.2
     public static let typeAAAA: UInt16 = 28  // RFC 3596 §2.1
-    public static let typeCNAME: UInt16 = 5
     public static let classIN: UInt16 = 1
 
     public enum QueryError: Error, Equatable { case badName }

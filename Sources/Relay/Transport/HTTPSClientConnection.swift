@@ -83,8 +83,8 @@ package final class HTTPSClientConnection: EventHandler {
             interest(Reactor.readable)
         case .wantWrite:
             interest(Reactor.writable)
-        case .failed(let reason):
-            client?.failed(self, .tls(OutboundTLSContext.failureText(session, reason: reason)), beforeResponse: false)
+        case .failed(let failure):
+            client?.failed(self, .tls(OutboundTLSContext.failureText(session, reason: failure.reason())), beforeResponse: false)
         }
     }
 

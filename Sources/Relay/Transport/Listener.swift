@@ -13,7 +13,6 @@ public final class Listener: EventHandler {
     private var spare: Int32
     private let onAccept: (Int32, SocketAddress) -> Void
     public static let acceptBatch = 64
-    public private(set) var paused = false
 
     public init(socket: FileDescriptor, reactor: Reactor, onAccept: @escaping (Int32, SocketAddress) -> Void) throws(Errno) {
         self.socket = socket
@@ -47,19 +46,6 @@ public final class Listener: EventHandler {
                 return  // ECONNABORTED and friends: the peer gave up; nothing to do.
             }
         }
-    }
-
-    /// Stops accepting (shutdown) — the socket stays bound until `close()`.
-    public func pause() {
-        guard !paused else { return }
-        paused = true
-        reactor.modify(fd: socket.raw, token: token, events: 0)
-    }
-
-    public func resume() {
-        guard paused else { return }
-        paused = false
-        reactor.modify(fd: socket.raw, token: token, events: Reactor.readable)
     }
 
     public func close() {

@@ -72,26 +72,13 @@ public enum ProxyProtocolV2 {
         return .proxied(source: famProto == 0x11 ? ipv4Source(a) : ipv6Source(a), length: total)
     }
 
+    /// src4, dst4, sport, dport: the source address and port, big-endian on the wire.
     private static func ipv4Source(_ a: UnsafeRawBufferPointer) -> SocketAddress {
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        withUnsafeMutableBytes(of: &sin.sin_addr) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: a[0..<4])) }
-        // Ports are already in network order on the wire, as sin_port wants them.
-        withUnsafeMutableBytes(of: &sin.sin_port) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: a[8..<10])) }
-        var s = SocketAddress()
-        withUnsafeMutableBytes(of: &s.storage) { dst in withUnsafeBytes(of: sin) { dst.copyMemory(from: $0) } }
-        s.length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        return s
+        SocketAddress(address: UnsafeRawBufferPointer(rebasing: a[0..<4]), port: UInt16(a[8]) << 8 | UInt16(a[9]))
     }
 
+    /// src6, dst6, sport, dport.
     private static func ipv6Source(_ a: UnsafeRawBufferPointer) -> SocketAddress {
-        var sin6 = sockaddr_in6()
-        sin6.sin6_family = sa_family_t(AF_INET6)
-        withUnsafeMutableBytes(of: &sin6.sin6_addr) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: a[0..<16])) }
-        withUnsafeMutableBytes(of: &sin6.sin6_port) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: a[32..<34])) }
-        var s = SocketAddress()
-        withUnsafeMutableBytes(of: &s.storage) { dst in withUnsafeBytes(of: sin6) { dst.copyMemory(from: $0) } }
-        s.length = socklen_t(MemoryLayout<sockaddr_in6>.size)
-        return s.unmappingIPv4
+        SocketAddress(address: UnsafeRawBufferPointer(rebasing: a[0..<16]), port: UInt16(a[32]) << 8 | UInt16(a[33])).unmappingIPv4
     }
 }

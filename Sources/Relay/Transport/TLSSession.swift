@@ -11,7 +11,25 @@ package final class TLSSession {
         case done
         case wantRead
         case wantWrite
-        case failed(String)
+        case failed(HandshakeFailure)
+    }
+
+    /// How a handshake failed. Its text is built only on request (`reason()`): the relay's own
+    /// listeners count failures and never show the text; the HTTPS client names it.
+    package struct HandshakeFailure: Equatable {
+        package let sslError: Int32
+        package let errno: Int32
+
+        /// OpenSSL's root-cause reason, else the socket's error. It reads OpenSSL's error
+        /// queue, which the next TLS call clears: ask right after `handshake()` returned.
+        package func reason() -> String {
+            if sslError == SSL_ERROR_SYSCALL {
+                let err = TLSError.drain("handshake", fallback: "")
+                if !err.reason.isEmpty { return err.reason }
+                return errno == 0 ? "unexpected EOF" : String(cString: strerror(errno))
+            }
+            return TLSError.drain("handshake").reason
+        }
     }
 
     /// What the last call that returned `.wouldBlock` is waiting for. A read can need the
@@ -58,13 +76,7 @@ package final class TLSSession {
         case SSL_ERROR_WANT_WRITE: return .wantWrite
         default:
             broken = true
-            if e == SSL_ERROR_SYSCALL {
-                let err = TLSError.drain("handshake", fallback: "")
-                if !err.reason.isEmpty { return .failed(err.reason) }
-                let code = pyry_errno()
-                return .failed(code == 0 ? "unexpected EOF" : String(cString: strerror(code)))
-            }
-            return .failed(TLSError.drain("handshake").reason)
+            return .failed(HandshakeFailure(sslError: e, errno: e == SSL_ERROR_SYSCALL ? pyry_errno() : 0))
         }
     }
 
@@ -132,14 +144,5 @@ package final class TLSSession {
         ERR_clear_error()
         _ = SSL_shutdown(ssl)
         ERR_clear_error()
-    }
-
-    /// The negotiated ALPN protocol ("" when none), for tests.
-    package var alpn: String {
-        var p: UnsafePointer<UInt8>?
-        var n: UInt32 = 0
-        SSL_get0_alpn_selected(ssl, &p, &n)
-        guard let p, n > 0 else { return "" }
-        return String(decoding: UnsafeBufferPointer(start: p, count: Int(n)), as: UTF8.self)
     }
 }

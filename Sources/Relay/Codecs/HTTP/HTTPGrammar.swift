@@ -52,12 +52,4 @@ package enum HTTPGrammar {
         for (x, y) in zip(a, b) where lowercased(x) != lowercased(y) { return false }
         return true
     }
-
-    /// `s` with leading and trailing SP/HTAB removed (OWS, RFC 9110 §5.6.3).
-    package static func trimmingOWS(_ s: Substring) -> Substring {
-        var u = s.utf8[...]
-        while let f = u.first, isOWS(f) { u = u.dropFirst() }
-        while let l = u.last, isOWS(l) { u = u.dropLast() }
-        return Substring(u)
-    }
 }

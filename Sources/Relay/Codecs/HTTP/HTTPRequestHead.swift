@@ -61,7 +61,7 @@ public struct HTTPRequestHead: Sendable {
     public func hasToken(_ lowercasedName: String, _ token: String) -> Bool {
         for h in headers where h.name == lowercasedName {
             for element in h.value.split(separator: ",", omittingEmptySubsequences: true)
-            where HTTPGrammar.equalsIgnoringASCIICase(HTTPGrammar.trimmingOWS(element).utf8, token.utf8) {
+            where HTTPGrammar.equalsIgnoringASCIICase(element.trimmingASCIISpaces().utf8, token.utf8) {
                 return true
             }
         }

@@ -218,7 +218,7 @@ public struct HTTPRequestParser: Sendable {
         head.hasTransferEncoding = head.count("transfer-encoding") > 0
         let lengths = head.values("content-length")
         if let first = lengths.first {
-            guard let n = Self.decimal(first), lengths.allSatisfy({ Self.decimal($0) == n }),
+            guard let n = DecimalDigits.value(first.utf8), lengths.allSatisfy({ DecimalDigits.value($0.utf8) == n }),
                 !head.hasTransferEncoding
             else { return fail(.badRequest) }
             head.contentLength = n
@@ -232,18 +232,6 @@ public struct HTTPRequestParser: Sendable {
         let result = HTTPParseResult.failure(status)
         finished = result
         return result
-    }
-
-    /// 1*DIGIT, at most 18 digits so it cannot overflow Int.
-    private static func decimal(_ s: String) -> Int? {
-        let u = s.utf8
-        guard !u.isEmpty, u.count <= 18 else { return nil }
-        var n = 0
-        for b in u {
-            guard b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9") else { return nil }
-            n = n * 10 + Int(b - UInt8(ascii: "0"))
-        }
-        return n
     }
 
     private static func string(_ buffered: UnsafeRawBufferPointer, _ from: Int, _ to: Int) -> String {

@@ -42,7 +42,7 @@ package enum HTTPResponseParser {
                 // RFC 9112 §6.3 rule 3: Transfer-Encoding overrides Content-Length, and a message
                 // that carries both must not be followed by another on the connection.
                 if !cl.isEmpty { head.keepAlive = false }
-                let last = te.last!.split(separator: ",").last.map { HTTPGrammar.trimmingOWS($0).lowercased() }
+                let last = te.last!.split(separator: ",").last.map { $0.trimmingASCIISpaces().lowercased() }
                 if last == "chunked" {
                     return parseChunked(m, from: headEnd, head: head)
                 }
@@ -51,9 +51,9 @@ package enum HTTPResponseParser {
             }
             if !cl.isEmpty {
                 // RFC 9110 §8.6: repeated or listed values must all be the same number.
-                let all = cl.flatMap { $0.split(separator: ",").map { HTTPGrammar.trimmingOWS($0) } }
-                guard let first = all.first, all.allSatisfy({ $0 == first }), !first.isEmpty, first.count <= 15,
-                      first.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let length = Int(first) else { return .malformed }
+                let all = cl.flatMap { $0.split(separator: ",").map { $0.trimmingASCIISpaces() } }
+                guard let first = all.first, all.allSatisfy({ $0 == first }),
+                      let length = DecimalDigits.value(first.utf8, maxDigits: 15) else { return .malformed }
                 guard m.count - headEnd >= length else { return .needMore }
                 return .complete(Parsed(status: head.status, headers: head.headers,
                                         body: Array(m[headEnd..<headEnd + length]),
@@ -114,11 +114,11 @@ package enum HTTPResponseParser {
             let value = line[(colon + 1)...]
             guard value.allSatisfy(HTTPGrammar.isFieldValueByte) else { return nil }
             let name = String(decoding: line[..<colon].map { $0 >= 0x41 && $0 <= 0x5a ? $0 | 0x20 : $0 }, as: UTF8.self)
-            headers.append((name, String(HTTPGrammar.trimmingOWS(Substring(String(decoding: value, as: UTF8.self))))))
+            headers.append((name, String(Substring(String(decoding: value, as: UTF8.self)).trimmingASCIISpaces())))
         }
         var keepAlive = sl[7] == 0x31  // HTTP/1.0 closes unless told otherwise; we never ask
         for v in values(headers, "connection") {
-            if v.split(separator: ",").contains(where: { HTTPGrammar.trimmingOWS($0).lowercased() == "close" }) { keepAlive = false }
+            if v.split(separator: ",").contains(where: { $0.trimmingASCIISpaces().lowercased() == "close" }) { keepAlive = false }
         }
         return Head(status: status, headers: headers, keepAlive: keepAlive)
     }
@@ -142,7 +142,7 @@ package enum HTTPResponseParser {
             var size = 0
             var digits = 0
             var j = i
-            while j < lineEnd, let d = hexValue(m[j]) {
+            while j < lineEnd, let d = Hex.value(m[j]).map(Int.init) {
                 size = size << 4 | d
                 digits += 1
                 j += 1
@@ -178,14 +178,5 @@ package enum HTTPResponseParser {
             i += 1
         }
         return nil
-    }
-
-    private static func hexValue(_ b: UInt8) -> Int? {
-        switch b {
-        case 0x30...0x39: return Int(b - 0x30)
-        case 0x61...0x66: return Int(b - 0x61 + 10)
-        case 0x41...0x46: return Int(b - 0x41 + 10)
-        default: return nil
-        }
     }
 }

@@ -272,7 +272,7 @@ package struct JSONScanner {
                 if utf8Validated {
                     index += 1
                 } else {
-                    guard skipUTF8Sequence(lead: b) else { return nil }
+                    guard skipUTF8Sequence() else { return nil }
                 }
             }
         }
@@ -289,7 +289,7 @@ package struct JSONScanner {
             return true
         case UInt8(ascii: "u"):
             guard count - index >= 6 else { return false }
-            for k in 2..<6 where JSONScanner.hexValue(base[index + k]) == nil { return false }
+            for k in 2..<6 where Hex.value(base[index + k]) == nil { return false }
             index += 6
             return true
         default:
@@ -297,47 +297,16 @@ package struct JSONScanner {
         }
     }
 
-    @inline(__always) package static func hexValue(_ b: UInt8) -> UInt8? {
-        switch b {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return b - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return b - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return b - UInt8(ascii: "A") + 10
-        default: return nil
-        }
-    }
-
-    /// One well-formed UTF-8 sequence per RFC 3629 §4 (table of valid byte sequences).
-    @inline(__always) private mutating func skipUTF8Sequence(lead: UInt8) -> Bool {
-        @inline(__always) func cont(_ k: Int, _ lo: UInt8 = 0x80, _ hi: UInt8 = 0xBF) -> Bool {
-            let b = base[index + k]
-            return b >= lo && b <= hi
-        }
-        let avail = count - index
-        switch lead {
-        case 0xC2...0xDF:
-            guard avail >= 2, cont(1) else { return false }
-            index += 2
-        case 0xE0:
-            guard avail >= 3, cont(1, 0xA0), cont(2) else { return false }
-            index += 3
-        case 0xE1...0xEC, 0xEE...0xEF:
-            guard avail >= 3, cont(1), cont(2) else { return false }
-            index += 3
-        case 0xED:  // U+D800..U+DFFF are not scalar values.
-            guard avail >= 3, cont(1, 0x80, 0x9F), cont(2) else { return false }
-            index += 3
-        case 0xF0:
-            guard avail >= 4, cont(1, 0x90), cont(2), cont(3) else { return false }
-            index += 4
-        case 0xF1...0xF3:
-            guard avail >= 4, cont(1), cont(2), cont(3) else { return false }
-            index += 4
-        case 0xF4:  // Nothing above U+10FFFF.
-            guard avail >= 4, cont(1, 0x80, 0x8F), cont(2), cont(3) else { return false }
-            index += 4
-        default:
-            return false  // 0x80...0xC1 (continuation or overlong lead), 0xF5...0xFF.
-        }
+    /// One well-formed UTF-8 sequence (RFC 3629 §4), as `UTF8Validator` judges it: at most 4
+    /// bytes, so they go in one at a time.
+    @inline(__always) private mutating func skipUTF8Sequence() -> Bool {
+        var v = UTF8Validator()
+        var i = index
+        repeat {
+            guard i < count, v.feed(UnsafeRawBufferPointer(start: base + i, count: 1)) else { return false }
+            i += 1
+        } while !v.isComplete
+        index = i
         return true
     }
 }

@@ -6,7 +6,6 @@ public enum JSONString {
     /// other controls, `<` `>` `&`, U+2028, U+2029 → `\u00XX` / `\u2028` / `\u2029` (HTML-safe
     /// escaping is on in `json.Marshal`). Server ids come from a header and may contain anything.
     public static func escaped(_ s: String) -> [UInt8] {
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
         out.reserveCapacity(s.utf8.count)
         for scalar in s.unicodeScalars {
@@ -21,10 +20,7 @@ public enum JSONString {
             case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
             case 0..<0x20, 0x3C, 0x3E, 0x26, 0x2028, 0x2029:
                 out.append(contentsOf: [0x5C, UInt8(ascii: "u")])
-                out.append(hex[Int((v >> 12) & 0xF)])
-                out.append(hex[Int((v >> 8) & 0xF)])
-                out.append(hex[Int((v >> 4) & 0xF)])
-                out.append(hex[Int(v & 0xF)])
+                Hex.append(v, digits: 4, to: &out)
             case 0..<0x80:
                 out.append(UInt8(v))
             default:
@@ -89,7 +85,7 @@ public enum JSONString {
 
         private func hex4(_ q: UnsafePointer<UInt8>) -> UInt32 {
             var v: UInt32 = 0
-            for k in 0..<4 { v = v << 4 | UInt32(JSONScanner.hexValue(q[k]) ?? 0) }
+            for k in 0..<4 { v = v << 4 | UInt32(Hex.value(q[k]) ?? 0) }
             return v
         }
     }

@@ -50,10 +50,10 @@ public enum PerMessageDeflate {
         var serverBits: UInt8?
         for param in parts.dropFirst() {
             let nameValue = param.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let key = trim(nameValue[0]).lowercased()
+            let key = nameValue[0].trimmingASCIISpaces().lowercased()
             // §7.1: the same parameter twice → decline the offer.
             guard !key.isEmpty, seen.insert(key).inserted else { return nil }
-            let raw: Substring? = nameValue.count == 2 ? unquote(trim(nameValue[1])) : nil
+            let raw: Substring? = nameValue.count == 2 ? unquote(nameValue[1].trimmingASCIISpaces()) : nil
             switch key {
             case "server_no_context_takeover", "client_no_context_takeover":
                 // §7.1.1.1, §7.1.1.2: these carry no value.
@@ -101,21 +101,14 @@ public enum PerMessageDeflate {
             let ch = text[i]
             if ch == "\"" { quoted.toggle() }
             if ch == separator && !quoted {
-                let part = trim(text[start..<i])
+                let part = text[start..<i].trimmingASCIISpaces()
                 if !part.isEmpty { out.append(part) }
                 start = text.index(after: i)
             }
             i = text.index(after: i)
         }
-        let last = trim(text[start...])
+        let last = text[start...].trimmingASCIISpaces()
         if !last.isEmpty { out.append(last) }
         return out
-    }
-
-    package static func trim(_ s: Substring) -> Substring {
-        var t = s
-        while let f = t.first, f == " " || f == "\t" { t = t.dropFirst() }
-        while let l = t.last, l == " " || l == "\t" { t = t.dropLast() }
-        return t
     }
 }

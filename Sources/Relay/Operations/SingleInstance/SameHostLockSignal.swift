@@ -1,6 +1,7 @@
 import CEpoll
 import RelaySystem
 import RelayCore
+import RelayCodecs
 
 /// The held `instance.lock`: the lock lives as long as this object (the open file description
 /// owns the flock), so the caller keeps it for the process lifetime. Dropping it unlocks.
@@ -152,15 +153,8 @@ public final class SameHostLockSignal: ReplicaSignal {
     }
 
     package static func parsePID(_ bytes: ArraySlice<UInt8>) -> Int32? {
-        var v: Int64 = 0
-        var digits = 0
-        for b in bytes {
-            if b == UInt8(ascii: "\n") { break }
-            guard b >= UInt8(ascii: "0"), b <= UInt8(ascii: "9"), digits < 10 else { return nil }
-            v = v * 10 + Int64(b - UInt8(ascii: "0"))
-            digits += 1
-        }
-        guard digits > 0, v > 0, v <= Int64(Int32.max) else { return nil }
+        guard let v = DecimalDigits.value(bytes.prefix { $0 != UInt8(ascii: "\n") }, maxDigits: 10),
+              v > 0, v <= Int(Int32.max) else { return nil }
         return Int32(v)
     }
 }
