@@ -99,6 +99,23 @@ import Testing
         #expect(!JSON.isValid(Array("[]".utf8), maxDepth: 0))
     }
 
+    /// Documents longer than 8 KiB use the fixed depth stack (no heap temporary): it holds
+    /// exactly Go's limit, at every depth up to it.
+    @Test func fixedDepthStackHoldsGosLimit() {
+        #expect(JSONScanner.maxDepthStackWords == (JSON.defaultMaxDepth + 63) / 64)
+        #expect(JSONScanner.maxDepthStackWords > JSONScanner.promotedStackWords)
+        let pad = [UInt8](repeating: 0x20, count: 9_000)  // whitespace after the value: a long document
+        for depth in [1, 63, 64, 65, 8_191, 8_192, 8_193, 10_000] {
+            let doc = [UInt8](repeating: UInt8(ascii: "["), count: depth) + [UInt8](repeating: UInt8(ascii: "]"), count: depth) + pad
+            #expect(JSON.isValid(doc), "depth \(depth)")
+        }
+        let tooDeep = [UInt8](repeating: UInt8(ascii: "["), count: 10_001) + [UInt8](repeating: UInt8(ascii: "]"), count: 10_001)
+        #expect(!JSON.isValid(tooDeep))
+        let mixed = Array(String(repeating: "{\"a\":[", count: 4_000).utf8) + [0x31]
+            + Array(String(repeating: "]}", count: 4_000).utf8) + pad
+        #expect(JSON.isValid(mixed))
+    }
+
     @Test func hundredThousandOpenBracketsIsInvalidWithoutCrashing() {
         #expect(!JSON.isValid([UInt8](repeating: UInt8(ascii: "["), count: 100_000)))
         #expect(!JSON.isValid([UInt8](repeating: UInt8(ascii: "{"), count: 100_000)))

@@ -67,6 +67,12 @@ package struct JSONScanner {
         }
     }
 
+    /// Depth-stack words the stdlib always keeps on the machine stack (1 KiB).
+    package static let promotedStackWords = 128
+    /// The fixed depth stack: one bit for each of Go's 10,000 levels (`JSON.defaultMaxDepth`).
+    package typealias DepthStack = InlineArray<157, UInt64>
+    package static let maxDepthStackWords = DepthStack.count
+
     @inline(__always) package var atEnd: Bool { index >= count }
 
     /// The byte at the cursor, or 0 at the end (0 is never valid where a token is expected,
@@ -92,8 +98,16 @@ package struct JSONScanner {
             guard maxDepth > 0 else { return false }
             // One bit per open container (1 = object). Each level costs at least one byte of
             // input, so the stack never needs more bits than bytes remain: small messages get a
-            // few words; the default 10,000 levels at most 1,256 bytes (stdlib stack-promotes).
+            // few words, on the machine stack. The stdlib puts a temporary allocation above
+            // 1 KiB on the heap unless it can prove the stack has room, so a message long enough
+            // for more levels gets a fixed array that holds Go's 10,000 (zeroed: 1,256 bytes).
             let words = (min(maxDepth, count - index) + 63) / 64
+            if words > Self.promotedStackWords && words <= Self.maxDepthStackWords {
+                var stack = DepthStack(repeating: 0)
+                return withUnsafeMutableBytes(of: &stack) { raw in
+                    skipContainer(maxDepth: maxDepth, stack: raw.baseAddress!.assumingMemoryBound(to: UInt64.self))
+                }
+            }
             return withUnsafeTemporaryAllocation(of: UInt64.self, capacity: words) { stack in
                 skipContainer(maxDepth: maxDepth, stack: stack.baseAddress!)
             }
