@@ -180,8 +180,8 @@ import Testing
         #expect(server.accepted == 2)
     }
 
-    @Test func timersRouteWhateverDelegateIsInstalledAfterTheClient() throws {
-        // The push service may build its client before the relay service takes the delegate.
+    @Test func timersReachTheClientWhateverOwnerRegistersAfterIt() throws {
+        // The push service may build its client before the relay service registers its timers.
         let server = try HTTPSTestServer(reactor: reactor) { _, _, _ in .hang }
         let c = try client(deadlineMs: 300)
         let relay = RelayService(config: RelayConfig(), context: IOContext(reactor: reactor))

@@ -37,8 +37,11 @@ protocol ACMEChallengeResponder: AnyObject {
 /// Go's autocert), order (§7.4), authorization and challenge (§7.5), finalize with a CSR, polling
 /// with Retry-After honoured (§7.4, RFC 9110 §10.2.3), certificate download (§7.4.2, PEM chain).
 /// Every request is a JWS (§6.2) signed ES256; POST-as-GET (§6.3) for reads.
-final class ACMEClient {
-    static let pollKind: UInt8 = 243
+final class ACMEClient: TimerOwner {
+    enum TimerKind: UInt8 {
+        /// A Retry-After wait ended (key: the waiting continuation).
+        case poll
+    }
 
     let reactor: Reactor
     let http: HTTPSSending
@@ -51,20 +54,17 @@ final class ACMEClient {
     private var nonce: String?
     private var waiting: [UInt64: () -> Void] = [:]
     private var nextWaitKey: UInt64 = 1
+    private lazy var timers = reactor.registerTimers(for: self)
 
     init(reactor: Reactor, http: HTTPSSending, directoryURL: HTTPSURL, accountKey: ACMEKey) {
         self.reactor = reactor
         self.http = http
         self.directoryURL = directoryURL
         self.accountKey = accountKey
-        let previous = reactor.timerDelegate
-        reactor.timerDelegate = { [weak self] entry, now in
-            if entry.kind == ACMEClient.pollKind, let self {
-                self.waiting.removeValue(forKey: entry.key)?()
-            } else {
-                previous?(entry, now)
-            }
-        }
+    }
+
+    func timerFired(_ kind: TimerKind, key: UInt64, now: Int64) {
+        waiting.removeValue(forKey: key)?()
     }
 
     typealias Done<T> = (Result<T, ACMEFailure>) -> Void
@@ -246,7 +246,7 @@ final class ACMEClient {
         let key = nextWaitKey
         nextWaitKey += 1
         waiting[key] = body
-        reactor.scheduleDelegate(key: key, at: reactor.now + ms, kind: ACMEClient.pollKind)
+        timers.schedule(.poll, at: reactor.now + ms, key: key)
     }
 
     private func freshNonce(_ done: @escaping Done<String>) {

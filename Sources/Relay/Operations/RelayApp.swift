@@ -188,6 +188,7 @@ public enum RelayApp {
         activation.closeUnused()
 
         var exitCode: Int32 = 0
+        let drainDeadline = DrainDeadline(reactor: reactor) { relay.liveConnectionCount }
         let signalHandler = SignalHandler(channel: signals) { signo in
             switch signo {
             case SIGHUP:
@@ -209,30 +210,16 @@ public enum RelayApp {
                 for l in listeners { l.close() }
                 relay.recountDescriptors()
                 relay.beginDrain()
-                reactor.scheduleDelegate(key: 0, at: reactor.now + config.drainDeadlineMs, kind: 250)
+                drainDeadline.arm(afterMs: config.drainDeadlineMs)
             }
         }
         relay.onDrained = { reactor.stop() }
-        let previousDelegate = reactor.timerDelegate
-        reactor.timerDelegate = { entry, now in
-            if entry.kind == TLSHolder.rotationTimerKind {
-                tls?.rotateTicketKeys()
-                reactor.scheduleDelegate(key: 0, at: now + TLSContext.ticketKeyRotationMs, kind: TLSHolder.rotationTimerKind)
-            } else if entry.kind == 250 {
-                Log.warn("drain_deadline_passed", ["count": String(relay.liveConnectionCount)])
-                reactor.stop()
-            } else {
-                previousDelegate?(entry, now)
-            }
-        }
         do { _ = try reactor.register(fd: signals.fd, events: Reactor.readable, handler: signalHandler) } catch {
             writeStderr("pyrycode-relay: signalfd: \(error)\n")
             return 1
         }
 
-        if tls != nil {
-            reactor.scheduleDelegate(key: 0, at: reactor.now + TLSContext.ticketKeyRotationMs, kind: TLSHolder.rotationTimerKind)
-        }
+        tls?.startTicketRotation(on: reactor)
 
         // 7. Ready. From here on a log line never blocks the loop: it waits in a bounded buffer
         // when stderr is slow (docs/operations.md, "Log volume"). Lines before this point were
@@ -263,9 +250,13 @@ public enum RelayApp {
 }
 
 /// The TLS listener's current context; SIGHUP swaps it (docs/operations.md § Certificate renewal).
-final class TLSHolder {
-    static let rotationTimerKind: UInt8 = 251
+final class TLSHolder: TimerOwner {
+    enum TimerKind: UInt8 {
+        /// Every `TLSContext.ticketKeyRotationMs`.
+        case ticketRotation
+    }
     private(set) var current: TLSContext
+    private var timers: TimerHandle<TimerKind>?
 
     init(_ context: TLSContext) { current = context }
 
@@ -283,10 +274,40 @@ final class TLSHolder {
         }
     }
 
-    func rotateTicketKeys() {
+    func startTicketRotation(on reactor: Reactor) {
+        let handle = reactor.registerTimers(for: self)
+        timers = handle
+        handle.schedule(.ticketRotation, at: reactor.now + TLSContext.ticketKeyRotationMs)
+    }
+
+    func timerFired(_ kind: TimerKind, key: UInt64, now: Int64) {
         do { try current.rotateTicketKeys() } catch {
             Log.error("tls_ticket_rotation_failed", ["err": error.description])
         }
+        timers?.schedule(.ticketRotation, at: now + TLSContext.ticketKeyRotationMs)
+    }
+}
+
+/// The bound on a graceful drain (docs/operations.md): when it passes, the loop stops with
+/// connections still open.
+final class DrainDeadline: TimerOwner {
+    enum TimerKind: UInt8 {
+        case passed
+    }
+    private let reactor: Reactor
+    private let liveConnections: () -> Int
+    private lazy var timers = reactor.registerTimers(for: self)
+
+    init(reactor: Reactor, liveConnections: @escaping () -> Int) {
+        self.reactor = reactor
+        self.liveConnections = liveConnections
+    }
+
+    func arm(afterMs: Int64) { timers.schedule(.passed, at: reactor.now + afterMs) }
+
+    func timerFired(_ kind: TimerKind, key: UInt64, now: Int64) {
+        Log.warn("drain_deadline_passed", ["count": String(liveConnections())])
+        reactor.stop()
     }
 }
 

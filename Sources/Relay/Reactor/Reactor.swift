@@ -47,8 +47,10 @@ public final class Reactor {
     private var dirtyCount = 0  // live prefix of `dirty`; the array is reused, never shrunk
     private var dueTimers: [TimerEntry] = []
     private var running = false
-    /// Called for timers whose key is not a registration (registry timers, process-wide ticks).
-    public var timerDelegate: ((TimerEntry, Int64) -> Void)?
+    /// Registered timer owners by id − 1 (id 0 is the fd handlers'): a dispatcher that holds its
+    /// owner weakly, so entries of an owner that is gone fire into nothing. Owners are few and
+    /// made at boot; ids are not reused.
+    private var timerOwners: [(_ key: UInt64, _ kind: UInt8, _ now: Int64) -> Void] = []
     /// Called once per loop iteration after events and timers (e.g. systemd watchdog).
     public var tickHook: (() -> Void)?
     /// Counts loop iterations; per-iteration budgets (TLS handshakes) reset when it changes.
@@ -57,9 +59,6 @@ public final class Reactor {
     public private(set) var loopLatency = LoopLatency()
     /// Cached monotonic time of the current iteration.
     public private(set) var now: Int64 = monotonicMs()
-
-    /// Timer kinds at or above this value are routed to `timerDelegate`.
-    public static let delegateKindBase: UInt8 = 128
 
     public init() throws(Errno) {
         let fd = try syscallChecked("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
@@ -130,10 +129,13 @@ public final class Reactor {
         timers.schedule(at: deadline, key: token.raw, kind: kind)
     }
 
-    /// Schedules a delegate timer (kind ≥ `delegateKindBase`).
-    public func scheduleDelegate(key: UInt64, at deadline: Int64, kind: UInt8) {
-        precondition(kind >= Reactor.delegateKindBase)
-        timers.schedule(at: deadline, key: key, kind: kind)
+    /// Registers a timer owner; its entries come back to it alone, as its own `TimerKind`.
+    public func registerTimers<Owner: TimerOwner>(for owner: Owner) -> TimerHandle<Owner.TimerKind> {
+        timerOwners.append { [weak owner] key, raw, now in
+            guard let owner, let kind = Owner.TimerKind(rawValue: raw) else { return }
+            owner.timerFired(kind, key: key, now: now)
+        }
+        return TimerHandle(reactor: self, owner: UInt32(timerOwners.count))
     }
 
     /// Asks for `flushTick()` on the handler registered under `token` at the end of this
@@ -191,8 +193,8 @@ public final class Reactor {
         timers.popDue(now: now, into: &dueTimers)
         guard !dueTimers.isEmpty else { return }
         for e in dueTimers {
-            if e.kind >= Reactor.delegateKindBase {
-                timerDelegate?(e, now)
+            if e.owner != 0 {
+                timerOwners[Int(e.owner) - 1](e.key, e.kind, now)
             } else if let h = handler(for: Token(raw: e.key)) {
                 h.timerFired(kind: e.kind, now: now)
             }

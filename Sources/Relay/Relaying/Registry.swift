@@ -87,7 +87,7 @@ public final class Registry {
         }
         if !slot.live {
             // 1. Slot in grace: reclaim.
-            var actions: [RegistryAction] = [.cancelTimer(.grace(serverID: serverID, token: slot.graceToken))]
+            var actions: [RegistryAction] = []
             install(binary, in: slot, kind: .reclaim, &actions)
             return actions
         }
@@ -122,9 +122,9 @@ public final class Registry {
     public func binaryDisconnected(_ binary: ConnHandle, now: Int64) -> [RegistryAction] {
         guard let state = binaries.removeValue(forKey: binary) else { return [] }
         switch state {
-        case .pending(let slot, let token, _):
+        case .pending(let slot, _, _):
             slot.pending.removeAll { $0 == binary }
-            return [.cancelTimer(.probe(newcomer: binary, token: token))]
+            return []
         case .holder(let slot):
             liveBinaries -= 1
             slot.live = false
@@ -134,7 +134,7 @@ public final class Registry {
                 // first newcomer takes over at once (Go: its ping fails, TakeoverServer succeeds)
                 // and the others find the slot changed hands (4409).
                 let winner = slot.pending.removeFirst()
-                takeOver(by: winner, in: slot, probeStillArmed: true, &actions)
+                takeOver(by: winner, in: slot, &actions)
                 return actions
             }
             slot.graceToken = nextToken()
@@ -265,10 +265,9 @@ public final class Registry {
     }
 
     private func refuse(
-        _ newcomer: ConnHandle, slot: Slot, probeStillArmed: Bool = true, _ actions: inout [RegistryAction]
+        _ newcomer: ConnHandle, slot: Slot, _ actions: inout [RegistryAction]
     ) {
-        guard case .pending(_, let token, _)? = binaries.removeValue(forKey: newcomer) else { return }
-        if probeStillArmed { actions.append(.cancelTimer(.probe(newcomer: newcomer, token: token))) }
+        guard case .pending? = binaries.removeValue(forKey: newcomer) else { return }
         actions.append(.closeConn(newcomer, code: .alreadyClaimed, reason: RegistryReason.alreadyClaimed))
         actions.append(.claimRefused(newcomer, serverID: slot.serverID))
     }
@@ -276,18 +275,15 @@ public final class Registry {
     /// `winner` (already removed from `slot.pending`) takes the slot from its incumbent, with
     /// reclaim semantics; the other newcomers find it changed hands and get 4409.
     private func takeOver(
-        by winner: ConnHandle, in slot: Slot, probeStillArmed: Bool, _ actions: inout [RegistryAction]
+        by winner: ConnHandle, in slot: Slot, _ actions: inout [RegistryAction]
     ) {
-        guard case .pending(_, let token, _)? = binaries[winner] else { return }
-        if probeStillArmed { actions.append(.cancelTimer(.probe(newcomer: winner, token: token))) }
+        guard case .pending? = binaries[winner] else { return }
         let incumbent = slot.holder
         if slot.live {
             // Still connected but silent: close it the way its heartbeat would have.
             binaries[incumbent] = nil
             liveBinaries -= 1
             actions.append(.closeConn(incumbent, code: .internalError, reason: RegistryReason.heartbeatTimeout))
-        } else if slot.graceToken != 0 {
-            actions.append(.cancelTimer(.grace(serverID: slot.serverID, token: slot.graceToken)))
         }
         refuseAllPending(in: slot, &actions)
         binaries[winner] = nil
@@ -307,9 +303,9 @@ public final class Registry {
             install(newcomer, in: fresh, kind: .fresh, &actions)
         } else if slot.holder != incumbent {
             // The slot changed hands during the wait: the newcomer gets 4409.
-            refuse(newcomer, slot: slot, probeStillArmed: false, &actions)
+            refuse(newcomer, slot: slot, &actions)
         } else {
-            takeOver(by: newcomer, in: slot, probeStillArmed: false, &actions)
+            takeOver(by: newcomer, in: slot, &actions)
         }
         return actions
     }

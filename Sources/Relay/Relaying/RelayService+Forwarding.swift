@@ -241,10 +241,7 @@ extension RelayService {
                 let key = nextTimerKey
                 nextTimerKey += 1
                 registryTimers[key] = t
-                context.reactor.scheduleDelegate(key: key, at: at, kind: RelayService.registryTimerKind)
-            case .cancelTimer(let t):
-                // Lazy: a cancelled timer is dropped from the map so it fires into nothing.
-                if let k = registryTimers.first(where: { $0.value == t })?.key { registryTimers[k] = nil }
+                timers.schedule(.registry, at: at, key: key)
             case .sendCloseNotice(let b, let connID, let code):
                 let notice = Envelope.closeNotice(connID: connID, code: code)
                 notice.withUnsafeBytes { connections[b]?.sendFrame(opcode: .text, payload: $0) }

@@ -3,7 +3,7 @@ import CEpoll
 /// The relay: one `ConnectionDelegate` for every public connection. It routes requests
 /// (docs/protocol.md §2), admits upgrades (§6, §10), drives the registry (§8) and forwards (§9).
 /// Everything runs on the reactor thread.
-public final class RelayService: ConnectionDelegate {
+public final class RelayService: ConnectionDelegate, TimerOwner {
     public let config: RelayConfig
     public let context: IOContext
     public let metrics = Metrics()
@@ -14,6 +14,8 @@ public final class RelayService: ConnectionDelegate {
     var liveWebSockets = 0
     var halfOpen: HalfOpenTable<Connection>
     var nextHandle: UInt64 = 1
+    /// Armed registry deadlines by timer key, until they fire (the registry ignores a stale one):
+    /// at most one per disconnect or claim within the last grace / probe window.
     var registryTimers: [UInt64: RegistryTimer] = [:]
     var nextTimerKey: UInt64 = 1
     let startedMs: Int64
@@ -22,18 +24,25 @@ public final class RelayService: ConnectionDelegate {
     public var onDrained: (() -> Void)?
     var random = SystemRandom()
 
-    static let registryTimerKind: UInt8 = 200
-    static let housekeepingKind: UInt8 = 201
+    /// The service's own timers (`Reactor.registerTimers(for:)`).
+    public enum TimerKind: UInt8 {
+        /// A registry deadline (grace, claim probe); the key names it in `registryTimers`.
+        case registry
+        /// Every `housekeepingMs`: sweeps and `malloc_trim`.
+        case housekeeping
+        /// `malloc_trim` once accepts and large releases went quiet.
+        case trim
+        /// The end of a log-suppression interval (RelayService+LogBudget).
+        case logInterval
+    }
     static let housekeepingMs: Int64 = 60_000
-    static let trimKind: UInt8 = 202
     /// Quiet time after the last accept before freed heap pages are returned to the kernel.
     static let trimQuietMs: Int64 = 500
     var lastAcceptMs: Int64 = 0
     /// When freed buffers last passed `Limits.trimAfterReleasedBytes` (RelayService+BufferBudget).
     var lastReleaseMs: Int64 = 0
     var trimArmed = false
-    /// The reactor's timer delegate before ours: it gets the kinds we do not own.
-    private var previousTimerDelegate: ((TimerEntry, Int64) -> Void)?
+    lazy var timers = context.reactor.registerTimers(for: self)
     /// Repeatable log events (RelayService+LogBudget.swift).
     var logBudget = LogSuppressor<RepeatedLogEvent>(perScopeBurst: Limits.logBurstPerConnection,
                                                     globalBurst: Limits.logBurstGlobal)
@@ -47,10 +56,7 @@ public final class RelayService: ConnectionDelegate {
                                  maxPhonesPerServer: config.phonesPerServer)
         self.startedMs = context.reactor.now
         self.halfOpen = HalfOpenTable(limit: config.maxHalfOpen, perKeyLimit: config.maxHalfOpenPerIP)
-        // Kinds that are not ours go to the delegate installed before (e.g. HTTPSClient's).
-        previousTimerDelegate = context.reactor.timerDelegate
-        context.reactor.timerDelegate = { [unowned self] entry, now in self.delegateTimer(entry, now: now) }
-        context.reactor.scheduleDelegate(key: 0, at: startedMs + RelayService.housekeepingMs, kind: RelayService.housekeepingKind)
+        timers.schedule(.housekeeping, at: startedMs + RelayService.housekeepingMs)
         scheduleLogInterval(from: startedMs)
         // Large message buffers come and go with every big message: keep glibc from returning
         // the heap top (brk) or mapping fresh pages (mmap) for each one; freed memory goes back to
@@ -132,7 +138,7 @@ public final class RelayService: ConnectionDelegate {
     func armTrim(at deadline: Int64) {
         if !trimArmed {
             trimArmed = true
-            context.reactor.scheduleDelegate(key: 0, at: deadline, kind: RelayService.trimKind)
+            timers.schedule(.trim, at: deadline)
         }
     }
 
@@ -258,31 +264,29 @@ public final class RelayService: ConnectionDelegate {
 
     // MARK: timers
 
-    func delegateTimer(_ entry: TimerEntry, now: Int64) {
-        switch entry.kind {
-        case RelayService.registryTimerKind:
-            guard let t = registryTimers.removeValue(forKey: entry.key) else { return }
+    public func timerFired(_ kind: TimerKind, key: UInt64, now: Int64) {
+        switch kind {
+        case .registry:
+            guard let t = registryTimers.removeValue(forKey: key) else { return }
             perform(registry.timerFired(t, now: now))
-        case RelayService.logIntervalKind:
+        case .logInterval:
             endLogInterval(now: now)
-        case RelayService.trimKind:
+        case .trim:
             let quietAt = max(lastAcceptMs, lastReleaseMs) + RelayService.trimQuietMs
             if now < quietAt {
-                context.reactor.scheduleDelegate(key: 0, at: quietAt, kind: RelayService.trimKind)
+                timers.schedule(.trim, at: quietAt)
             } else {
                 trimArmed = false
                 context.releasedBytes = 0
                 _ = malloc_trim(0)
             }
-        case RelayService.housekeepingKind:
+        case .housekeeping:
             rateLimiter.sweep(now: now)
             push?.sweep(now: now)
             context.pool.trim()
             context.releasedBytes = 0
             _ = malloc_trim(0)
-            context.reactor.scheduleDelegate(key: 0, at: now + RelayService.housekeepingMs, kind: RelayService.housekeepingKind)
-        default:
-            previousTimerDelegate?(entry, now)
+            timers.schedule(.housekeeping, at: now + RelayService.housekeepingMs)
         }
     }
 

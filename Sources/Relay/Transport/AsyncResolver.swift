@@ -13,11 +13,14 @@ import CEpoll
 /// socket (the kernel drops datagrams from anyone but that server), and the question echoed back.
 /// Limits: names are absolute (no `search` list: the callers dial fully qualified names),
 /// a truncated answer gives the records that fit (no TCP retry).
-final class AsyncResolver {
-    /// The reactor delegate timer kind of the retry/deadline tick (HTTPSClient routes it here).
-    static let timerKind: UInt8 = 231
+final class AsyncResolver: TimerOwner {
+    enum TimerKind: UInt8 {
+        /// Ask the next nameserver, or end the lookup at its deadline (key: lookup id).
+        case tick
+    }
 
     private let reactor: Reactor
+    private lazy var timers = reactor.registerTimers(for: self)
     private let configuration: () -> ResolverConfiguration
     private var lookups: [UInt64: Lookup] = [:]
     /// Silence after which the next nameserver is asked (tests shorten it).
@@ -62,9 +65,7 @@ final class AsyncResolver {
         for id in Array(lookups.keys) { cancel(id) }
     }
 
-    func owns(key: UInt64) -> Bool { lookups[key] != nil }
-
-    func timerFired(key: UInt64, now: Int64) {
+    func timerFired(_ kind: TimerKind, key: UInt64, now: Int64) {
         guard let lookup = lookups[key] else { return }  // finished meanwhile: a stale tick
         if now >= lookup.deadline {
             finish(lookup)
@@ -90,7 +91,7 @@ final class AsyncResolver {
             if delivered { break }
         }
         lookup.nextAskAt = monotonicMs() + retryMs
-        reactor.scheduleDelegate(key: lookup.id, at: min(lookup.nextAskAt, lookup.deadline), kind: AsyncResolver.timerKind)
+        timers.schedule(.tick, at: min(lookup.nextAskAt, lookup.deadline), key: lookup.id)
     }
 
     /// A datagram from one of the lookup's servers.
