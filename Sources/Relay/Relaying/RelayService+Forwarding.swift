@@ -9,8 +9,8 @@ extension RelayService {
         case .binary:
             peer.connID = ConnectionID.make(role: .binary, serverID: peer.serverID, random: random.next32())
             // docs/protocol.md §7.5: the binary's queue pauses its phones above high water.
-            c.highWaterMark = Limits.binaryHighWater
-            c.lowWaterMark = Limits.binaryLowWater
+            c.backpressure.highWater = Limits.binaryHighWater
+            c.backpressure.lowWater = Limits.binaryLowWater
             // Nothing from a binary is forwarded until it holds the slot (the claim may wait on a probe).
             c.pauseReading()
             perform(registry.claimBinary(peer.handle, serverID: peer.serverID, now: now))

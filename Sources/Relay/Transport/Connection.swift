@@ -32,89 +32,87 @@ public final class Connection: EventHandler {
     /// after a blocked `SSL_write`.
     static let tlsMaxRecordPlaintext = 16 * 1024
 
+    // Stored properties, widest first so the small ones pack together: an idle WebSocket
+    // connection is this object, its parser and nothing else (docs/benchmarks.md, M1).
     public let context: IOContext
-    /// The client address: the TCP peer, or the PROXY v2 source once the header is read (docs/protocol.md §3.3).
-    public internal(set) var remote: SocketAddress
+    /// One object shared by every connection of the application.
     public let settings: ConnectionSettings
     public unowned(unsafe) var delegate: ConnectionDelegate
-    public internal(set) var state: State = .http
-    public internal(set) var fd: Int32
     var token = Token(raw: 0)
-    var interest: UInt32 = 0
-
-    var tlsContext: TLSContext?
     /// Present on TLS-listener connections; every read and write goes through it.
     var tls: TLSSession?
-    internal(set) var preamble: Preamble = .none
-    let expectsProxyHeader: Bool
-    /// SSL_read needs the socket writable (TLS 1.3 KeyUpdate) / SSL_write needs it readable.
-    var tlsReadWantsWrite = false
-    var tlsWriteWantsRead = false
-    /// Plaintext sat inside OpenSSL while reading was paused: read it at the end of the tick.
-    var readKick = false
-
-    var input = ByteBuffer()
-    var output = ByteBuffer()
+    /// Request-head parser and HTTP-phase deadlines, boxed so they exist only before the upgrade
+    /// (an idle WebSocket connection would otherwise carry them for its lifetime).
+    var http: HTTPPhase?
+    /// Application state attached to this connection (the relay's phone or binary record).
+    public var userInfo: AnyObject?
     /// Input plus message-assembly capacity, as last charged to `context.heldBytes`.
     internal(set) var heldBytes = 0
     /// Stream offset (in `bytesOut` terms) of a frame start at or after the write position, so
     /// a backlog can be cut on a frame boundary (`closeDroppingBacklog`).
     var frameBoundary = 0
-    /// Request-head parser state, boxed so it exists only before the upgrade (224 bytes that an
-    /// idle WebSocket connection would otherwise carry for its lifetime).
-    final class HTTPPhase {
-        var parser: HTTPRequestParser
-        init(maxHeaderBytes: Int) { parser = HTTPRequestParser(maxHeaderBytes: maxHeaderBytes) }
-    }
-    var http: HTTPPhase?
+    /// Bytes handed to the kernel (or to OpenSSL).
+    public internal(set) var bytesOut = 0
+    var input = ByteBuffer()
+    var output = ByteBuffer()
+    var deadlines = ConnectionDeadlines()
+    /// Output water marks (the relay sets them per role) and read pausing.
+    public internal(set) var backpressure = Backpressure()
+    /// The client: the TCP peer, or the PROXY v2 source once the header is read (docs/protocol.md §3.3).
+    public internal(set) var remote: IPEndpoint
     var wsParser: WebSocketParser
+    public internal(set) var fd: Int32
+    var interest: UInt32 = 0
+    public internal(set) var state: State = .http
+    internal(set) var preamble: Preamble = .none
     /// The deflate window for what we send when permessage-deflate was negotiated (RFC 7692),
     /// 0 without it: the send path's one test.
     var deflateWindowBits: UInt8 = 0
-
-    // Deadlines (monotonic ms; 0 = not armed). A timer entry acts only if its deadline still holds.
-    var httpDeadline: Int64 = 0
-    var pongDeadline: Int64 = 0
-    var assemblyDeadline: Int64 = 0
-    var httpTimerAt: Int64 = 0  // earliest pending httpDeadline heap entry (0: none)
-    var closeDeadline: Int64 = 0
-    var lingerDeadline: Int64 = 0
-    var proxyDeadline: Int64 = 0
-    var lastWriteProgress: Int64 = 0
-    var writeStallArmed = false
+    var tlsWants = TLSWants()
+    /// Plaintext sat inside OpenSSL while reading was paused: read it at the end of the tick.
+    var readKick = false
     var dirtyMarked = false
-    var readingPaused = false
-
+    /// A `.writeStall` heap entry is pending (one at a time).
+    var writeStallTimerPending = false
     public internal(set) var pingOutstanding = false
-    public internal(set) var peerCloseCode: CloseCode?
-    public internal(set) var localCloseCode: CloseCode?
-    public internal(set) var wasUpgraded = false
+    public internal(set) var closeHandshake = CloseHandshake.none
+
+    /// Request-head parser state and what only the HTTP phase needs.
+    final class HTTPPhase {
+        var parser: HTTPRequestParser
+        /// The TLS listener's context, until `start` makes the session.
+        var tlsContext: TLSContext?
+        let expectsProxyHeader: Bool
+        /// Header timeout / keep-alive idle deadline.
+        var deadline = Deadline.unarmed
+        /// The earliest `.httpDeadline` heap entry still pending.
+        var timerAt = Deadline.unarmed
+        /// docs/protocol.md §3.3: the PROXY header's own bound.
+        var proxyDeadline = Deadline.unarmed
+        init(maxHeaderBytes: Int, tlsContext: TLSContext?, expectsProxyHeader: Bool) {
+            parser = HTTPRequestParser(maxHeaderBytes: maxHeaderBytes)
+            self.tlsContext = tlsContext
+            self.expectsProxyHeader = expectsProxyHeader
+        }
+    }
+
+    public var peerCloseCode: CloseCode? { closeHandshake.peerCode }
+    public var localCloseCode: CloseCode? { closeHandshake.localCode }
     /// The peer sent its close frame before we sent ours.
-    public internal(set) var closeInitiatedByPeer = false
-
-    /// Output queue water marks (docs/protocol.md §7.5); `connectionDidDrain` fires when crossing low after high.
-    public var highWaterMark = Int.max
-    public var lowWaterMark = 0
-    public internal(set) var aboveHighWater = false
-
-    /// Application state attached to this connection (the relay's phone or binary record).
-    public var userInfo: AnyObject?
-    /// Bytes read and written, for metrics.
-    public internal(set) var bytesIn = 0
-    public internal(set) var bytesOut = 0
+    public var closeInitiatedByPeer: Bool { closeHandshake.initiatedByPeer }
+    public var wasUpgraded: Bool { http == nil }
+    public var aboveHighWater: Bool { backpressure.aboveHighWater }
 
     /// `tls`: terminate TLS with this context (docs/operations.md); `proxyHeader`: require a PROXY v2
     /// header first (docs/protocol.md §3.3, `--https-proxy-protocol`).
     public init(fd: Int32, remote: SocketAddress, context: IOContext, settings: ConnectionSettings,
                 delegate: ConnectionDelegate, tls: TLSContext? = nil, proxyHeader: Bool = false) {
         self.fd = fd
-        self.tlsContext = tls
-        self.expectsProxyHeader = proxyHeader
-        self.remote = remote
+        self.remote = IPEndpoint(remote)
         self.context = context
         self.settings = settings
         self.delegate = delegate
-        self.http = HTTPPhase(maxHeaderBytes: settings.maxHeaderBytes)
+        self.http = HTTPPhase(maxHeaderBytes: settings.maxHeaderBytes, tlsContext: tls, expectsProxyHeader: proxyHeader)
         self.wsParser = WebSocketParser(maxMessageBytes: settings.maxMessageBytes)
         context.connectionDescriptors += 1
     }
@@ -132,21 +130,22 @@ public final class Connection: EventHandler {
 
     /// Registers with the reactor and arms the header timeout (docs/protocol.md §3.2: 5 s from accept).
     public func start() throws(Errno) {
-        if let ctx = tlsContext {
+        guard let http else { return }
+        if let ctx = http.tlsContext {
             guard let session = ctx.makeSession(fd: fd) else { throw Errno(ENOMEM, call: "SSL_new") }
             tls = session
-            tlsContext = nil
+            http.tlsContext = nil
             preamble = .tlsHandshake
         }
-        if expectsProxyHeader { preamble = .proxyHeader }
+        if http.expectsProxyHeader { preamble = .proxyHeader }
         interest = Reactor.readable | EPOLLRDHUP.rawValue
         token = try context.reactor.register(fd: fd, events: interest, handler: self)
         let now = context.reactor.now
         armHTTPDeadline(now + settings.headerTimeoutMs)
-        if expectsProxyHeader {
+        if http.expectsProxyHeader {
             // docs/protocol.md §3.3: the PROXY header has its own 5 s bound (the header timeout may be longer).
-            proxyDeadline = now + Limits.proxyHeaderTimeoutMs
-            schedule(.proxyDeadline, at: proxyDeadline)
+            http.proxyDeadline = Deadline(ms: now + Limits.proxyHeaderTimeoutMs)
+            schedule(.proxyDeadline, at: http.proxyDeadline.ms)
         }
     }
 
@@ -165,18 +164,18 @@ public final class Connection: EventHandler {
             return
         }
         if events & Reactor.writable != 0 {
-            if tlsReadWantsWrite {
-                tlsReadWantsWrite = false
+            if tlsWants.readNeedsWritable {
+                tlsWants.readNeedsWritable = false
                 dispatchRead()
             }
             flush()
         }
         if events & (Reactor.readable | Reactor.hangup) != 0 {
-            if tlsWriteWantsRead {
-                tlsWriteWantsRead = false
+            if tlsWants.writeNeedsReadable {
+                tlsWants.writeNeedsReadable = false
                 flush()
                 // The readable interest was added for the write; a paused reader stays paused.
-                if readingPaused && events & Reactor.hangup == 0 { return }
+                if backpressure.readingPaused && events & Reactor.hangup == 0 { return }
             }
             dispatchRead()
         }
@@ -195,7 +194,7 @@ public final class Connection: EventHandler {
             }
             // Plaintext OpenSSL decrypted but did not return yet is invisible to level-triggered
             // epoll: drain it now (bounded by one TLS record, so this loop ends).
-            guard let tls, tls.pendingPlaintext > 0, !readingPaused else { return }
+            guard let tls, tls.pendingPlaintext > 0, !backpressure.readingPaused else { return }
         }
     }
 
@@ -205,47 +204,47 @@ public final class Connection: EventHandler {
         case .httpDeadline:
             // No response on a header timeout (docs/protocol.md §3.2): the peer is not speaking HTTP at our pace.
             // The deadline runs from accept, so it bounds the TLS handshake too (docs/protocol.md §2.1).
-            httpTimerAt = 0
-            guard state == .http && httpDeadline != 0 else { return }
-            if now >= httpDeadline {
+            guard state == .http, let http else { return }
+            http.timerAt = .unarmed
+            guard http.deadline.isArmed else { return }
+            if http.deadline.hasPassed(now) {
                 if preamble == .tlsHandshake { delegate.connection(self, tlsHandshakeFinished: false) }
                 abort()
             } else {
-                armHTTPDeadline(httpDeadline)
+                armHTTPDeadline(http.deadline.ms)
             }
         case .proxyDeadline:
             // docs/protocol.md §3.3: no complete PROXY header in time → closed with zero bytes.
-            if preamble == .proxyHeader && now >= proxyDeadline { abort() }
+            if preamble == .proxyHeader, let http, http.proxyDeadline.hasPassed(now) { abort() }
         case .heartbeat:
             guard state == .open else { return }
             if !pingOutstanding { sendPing() }
             schedule(.heartbeat, at: now + settings.heartbeatIntervalMs)
         case .pongDeadline:
-            if state == .open && pingOutstanding && pongDeadline != 0 && now >= pongDeadline {
+            if state == .open && pingOutstanding && deadlines.pong.hasPassed(now) {
                 close(code: .internalError, reason: "heartbeat timeout")
             }
         case .assemblyDeadline:
             // docs/protocol.md §4: a message must complete within 30 s of its first frame.
-            if state == .open && assemblyDeadline != 0 && now >= assemblyDeadline {
+            if state == .open && deadlines.assembly.hasPassed(now) {
                 close(code: .policyViolation, reason: "message timeout")
             }
         case .writeStall:
-            writeStallArmed = false
-            guard !output.isEmpty else { return }
-            let due = lastWriteProgress + settings.writeStallTimeoutMs
-            if now >= due {
+            writeStallTimerPending = false
+            guard !output.isEmpty, deadlines.writeStall.isArmed else { return }
+            if deadlines.writeStall.hasPassed(now) {
                 // docs/protocol.md §4: a write that cannot progress for 10 s marks the peer dead. A close frame
                 // would sit behind the same stuck bytes, so the socket is dropped at once.
-                if localCloseCode == nil { localCloseCode = .internalError }
+                if closeHandshake == .none { closeHandshake = .local(.internalError, answer: nil) }
                 abort(reset: true)
             } else {
-                writeStallArmed = true
-                schedule(.writeStall, at: due)
+                writeStallTimerPending = true
+                schedule(.writeStall, at: deadlines.writeStall.ms)
             }
         case .closeDeadline:
-            if state == .closeSent && now >= closeDeadline { abort() }
+            if state == .closeSent && deadlines.closeAnswer.hasPassed(now) { abort() }
         case .lingerDeadline:
-            if (state == .lingering || state == .closing) && lingerDeadline != 0 && now >= lingerDeadline { abort() }
+            if (state == .lingering || state == .closing) && deadlines.linger.hasPassed(now) { abort() }
         }
     }
 
@@ -254,7 +253,7 @@ public final class Connection: EventHandler {
         if readKick {
             readKick = false
             drainBufferedFrames()
-            if !readingPaused && (tls?.pendingPlaintext ?? 0) > 0 { dispatchRead() }
+            if !backpressure.readingPaused && (tls?.pendingPlaintext ?? 0) > 0 { dispatchRead() }
         }
         flush()
     }
@@ -266,7 +265,7 @@ public final class Connection: EventHandler {
         guard let tls else { return try Socket.read(fd, buffer, count) }
         let r = try tls.read(into: buffer, count: count)
         if case .wouldBlock = r, tls.want == .write {
-            tlsReadWantsWrite = true
+            tlsWants.readNeedsWritable = true
             setInterest(interest | Reactor.writable)
         }
         return r
@@ -276,7 +275,7 @@ public final class Connection: EventHandler {
     func ioWrite(_ buffer: UnsafeRawPointer, _ count: Int) throws(Errno) -> IOResult<Int> {
         guard let tls else { return try Socket.write(fd, buffer, count) }
         let r = try tls.write(from: buffer, count: count)
-        if case .wouldBlock = r { tlsWriteWantsRead = tls.want == .read }
+        if case .wouldBlock = r { tlsWants.writeNeedsReadable = tls.want == .read }
         return r
     }
 
