@@ -260,7 +260,7 @@ import Testing
     func closedPort() throws -> UInt16 {
         var any = SocketAddress(ip: "127.0.0.1", port: 1)!
         withUnsafeMutableBytes(of: &any.storage) { $0.storeBytes(of: UInt16(0), toByteOffset: 2, as: UInt16.self) }
-        let fd = try Socket.listen(on: any)
+        var fd = try Socket.listen(on: any)
         defer { fd.close() }
         return Socket.localAddress(fd.raw).port
     }

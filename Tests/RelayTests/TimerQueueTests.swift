@@ -150,7 +150,7 @@ import Testing
         let goneToken = try reactor.register(fd: fds[0], events: Reactor.readable, handler: gone)
         let past = reactor.now - 1
         reactor.schedule(goneToken, at: past, kind: 4)
-        reactor.deregister(fd: fds[0], token: goneToken)
+        try reactor.deregister(fd: fds[0], token: goneToken)
         // The freed slot is reused at once: the old entry names the old generation.
         let successorToken = try reactor.register(fd: fds[0], events: Reactor.readable, handler: successor)
         #expect(successorToken != goneToken)

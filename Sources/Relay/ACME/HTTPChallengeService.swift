@@ -22,11 +22,8 @@ final class HTTPChallengeService: ConnectionDelegate {
         self.health = health
     }
 
-    func accept(fd: Int32, remote: SocketAddress) {
-        guard live.count < Limits.acmeHTTPMaxConnections else {
-            _ = close(fd)
-            return
-        }
+    func accept(fd: consuming FileDescriptor, remote: SocketAddress) {
+        guard live.count < Limits.acmeHTTPMaxConnections else { return }  // `fd` closes as it goes
         let c = Connection(fd: fd, remote: remote, context: context, settings: settings, delegate: self)
         do { try c.start() } catch { return }
         live[ObjectIdentifier(c)] = c

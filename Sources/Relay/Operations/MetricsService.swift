@@ -10,7 +10,7 @@ public final class MetricsService: ConnectionDelegate {
         self.relay = relay
     }
 
-    public func accept(fd: Int32, remote: SocketAddress) {
+    public func accept(fd: consuming FileDescriptor, remote: SocketAddress) {
         let c = Connection(fd: fd, remote: remote, context: context, settings: relay.config.connection, delegate: self)
         do { try c.start() } catch { return }
         live[ObjectIdentifier(c)] = c

@@ -90,15 +90,20 @@ public final class Reactor {
         return token
     }
 
-    public func modify(fd: Int32, token: Token, events: UInt32) {
+    /// Changes the readiness `fd` is watched for. A failure (ENOMEM; ENOENT or EBADF would be a
+    /// bug) leaves the old interest in place: the caller cannot rely on the fd's events any
+    /// more and should close it.
+    public func modify(fd: Int32, token: Token, events: UInt32) throws(Errno) {
         var ev = epoll_event(events: events, data: epoll_data_t(u64: token.raw))
-        _ = epoll_ctl(epollFD.raw, EPOLL_CTL_MOD, fd, &ev)
+        try syscallChecked("epoll_ctl") { epoll_ctl(epollFD.raw, EPOLL_CTL_MOD, fd, &ev) }
     }
 
-    /// Removes the fd from epoll and frees the slot; call before closing the fd.
-    public func deregister(fd: Int32, token: Token) {
-        _ = epoll_ctl(epollFD.raw, EPOLL_CTL_DEL, fd, nil)
+    /// Removes the fd from epoll and frees the slot; call before closing the fd. The slot is
+    /// freed even when epoll_ctl fails (the fd was not in the set): the caller closes the fd
+    /// either way, which also takes it out of the set.
+    public func deregister(fd: Int32, token: Token) throws(Errno) {
         release(token)
+        try syscallChecked("epoll_ctl") { epoll_ctl(epollFD.raw, EPOLL_CTL_DEL, fd, nil) }
     }
 
     private func release(_ token: Token) {

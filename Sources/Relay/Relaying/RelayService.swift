@@ -112,12 +112,9 @@ public final class RelayService: ConnectionDelegate, TimerOwner {
 
     /// Takes a freshly accepted socket. `tls`: the TLS listener's current context (docs/operations.md);
     /// `proxyHeader`: `--https-proxy-protocol` (docs/protocol.md §3.3).
-    public func accept(fd: Int32, remote: SocketAddress, tls: TLSContext? = nil, proxyHeader: Bool = false) {
-        guard !draining else {
-            _ = close(fd)
-            return
-        }
-        Socket.setNoDelay(fd)
+    public func accept(fd: consuming FileDescriptor, remote: SocketAddress, tls: TLSContext? = nil, proxyHeader: Bool = false) {
+        guard !draining else { return }  // `fd` closes as it goes
+        Socket.setNoDelay(fd.raw)
         noteAccept()
         let key = halfOpenKey(remote: remote, proxyHeader: proxyHeader)
         makeHalfOpenRoom(for: key)

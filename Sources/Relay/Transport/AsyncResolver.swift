@@ -186,7 +186,7 @@ private final class Lookup {
 
 /// A connected UDP socket to one nameserver, registered on the reactor for the lookup's answers.
 private final class DNSSocket: EventHandler {
-    private let fd: FileDescriptor
+    private var fd: FileDescriptor
     private var token: Token?
     private weak var resolver: AsyncResolver?
     private let lookup: UInt64
@@ -232,7 +232,7 @@ private final class DNSSocket: EventHandler {
     }
 
     func close(_ reactor: Reactor) {
-        if let token { reactor.deregister(fd: fd.raw, token: token) }
+        if let token { try? reactor.deregister(fd: fd.raw, token: token) }  // closed just below either way
         token = nil
         fd.close()
     }

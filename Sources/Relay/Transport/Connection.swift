@@ -61,7 +61,8 @@ public final class Connection: EventHandler {
     /// The client: the TCP peer, or the PROXY v2 source once the header is read (docs/protocol.md §3.3).
     public internal(set) var remote: IPEndpoint
     var wsParser: WebSocketParser
-    public internal(set) var fd: Int32
+    /// The socket, closed by `abort` (or when the connection goes).
+    private(set) var socket: FileDescriptor
     var interest: UInt32 = 0
     public internal(set) var state: State = .http
     internal(set) var preamble: Preamble = .none
@@ -105,9 +106,9 @@ public final class Connection: EventHandler {
 
     /// `tls`: terminate TLS with this context (docs/operations.md); `proxyHeader`: require a PROXY v2
     /// header first (docs/protocol.md §3.3, `--https-proxy-protocol`).
-    public init(fd: Int32, remote: SocketAddress, context: IOContext, settings: ConnectionSettings,
+    public init(fd: consuming FileDescriptor, remote: SocketAddress, context: IOContext, settings: ConnectionSettings,
                 delegate: ConnectionDelegate, tls: TLSContext? = nil, proxyHeader: Bool = false) {
-        self.fd = fd
+        self.socket = fd
         self.remote = IPEndpoint(remote)
         self.context = context
         self.settings = settings
@@ -122,10 +123,7 @@ public final class Connection: EventHandler {
         context.heldBytes -= heldBytes
         context.queuedBytes -= output.count
         output.release(to: context.pool)
-        if fd >= 0 {
-            _ = CEpoll.close(fd)
-            context.connectionDescriptors -= 1
-        }
+        if socket.isOpen { context.connectionDescriptors -= 1 }  // `socket` closes itself
     }
 
     /// Registers with the reactor and arms the header timeout (docs/protocol.md §3.2: 5 s from accept).
@@ -148,6 +146,8 @@ public final class Connection: EventHandler {
             schedule(.proxyDeadline, at: http.proxyDeadline.ms)
         }
     }
+
+    public var fd: Int32 { socket.raw }
 
     /// The negotiated ALPN protocol ("" without TLS or ALPN).
     public var tlsALPN: String { tls?.alpn ?? "" }
@@ -282,7 +282,8 @@ public final class Connection: EventHandler {
     func setInterest(_ events: UInt32) {
         guard state != .closed, events != interest else { return }
         interest = events
-        context.reactor.modify(fd: fd, token: token, events: events)
+        // An fd epoll no longer watches as we ask would hang or spin: drop it.
+        do { try context.reactor.modify(fd: fd, token: token, events: events) } catch { abort() }
     }
 
     // MARK: teardown
@@ -295,15 +296,14 @@ public final class Connection: EventHandler {
     public func abort(reset: Bool = false) {
         guard state != .closed else { return }
         state = .closed
-        context.reactor.deregister(fd: fd, token: token)
+        try? context.reactor.deregister(fd: fd, token: token)  // closed just below either way
         if reset {
             Socket.setAbortiveClose(fd)
         } else {
             tls?.shutdown()
         }
         tls = nil  // SSL_free before the fd goes (the BIO does not own the fd)
-        _ = CEpoll.close(fd)
-        fd = -1
+        socket.close()
         context.connectionDescriptors -= 1
         releaseInput()
         context.queuedBytes -= output.count

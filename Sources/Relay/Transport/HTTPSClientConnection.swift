@@ -8,7 +8,7 @@ final class HTTPSClientConnection: EventHandler {
 
     let id: UInt64
     let origin: String
-    private let fd: FileDescriptor
+    private var fd: FileDescriptor
     private var token: Token?
     private let url: HTTPSURL
     private weak var client: HTTPSClient?
@@ -199,13 +199,16 @@ final class HTTPSClientConnection: EventHandler {
 
     private func interest(_ events: UInt32) {
         guard let token else { return }
-        reactor.modify(fd: fd.raw, token: token, events: events)
+        do { try reactor.modify(fd: fd.raw, token: token, events: events) } catch {
+            // Its events would no longer come as asked: the call fails now rather than at its deadline.
+            if state == .idle { client?.idleConnectionEnded(self) } else { client?.failed(self, .closed, beforeResponse: false) }
+        }
     }
 
     func close() {
         guard state != .closed else { return }
         state = .closed
-        if let token { reactor.deregister(fd: fd.raw, token: token) }
+        if let token { try? reactor.deregister(fd: fd.raw, token: token) }  // closed just below either way
         token = nil
         session?.shutdown()
         session = nil

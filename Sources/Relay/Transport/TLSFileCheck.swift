@@ -69,13 +69,12 @@ enum TLSFileCheck {
     }
 
     static func contents(of path: String) -> Content {
-        let fd = pyry_open(path, O_RDONLY | O_CLOEXEC, 0)
-        guard fd >= 0 else { return .unreadable(String(cString: strerror(pyry_errno()))) }
-        defer { _ = close(fd) }
+        let file = FileDescriptor(pyry_open(path, O_RDONLY | O_CLOEXEC, 0))
+        guard file.isOpen else { return .unreadable(String(cString: strerror(pyry_errno()))) }
         var bytes: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 16_384)
         while bytes.count < maxBytes {
-            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, min($0.count, maxBytes - bytes.count)) }
+            let n = buf.withUnsafeMutableBytes { read(file.raw, $0.baseAddress, min($0.count, maxBytes - bytes.count)) }
             if n < 0 {
                 let e = pyry_errno()
                 if e == EINTR { continue }
