@@ -69,8 +69,7 @@ extension Connection {
         frameBoundary = bytesOut + output.count
         state = .open
         http = nil
-        let now = context.reactor.now
-        schedule(.heartbeat, at: now + settings.heartbeatIntervalMs)
+        armHeartbeat(now: context.reactor.now)
         markDirty()
         delegate.connectionDidUpgrade(self)
         // Frames pipelined behind the request head are already buffered; a connection the

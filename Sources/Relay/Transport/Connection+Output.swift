@@ -47,7 +47,8 @@ extension Connection {
         if !pingOutstanding {
             pingOutstanding = true
             deadlines.pong = Deadline(ms: context.reactor.now + settings.heartbeatTimeoutMs)
-            schedule(.pongDeadline, at: deadlines.pong.ms)
+            // The next heartbeat entry checks a deadline that comes no earlier than it.
+            if deadlines.pong.ms < deadlines.heartbeat.ms { schedule(.pongDeadline, at: deadlines.pong.ms) }
         }
         sendFrame(opcode: .ping, payload: UnsafeRawBufferPointer(start: nil, count: 0))
     }

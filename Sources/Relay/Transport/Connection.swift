@@ -218,8 +218,17 @@ public final class Connection: EventHandler {
             if preamble == .proxyHeader, let http, http.proxyDeadline.hasPassed(now) { abort() }
         case .heartbeat:
             guard state == .open else { return }
-            if !pingOutstanding { sendPing() }
-            schedule(.heartbeat, at: now + settings.heartbeatIntervalMs)
+            if pingOutstanding && deadlines.pong.hasPassed(now) {
+                close(code: .internalError, reason: "heartbeat timeout")
+                return
+            }
+            armHeartbeat(now: now)
+            if !pingOutstanding {
+                sendPing()
+            } else if deadlines.pong.ms < deadlines.heartbeat.ms {
+                // Still outstanding (a timeout longer than the interval): due before the next beat.
+                schedule(.pongDeadline, at: deadlines.pong.ms)
+            }
         case .pongDeadline:
             if state == .open && pingOutstanding && deadlines.pong.hasPassed(now) {
                 close(code: .internalError, reason: "heartbeat timeout")
@@ -310,6 +319,11 @@ public final class Connection: EventHandler {
         if output.capacity > context.pool.blockSize { context.noteReleased(output.capacity) }
         output.release(to: context.pool)
         delegate.connectionDidClose(self, peerCode: peerCloseCode, localCode: localCloseCode)
+    }
+
+    func armHeartbeat(now: Int64) {
+        deadlines.heartbeat = Deadline(ms: now + settings.heartbeatIntervalMs)
+        schedule(.heartbeat, at: deadlines.heartbeat.ms)
     }
 
     func schedule(_ kind: TimerKind, at deadline: Int64) {

@@ -41,6 +41,10 @@ public enum CloseHandshake: Equatable, Sendable {
 /// The WebSocket phase's deadlines (the HTTP phase keeps its own in `Connection.HTTPPhase`).
 /// A timer entry of each kind acts only if its deadline is still armed and has passed.
 struct ConnectionDeadlines {
+    /// The pending `.heartbeat` entry: the next ping, and the check of the outstanding one. An
+    /// idle connection has this one heap entry; a pong deadline gets its own entry only when it
+    /// comes before it (a probe's ping, or a heartbeat timeout shorter than the interval).
+    var heartbeat = Deadline.unarmed
     /// The pong to our outstanding ping (the heartbeat timeout).
     var pong = Deadline.unarmed
     /// The end of the message being assembled (docs/protocol.md §4: 30 s from its first frame).
