@@ -2,28 +2,33 @@
 final class Peer {
     enum Role { case binary, phone }
 
-    let role: Role
+    // Widest fields first, the one-byte ones together at the end: one record per idle
+    // connection (docs/benchmarks.md, M1).
     let handle: ConnHandle
     let serverID: String
+    /// The client IP (the peer, or the trusted X-Forwarded-For entry); its `ClientKey` is what
+    /// the per-IP limits count, recomputed at close rather than kept.
     let ip: String
-    /// What the per-IP limits count this connection under (an IPv6 client's /64).
-    let key: ClientKey
     let version: String      // X-Pyrycode-Version (binaries)
     let deviceName: String   // X-Pyrycode-Device-Name (phones), truncated for logs
     var connID = ""
     var connIDBytes: [UInt8] = []
-    var registered = false
     /// For a phone: its binary's connection while that binary holds the slot live (a cache of
     /// `Registry.route`, cleared when the binary leaves; saves two hash lookups per message).
     var binary: Connection?
-    /// The binary's envelope asked for this phone's close: no close notice (docs/protocol.md §8).
-    var closedByBinary = false
-    /// A close notice code decided by the relay (1001 for non-JSON, docs/protocol.md §7.1).
-    var noticeCode: UInt16?
     /// Where each message queued to this phone ends in its output stream (bytes written + queued
     /// at the time): the outbox charges 64 bytes per message not yet written (docs/protocol.md §7.5).
     private var pendingEnds: [Int] = []
     private var pendingHead = 0
+    let role: Role
+    var registered = false
+    /// The binary's envelope asked for this phone's close: no close notice (docs/protocol.md §8).
+    var closedByBinary = false
+    /// A close notice code decided by the relay (1001 for non-JSON, docs/protocol.md §7.1).
+    var noticeCode: UInt16?
+
+    /// What the per-IP limits count this connection under (an IPv6 client's /64).
+    var key: ClientKey { ClientKey(ip: ip) ?? .unattributed }
 
     /// Messages queued and not yet fully written, given the bytes written so far.
     func unwrittenMessages(written: Int) -> Int {
@@ -40,12 +45,11 @@ final class Peer {
 
     func messageQueued(endingAt end: Int) { pendingEnds.append(end) }
 
-    init(role: Role, handle: ConnHandle, serverID: String, ip: String, key: ClientKey, version: String, deviceName: String) {
+    init(role: Role, handle: ConnHandle, serverID: String, ip: String, version: String, deviceName: String) {
         self.role = role
         self.handle = handle
         self.serverID = serverID
         self.ip = ip
-        self.key = key
         self.version = version
         self.deviceName = deviceName
     }

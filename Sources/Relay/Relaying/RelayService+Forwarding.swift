@@ -200,7 +200,8 @@ extension RelayService {
         c.userInfo = nil
         connections[peer.handle] = nil
         liveWebSockets -= 1
-        if let n = perIP[peer.key], n > 1 { perIP[peer.key] = n - 1 } else { perIP[peer.key] = nil }
+        let key = peer.key
+        if let n = perIP[key], n > 1 { perIP[key] = n - 1 } else { perIP[key] = nil }
         let wireCode = c.closeInitiatedByPeer ? peerCode : (localCode ?? peerCode)
         metrics.closed(code: wireCode)
         endLogScope(peer)

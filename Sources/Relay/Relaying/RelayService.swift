@@ -239,7 +239,7 @@ public final class RelayService: ConnectionDelegate, TimerOwner {
         nextHandle += 1
         let device = head.value("x-pyrycode-device-name").map { truncatedUTF8($0, maxBytes: 64) } ?? ""
         let peer = Peer(role: endpoint == .server ? .binary : .phone, handle: handle,
-                        serverID: head.value("x-pyrycode-server")!, ip: ip, key: key,
+                        serverID: head.value("x-pyrycode-server")!, ip: ip,
                         version: head.value("x-pyrycode-version") ?? "", deviceName: device)
         c.userInfo = peer
         connections[handle] = c
