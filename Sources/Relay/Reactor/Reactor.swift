@@ -47,10 +47,10 @@ public final class Reactor {
     private var dirtyCount = 0  // live prefix of `dirty`; the array is reused, never shrunk
     private var dueTimers: [TimerEntry] = []
     private var running = false
-    /// Registered timer owners by id − 1 (id 0 is the fd handlers'): a dispatcher that holds its
-    /// owner weakly, so entries of an owner that is gone fire into nothing. Owners are few and
-    /// made at boot; ids are not reused.
-    private var timerOwners: [(_ key: UInt64, _ kind: UInt8, _ now: Int64) -> Void] = []
+    /// Registered timer owners by id − 1 (id 0 is the fd handlers'): a dispatcher per owner,
+    /// called only while the owner's registration says it is alive. Owners are few and made
+    /// at boot; ids are not reused.
+    private var timerOwners: [(liveness: TimerRegistration.Liveness, dispatch: (_ key: UInt64, _ kind: UInt8, _ now: Int64) -> Void)] = []
     /// Called once per loop iteration after events and timers (e.g. systemd watchdog).
     public var tickHook: (() -> Void)?
     /// Counts loop iterations; per-iteration budgets (TLS handshakes) reset when it changes.
@@ -136,11 +136,13 @@ public final class Reactor {
 
     /// Registers a timer owner; its entries come back to it alone, as its own `TimerKind`.
     public func registerTimers<Owner: TimerOwner>(for owner: Owner) -> TimerHandle<Owner.TimerKind> {
-        timerOwners.append { [weak owner] key, raw, now in
-            guard let owner, let kind = Owner.TimerKind(rawValue: raw) else { return }
+        let registration = TimerRegistration(id: UInt32(timerOwners.count + 1))
+        // The owner is reached only while its registration (kept by its handle) is alive.
+        timerOwners.append((registration.liveness, { [unowned(unsafe) owner] key, raw, now in
+            guard let kind = Owner.TimerKind(rawValue: raw) else { return }
             owner.timerFired(kind, key: key, now: now)
-        }
-        return TimerHandle(reactor: self, owner: UInt32(timerOwners.count))
+        }))
+        return TimerHandle(reactor: self, registration: registration)
     }
 
     /// Asks for `flushTick()` on the handler registered under `token` at the end of this
@@ -199,7 +201,8 @@ public final class Reactor {
         guard !dueTimers.isEmpty else { return }
         for e in dueTimers {
             if e.owner != 0 {
-                timerOwners[Int(e.owner) - 1](e.key, e.kind, now)
+                let o = timerOwners[Int(e.owner) - 1]
+                if o.liveness.ownerAlive { o.dispatch(e.key, e.kind, now) }
             } else if let h = handler(for: Token(raw: e.key)) {
                 h.timerFired(kind: e.kind, now: now)
             }
