@@ -79,6 +79,15 @@ import Testing
         #expect(server.relay.connectedBinaries == 1)
     }
 
+    @Test func theBlockPoolEmptiesOnceAcceptsGoQuiet() throws {
+        let server = try LoopbackRelay()
+        let clients = (0..<4).map { Self.upgrade(server, serverID: "quiet\($0)") }
+        #expect(server.pump { server.relay.connectedBinaries == clients.count })
+        #expect(server.context.pool.cachedBlocks > 0, "the request heads and 101s left blocks behind")
+        // RelayService.trimQuietMs after the last accept: idle connections hold no buffer.
+        #expect(server.pump(timeoutMs: 3_000) { server.context.pool.cachedBlocks == 0 })
+    }
+
     @Test func anIdleConnectionHoldsOneTimerEntry() throws {
         // Interval = timeout, as the defaults: the next beat checks the pong, no entry of its own.
         let server = try LoopbackRelay {

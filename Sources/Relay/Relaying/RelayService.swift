@@ -275,6 +275,9 @@ public final class RelayService: ConnectionDelegate, TimerOwner {
             } else {
                 trimArmed = false
                 context.releasedBytes = 0
+                // The storm's request heads filled the block pool; idle connections hold no
+                // buffer, so its blocks go back with the rest (it refills on the next reads).
+                context.pool.trim()
                 _ = malloc_trim(0)
             }
         case .housekeeping:
