@@ -22,7 +22,7 @@ public final class Registry {
         var live = true
         var graceToken: UInt64 = 0
         /// Keyed by the 32-bit suffix of the phone's conn id, unique within the slot.
-        var phones: [UInt32: ConnHandle] = [:]
+        var phones = SlotPhones()
         /// Newcomers probing the live holder, in arrival order.
         var pending: [ConnHandle] = []
 
@@ -153,7 +153,7 @@ public final class Registry {
     /// together (docs/protocol.md §7.5). Allocates: called only when the binary crosses a water mark.
     public func phones(ofBinary binary: ConnHandle) -> [ConnHandle] {
         guard case .holder(let slot)? = binaries[binary] else { return [] }
-        return Array(slot.phones.values)
+        return slot.phones.handles
     }
 
     /// Whether `binary` is waiting for a claim probe (the caller should not read from it yet).
@@ -250,7 +250,7 @@ public final class Registry {
     /// Removes every phone of `slot` and closes each (ordered by handle, for determinism).
     private func evictPhones(of slot: Slot, code: CloseCode, reason: String, _ actions: inout [RegistryAction]) {
         guard !slot.phones.isEmpty else { return }
-        let evicted = slot.phones.values.sorted { $0.raw < $1.raw }
+        let evicted = slot.phones.handles.sorted { $0.raw < $1.raw }
         slot.phones.removeAll()
         for p in evicted {
             phones[p] = nil
