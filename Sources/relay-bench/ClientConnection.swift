@@ -365,7 +365,8 @@ final class ClientConnection: EventHandler {
     private func setInterest(_ e: UInt32) {
         guard state != .closed, e != interest else { return }
         interest = e
-        context.reactor.modify(fd: fd, token: token!, events: e)
+        // A failure leaves the old interest; the run's deadline reports a pair that then stalls.
+        try? context.reactor.modify(fd: fd, token: token!, events: e)
     }
 
     // MARK: socket bytes (the TLS seam)
@@ -426,7 +427,7 @@ final class ClientConnection: EventHandler {
     func close() {
         guard state != .closed else { return }
         if fd >= 0 {
-            if let token { context.reactor.deregister(fd: fd, token: token) }
+            if let token { try? context.reactor.deregister(fd: fd, token: token) }  // closed below either way
             Socket.setAbortiveClose(fd)
             _ = CEpoll.close(fd)
             fd = -1

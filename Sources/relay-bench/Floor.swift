@@ -27,8 +27,9 @@ final class FloorServer {
 
     func listen(on address: SocketAddress) throws(Errno) {
         listener = try Listener(socket: try Socket.listen(on: address), reactor: reactor) { [unowned self] fd, _ in
-            Socket.setNoDelay(fd)
-            let c = FloorConnection(fd: fd, server: self)
+            let raw = fd.release()  // the floor closes its sockets itself
+            Socket.setNoDelay(raw)
+            let c = FloorConnection(fd: raw, server: self)
             do { try c.start() } catch { return }
             self.accepted += 1
         }
@@ -162,13 +163,13 @@ final class FloorConnection: EventHandler {
     func setInterest(_ e: UInt32) {
         guard !closed, e != interest else { return }
         interest = e
-        server.reactor.modify(fd: fd, token: token, events: e)
+        do { try server.reactor.modify(fd: fd, token: token, events: e) } catch { teardown() }
     }
 
     func teardown() {
         guard !closed else { return }
         closed = true
-        server.reactor.deregister(fd: fd, token: token)
+        try? server.reactor.deregister(fd: fd, token: token)  // closed below either way
         _ = CEpoll.close(fd)
         fd = -1
         pending.release()

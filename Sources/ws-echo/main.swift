@@ -15,8 +15,8 @@ final class EchoService: ConnectionDelegate {
 
     init(context: IOContext) { self.context = context }
 
-    func accept(fd: Int32, remote: SocketAddress) {
-        Socket.setNoDelay(fd)
+    func accept(fd: consuming FileDescriptor, remote: SocketAddress) {
+        Socket.setNoDelay(fd.raw)
         let c = Connection(fd: fd, remote: remote, context: context, settings: settings, delegate: self)
         do { try c.start() } catch { return }
         live[ObjectIdentifier(c)] = c

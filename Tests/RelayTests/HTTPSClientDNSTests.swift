@@ -7,7 +7,7 @@ import Testing
 /// A UDP nameserver on 127.0.0.1 served by the test's reactor: answers A and AAAA questions from
 /// `records` (NXDOMAIN for other names), or stays silent (`silent`) like a dead resolver.
 final class ReactorDNSServer: EventHandler {
-    let fd: FileDescriptor
+    var fd: FileDescriptor
     let address: SocketAddress
     var records: [String: (a: [[UInt8]], aaaa: [[UInt8]])]
     var silent = false
@@ -162,6 +162,7 @@ final class ReactorDNSServer: EventHandler {
         let elapsed = monotonicMs() - started
         #expect(String(decoding: r.body, as: UTF8.self) == "second address")
         #expect(elapsed >= 1_000 && elapsed < 1_900, "half the deadline for the first of two addresses: \(elapsed) ms")
-        withExtendedLifetime((hole, filler)) {}
+        let holeOpen = hole.isOpen, fillerOpen = filler.isOpen  // both held to the end
+        #expect(holeOpen && fillerOpen)
     }
 }

@@ -184,8 +184,8 @@ import Testing
         #expect(server.accepted == 2)
     }
 
-    @Test func timersRouteWhateverDelegateIsInstalledAfterTheClient() throws {
-        // The push service may build its client before the relay service takes the delegate.
+    @Test func timersReachTheClientWhateverOwnerRegistersAfterIt() throws {
+        // The push service may build its client before the relay service registers its timers.
         let server = try HTTPSTestServer(reactor: reactor) { _, _, _ in .hang }
         let c = try client(deadlineMs: 300)
         let relay = RelayService(settings: RelaySettings(), context: IOContext(reactor: reactor))
@@ -264,7 +264,7 @@ import Testing
     func closedPort() throws -> UInt16 {
         var any = SocketAddress(ip: "127.0.0.1", port: 1)!
         withUnsafeMutableBytes(of: &any.storage) { $0.storeBytes(of: UInt16(0), toByteOffset: 2, as: UInt16.self) }
-        let fd = try Socket.listen(on: any)
+        var fd = try Socket.listen(on: any)
         defer { fd.close() }
         return Socket.localAddress(fd.raw).port
     }

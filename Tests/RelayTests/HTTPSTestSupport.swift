@@ -92,7 +92,7 @@ final class HTTPSTestServer {
         var any = SocketAddress(ip: "127.0.0.1", port: 1)!
         withUnsafeMutableBytes(of: &any.storage) { $0.storeBytes(of: UInt16(0), toByteOffset: 2, as: UInt16.self) }
         listener = try Listener(socket: try Socket.listen(on: any), reactor: reactor) { [unowned self] fd, _ in
-            let c = ServerConnection(index: connections.count, fd: fd, server: self)
+            let c = ServerConnection(index: connections.count, fd: fd.release(), server: self)
             connections.append(c)
         }
     }
@@ -114,7 +114,7 @@ final class HTTPSTestServer {
 
     final class ServerConnection: EventHandler {
         let index: Int
-        private let fd: FileDescriptor
+        private var fd: FileDescriptor
         private var token: Token?
         private let session: TLSSession
         private unowned let server: HTTPSTestServer
@@ -197,7 +197,7 @@ final class HTTPSTestServer {
         func close() {
             guard !closed else { return }
             closed = true
-            if let token { server.reactor.deregister(fd: fd.raw, token: token) }
+            if let token { try? server.reactor.deregister(fd: fd.raw, token: token) }
             session.shutdown()
             fd.close()
         }

@@ -43,7 +43,8 @@ import Testing
         let dir = TempDir()
         let first = SameHostLockSignal(runtimeDirFlag: dir.path, env: [:])
         _ = first.probe()
-        let fd = try #require(first.lock?.fd.raw)
+        let lockFD = first.lock?.fd.raw
+        let fd = try #require(lockFD)
         #expect(ftruncate(fd, 0) == 0)
         let second = SameHostLockSignal(runtimeDirFlag: dir.path, env: [:])
         #expect(second.probe() == .multiple(evidence: "lock \(dir.path)/instance.lock is held by another process (no pid recorded)"))
@@ -58,7 +59,8 @@ import Testing
         let dir = TempDir()
         let s = SameHostLockSignal(runtimeDirFlag: dir.path, env: [:])
         _ = s.probe()
-        let fd = try #require(s.lock?.fd.raw)
+        let lockFD = s.lock?.fd.raw
+        let fd = try #require(lockFD)
         // /proc/self/fdinfo/N "flags:" is octal open flags; O_CLOEXEC is 02000000.
         let info = try #require(readSmallFile("/proc/self/fdinfo/\(fd)"))
         let line = try #require(info.split(separator: "\n").first { $0.hasPrefix("flags:") })

@@ -61,7 +61,7 @@ import Testing
     @Test func anyFamilyListenerServesBothFamilies() throws {
         var any = try SocketAddress(parsing: ":1")
         withUnsafeMutableBytes(of: &any.storage) { $0.storeBytes(of: UInt16(0), toByteOffset: 2, as: UInt16.self) }
-        let listener = try Socket.listen(on: any)
+        var listener = try Socket.listen(on: any)
         let bound = Socket.localAddress(listener.raw)
         #expect(bound.description == "[::]:\(bound.port)")
         for ip in ["127.0.0.1", "::1"] {

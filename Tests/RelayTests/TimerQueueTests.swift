@@ -130,7 +130,7 @@ import Testing
 }
 
 /// How the reactor delivers timer entries: to the registration that scheduled them, never to a
-/// registration that replaced it in the same slot, and delegate kinds to the delegate.
+/// registration that replaced it in the same slot, and an owner's entries to that owner alone.
 @Suite struct ReactorTimerDeliveryTests {
     final class Recorder: EventHandler {
         var fired: [UInt8] = []
@@ -138,7 +138,10 @@ import Testing
         func timerFired(kind: UInt8, now: Int64) { fired.append(kind) }
     }
 
-    @Test func staleEntriesAreSkippedAndDelegateKindsGoToTheDelegate() throws {
+    enum FirstKind: UInt8 { case a, b }
+    enum SecondKind: UInt8 { case only }
+
+    @Test func staleEntriesAreSkippedAndOwnerEntriesGoToTheirOwner() throws {
         let reactor = try Reactor()
         var fds: [Int32] = [0, 0]
         #expect(pipe(&fds) == 0)
@@ -147,20 +150,64 @@ import Testing
         let goneToken = try reactor.register(fd: fds[0], events: Reactor.readable, handler: gone)
         let past = reactor.now - 1
         reactor.schedule(goneToken, at: past, kind: 4)
-        reactor.deregister(fd: fds[0], token: goneToken)
+        try reactor.deregister(fd: fds[0], token: goneToken)
         // The freed slot is reused at once: the old entry names the old generation.
         let successorToken = try reactor.register(fd: fds[0], events: Reactor.readable, handler: successor)
         #expect(successorToken != goneToken)
         let liveToken = try reactor.register(fd: fds[1], events: 0, handler: live)
         reactor.schedule(liveToken, at: past, kind: 5)
         reactor.schedule(liveToken, at: past + 120_000, kind: 6)
-        var delegated: [(UInt64, UInt8)] = []
-        reactor.timerDelegate = { e, _ in delegated.append((e.key, e.kind)) }
-        reactor.scheduleDelegate(key: 9, at: past, kind: Reactor.delegateKindBase)
+        // An owner's kind 0 with the live token's key is still the owner's, not the fd handler's.
+        let owner = TimerRecorder<FirstKind>(reactor)
+        owner.handle.schedule(.a, at: past, key: liveToken.raw)
         reactor.runOnce(timeoutMs: 0)
         #expect(live.fired == [5], "due entries only")
         #expect(gone.fired.isEmpty && successor.fired.isEmpty)
-        #expect(delegated.count == 1 && delegated[0] == (9, Reactor.delegateKindBase))
+        #expect(owner.fired.map(\.kind) == [.a] && owner.fired.map(\.key) == [liveToken.raw])
         #expect(reactor.timers.count == 1)
     }
+
+    @Test(arguments: [false, true])
+    func eachOwnerGetsItsOwnEntriesWhateverTheRegistrationOrder(secondFirst: Bool) throws {
+        let reactor = try Reactor()
+        var first: TimerRecorder<FirstKind>!
+        var second: TimerRecorder<SecondKind>!
+        if secondFirst {
+            second = TimerRecorder(reactor)
+            first = TimerRecorder(reactor)
+        } else {
+            first = TimerRecorder(reactor)
+            second = TimerRecorder(reactor)
+        }
+        let past = reactor.now - 10
+        // Same keys and raw kinds on both sides: only the owner tells them apart.
+        first.handle.schedule(.b, at: past + 2, key: 7)
+        second.handle.schedule(.only, at: past + 1, key: 7)
+        first.handle.schedule(.a, at: past, key: 1)
+        reactor.runOnce(timeoutMs: 0)
+        #expect(first.fired.map(\.kind) == [.a, .b] && first.fired.map(\.key) == [1, 7])
+        #expect(second.fired.map(\.kind) == [.only] && second.fired.map(\.key) == [7])
+    }
+
+    @Test func entriesOfAnOwnerThatIsGoneFireIntoNothing() throws {
+        let reactor = try Reactor()
+        var gone: TimerRecorder<FirstKind>? = TimerRecorder(reactor)
+        let stays = TimerRecorder<FirstKind>(reactor)
+        gone!.handle.schedule(.a, at: reactor.now - 1)
+        weak var weakGone = gone
+        gone = nil
+        #expect(weakGone == nil, "the reactor does not keep an owner alive")
+        stays.handle.schedule(.b, at: reactor.now - 1)
+        reactor.runOnce(timeoutMs: 0)
+        #expect(stays.fired.map(\.kind) == [.b])
+        #expect(reactor.timers.count == 0)
+    }
+}
+
+/// A timer owner that records what it is handed (tests).
+final class TimerRecorder<Kind: RawRepresentable>: TimerOwner where Kind.RawValue == UInt8 {
+    var fired: [(kind: Kind, key: UInt64)] = []
+    var handle: TimerHandle<Kind>!
+    init(_ reactor: Reactor) { handle = reactor.registerTimers(for: self) }
+    func timerFired(_ kind: Kind, key: UInt64, now: Int64) { fired.append((kind, key)) }
 }

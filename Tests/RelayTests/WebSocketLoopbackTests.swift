@@ -80,6 +80,44 @@ import Testing
         #expect(server.relay.connectedBinaries == 1)
     }
 
+    @Test func theBlockPoolEmptiesOnceAcceptsGoQuiet() throws {
+        let server = try LoopbackRelay()
+        let clients = (0..<4).map { Self.upgrade(server, serverID: "quiet\($0)") }
+        #expect(server.pump { server.relay.connectedBinaries == clients.count })
+        #expect(server.context.pool.cachedBlocks > 0, "the request heads and 101s left blocks behind")
+        // RelayService.trimQuietMs after the last accept: idle connections hold no buffer.
+        #expect(server.pump(timeoutMs: 3_000) { server.context.pool.cachedBlocks == 0 })
+    }
+
+    @Test func anIdleConnectionHoldsOneTimerEntry() throws {
+        // Interval = timeout, as the defaults: the next beat checks the pong, no entry of its own.
+        let server = try LoopbackRelay {
+            $0.connection.heartbeatIntervalMs = 60
+            $0.connection.heartbeatTimeoutMs = 60
+            $0.connection.headerTimeoutMs = 50
+        }
+        let serviceEntries = server.reactor.timers.count
+        let clients = (0..<8).map { Self.upgrade(server, serverID: "idle\($0)") }
+        var pings = [Int](repeating: 0, count: clients.count)
+        var seen = [Int](repeating: 0, count: clients.count)
+        // Every client answers three beats (the header-timeout entries are long gone by then).
+        #expect(server.pump {
+            for (i, c) in clients.enumerated() {
+                c.poll()
+                let fs = Self.frames(c.received)
+                for f in fs[seen[i]...] where f.0 == .ping {
+                    c.send(FrameEncoder.maskedFrame(opcode: .pong, payload: f.1, maskKey: 0x01020304))
+                    pings[i] += 1
+                }
+                seen[i] = fs.count
+            }
+            return pings.allSatisfy { $0 >= 3 }
+        })
+        #expect(server.relay.connectedBinaries == clients.count)
+        // The service's own (housekeeping, log interval) and at most one trim besides.
+        #expect(server.reactor.timers.count <= serviceEntries + 1 + clients.count)
+    }
+
     @Test func unfinishedFragmentedMessageClosesWith1008() throws {
         let server = try LoopbackRelay { $0.connection.messageAssemblyTimeoutMs = 150 }
         let c = Self.upgrade(server)

@@ -42,8 +42,11 @@ package protocol ACMEChallengeResponder: AnyObject {
 /// Go's autocert), order (§7.4), authorization and challenge (§7.5), finalize with a CSR, polling
 /// with Retry-After honoured (§7.4, RFC 9110 §10.2.3), certificate download (§7.4.2, PEM chain).
 /// Every request is a JWS (§6.2) signed ES256; POST-as-GET (§6.3) for reads.
-package final class ACMEClient {
-    package static let pollKind: UInt8 = 243
+package final class ACMEClient: TimerOwner {
+    package enum TimerKind: UInt8 {
+        /// A Retry-After wait ended (key: the waiting continuation).
+        case poll
+    }
 
     package let reactor: Reactor
     package let http: HTTPSSending
@@ -56,20 +59,17 @@ package final class ACMEClient {
     private var nonce: String?
     private var waiting: [UInt64: () -> Void] = [:]
     private var nextWaitKey: UInt64 = 1
+    private lazy var timers = reactor.registerTimers(for: self)
 
     package init(reactor: Reactor, http: HTTPSSending, directoryURL: HTTPSURL, accountKey: ACMEKey) {
         self.reactor = reactor
         self.http = http
         self.directoryURL = directoryURL
         self.accountKey = accountKey
-        let previous = reactor.timerDelegate
-        reactor.timerDelegate = { [weak self] entry, now in
-            if entry.kind == ACMEClient.pollKind, let self {
-                self.waiting.removeValue(forKey: entry.key)?()
-            } else {
-                previous?(entry, now)
-            }
-        }
+    }
+
+    package func timerFired(_ kind: TimerKind, key: UInt64, now: Int64) {
+        waiting.removeValue(forKey: key)?()
     }
 
     package typealias Done<T> = (Result<T, ACMEFailure>) -> Void
@@ -251,7 +251,7 @@ package final class ACMEClient {
         let key = nextWaitKey
         nextWaitKey += 1
         waiting[key] = body
-        reactor.scheduleDelegate(key: key, at: reactor.now + ms, kind: ACMEClient.pollKind)
+        timers.schedule(.poll, at: reactor.now + ms, key: key)
     }
 
     private func freshNonce(_ done: @escaping Done<String>) {

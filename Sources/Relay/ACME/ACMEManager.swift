@@ -11,9 +11,13 @@ import RelayTransport
 /// into the listener like a SIGHUP reload: new connections get it, existing ones keep theirs.
 /// A failed order is retried with backoff (`--acme-retry-min` doubling to 1 h) while the old
 /// certificate, if any, keeps serving. Boot never waits for the CA.
-package final class ACMEManager: ACMEChallengeResponder {
-    package static let checkKind: UInt8 = 241
-    package static let retryKind: UInt8 = 242
+package final class ACMEManager: ACMEChallengeResponder, TimerOwner {
+    package enum TimerKind: UInt8 {
+        /// Every `Limits.acmeCheckIntervalMs`: is the certificate due for renewal?
+        case check
+        /// After a failed order (key: the retry generation it was armed in).
+        case retry
+    }
 
     package let domain: String
     package let reactor: Reactor
@@ -39,6 +43,7 @@ package final class ACMEManager: ACMEChallengeResponder {
     package var httpListenerReady = false
     /// tls-alpn-01 on the TLS listener: always available.
     private let alpnChallenge = TLSALPNChallenge()
+    private lazy var timers = reactor.registerTimers(for: self)
 
     /// `http`: the process's outbound HTTPS client; its response cap must fit a certificate chain
     /// (`Limits.acmeMaxCertificateBytes`).
@@ -55,25 +60,22 @@ package final class ACMEManager: ACMEChallengeResponder {
         retryDelayMs = retryMinMs
         self.http = http
         alpnChallenge.attach(to: tls.current)
-        let previous = reactor.timerDelegate
-        reactor.timerDelegate = { [weak self] entry, now in
-            guard let self else { return previous?(entry, now) ?? () }
-            switch entry.kind {
-            case ACMEManager.checkKind:
-                self.check()
-                reactor.scheduleDelegate(key: 0, at: now + Limits.acmeCheckIntervalMs, kind: ACMEManager.checkKind)
-            case ACMEManager.retryKind:
-                if entry.key == self.retryGeneration { self.check() }
-            default:
-                previous?(entry, now)
-            }
+    }
+
+    package func timerFired(_ kind: TimerKind, key: UInt64, now: Int64) {
+        switch kind {
+        case .check:
+            check()
+            timers.schedule(.check, at: now + Limits.acmeCheckIntervalMs)
+        case .retry:
+            if key == retryGeneration { check() }
         }
     }
 
     /// Boot: serve the cached pair if it is good, then check (which may order, asynchronously).
     package func start() {
         loadCachedCertificate()
-        reactor.scheduleDelegate(key: 0, at: reactor.now + Limits.acmeCheckIntervalMs, kind: ACMEManager.checkKind)
+        timers.schedule(.check, at: reactor.now + Limits.acmeCheckIntervalMs)
         check()
     }
 
@@ -194,7 +196,7 @@ package final class ACMEManager: ACMEChallengeResponder {
                                         "detail": truncatedUTF8(detail, maxBytes: Limits.acmeProblemMaxBytes),
                                         "retry_in": retryDelayMs % 1000 == 0 ? "\(retryDelayMs / 1000)s" : "\(retryDelayMs)ms"])
         retryGeneration += 1
-        reactor.scheduleDelegate(key: retryGeneration, at: reactor.now + retryDelayMs, kind: ACMEManager.retryKind)
+        timers.schedule(.retry, at: reactor.now + retryDelayMs, key: retryGeneration)
         retryDelayMs = min(retryDelayMs * 2, Limits.acmeRetryMaxMs)
     }
 

@@ -1,4 +1,5 @@
 import CEpoll
+import RelaySystem
 import RelayCodecs
 import RelayLog
 
@@ -57,13 +58,12 @@ package struct CertCache {
 
     /// The file's bytes, or nil when missing or unreadable (bounded: a cache entry is a few KiB).
     package func read(_ name: String) -> [UInt8]? {
-        let fd = pyry_open(path(name), O_RDONLY | O_CLOEXEC, 0)
-        guard fd >= 0 else { return nil }
-        defer { _ = close(fd) }
+        let file = FileDescriptor(pyry_open(path(name), O_RDONLY | O_CLOEXEC, 0))
+        guard file.isOpen else { return nil }
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 8192)
         while out.count <= Limits.acmeMaxCertificateBytes {
-            let n = buf.withUnsafeMutableBytes { CEpoll.read(fd, $0.baseAddress, $0.count) }
+            let n = buf.withUnsafeMutableBytes { CEpoll.read(file.raw, $0.baseAddress, $0.count) }
             if n < 0 { return nil }
             if n == 0 { return out }
             out.append(contentsOf: buf[0..<n])
@@ -76,38 +76,35 @@ package struct CertCache {
         let final = path(name)
         let temp = final + ".tmp"
         _ = unlink(temp)
-        let fd = pyry_open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return "\(temp): \(String(cString: strerror(pyry_errno())))" }
+        var file = FileDescriptor(pyry_open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600))
+        guard file.isOpen else { return "\(temp): \(String(cString: strerror(pyry_errno())))" }
         var off = 0
         while off < bytes.count {
-            let n = bytes.withUnsafeBytes { CEpoll.write(fd, $0.baseAddress! + off, $0.count - off) }
+            let n = bytes.withUnsafeBytes { CEpoll.write(file.raw, $0.baseAddress! + off, $0.count - off) }
             if n < 0 {
                 if pyry_errno() == EINTR { continue }
                 let e = String(cString: strerror(pyry_errno()))
-                _ = close(fd)
+                file.close()
                 _ = unlink(temp)
                 return "\(temp): \(e)"
             }
             off += n
         }
-        guard fsync(fd) == 0 else {
+        guard fsync(file.raw) == 0 else {
             let e = String(cString: strerror(pyry_errno()))
-            _ = close(fd)
+            file.close()
             _ = unlink(temp)
             return "\(temp): fsync: \(e)"
         }
-        _ = close(fd)
+        file.close()
         guard rename(temp, final) == 0 else {
             let e = String(cString: strerror(pyry_errno()))
             _ = unlink(temp)
             return "\(final): rename: \(e)"
         }
         // The rename itself is durable only once the directory is synced.
-        let dfd = pyry_open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0)
-        if dfd >= 0 {
-            _ = fsync(dfd)
-            _ = close(dfd)
-        }
+        let dir = FileDescriptor(pyry_open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0))
+        if dir.isOpen { _ = fsync(dir.raw) }
         return nil
     }
 }

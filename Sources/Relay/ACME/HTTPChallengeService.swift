@@ -26,11 +26,8 @@ package final class HTTPChallengeService: ConnectionDelegate {
         self.health = health
     }
 
-    package func accept(fd: Int32, remote: SocketAddress) {
-        guard live.count < Limits.acmeHTTPMaxConnections else {
-            _ = close(fd)
-            return
-        }
+    package func accept(fd: consuming FileDescriptor, remote: SocketAddress) {
+        guard live.count < Limits.acmeHTTPMaxConnections else { return }  // `fd` closes as it goes
         let c = Connection(fd: fd, remote: remote, context: context, settings: settings, delegate: self)
         do { try c.start() } catch { return }
         live[ObjectIdentifier(c)] = c

@@ -24,7 +24,7 @@ public final class Registry {
         package var live = true
         package var graceToken: UInt64 = 0
         /// Keyed by the 32-bit suffix of the phone's conn id, unique within the slot.
-        package var phones: [UInt32: ConnHandle] = [:]
+        package var phones = SlotPhones()
         /// Newcomers probing the live holder, in arrival order.
         package var pending: [ConnHandle] = []
 
@@ -89,7 +89,7 @@ public final class Registry {
         }
         if !slot.live {
             // 1. Slot in grace: reclaim.
-            var actions: [RegistryAction] = [.cancelTimer(.grace(serverID: serverID, token: slot.graceToken))]
+            var actions: [RegistryAction] = []
             install(binary, in: slot, kind: .reclaim, &actions)
             return actions
         }
@@ -124,9 +124,9 @@ public final class Registry {
     public func binaryDisconnected(_ binary: ConnHandle, now: Int64) -> [RegistryAction] {
         guard let state = binaries.removeValue(forKey: binary) else { return [] }
         switch state {
-        case .pending(let slot, let token, _):
+        case .pending(let slot, _, _):
             slot.pending.removeAll { $0 == binary }
-            return [.cancelTimer(.probe(newcomer: binary, token: token))]
+            return []
         case .holder(let slot):
             liveBinaries -= 1
             slot.live = false
@@ -136,7 +136,7 @@ public final class Registry {
                 // first newcomer takes over at once (Go: its ping fails, TakeoverServer succeeds)
                 // and the others find the slot changed hands (4409).
                 let winner = slot.pending.removeFirst()
-                takeOver(by: winner, in: slot, probeStillArmed: true, &actions)
+                takeOver(by: winner, in: slot, &actions)
                 return actions
             }
             slot.graceToken = nextToken()
@@ -155,7 +155,7 @@ public final class Registry {
     /// together (docs/protocol.md §7.5). Allocates: called only when the binary crosses a water mark.
     public func phones(ofBinary binary: ConnHandle) -> [ConnHandle] {
         guard case .holder(let slot)? = binaries[binary] else { return [] }
-        return Array(slot.phones.values)
+        return slot.phones.handles
     }
 
     /// Whether `binary` is waiting for a claim probe (the caller should not read from it yet).
@@ -252,7 +252,7 @@ public final class Registry {
     /// Removes every phone of `slot` and closes each (ordered by handle, for determinism).
     private func evictPhones(of slot: Slot, code: CloseCode, reason: String, _ actions: inout [RegistryAction]) {
         guard !slot.phones.isEmpty else { return }
-        let evicted = slot.phones.values.sorted { $0.raw < $1.raw }
+        let evicted = slot.phones.handles.sorted { $0.raw < $1.raw }
         slot.phones.removeAll()
         for p in evicted {
             phones[p] = nil
@@ -267,10 +267,9 @@ public final class Registry {
     }
 
     private func refuse(
-        _ newcomer: ConnHandle, slot: Slot, probeStillArmed: Bool = true, _ actions: inout [RegistryAction]
+        _ newcomer: ConnHandle, slot: Slot, _ actions: inout [RegistryAction]
     ) {
-        guard case .pending(_, let token, _)? = binaries.removeValue(forKey: newcomer) else { return }
-        if probeStillArmed { actions.append(.cancelTimer(.probe(newcomer: newcomer, token: token))) }
+        guard case .pending? = binaries.removeValue(forKey: newcomer) else { return }
         actions.append(.closeConn(newcomer, code: .alreadyClaimed, reason: RegistryReason.alreadyClaimed))
         actions.append(.claimRefused(newcomer, serverID: slot.serverID))
     }
@@ -278,18 +277,15 @@ public final class Registry {
     /// `winner` (already removed from `slot.pending`) takes the slot from its incumbent, with
     /// reclaim semantics; the other newcomers find it changed hands and get 4409.
     private func takeOver(
-        by winner: ConnHandle, in slot: Slot, probeStillArmed: Bool, _ actions: inout [RegistryAction]
+        by winner: ConnHandle, in slot: Slot, _ actions: inout [RegistryAction]
     ) {
-        guard case .pending(_, let token, _)? = binaries[winner] else { return }
-        if probeStillArmed { actions.append(.cancelTimer(.probe(newcomer: winner, token: token))) }
+        guard case .pending? = binaries[winner] else { return }
         let incumbent = slot.holder
         if slot.live {
             // Still connected but silent: close it the way its heartbeat would have.
             binaries[incumbent] = nil
             liveBinaries -= 1
             actions.append(.closeConn(incumbent, code: .internalError, reason: RegistryReason.heartbeatTimeout))
-        } else if slot.graceToken != 0 {
-            actions.append(.cancelTimer(.grace(serverID: slot.serverID, token: slot.graceToken)))
         }
         refuseAllPending(in: slot, &actions)
         binaries[winner] = nil
@@ -309,9 +305,9 @@ public final class Registry {
             install(newcomer, in: fresh, kind: .fresh, &actions)
         } else if slot.holder != incumbent {
             // The slot changed hands during the wait: the newcomer gets 4409.
-            refuse(newcomer, slot: slot, probeStillArmed: false, &actions)
+            refuse(newcomer, slot: slot, &actions)
         } else {
-            takeOver(by: newcomer, in: slot, probeStillArmed: false, &actions)
+            takeOver(by: newcomer, in: slot, &actions)
         }
         return actions
     }

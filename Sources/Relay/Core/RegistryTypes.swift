@@ -11,8 +11,9 @@ public struct ConnHandle: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// A deadline the registry asks the caller to keep. Identity includes a token, so a timer that
-/// fires after the registry moved on (reclaim, answered probe) is recognised and ignored;
-/// `cancelTimer` is an optimisation, not a correctness requirement.
+/// fires after the registry moved on (reclaim, answered probe) is recognised and ignored: the
+/// registry never asks to cancel one (lazy expiry; a cancel that had to find the entry would
+/// make a reclaim storm quadratic).
 public enum RegistryTimer: Hashable, Sendable {
     /// docs/protocol.md §5 grace window of a disconnected binary.
     case grace(serverID: String, token: UInt64)
@@ -41,7 +42,6 @@ public enum RegistryAction: Equatable, Sendable {
     case probeIncumbent(ConnHandle)
     /// Call `timerFired(timer, now:)` at `atMs` (same clock as `now`).
     case armTimer(RegistryTimer, atMs: Int64)
-    case cancelTimer(RegistryTimer)
     /// Queue `Envelope.closeNotice(connID: phoneConnID, code: code)` to this binary, after the
     /// phone's last forwarded message (docs/protocol.md §8).
     case sendCloseNotice(binary: ConnHandle, phoneConnID: String, code: UInt16)

@@ -1,5 +1,6 @@
 import CEpoll
 import RelayReactor
+import RelaySystem
 
 /// stderr while the loop runs: writing a log line never blocks the reactor.
 ///
@@ -26,7 +27,8 @@ public final class LogOutput: EventHandler {
 
     private let fd: Int32
     private let kind: Kind
-    private let ownsFD: Bool
+    /// The reopened /proc/self/fd/2 we own (nil when writing to fd 2 itself).
+    private var owned: FileDescriptor?
     /// fd 2's flags before O_NONBLOCK was set on it (the fallback), restored by `finish`.
     private let restoreFlags: Int32?
     private let reactor: Reactor
@@ -43,7 +45,7 @@ public final class LogOutput: EventHandler {
         self.kind = kind
         self.reactor = reactor
         self.capacity = capacity
-        self.ownsFD = ownsFD
+        self.owned = ownsFD ? FileDescriptor(fd) : nil
         self.restoreFlags = restoreFlags
     }
 
@@ -131,7 +133,8 @@ public final class LogOutput: EventHandler {
 
     private func disarm() {
         guard let t = token else { return }
-        reactor.deregister(fd: fd, token: t)
+        // The slot is freed either way; a failure means the fd was not in the set (nothing to undo).
+        try? reactor.deregister(fd: fd, token: t)
         token = nil
     }
 
@@ -151,7 +154,7 @@ public final class LogOutput: EventHandler {
             drainBlocking(until: deadline)
         }
         if let flags = restoreFlags { _ = pyry_fcntl_int(2, F_SETFL, flags) }
-        if ownsFD { _ = close(fd) }
+        owned = nil  // closes the reopened descriptor
     }
 
     private func drainBlocking(until deadline: Int64) {

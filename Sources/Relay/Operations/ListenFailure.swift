@@ -17,7 +17,7 @@ package struct ListenFailure: Error, CustomStringConvertible {
     package static func words(_ error: Errno, port: UInt16) -> String {
         let text = String(cString: strerror(error.code))
         let lowered = (text.first.map { String($0).lowercased() } ?? "") + text.dropFirst()
-        if error.code == EACCES && port < 1024 {
+        if error == .accessDenied && port < 1024 {
             return lowered + " (ports below 1024 need CAP_NET_BIND_SERVICE or root)"
         }
         return lowered

@@ -17,7 +17,7 @@ public final class MetricsService: ConnectionDelegate {
         self.metrics = metrics
     }
 
-    public func accept(fd: Int32, remote: SocketAddress) {
+    public func accept(fd: consuming FileDescriptor, remote: SocketAddress) {
         let c = Connection(fd: fd, remote: remote, context: context, settings: relay.settings.connection, delegate: self)
         do { try c.start() } catch { return }
         live[ObjectIdentifier(c)] = c

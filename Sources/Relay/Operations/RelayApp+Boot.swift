@@ -256,12 +256,13 @@ extension RelayApp {
 
     /// The signals of docs/operations.md on the loop: SIGHUP reloads the TLS files; SIGTERM or
     /// SIGINT drains, bounded by `--drain-deadline`, and a second one ends at once (exit 1). Also
-    /// the process-wide timers: session ticket key rotation and the drain deadline. Registering
-    /// the signalfd failing exits 1.
+    /// the process-wide timers: session ticket key rotation (`TLSHolder`) and the drain deadline
+    /// (`DrainDeadline`), each a timer owner of its own. Registering the signalfd failing exits 1.
     package static func handleSignals(_ signals: SignalChannel, config: RelayConfig, _ material: TLSMaterial,
                               _ services: Services, _ bound: BoundListeners) throws(BootStop) {
         let reactor = services.reactor, relay = services.relay, tls = material.tls
         let acme = bound.acme, systemd = bound.systemd, listeners = bound.listeners, exitCode = services.exitCode
+        let drainDeadline = DrainDeadline(reactor: reactor) { relay.liveConnectionCount }
         let signalHandler = SignalHandler(channel: signals) { signo in
             switch signo {
             case SIGHUP:
@@ -283,27 +284,13 @@ extension RelayApp {
                 for l in listeners { l.close() }
                 relay.recountDescriptors()
                 relay.beginDrain()
-                reactor.scheduleDelegate(key: 0, at: reactor.now + config.drainDeadlineMs, kind: 250)
+                drainDeadline.arm(afterMs: config.drainDeadlineMs)
             }
         }
         relay.onDrained = { reactor.stop() }
-        let previousDelegate = reactor.timerDelegate
-        reactor.timerDelegate = { entry, now in
-            if entry.kind == TLSHolder.rotationTimerKind {
-                tls?.rotateTicketKeys()
-                reactor.scheduleDelegate(key: 0, at: now + TLSContext.ticketKeyRotationMs, kind: TLSHolder.rotationTimerKind)
-            } else if entry.kind == 250 {
-                Log.warn("drain_deadline_passed", ["count": String(relay.liveConnectionCount)])
-                reactor.stop()
-            } else {
-                previousDelegate?(entry, now)
-            }
-        }
         do { _ = try reactor.register(fd: signals.fd, events: Reactor.readable, handler: signalHandler) } catch {
             throw .failed("pyrycode-relay: signalfd: \(error)")
         }
-        if tls != nil {
-            reactor.scheduleDelegate(key: 0, at: reactor.now + TLSContext.ticketKeyRotationMs, kind: TLSHolder.rotationTimerKind)
-        }
+        tls?.startTicketRotation(on: reactor)
     }
 }

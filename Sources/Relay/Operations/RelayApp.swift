@@ -66,6 +66,28 @@ public enum RelayApp {
     }
 }
 
+/// The bound on a graceful drain (docs/operations.md): when it passes, the loop stops with
+/// connections still open.
+package final class DrainDeadline: TimerOwner {
+    package enum TimerKind: UInt8 {
+        case passed
+    }
+    private let reactor: Reactor
+    private let liveConnections: () -> Int
+    private lazy var timers = reactor.registerTimers(for: self)
+
+    package init(reactor: Reactor, liveConnections: @escaping () -> Int) {
+        self.reactor = reactor
+        self.liveConnections = liveConnections
+    }
+
+    package func arm(afterMs: Int64) { timers.schedule(.passed, at: reactor.now + afterMs) }
+
+    package func timerFired(_ kind: TimerKind, key: UInt64, now: Int64) {
+        Log.warn("drain_deadline_passed", ["count": String(liveConnections())])
+        reactor.stop()
+    }
+}
 
 /// Delivers signals from the signalfd to a closure on the loop.
 package final class SignalHandler: EventHandler {

@@ -52,11 +52,15 @@ public final class SocketActivation {
                 // Not ours to use (a datagram or connected socket from a misconfigured unit):
                 // close it so it does not leak, and say so.
                 Log.warn("socket_activation_unused", ["reason": "fd \(item.fd) is \(what)"])
-                _ = close(item.fd)
+                var unused = FileDescriptor(item.fd)
+                unused.close()
             }
         }
         if let failure {
-            for item in listening { _ = close(item.fd) }
+            for item in listening {
+                var unused = FileDescriptor(item.fd)
+                unused.close()
+            }
             return .failure(failure)
         }
         if !parsed.isEmpty && listening.isEmpty {
@@ -128,7 +132,8 @@ public final class SocketActivation {
     public func closeUnused() {
         for item in available {
             Log.warn("socket_activation_unused", ["listen": Socket.localAddress(item.fd).description, "reason": "no listener of this mode uses it"])
-            _ = close(item.fd)
+            var unused = FileDescriptor(item.fd)
+            unused.close()
         }
         available.removeAll()
     }

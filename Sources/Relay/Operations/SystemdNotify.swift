@@ -91,9 +91,11 @@ public enum WatchdogSchedule {
 /// Ties the notifier to the loop: `READY=1` once the listeners are bound, `STATUS=` with live
 /// counts, `WATCHDOG=1` from a loop timer (so a stalled loop stops the pings and systemd
 /// restarts us), `STOPPING=1` when the drain starts. Everything is a no-op without systemd.
-public final class SystemdSupervisor {
-    /// The delegate-timer kind of the periodic tick (RelayApp owns 250 for the drain deadline).
-    public static let timerKind: UInt8 = 240
+public final class SystemdSupervisor: TimerOwner {
+    public enum TimerKind: UInt8 {
+        /// Watchdog ping and status refresh.
+        case tick
+    }
     /// STATUS= is sent at most this often (and only when it changed): it is for `systemctl status`,
     /// not a metrics channel.
     public static let statusIntervalMs: Int64 = 1_000
@@ -118,6 +120,7 @@ public final class SystemdSupervisor {
     private var lastStatus = ""
     private var lastStatusAt: Int64 = .min
     private var draining = false
+    private lazy var timers = reactor.registerTimers(for: self)
 
     /// Nil when `NOTIFY_SOCKET` is unset; logs a warning and returns nil when it is unusable.
     public init?(environment env: [String: String], reactor: Reactor, counts: @escaping () -> Counts) {
@@ -136,17 +139,9 @@ public final class SystemdSupervisor {
         self.counts = counts
         watchdogIntervalMs = WatchdogSchedule.pingIntervalMs(environment: env, pid: getpid())
         tickMs = min(watchdogIntervalMs ?? SystemdSupervisor.statusIntervalMs, SystemdSupervisor.statusIntervalMs)
-        // Chain onto the reactor's delegate: kinds other than ours go to whoever was there, and
-        // whoever installs a delegate after us chains to this one the same way (RelayApp does).
-        let previous = reactor.timerDelegate
-        reactor.timerDelegate = { [weak self] entry, now in
-            if entry.kind == SystemdSupervisor.timerKind, let self {
-                self.tick(now: now)
-            } else {
-                previous?(entry, now)
-            }
-        }
     }
+
+    public func timerFired(_ kind: TimerKind, key: UInt64, now: Int64) { tick(now: now) }
 
     /// docs/operations.md § Boot order, step 7: sent after every listener is bound and listening, so a client that connects
     /// the moment systemd reports "active" lands in a backlog rather than being refused.
@@ -156,7 +151,7 @@ public final class SystemdSupervisor {
         lastStatus = status
         lastStatusAt = reactor.now
         if watchdogIntervalMs != nil { notifier.send("WATCHDOG=1", wait: false) }
-        reactor.scheduleDelegate(key: 0, at: reactor.now + tickMs, kind: SystemdSupervisor.timerKind)
+        timers.schedule(.tick, at: reactor.now + tickMs)
     }
 
     /// docs/operations.md: the drain started (systemd shows "deactivating" instead of a hung "active").
@@ -177,7 +172,7 @@ public final class SystemdSupervisor {
                 lastStatusAt = now
             }
         }
-        reactor.scheduleDelegate(key: 0, at: now + tickMs, kind: SystemdSupervisor.timerKind)
+        timers.schedule(.tick, at: now + tickMs)
     }
 
     /// The `STATUS=` text `systemctl status` shows (one line, no newline).

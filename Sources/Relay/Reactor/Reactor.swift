@@ -50,17 +50,16 @@ public final class Reactor {
     private var dirtyCount = 0  // live prefix of `dirty`; the block is reused, grown by doubling
     private var dueTimers: [TimerEntry] = []
     private var running = false
-    /// Called for timers whose key is not a registration (registry timers, process-wide ticks).
-    public var timerDelegate: ((TimerEntry, Int64) -> Void)?
+    /// Registered timer owners by id − 1 (id 0 is the fd handlers'): a dispatcher per owner,
+    /// called only while the owner's registration says it is alive. Owners are few and made
+    /// at boot; ids are not reused.
+    private var timerOwners: [(liveness: TimerRegistration.Liveness, dispatch: (_ key: UInt64, _ kind: UInt8, _ now: Int64) -> Void)] = []
     /// Counts loop iterations; per-iteration budgets (TLS handshakes) reset when it changes.
     public private(set) var iteration: UInt64 = 0
     /// How long iterations take (docs/operations.md loop-latency histogram).
     public private(set) var loopLatency = LoopLatency()
     /// Cached monotonic time of the current iteration.
     public private(set) var now: Int64 = monotonicMs()
-
-    /// Timer kinds at or above this value are routed to `timerDelegate`.
-    public static let delegateKindBase: UInt8 = 128
 
     public init() throws(Errno) {
         let fd = try syscallChecked("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
@@ -93,15 +92,20 @@ public final class Reactor {
         return token
     }
 
-    public func modify(fd: Int32, token: Token, events: UInt32) {
+    /// Changes the readiness `fd` is watched for. A failure (ENOMEM; ENOENT or EBADF would be a
+    /// bug) leaves the old interest in place: the caller cannot rely on the fd's events any
+    /// more and should close it.
+    public func modify(fd: Int32, token: Token, events: UInt32) throws(Errno) {
         var ev = epoll_event(events: events, data: epoll_data_t(u64: token.raw))
-        _ = epoll_ctl(epollFD.raw, EPOLL_CTL_MOD, fd, &ev)
+        try syscallChecked("epoll_ctl") { epoll_ctl(epollFD.raw, EPOLL_CTL_MOD, fd, &ev) }
     }
 
-    /// Removes the fd from epoll and frees the slot; call before closing the fd.
-    public func deregister(fd: Int32, token: Token) {
-        _ = epoll_ctl(epollFD.raw, EPOLL_CTL_DEL, fd, nil)
+    /// Removes the fd from epoll and frees the slot; call before closing the fd. The slot is
+    /// freed even when epoll_ctl fails (the fd was not in the set): the caller closes the fd
+    /// either way, which also takes it out of the set.
+    public func deregister(fd: Int32, token: Token) throws(Errno) {
         release(token)
+        try syscallChecked("epoll_ctl") { epoll_ctl(epollFD.raw, EPOLL_CTL_DEL, fd, nil) }
     }
 
     private func release(_ token: Token) {
@@ -132,10 +136,15 @@ public final class Reactor {
         timers.schedule(at: deadline, key: token.raw, kind: kind)
     }
 
-    /// Schedules a delegate timer (kind ≥ `delegateKindBase`).
-    public func scheduleDelegate(key: UInt64, at deadline: Int64, kind: UInt8) {
-        precondition(kind >= Reactor.delegateKindBase)
-        timers.schedule(at: deadline, key: key, kind: kind)
+    /// Registers a timer owner; its entries come back to it alone, as its own `TimerKind`.
+    public func registerTimers<Owner: TimerOwner>(for owner: Owner) -> TimerHandle<Owner.TimerKind> {
+        let registration = TimerRegistration(id: UInt32(timerOwners.count + 1))
+        // The owner is reached only while its registration (kept by its handle) is alive.
+        timerOwners.append((registration.liveness, { [unowned(unsafe) owner] key, raw, now in
+            guard let kind = Owner.TimerKind(rawValue: raw) else { return }
+            owner.timerFired(kind, key: key, now: now)
+        }))
+        return TimerHandle(reactor: self, registration: registration)
     }
 
     /// Asks for `flushTick()` on the handler registered under `token` at the end of this
@@ -215,8 +224,9 @@ public final class Reactor {
         timers.popDue(now: now, into: &dueTimers)
         guard !dueTimers.isEmpty else { return }
         for e in dueTimers {
-            if e.kind >= Reactor.delegateKindBase {
-                timerDelegate?(e, now)
+            if e.owner != 0 {
+                let o = timerOwners[Int(e.owner) - 1]
+                if o.liveness.ownerAlive { o.dispatch(e.key, e.kind, now) }
             } else if let h = handler(for: Token(raw: e.key)) {
                 h.timerFired(kind: e.kind, now: now)
             }

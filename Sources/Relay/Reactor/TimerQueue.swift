@@ -1,12 +1,15 @@
 import CEpoll
 import RelaySystem
 
-/// A timer entry names its owner by a key and a kind; the owner decides on firing whether the
-/// entry is still current (lazy cancellation: nothing is removed from the heap early).
+/// A timer entry names its owner (`owner` 0: the fd handler whose `Token` is `key`; otherwise a
+/// registered `TimerOwner`), a key and a kind; the owner decides on firing whether the entry is
+/// still current (lazy cancellation: nothing is removed from the heap early, so cancelling is
+/// never needed and costs nothing). 24 bytes, like the entry without an owner (padding).
 public struct TimerEntry {
     public var deadline: Int64
     public var key: UInt64
     public var kind: UInt8
+    public var owner: UInt32
 }
 
 /// All time-based work (heartbeats, deadlines, grace) in one binary min-heap, driven by one
@@ -30,9 +33,12 @@ public final class TimerQueue {
     public var nextDeadline: Int64 {
         @inline(__always) get { heap.first?.deadline ?? .max }
     }
+    /// Entries pushed since the queue was made (tests count heap work with it).
+    public private(set) var pushes = 0
 
-    public func schedule(at deadline: Int64, key: UInt64, kind: UInt8) {
-        heap.append(TimerEntry(deadline: deadline, key: key, kind: kind))
+    public func schedule(at deadline: Int64, key: UInt64, kind: UInt8, owner: UInt32 = 0) {
+        heap.append(TimerEntry(deadline: deadline, key: key, kind: kind, owner: owner))
+        pushes &+= 1
         siftUp(heap.count - 1)
     }
 

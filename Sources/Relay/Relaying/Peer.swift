@@ -8,12 +8,14 @@ import RelayCore
 package final class Peer: ConnectionDelegate {
     package enum Role { case binary, phone }
 
-    package let role: Role
+    // Widest fields first, the one-byte ones together at the end: one record per idle
+    // connection (docs/benchmarks.md, M1).
     package let handle: ConnHandle
     package let connection: Connection
     /// The service outlives every record; unmanaged so that a callback costs no retain and release.
     private let service: Unmanaged<RelayService>
     package let serverID: String
+    /// The client IP (the peer, or the trusted X-Forwarded-For entry), for logs.
     package let ip: String
     /// What the per-IP limits count this connection under (an IPv6 client's /64).
     package let key: ClientKey
@@ -28,6 +30,7 @@ package final class Peer: ConnectionDelegate {
     package var binary: Peer?
     /// What the forwarding rules remember of this connection (`ForwardingCore`).
     package var flow = ForwardingState()
+    package let role: Role
 
     package init(role: Role, handle: ConnHandle, connection: Connection, service: RelayService, serverID: String,
                  ip: String, key: ClientKey, label: String) {

@@ -14,8 +14,8 @@ extension RelayService {
         case .binary:
             peer.connID = ConnectionID.make(role: .binary, serverID: peer.serverID, random: random.next32())
             // The connection tells when its queue, above high water, drains (`peerDidDrain`).
-            c.highWaterMark = core.highWater
-            c.lowWaterMark = core.lowWater
+            c.backpressure.highWater = core.highWater
+            c.backpressure.lowWater = core.lowWater
             // Nothing from a binary is forwarded until it holds the slot (the claim may wait on a probe).
             c.pauseReading()
             perform(registry.claimBinary(peer.handle, serverID: peer.serverID, now: now))
@@ -235,10 +235,7 @@ extension RelayService {
                 let key = nextTimerKey
                 nextTimerKey += 1
                 registryTimers[key] = t
-                context.reactor.scheduleDelegate(key: key, at: at, kind: RelayService.registryTimerKind)
-            case .cancelTimer(let t):
-                // Lazy: a cancelled timer is dropped from the map so it fires into nothing.
-                if let k = registryTimers.first(where: { $0.value == t })?.key { registryTimers[k] = nil }
+                timers.schedule(.registry, at: at, key: key)
             case .sendCloseNotice(let b, let connID, let code):
                 let notice = Envelope.closeNotice(connID: connID, code: code)
                 notice.withUnsafeBytes { peers[b]?.connection.sendFrame(opcode: .text, payload: $0) }

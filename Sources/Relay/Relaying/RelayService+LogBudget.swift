@@ -33,8 +33,6 @@ package enum RepeatedLogEvent: CaseIterable {
 }
 
 extension RelayService {
-    package static let logIntervalKind: UInt8 = 220
-
     /// Writes `event` unless its budget for `peer`'s connection (when given) or for the whole
     /// process is spent; the fields are built only for lines that are written.
     package func logRepeated(_ event: RepeatedLogEvent, level: Log.Level = .warn, peer: Peer? = nil,
@@ -44,7 +42,7 @@ extension RelayService {
     }
 
     package func scheduleLogInterval(from now: Int64) {
-        context.reactor.scheduleDelegate(key: 0, at: now + Limits.logSuppressionIntervalMs, kind: RelayService.logIntervalKind)
+        timers.schedule(.logInterval, at: now + Limits.logSuppressionIntervalMs)
     }
 
     /// The interval's summaries, for connections still open and for the process.

@@ -10,7 +10,7 @@ import RelayPush
 /// The relay: one `ConnectionDelegate` for every public connection. It routes requests
 /// (docs/protocol.md §2), admits upgrades (§6, §10), drives the registry (§8) and forwards (§9).
 /// Everything runs on the reactor thread.
-public final class RelayService: ConnectionDelegate {
+public final class RelayService: ConnectionDelegate, TimerOwner {
     public let settings: RelaySettings
     public let context: IOContext
     public let metrics = RelayCounters()
@@ -21,6 +21,8 @@ public final class RelayService: ConnectionDelegate {
     package var peers: [ConnHandle: Peer] = [:]
     package var halfOpen: HalfOpenTable<Connection>
     package var nextHandle: UInt64 = 1
+    /// Armed registry deadlines by timer key, until they fire (the registry ignores a stale one):
+    /// at most one per disconnect or claim within the last grace / probe window.
     package var registryTimers: [UInt64: RegistryTimer] = [:]
     package var nextTimerKey: UInt64 = 1
     package let startedMs: Int64
@@ -29,18 +31,25 @@ public final class RelayService: ConnectionDelegate {
     public var onDrained: (() -> Void)?
     package var random = SystemRandom()
 
-    package static let registryTimerKind: UInt8 = 200
-    package static let housekeepingKind: UInt8 = 201
+    /// The service's own timers (`Reactor.registerTimers(for:)`).
+    public enum TimerKind: UInt8 {
+        /// A registry deadline (grace, claim probe); the key names it in `registryTimers`.
+        case registry
+        /// Every `housekeepingMs`: sweeps and `malloc_trim`.
+        case housekeeping
+        /// `malloc_trim` once accepts and large releases went quiet.
+        case trim
+        /// The end of a log-suppression interval (RelayService+LogBudget).
+        case logInterval
+    }
     package static let housekeepingMs: Int64 = 60_000
-    package static let trimKind: UInt8 = 202
     /// Quiet time after the last accept before freed heap pages are returned to the kernel.
     package static let trimQuietMs: Int64 = 500
     package var lastAcceptMs: Int64 = 0
     /// When freed buffers last passed `Limits.trimAfterReleasedBytes` (RelayService+BufferBudget).
     package var lastReleaseMs: Int64 = 0
     package var trimArmed = false
-    /// The reactor's timer delegate before ours: it gets the kinds we do not own.
-    private var previousTimerDelegate: ((TimerEntry, Int64) -> Void)?
+    package lazy var timers = context.reactor.registerTimers(for: self)
     /// Repeatable log events (RelayService+LogBudget.swift).
     package var logBudget = LogSuppressor<RepeatedLogEvent>(perScopeBurst: Limits.logBurstPerConnection,
                                                     globalBurst: Limits.logBurstGlobal)
@@ -57,10 +66,7 @@ public final class RelayService: ConnectionDelegate {
                                    maxConnectionsPerIP: settings.maxConnectionsPerIP, shard: settings.shard)
         self.startedMs = context.reactor.now
         self.halfOpen = HalfOpenTable(limit: settings.maxHalfOpen, perKeyLimit: settings.maxHalfOpenPerIP)
-        // Kinds that are not ours go to the delegate installed before (e.g. HTTPSClient's).
-        previousTimerDelegate = context.reactor.timerDelegate
-        context.reactor.timerDelegate = { [unowned self] entry, now in self.delegateTimer(entry, now: now) }
-        context.reactor.scheduleDelegate(key: 0, at: startedMs + RelayService.housekeepingMs, kind: RelayService.housekeepingKind)
+        timers.schedule(.housekeeping, at: startedMs + RelayService.housekeepingMs)
         scheduleLogInterval(from: startedMs)
         // Large message buffers come and go with every big message: keep glibc from returning
         // the heap top (brk) or mapping fresh pages (mmap) for each one; freed memory goes back to
@@ -101,12 +107,9 @@ public final class RelayService: ConnectionDelegate {
 
     /// Takes a freshly accepted socket. `tls`: the TLS listener's current context (docs/operations.md);
     /// `proxyHeader`: `--https-proxy-protocol` (docs/protocol.md §3.3).
-    public func accept(fd: Int32, remote: SocketAddress, tls: TLSContext? = nil, proxyHeader: Bool = false) {
-        guard !draining else {
-            _ = close(fd)
-            return
-        }
-        Socket.setNoDelay(fd)
+    public func accept(fd: consuming FileDescriptor, remote: SocketAddress, tls: TLSContext? = nil, proxyHeader: Bool = false) {
+        guard !draining else { return }  // `fd` closes as it goes
+        Socket.setNoDelay(fd.raw)
         noteAccept()
         let key = halfOpenKey(remote: remote, proxyHeader: proxyHeader)
         makeHalfOpenRoom(for: key)
@@ -127,7 +130,7 @@ public final class RelayService: ConnectionDelegate {
     package func armTrim(at deadline: Int64) {
         if !trimArmed {
             trimArmed = true
-            context.reactor.scheduleDelegate(key: 0, at: deadline, kind: RelayService.trimKind)
+            timers.schedule(.trim, at: deadline)
         }
     }
 
@@ -257,31 +260,32 @@ public final class RelayService: ConnectionDelegate {
 
     // MARK: timers
 
-    package func delegateTimer(_ entry: TimerEntry, now: Int64) {
-        switch entry.kind {
-        case RelayService.registryTimerKind:
-            guard let t = registryTimers.removeValue(forKey: entry.key) else { return }
+    public func timerFired(_ kind: TimerKind, key: UInt64, now: Int64) {
+        switch kind {
+        case .registry:
+            guard let t = registryTimers.removeValue(forKey: key) else { return }
             perform(registry.timerFired(t, now: now))
-        case RelayService.logIntervalKind:
+        case .logInterval:
             endLogInterval(now: now)
-        case RelayService.trimKind:
+        case .trim:
             let quietAt = max(lastAcceptMs, lastReleaseMs) + RelayService.trimQuietMs
             if now < quietAt {
-                context.reactor.scheduleDelegate(key: 0, at: quietAt, kind: RelayService.trimKind)
+                timers.schedule(.trim, at: quietAt)
             } else {
                 trimArmed = false
                 context.releasedBytes = 0
+                // The storm's request heads filled the block pool; idle connections hold no
+                // buffer, so its blocks go back with the rest (it refills on the next reads).
+                context.pool.trim()
                 _ = malloc_trim(0)
             }
-        case RelayService.housekeepingKind:
+        case .housekeeping:
             core.rateLimiter.sweep(now: now)
             push?.sweep(now: now)
             context.pool.trim()
             context.releasedBytes = 0
             _ = malloc_trim(0)
-            context.reactor.scheduleDelegate(key: 0, at: now + RelayService.housekeepingMs, kind: RelayService.housekeepingKind)
-        default:
-            previousTimerDelegate?(entry, now)
+            timers.schedule(.housekeeping, at: now + RelayService.housekeepingMs)
         }
     }
 

@@ -19,6 +19,9 @@ public struct Errno: Error, Equatable, CustomStringConvertible {
     public static let tooManyOpenFiles = Errno(EMFILE)
     public static let addressInUse = Errno(EADDRINUSE)
     public static let inProgress = Errno(EINPROGRESS)
+    public static let accessDenied = Errno(EACCES)
+    public static let tooManyOpenFilesInSystem = Errno(ENFILE)
+    public static let addressFamilyNotSupported = Errno(EAFNOSUPPORT)
 
     public var description: String {
         let name = String(cString: strerror(code))

@@ -3,11 +3,10 @@ import CEpoll
 /// VmRSS of this process in bytes: the second field of /proc/self/statm (pages, proc(5)) × the
 /// page size. One small read into a stack buffer: no String, no allocation.
 public func residentMemoryBytes() -> Int {
-    let fd = pyry_open("/proc/self/statm", O_RDONLY | O_CLOEXEC, 0)
-    guard fd >= 0 else { return 0 }
-    defer { _ = close(fd) }
+    let file = FileDescriptor(pyry_open("/proc/self/statm", O_RDONLY | O_CLOEXEC, 0))
+    guard file.isOpen else { return 0 }
     return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 128) { buf -> Int in
-        let n = read(fd, buf.baseAddress, buf.count)
+        let n = read(file.raw, buf.baseAddress, buf.count)
         guard n > 0 else { return 0 }
         var i = 0
         while i < n && buf[i] != 0x20 { i += 1 }  // skip the first field (size)

@@ -16,11 +16,14 @@ import RelayCodecs
 /// socket (the kernel drops datagrams from anyone but that server), and the question echoed back.
 /// Limits: names are absolute (no `search` list: the callers dial fully qualified names),
 /// a truncated answer gives the records that fit (no TCP retry).
-package final class AsyncResolver {
-    /// The reactor delegate timer kind of the retry/deadline tick (HTTPSClient routes it here).
-    package static let timerKind: UInt8 = 231
+package final class AsyncResolver: TimerOwner {
+    package enum TimerKind: UInt8 {
+        /// Ask the next nameserver, or end the lookup at its deadline (key: lookup id).
+        case tick
+    }
 
     private let reactor: Reactor
+    private lazy var timers = reactor.registerTimers(for: self)
     private let configuration: () -> ResolverConfiguration
     private var lookups: [UInt64: Lookup] = [:]
     /// Silence after which the next nameserver is asked (tests shorten it).
@@ -65,9 +68,7 @@ package final class AsyncResolver {
         for id in Array(lookups.keys) { cancel(id) }
     }
 
-    package func owns(key: UInt64) -> Bool { lookups[key] != nil }
-
-    package func timerFired(key: UInt64, now: Int64) {
+    package func timerFired(_ kind: TimerKind, key: UInt64, now: Int64) {
         guard let lookup = lookups[key] else { return }  // finished meanwhile: a stale tick
         if now >= lookup.deadline {
             finish(lookup)
@@ -93,7 +94,7 @@ package final class AsyncResolver {
             if delivered { break }
         }
         lookup.nextAskAt = monotonicMs() + retryMs
-        reactor.scheduleDelegate(key: lookup.id, at: min(lookup.nextAskAt, lookup.deadline), kind: AsyncResolver.timerKind)
+        timers.schedule(.tick, at: min(lookup.nextAskAt, lookup.deadline), key: lookup.id)
     }
 
     /// A datagram from one of the lookup's servers.
@@ -182,7 +183,7 @@ private final class Lookup {
 
 /// A connected UDP socket to one nameserver, registered on the reactor for the lookup's answers.
 private final class DNSSocket: EventHandler {
-    private let fd: FileDescriptor
+    private var fd: FileDescriptor
     private var token: Token?
     private weak var resolver: AsyncResolver?
     private let lookup: UInt64
@@ -228,7 +229,7 @@ private final class DNSSocket: EventHandler {
     }
 
     func close(_ reactor: Reactor) {
-        if let token { reactor.deregister(fd: fd.raw, token: token) }
+        if let token { try? reactor.deregister(fd: fd.raw, token: token) }  // closed just below either way
         token = nil
         fd.close()
     }

@@ -55,7 +55,7 @@ extension Connection {
     private func failCompressed(_ code: CloseCode) -> Bool {
         // RFC 6455 §7.1.7, as for a violation the parser finds.
         if state == .open {
-            localCloseCode = code
+            closeHandshake = .local(code, answer: nil)
             writeCloseFrame(code)
         }
         closeAfterFlush()

@@ -23,7 +23,7 @@ extension Connection {
             return
         }
         if n == 0 { abort(); return }
-        if input.count == 0 && httpDeadline > context.reactor.now + settings.headerTimeoutMs {
+        if input.count == 0, let http, http.deadline.ms > context.reactor.now + settings.headerTimeoutMs {
             // First byte of a request on an idle keep-alive connection: the header timeout starts now.
             armHTTPDeadline(context.reactor.now + settings.headerTimeoutMs)
         }
@@ -72,10 +72,7 @@ extension Connection {
         frameBoundary = bytesOut + output.count
         state = .open
         http = nil
-        wasUpgraded = true
-        httpDeadline = 0
-        let now = context.reactor.now
-        schedule(.heartbeat, at: now + settings.heartbeatIntervalMs)
+        armHeartbeat(now: context.reactor.now)
         markDirty()
         delegate.connectionDidUpgrade(self)
         // Frames pipelined behind the request head are already buffered; a connection the
@@ -88,11 +85,12 @@ extension Connection {
     /// Sets the HTTP-phase deadline; a heap entry is added only when it comes earlier than the
     /// one already pending (a later deadline is picked up when that entry fires), so a
     /// keep-alive client cannot grow the timer heap one entry per request.
-    package func armHTTPDeadline(_ deadline: Int64) {
-        httpDeadline = deadline
-        if httpTimerAt == 0 || deadline < httpTimerAt {
-            httpTimerAt = deadline
-            schedule(.httpDeadline, at: deadline)
+    package func armHTTPDeadline(_ ms: Int64) {
+        guard let http else { return }
+        http.deadline = Deadline(ms: ms)
+        if ms < http.timerAt.ms {
+            http.timerAt = http.deadline
+            schedule(.httpDeadline, at: ms)
         }
     }
 

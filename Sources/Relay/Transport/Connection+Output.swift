@@ -49,15 +49,16 @@ extension Connection {
         guard state == .open else { return }
         if !pingOutstanding {
             pingOutstanding = true
-            pongDeadline = context.reactor.now + settings.heartbeatTimeoutMs
-            schedule(.pongDeadline, at: pongDeadline)
+            deadlines.pong = Deadline(ms: context.reactor.now + settings.heartbeatTimeoutMs)
+            // The next heartbeat entry checks a deadline that comes no earlier than it.
+            if deadlines.pong.ms < deadlines.heartbeat.ms { schedule(.pongDeadline, at: deadlines.pong.ms) }
         }
         sendFrame(opcode: .ping, payload: UnsafeRawBufferPointer(start: nil, count: 0))
     }
 
     @inline(__always)
     package func didQueue() {
-        if output.count >= highWaterMark { aboveHighWater = true }
+        if output.count >= backpressure.highWater { backpressure.aboveHighWater = true }
         markDirty()
     }
 
@@ -86,13 +87,13 @@ extension Connection {
     public func close(code: CloseCode, reason: String = "") {
         switch state {
         case .open:
-            localCloseCode = code
+            closeHandshake = .local(code, answer: nil)
             writeCloseFrame(code, reason: reason)
             state = .closeSent
             // The peer's answering close must be read even from a paused connection.
             resumeReading()
-            closeDeadline = context.reactor.now + settings.closeHandshakeTimeoutMs
-            schedule(.closeDeadline, at: closeDeadline)
+            deadlines.closeAnswer = Deadline(ms: context.reactor.now + settings.closeHandshakeTimeoutMs)
+            schedule(.closeDeadline, at: deadlines.closeAnswer.ms)
         case .http:
             abort()
         case .closeSent, .closing, .lingering, .closed:
@@ -114,8 +115,8 @@ extension Connection {
     }
 
     package func armLingerDeadline() {
-        lingerDeadline = context.reactor.now + settings.closeHandshakeTimeoutMs
-        schedule(.lingerDeadline, at: lingerDeadline)
+        deadlines.linger = Deadline(ms: context.reactor.now + settings.closeHandshakeTimeoutMs)
+        schedule(.lingerDeadline, at: deadlines.linger.ms)
     }
 
     /// Closes a peer whose queue overflowed (docs/operations.md) with a real close frame once it reads
@@ -125,7 +126,7 @@ extension Connection {
     /// close frame and FIN. A peer that never reads again is dropped at the write-stall timeout.
     public func closeDroppingBacklog(code: CloseCode, reason: String) {
         guard state == .open else { return }
-        localCloseCode = code
+        closeHandshake = .local(code, answer: nil)
         let mustKeep = tls == nil ? 0 : min(output.count, Connection.tlsMaxRecordPlaintext)
         if mustKeep > 0 { advanceFrameBoundary(past: bytesOut + mustKeep) }
         let keep = frameBoundary - bytesOut
@@ -169,28 +170,33 @@ extension Connection {
             }
             switch r {
             case .done(let n):
-                if n < output.count && frameBoundary < bytesOut + n { advanceFrameBoundary(past: bytesOut + n) }
+                if n < output.count {
+                    if frameBoundary < bytesOut + n { advanceFrameBoundary(past: bytesOut + n) }
+                    // Progress: the stall clock restarts (a whole write ends the loop and disarms it).
+                    deadlines.writeStall = Deadline(ms: context.reactor.now + settings.writeStallTimeoutMs)
+                }
                 bytesOut += n
                 output.consume(n)
                 context.queuedBytes -= n
-                lastWriteProgress = context.reactor.now
             case .wouldBlock:
                 // The stall clock runs from the last progress, or from now after a full drain
-                // (an older armed timer re-checks against this, never against 0).
-                if lastWriteProgress == 0 { lastWriteProgress = context.reactor.now }
-                if !writeStallArmed {
-                    writeStallArmed = true
-                    schedule(.writeStall, at: lastWriteProgress + settings.writeStallTimeoutMs)
+                // (an older pending timer re-checks against this).
+                if !deadlines.writeStall.isArmed {
+                    deadlines.writeStall = Deadline(ms: context.reactor.now + settings.writeStallTimeoutMs)
                 }
-                setInterest(tlsWriteWantsRead ? interest | Reactor.readable : interest | Reactor.writable)
+                if !writeStallTimerPending {
+                    writeStallTimerPending = true
+                    schedule(.writeStall, at: deadlines.writeStall.ms)
+                }
+                setInterest(tlsWants.writeNeedsReadable ? interest | Reactor.readable : interest | Reactor.writable)
                 return
             }
         }
-        lastWriteProgress = 0
+        deadlines.writeStall = .unarmed
         frameBoundary = bytesOut
         output.release(to: context.pool)
-        if aboveHighWater && output.count <= lowWaterMark {
-            aboveHighWater = false
+        if backpressure.aboveHighWater && output.count <= backpressure.lowWater {
+            backpressure.aboveHighWater = false
             delegate.connectionDidDrain(self)
         }
         switch state {
@@ -201,20 +207,20 @@ extension Connection {
             tls?.shutdown()
             _ = shutdown(fd, Int32(SHUT_WR))
             state = .lingering
-            if lingerDeadline == 0 { armLingerDeadline() }
+            if !deadlines.linger.isArmed { armLingerDeadline() }
             setInterest(Reactor.readable | EPOLLRDHUP.rawValue)
         case .closed, .lingering:
             break
         case .http:
             // The answer is out: read and parse the next request (pipelined ones are buffered).
-            setInterest(Reactor.readable | EPOLLRDHUP.rawValue | (tlsReadWantsWrite ? Reactor.writable : 0))
+            setInterest(Reactor.readable | EPOLLRDHUP.rawValue | (tlsWants.readNeedsWritable ? Reactor.writable : 0))
             if !input.isEmpty { parseRequests() }
             // The next request, or frames behind an upgrade, may wait inside OpenSSL (read-ahead).
             if (state != .http || output.isEmpty) && tls?.hasPendingInput == true { dispatchRead() }
         default:
             var want = interest
-            if !tlsReadWantsWrite { want &= ~Reactor.writable }
-            if readingPaused && !tlsWriteWantsRead { want &= ~Reactor.readable }
+            if !tlsWants.readNeedsWritable { want &= ~Reactor.writable }
+            if backpressure.readingPaused && !tlsWants.writeNeedsReadable { want &= ~Reactor.readable }
             setInterest(want)
         }
     }
@@ -230,16 +236,16 @@ extension Connection {
 
     /// Stops reading from this peer (its kernel buffers fill, TCP pushes back): docs/protocol.md §7.5.
     public func pauseReading() {
-        guard !readingPaused, state == .open else { return }
-        readingPaused = true
+        guard !backpressure.readingPaused, state == .open else { return }
+        backpressure.readingPaused = true
         // EPOLLRDHUP is level-triggered too: keeping it would report a half-closed paused peer
         // on every iteration. HUP/ERR (always reported) still end the connection.
         setInterest(interest & ~(Reactor.readable | EPOLLRDHUP.rawValue))
     }
 
     public func resumeReading() {
-        guard readingPaused else { return }
-        readingPaused = false
+        guard backpressure.readingPaused else { return }
+        backpressure.readingPaused = false
         if state == .open || state == .closeSent {
             setInterest(interest | Reactor.readable | EPOLLRDHUP.rawValue)
             kickBufferedInput()

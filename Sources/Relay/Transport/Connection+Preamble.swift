@@ -23,10 +23,10 @@ extension Connection {
                 abort()
                 return
             case .proxied(let source, let length):
-                remote = source
+                remote = IPEndpoint(source)
                 input.consume(length)
                 input.release(to: context.pool)
-                proxyDeadline = 0
+                http?.proxyDeadline = .unarmed
                 preamble = tls != nil ? .tlsHandshake : .none
                 delegate.connection(self, proxiedFrom: source)
                 return

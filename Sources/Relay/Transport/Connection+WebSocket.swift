@@ -1,5 +1,6 @@
 import CEpoll
 import RelaySystem
+import RelayReactor
 import RelayCodecs
 
 /// The WebSocket phase (RFC 6455, docs/protocol.md §4): reading frames and handing messages up.
@@ -39,7 +40,7 @@ extension Connection {
     package func processFrames(_ bytes: UnsafeMutableRawBufferPointer) -> Int {
         var offset = 0
         // A paused reader stops between frames; the rest stays buffered until it resumes.
-        while (state == .open || state == .closeSent) && !readingPaused {
+        while (state == .open || state == .closeSent) && !backpressure.readingPaused {
             // Every byte used at a message boundary: nothing to parse, no deadline to arm.
             if offset == bytes.count && wsParser.isAtMessageBoundary { return offset }
             let rest = UnsafeMutableRawBufferPointer(rebasing: bytes[offset...])
@@ -51,7 +52,7 @@ extension Connection {
                 return offset
             case .message(let opcode, let payload, let consumed):
                 offset += consumed
-                assemblyDeadline = 0
+                deadlines.assembly = .unarmed
                 if wsParser.lastMessageCompressed {
                     guard deliverCompressed(payload, opcode: opcode) else { return offset }
                 } else if state == .open {
@@ -65,7 +66,7 @@ extension Connection {
             case .ping(let payload, let consumed):
                 offset += consumed
                 // A whole control frame outside a fragmented message leaves nothing pending.
-                if !wsParser.isAssemblingMessage { assemblyDeadline = 0 }
+                if !wsParser.isAssemblingMessage { deadlines.assembly = .unarmed }
                 // RFC 6455 §5.5.3: answer with a pong carrying the same application data. A peer
                 // that pings without reading gets no more pongs once ours back up (§5.5.3 lets an
                 // endpoint answer only the most recent ping), so pings cannot grow our queue.
@@ -74,27 +75,27 @@ extension Connection {
                 }
             case .pong(_, let consumed):
                 offset += consumed
-                if !wsParser.isAssemblingMessage { assemblyDeadline = 0 }
+                if !wsParser.isAssemblingMessage { deadlines.assembly = .unarmed }
                 if state == .open {
                     pingOutstanding = false
-                    pongDeadline = 0
+                    deadlines.pong = .unarmed
                     delegate.connectionDidReceivePong(self)
                 }
             case .close(let code, _, let consumed):
                 offset += consumed
-                peerCloseCode = code
                 if state == .open {
                     // RFC 6455 §5.5.1: echo the status code; no code in, no code out.
-                    closeInitiatedByPeer = true
-                    localCloseCode = code
+                    closeHandshake = .peer(code)
                     writeCloseFrame(code)
+                } else {
+                    closeHandshake.peerSent(code)
                 }
                 closeAfterFlush()
                 return offset
             case .violation(let code):
                 // RFC 6455 §7.1.7: fail the connection — send our close and drop it after flushing.
                 if state == .open {
-                    localCloseCode = code
+                    closeHandshake = .local(code, answer: nil)
                     writeCloseFrame(code)
                 }
                 closeAfterFlush()
@@ -106,14 +107,14 @@ extension Connection {
 
     /// Arms the message deadline once per message (a later frame of the same message keeps it).
     package func armAssemblyDeadline() {
-        guard assemblyDeadline == 0, state == .open else { return }
-        assemblyDeadline = context.reactor.now + settings.messageAssemblyTimeoutMs
-        schedule(.assemblyDeadline, at: assemblyDeadline)
+        guard !deadlines.assembly.isArmed, state == .open else { return }
+        deadlines.assembly = Deadline(ms: context.reactor.now + settings.messageAssemblyTimeoutMs)
+        schedule(.assemblyDeadline, at: deadlines.assembly.ms)
     }
 
     /// Processes frames already buffered (behind the upgrade request, or held while paused).
     package func drainBufferedFrames() {
-        guard state == .open || state == .closeSent, !readingPaused, !input.isEmpty else { return }
+        guard state == .open || state == .closeSent, !backpressure.readingPaused, !input.isEmpty else { return }
         let consumed = processFrames(input.readable)
         if state == .open || state == .closeSent { consumeInput(consumed) }
         syncHeldBytes()
@@ -210,7 +211,7 @@ extension Connection {
     public func shed(code: CloseCode, reason: String) {
         guard state == .open || state == .closeSent else { return }
         if state == .open {
-            localCloseCode = code
+            closeHandshake = .local(code, answer: nil)
             writeCloseFrame(code, reason: reason)
         }
         closeAfterFlush()

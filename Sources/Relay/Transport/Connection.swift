@@ -35,89 +35,89 @@ public final class Connection: EventHandler {
     /// after a blocked `SSL_write`.
     package static let tlsMaxRecordPlaintext = 16 * 1024
 
+    // Stored properties, widest first so the small ones pack together: an idle WebSocket
+    // connection is this object, its parser and nothing else (docs/benchmarks.md, M1).
     public let context: IOContext
-    /// The client address: the TCP peer, or the PROXY v2 source once the header is read (docs/protocol.md §3.3).
-    public package(set) var remote: SocketAddress
+    /// One object shared by every connection of the application.
     public let settings: ConnectionSettings
     /// Who hears this connection's events. The application may hand a connection to a delegate
     /// of its own (the relay: the connection's peer record, from the upgrade on); it keeps the
     /// delegate alive until `connectionDidClose`.
     public unowned(unsafe) var delegate: ConnectionDelegate
-    public package(set) var state: State = .http
-    public package(set) var fd: Int32
     package var token = Token(raw: 0)
-    package var interest: UInt32 = 0
-
-    package var tlsContext: TLSContext?
     /// Present on TLS-listener connections; every read and write goes through it.
     package var tls: TLSSession?
-    package var preamble: Preamble = .none
-    package let expectsProxyHeader: Bool
-    /// SSL_read needs the socket writable (TLS 1.3 KeyUpdate) / SSL_write needs it readable.
-    package var tlsReadWantsWrite = false
-    package var tlsWriteWantsRead = false
-    /// Plaintext sat inside OpenSSL while reading was paused: read it at the end of the tick.
-    package var readKick = false
-
-    package var input = ByteBuffer()
-    package var output = ByteBuffer()
+    /// Request-head parser and HTTP-phase deadlines, boxed so they exist only before the upgrade
+    /// (an idle WebSocket connection would otherwise carry them for its lifetime).
+    package var http: HTTPPhase?
     /// Input plus message-assembly capacity, as last charged to `context.heldBytes`.
     package var heldBytes = 0
     /// Stream offset (in `bytesOut` terms) of a frame start at or after the write position, so
     /// a backlog can be cut on a frame boundary (`closeDroppingBacklog`).
     package var frameBoundary = 0
-    /// Request-head parser state, boxed so it exists only before the upgrade (224 bytes that an
-    /// idle WebSocket connection would otherwise carry for its lifetime).
-    package final class HTTPPhase {
-        package var parser: HTTPRequestParser
-        package init(maxHeaderBytes: Int) { parser = HTTPRequestParser(maxHeaderBytes: maxHeaderBytes) }
-    }
-    package var http: HTTPPhase?
+    /// Bytes handed to the kernel (or to OpenSSL).
+    public package(set) var bytesOut = 0
+    package var input = ByteBuffer()
+    package var output = ByteBuffer()
+    package var deadlines = ConnectionDeadlines()
+    /// Output water marks (the relay sets them per role) and read pausing.
+    public package(set) var backpressure = Backpressure()
+    /// The client: the TCP peer, or the PROXY v2 source once the header is read (docs/protocol.md §3.3).
+    public package(set) var remote: IPEndpoint
     package var wsParser: WebSocketParser
+    /// The socket, closed by `abort` (or when the connection goes).
+    package private(set) var socket: FileDescriptor
+    package var interest: UInt32 = 0
+    public package(set) var state: State = .http
+    package var preamble: Preamble = .none
     /// The deflate window for what we send when permessage-deflate was negotiated (RFC 7692),
     /// 0 without it: the send path's one test.
     package var deflateWindowBits: UInt8 = 0
-
-    // Deadlines (monotonic ms; 0 = not armed). A timer entry acts only if its deadline still holds.
-    package var httpDeadline: Int64 = 0
-    package var pongDeadline: Int64 = 0
-    package var assemblyDeadline: Int64 = 0
-    package var httpTimerAt: Int64 = 0  // earliest pending httpDeadline heap entry (0: none)
-    package var closeDeadline: Int64 = 0
-    package var lingerDeadline: Int64 = 0
-    package var proxyDeadline: Int64 = 0
-    package var lastWriteProgress: Int64 = 0
-    package var writeStallArmed = false
+    package var tlsWants = TLSWants()
+    /// Plaintext sat inside OpenSSL while reading was paused: read it at the end of the tick.
+    package var readKick = false
     package var dirtyMarked = false
-    package var readingPaused = false
-
+    /// A `.writeStall` heap entry is pending (one at a time).
+    package var writeStallTimerPending = false
     public package(set) var pingOutstanding = false
-    public package(set) var peerCloseCode: CloseCode?
-    public package(set) var localCloseCode: CloseCode?
-    public package(set) var wasUpgraded = false
+    public package(set) var closeHandshake = CloseHandshake.none
+
+    /// Request-head parser state and what only the HTTP phase needs.
+    package final class HTTPPhase {
+        package var parser: HTTPRequestParser
+        /// The TLS listener's context, until `start` makes the session.
+        package var tlsContext: TLSContext?
+        package let expectsProxyHeader: Bool
+        /// Header timeout / keep-alive idle deadline.
+        package var deadline = Deadline.unarmed
+        /// The earliest `.httpDeadline` heap entry still pending.
+        package var timerAt = Deadline.unarmed
+        /// docs/protocol.md §3.3: the PROXY header's own bound.
+        package var proxyDeadline = Deadline.unarmed
+        package init(maxHeaderBytes: Int, tlsContext: TLSContext?, expectsProxyHeader: Bool) {
+            parser = HTTPRequestParser(maxHeaderBytes: maxHeaderBytes)
+            self.tlsContext = tlsContext
+            self.expectsProxyHeader = expectsProxyHeader
+        }
+    }
+
+    public var peerCloseCode: CloseCode? { closeHandshake.peerCode }
+    public var localCloseCode: CloseCode? { closeHandshake.localCode }
     /// The peer sent its close frame before we sent ours.
-    public package(set) var closeInitiatedByPeer = false
-
-    /// Output queue water marks (docs/protocol.md §7.5); `connectionDidDrain` fires when crossing low after high.
-    public var highWaterMark = Int.max
-    public var lowWaterMark = 0
-    public package(set) var aboveHighWater = false
-
-    /// Bytes written so far: the stream offsets `frameBoundary` is counted in.
-    public package(set) var bytesOut = 0
+    public var closeInitiatedByPeer: Bool { closeHandshake.initiatedByPeer }
+    public var wasUpgraded: Bool { http == nil }
+    public var aboveHighWater: Bool { backpressure.aboveHighWater }
 
     /// `tls`: terminate TLS with this context (docs/operations.md); `proxyHeader`: require a PROXY v2
     /// header first (docs/protocol.md §3.3, `--https-proxy-protocol`).
-    public init(fd: Int32, remote: SocketAddress, context: IOContext, settings: ConnectionSettings,
+    public init(fd: consuming FileDescriptor, remote: SocketAddress, context: IOContext, settings: ConnectionSettings,
                 delegate: ConnectionDelegate, tls: TLSContext? = nil, proxyHeader: Bool = false) {
-        self.fd = fd
-        self.tlsContext = tls
-        self.expectsProxyHeader = proxyHeader
-        self.remote = remote
+        self.socket = fd
+        self.remote = IPEndpoint(remote)
         self.context = context
         self.settings = settings
         self.delegate = delegate
-        self.http = HTTPPhase(maxHeaderBytes: settings.maxHeaderBytes)
+        self.http = HTTPPhase(maxHeaderBytes: settings.maxHeaderBytes, tlsContext: tls, expectsProxyHeader: proxyHeader)
         self.wsParser = WebSocketParser(maxMessageBytes: settings.maxMessageBytes)
         context.connectionDescriptors += 1
     }
@@ -127,31 +127,31 @@ public final class Connection: EventHandler {
         context.heldBytes -= heldBytes
         context.queuedBytes -= output.count
         output.release(to: context.pool)
-        if fd >= 0 {
-            _ = CEpoll.close(fd)
-            context.connectionDescriptors -= 1
-        }
+        if socket.isOpen { context.connectionDescriptors -= 1 }  // `socket` closes itself
     }
 
     /// Registers with the reactor and arms the header timeout (docs/protocol.md §3.2: 5 s from accept).
     public func start() throws(Errno) {
-        if let ctx = tlsContext {
+        guard let http else { return }
+        if let ctx = http.tlsContext {
             guard let session = ctx.makeSession(fd: fd) else { throw Errno(ENOMEM, call: "SSL_new") }
             tls = session
-            tlsContext = nil
+            http.tlsContext = nil
             preamble = .tlsHandshake
         }
-        if expectsProxyHeader { preamble = .proxyHeader }
+        if http.expectsProxyHeader { preamble = .proxyHeader }
         interest = Reactor.readable | EPOLLRDHUP.rawValue
         token = try context.reactor.register(fd: fd, events: interest, handler: self)
         let now = context.reactor.now
         armHTTPDeadline(now + settings.headerTimeoutMs)
-        if expectsProxyHeader {
+        if http.expectsProxyHeader {
             // docs/protocol.md §3.3: the PROXY header has its own 5 s bound (the header timeout may be longer).
-            proxyDeadline = now + Limits.proxyHeaderTimeoutMs
-            schedule(.proxyDeadline, at: proxyDeadline)
+            http.proxyDeadline = Deadline(ms: now + Limits.proxyHeaderTimeoutMs)
+            schedule(.proxyDeadline, at: http.proxyDeadline.ms)
         }
     }
+
+    public var fd: Int32 { socket.raw }
 
     public var queuedBytes: Int { output.count }
 
@@ -163,18 +163,18 @@ public final class Connection: EventHandler {
             return
         }
         if events & Reactor.writable != 0 {
-            if tlsReadWantsWrite {
-                tlsReadWantsWrite = false
+            if tlsWants.readNeedsWritable {
+                tlsWants.readNeedsWritable = false
                 dispatchRead()
             }
             flush()
         }
         if events & (Reactor.readable | Reactor.hangup) != 0 {
-            if tlsWriteWantsRead {
-                tlsWriteWantsRead = false
+            if tlsWants.writeNeedsReadable {
+                tlsWants.writeNeedsReadable = false
                 flush()
                 // The readable interest was added for the write; a paused reader stays paused.
-                if readingPaused && events & Reactor.hangup == 0 { return }
+                if backpressure.readingPaused && events & Reactor.hangup == 0 { return }
             }
             dispatchRead()
         }
@@ -194,7 +194,7 @@ public final class Connection: EventHandler {
             // Input OpenSSL holds is invisible to level-triggered epoll: drain it now (bounded by
             // one read-ahead buffer, so this loop ends). A queued HTTP answer goes out first (one
             // request at a time); the flush after it reads on.
-            guard let tls, tls.hasPendingInput, !readingPaused, state != .http || output.isEmpty else { return }
+            guard let tls, tls.hasPendingInput, !backpressure.readingPaused, state != .http || output.isEmpty else { return }
         }
     }
 
@@ -204,47 +204,56 @@ public final class Connection: EventHandler {
         case .httpDeadline:
             // No response on a header timeout (docs/protocol.md §3.2): the peer is not speaking HTTP at our pace.
             // The deadline runs from accept, so it bounds the TLS handshake too (docs/protocol.md §2.1).
-            httpTimerAt = 0
-            guard state == .http && httpDeadline != 0 else { return }
-            if now >= httpDeadline {
+            guard state == .http, let http else { return }
+            http.timerAt = .unarmed
+            guard http.deadline.isArmed else { return }
+            if http.deadline.hasPassed(now) {
                 if preamble == .tlsHandshake { delegate.connection(self, tlsHandshakeFinished: false) }
                 abort()
             } else {
-                armHTTPDeadline(httpDeadline)
+                armHTTPDeadline(http.deadline.ms)
             }
         case .proxyDeadline:
             // docs/protocol.md §3.3: no complete PROXY header in time → closed with zero bytes.
-            if preamble == .proxyHeader && now >= proxyDeadline { abort() }
+            if preamble == .proxyHeader, let http, http.proxyDeadline.hasPassed(now) { abort() }
         case .heartbeat:
             guard state == .open else { return }
-            if !pingOutstanding { sendPing() }
-            schedule(.heartbeat, at: now + settings.heartbeatIntervalMs)
+            if pingOutstanding && deadlines.pong.hasPassed(now) {
+                close(code: .internalError, reason: "heartbeat timeout")
+                return
+            }
+            armHeartbeat(now: now)
+            if !pingOutstanding {
+                sendPing()
+            } else if deadlines.pong.ms < deadlines.heartbeat.ms {
+                // Still outstanding (a timeout longer than the interval): due before the next beat.
+                schedule(.pongDeadline, at: deadlines.pong.ms)
+            }
         case .pongDeadline:
-            if state == .open && pingOutstanding && pongDeadline != 0 && now >= pongDeadline {
+            if state == .open && pingOutstanding && deadlines.pong.hasPassed(now) {
                 close(code: .internalError, reason: "heartbeat timeout")
             }
         case .assemblyDeadline:
             // docs/protocol.md §4: a message must complete within 30 s of its first frame.
-            if state == .open && assemblyDeadline != 0 && now >= assemblyDeadline {
+            if state == .open && deadlines.assembly.hasPassed(now) {
                 close(code: .policyViolation, reason: "message timeout")
             }
         case .writeStall:
-            writeStallArmed = false
-            guard !output.isEmpty else { return }
-            let due = lastWriteProgress + settings.writeStallTimeoutMs
-            if now >= due {
+            writeStallTimerPending = false
+            guard !output.isEmpty, deadlines.writeStall.isArmed else { return }
+            if deadlines.writeStall.hasPassed(now) {
                 // docs/protocol.md §4: a write that cannot progress for 10 s marks the peer dead. A close frame
                 // would sit behind the same stuck bytes, so the socket is dropped at once.
-                if localCloseCode == nil { localCloseCode = .internalError }
+                if closeHandshake == .none { closeHandshake = .local(.internalError, answer: nil) }
                 abort(reset: true)
             } else {
-                writeStallArmed = true
-                schedule(.writeStall, at: due)
+                writeStallTimerPending = true
+                schedule(.writeStall, at: deadlines.writeStall.ms)
             }
         case .closeDeadline:
-            if state == .closeSent && now >= closeDeadline { abort() }
+            if state == .closeSent && deadlines.closeAnswer.hasPassed(now) { abort() }
         case .lingerDeadline:
-            if (state == .lingering || state == .closing) && lingerDeadline != 0 && now >= lingerDeadline { abort() }
+            if (state == .lingering || state == .closing) && deadlines.linger.hasPassed(now) { abort() }
         }
     }
 
@@ -253,7 +262,7 @@ public final class Connection: EventHandler {
         if readKick {
             readKick = false
             drainBufferedFrames()
-            if !readingPaused && tls?.hasPendingInput == true { dispatchRead() }
+            if !backpressure.readingPaused && tls?.hasPendingInput == true { dispatchRead() }
         }
         flush()
     }
@@ -265,7 +274,7 @@ public final class Connection: EventHandler {
         guard let tls else { return try Socket.read(fd, buffer, count) }
         let r = try tls.read(into: buffer, count: count)
         if case .wouldBlock = r, tls.want == .write {
-            tlsReadWantsWrite = true
+            tlsWants.readNeedsWritable = true
             setInterest(interest | Reactor.writable)
         }
         return r
@@ -275,14 +284,15 @@ public final class Connection: EventHandler {
     package func ioWrite(_ buffer: UnsafeRawPointer, _ count: Int) throws(Errno) -> IOResult<Int> {
         guard let tls else { return try Socket.write(fd, buffer, count) }
         let r = try tls.write(from: buffer, count: count)
-        if case .wouldBlock = r { tlsWriteWantsRead = tls.want == .read }
+        if case .wouldBlock = r { tlsWants.writeNeedsReadable = tls.want == .read }
         return r
     }
 
     package func setInterest(_ events: UInt32) {
         guard state != .closed, events != interest else { return }
         interest = events
-        context.reactor.modify(fd: fd, token: token, events: events)
+        // An fd epoll no longer watches as we ask would hang or spin: drop it.
+        do { try context.reactor.modify(fd: fd, token: token, events: events) } catch { abort() }
     }
 
     // MARK: teardown
@@ -295,21 +305,25 @@ public final class Connection: EventHandler {
     public func abort(reset: Bool = false) {
         guard state != .closed else { return }
         state = .closed
-        context.reactor.deregister(fd: fd, token: token)
+        try? context.reactor.deregister(fd: fd, token: token)  // closed just below either way
         if reset {
             Socket.setAbortiveClose(fd)
         } else {
             tls?.shutdown()
         }
         tls = nil  // SSL_free before the fd goes (the BIO does not own the fd)
-        _ = CEpoll.close(fd)
-        fd = -1
+        socket.close()
         context.connectionDescriptors -= 1
         releaseInput()
         context.queuedBytes -= output.count
         if output.capacity > context.pool.blockSize { context.noteReleased(output.capacity) }
         output.release(to: context.pool)
         delegate.connectionDidClose(self, peerCode: peerCloseCode, localCode: localCloseCode)
+    }
+
+    package func armHeartbeat(now: Int64) {
+        deadlines.heartbeat = Deadline(ms: now + settings.heartbeatIntervalMs)
+        schedule(.heartbeat, at: deadlines.heartbeat.ms)
     }
 
     package func schedule(_ kind: TimerKind, at deadline: Int64) {

@@ -44,8 +44,9 @@ extension ConnectionDelegate {
     public func connection(_ c: Connection, needsBufferRoom bytes: Int) {}
 }
 
-/// Per-connection WebSocket settings chosen by the application.
-public struct ConnectionSettings {
+/// WebSocket settings chosen by the application: one object, shared by reference by every
+/// connection it accepts (set them before the first accept).
+public final class ConnectionSettings {
     public var maxMessageBytes = Limits.maxMessageBytes
     public var headerTimeoutMs = Limits.headerTimeoutMs
     public var keepAliveIdleMs = Limits.keepAliveIdleMs

@@ -17,14 +17,19 @@ import RelayCodecs
 /// answering; the callers' requests — a wake, a token fetch, an ACME POST with its one-time
 /// nonce — tolerate that.)
 ///
-/// Timers are reactor delegate timers keyed by call or connection id (kinds 230–234; the closure
-/// chains to whichever delegate was installed before).
-public final class HTTPSClient: HTTPSSending {
-    package static let deadlineKind: UInt8 = 230
-    // 231: AsyncResolver.timerKind
-    package static let connectKind: UInt8 = 232
-    package static let idleKind: UInt8 = 233
-    package static let startKind: UInt8 = 234
+/// Timers are this client's own (`Reactor.registerTimers(for:)`), keyed by call or connection id;
+/// its resolver has its own.
+public final class HTTPSClient: HTTPSSending, TimerOwner {
+    public enum TimerKind: UInt8 {
+        /// The call's overall deadline (key: call id).
+        case deadline
+        /// The call starts, from the timer pass after `send` (key: call id).
+        case start
+        /// A connect attempt's share of the deadline (key: connection id).
+        case connect
+        /// A kept-alive connection waited `idleTimeoutMs` (key: connection id).
+        case idle
+    }
 
     package let reactor: Reactor
     package let deadlineMs: Int64
@@ -44,6 +49,7 @@ public final class HTTPSClient: HTTPSSending {
     /// Idle kept-alive connections per host:port, the most recently used last.
     private var idle: [String: [HTTPSClientConnection]] = [:]
     private var idleCount = 0
+    private lazy var timers = reactor.registerTimers(for: self)
 
     /// Verifies server certificates against the system trust store (SSL_CTX_set_default_verify_paths,
     /// so SSL_CERT_FILE works) and the host name (SNI + X509 host check; IP literal → IP check).
@@ -61,16 +67,6 @@ public final class HTTPSClient: HTTPSSending {
         self.maxResponseBytes = maxResponseBytes
         tls = try OutboundTLSContext()
         resolver = AsyncResolver(reactor: reactor, configuration: resolverConfiguration)
-        let previous = reactor.timerDelegate
-        // Several clients may share the reactor (push wakes, ACME): ids are unique across them
-        // (`OutboundIDs`), so each client handles the timers whose key it owns and passes the rest on.
-        reactor.timerDelegate = { [weak self] entry, now in
-            if (HTTPSClient.deadlineKind...HTTPSClient.startKind).contains(entry.kind), let self, self.owns(entry) {
-                self.timerFired(entry, now: now)
-            } else {
-                previous?(entry, now)
-            }
-        }
     }
 
     /// Nothing outlives the client: its connections and lookups are closed (no completion runs).
@@ -92,43 +88,29 @@ public final class HTTPSClient: HTTPSSending {
         let call = HTTPSCall(id: takeID(), request: request, bytes: request.serialized(), deadline: now + deadlineMs,
                         completion: completion)
         calls[call.id] = call
-        reactor.scheduleDelegate(key: call.id, at: call.deadline, kind: HTTPSClient.deadlineKind)
+        timers.schedule(.deadline, at: call.deadline, key: call.id)
         // Started from the next timer pass, so even an instant failure completes after send() returns.
-        reactor.scheduleDelegate(key: call.id, at: now, kind: HTTPSClient.startKind)
+        timers.schedule(.start, at: now, key: call.id)
     }
 
     private func takeID() -> UInt64 { OutboundIDs.next() }
 
-    /// Whether a timer entry of one of our kinds belongs to this client (a stale entry of a
-    /// finished call belongs to nobody and is dropped at the end of the chain).
-    private func owns(_ entry: TimerEntry) -> Bool {
-        switch entry.kind {
-        case HTTPSClient.startKind, HTTPSClient.deadlineKind: return calls[entry.key] != nil
-        case AsyncResolver.timerKind: return resolver.owns(key: entry.key)
-        default: return connections[entry.key] != nil
-        }
-    }
-
     // MARK: timers
 
-    private func timerFired(_ entry: TimerEntry, now: Int64) {
-        switch entry.kind {
-        case HTTPSClient.startKind:
-            if let call = calls[entry.key] { start(call) }
-        case HTTPSClient.deadlineKind:
-            if let call = calls[entry.key] { finish(call, .failure(.timeout)) }
-        case AsyncResolver.timerKind:
-            resolver.timerFired(key: entry.key, now: now)
-        case HTTPSClient.connectKind:
-            // Lazy cancellation: the entry is stale unless that connection is still connecting past its deadline.
-            if let c = connections[entry.key], c.state == .connecting, now >= c.connectDeadline, let call = c.call {
+    /// Lazy cancellation: an entry whose call or connection moved on (or is gone) does nothing.
+    public func timerFired(_ kind: TimerKind, key: UInt64, now: Int64) {
+        switch kind {
+        case .start:
+            if let call = calls[key] { start(call) }
+        case .deadline:
+            if let call = calls[key] { finish(call, .failure(.timeout)) }
+        case .connect:
+            if let c = connections[key], c.state == .connecting, now >= c.connectDeadline, let call = c.call {
                 close(c)
                 connectNext(call)
             }
-        case HTTPSClient.idleKind:
-            if let c = connections[entry.key], c.state == .idle, now >= c.idleSince + idleTimeoutMs { close(c) }
-        default:
-            break
+        case .idle:
+            if let c = connections[key], c.state == .idle, now >= c.idleSince + idleTimeoutMs { close(c) }
         }
     }
 
@@ -176,7 +158,7 @@ public final class HTTPSClient: HTTPSSending {
                                                 client: self, connectDeadline: now + slice) else { continue }
             connections[c.id] = c
             attach(c, to: call)
-            reactor.scheduleDelegate(key: c.id, at: c.connectDeadline, kind: HTTPSClient.connectKind)
+            timers.schedule(.connect, at: c.connectDeadline, key: c.id)
             return
         }
         finish(call, .failure(.connect))
@@ -217,7 +199,7 @@ public final class HTTPSClient: HTTPSSending {
             c.becomeIdle(now: reactor.now)
             idle[c.origin, default: []].append(c)
             idleCount += 1
-            reactor.scheduleDelegate(key: c.id, at: c.idleSince + idleTimeoutMs, kind: HTTPSClient.idleKind)
+            timers.schedule(.idle, at: c.idleSince + idleTimeoutMs, key: c.id)
         } else {
             close(c)
         }

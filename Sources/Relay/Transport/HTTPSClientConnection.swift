@@ -11,7 +11,7 @@ package final class HTTPSClientConnection: EventHandler {
 
     package let id: UInt64
     package let origin: String
-    private let fd: FileDescriptor
+    private var fd: FileDescriptor
     private var token: Token?
     private let url: HTTPSURL
     private weak var client: HTTPSClient?
@@ -202,13 +202,16 @@ package final class HTTPSClientConnection: EventHandler {
 
     private func interest(_ events: UInt32) {
         guard let token else { return }
-        reactor.modify(fd: fd.raw, token: token, events: events)
+        do { try reactor.modify(fd: fd.raw, token: token, events: events) } catch {
+            // Its events would no longer come as asked: the call fails now rather than at its deadline.
+            if state == .idle { client?.idleConnectionEnded(self) } else { client?.failed(self, .closed, beforeResponse: false) }
+        }
     }
 
     package func close() {
         guard state != .closed else { return }
         state = .closed
-        if let token { reactor.deregister(fd: fd.raw, token: token) }
+        if let token { try? reactor.deregister(fd: fd.raw, token: token) }  // closed just below either way
         token = nil
         session?.shutdown()
         session = nil

@@ -15,7 +15,7 @@ public enum Socket {
     /// means IPv4 only, and the log says so. An explicit `[::]` or IPv6 host still fails.
     package static func listenFallingBackToIPv4(_ address: SocketAddress,
                                         _ open: (SocketAddress) throws(Errno) -> FileDescriptor) throws(Errno) -> FileDescriptor {
-        do { return try open(address) } catch let e where e.code == EAFNOSUPPORT && address.anyFamily {
+        do { return try open(address) } catch let e where e == .addressFamilyNotSupported && address.anyFamily {
             let v4 = SocketAddress(ip: "0.0.0.0", port: address.port)!
             Log.warn("ipv6_unavailable", ["listen": v4.description, "err": e.description])
             return try open(v4)

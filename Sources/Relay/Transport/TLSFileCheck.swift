@@ -1,5 +1,7 @@
 import CEpoll
 
+import RelaySystem
+
 /// Says in words what is wrong with a `--tls-cert`/`--tls-key` file OpenSSL refused: missing or
 /// unreadable, not PEM, the two files swapped, a key that does not match the certificate.
 /// OpenSSL's own reason stays in the message after these words (`TLSError.description`).
@@ -69,13 +71,12 @@ package enum TLSFileCheck {
     }
 
     package static func contents(of path: String) -> Content {
-        let fd = pyry_open(path, O_RDONLY | O_CLOEXEC, 0)
-        guard fd >= 0 else { return .unreadable(String(cString: strerror(pyry_errno()))) }
-        defer { _ = close(fd) }
+        let file = FileDescriptor(pyry_open(path, O_RDONLY | O_CLOEXEC, 0))
+        guard file.isOpen else { return .unreadable(String(cString: strerror(pyry_errno()))) }
         var bytes: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 16_384)
         while bytes.count < maxBytes {
-            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, min($0.count, maxBytes - bytes.count)) }
+            let n = buf.withUnsafeMutableBytes { read(file.raw, $0.baseAddress, min($0.count, maxBytes - bytes.count)) }
             if n < 0 {
                 let e = pyry_errno()
                 if e == EINTR { continue }

@@ -1,9 +1,14 @@
 import RelayLog
+import RelayReactor
 
 /// The TLS listener's current context; SIGHUP swaps it (docs/operations.md § Certificate renewal).
-package final class TLSHolder {
-    package static let rotationTimerKind: UInt8 = 251
+package final class TLSHolder: TimerOwner {
+    package enum TimerKind: UInt8 {
+        /// Every `TLSContext.ticketKeyRotationMs`.
+        case ticketRotation
+    }
     package private(set) var current: TLSContext
+    private var timers: TimerHandle<TimerKind>?
 
     package init(_ context: TLSContext) { current = context }
 
@@ -21,9 +26,16 @@ package final class TLSHolder {
         }
     }
 
-    package func rotateTicketKeys() {
+    package func startTicketRotation(on reactor: Reactor) {
+        let handle = reactor.registerTimers(for: self)
+        timers = handle
+        handle.schedule(.ticketRotation, at: reactor.now + TLSContext.ticketKeyRotationMs)
+    }
+
+    package func timerFired(_ kind: TimerKind, key: UInt64, now: Int64) {
         do { try current.rotateTicketKeys() } catch {
             Log.error("tls_ticket_rotation_failed", ["err": error.description])
         }
+        timers?.schedule(.ticketRotation, at: now + TLSContext.ticketKeyRotationMs)
     }
 }

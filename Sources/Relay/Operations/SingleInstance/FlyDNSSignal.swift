@@ -85,11 +85,16 @@ public final class FlyDNSSignal: ReplicaSignal {
     /// `connect` makes the kernel drop datagrams from any other source). Answers with the wrong ID
     /// or question are ignored until the deadline.
     package func exchange(_ query: [UInt8], id: UInt16) -> Result<DNSMessage.AAAAResponse, ExchangeError> {
-        let fd: FileDescriptor
+        let raw: Int32
         do throws(Errno) {
-            fd = FileDescriptor(try syscallChecked("socket") {
+            raw = try syscallChecked("socket") {
                 socket(server.family, Int32(SOCK_DGRAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
-            })
+            }
+        } catch {
+            return .failure(ExchangeError("\(error)"))
+        }
+        let fd = FileDescriptor(raw)
+        do throws(Errno) {
             _ = try server.withSockAddr { sa, len throws(Errno) in
                 try syscallChecked("connect") { pyry_connect(fd.raw, sa, len) }
             }

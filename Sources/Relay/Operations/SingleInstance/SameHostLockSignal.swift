@@ -9,7 +9,7 @@ public final class InstanceLock {
     public let path: String
     public let fd: FileDescriptor
 
-    package init(path: String, fd: FileDescriptor) {
+    package init(path: String, fd: consuming FileDescriptor) {
         self.path = path
         self.fd = fd
     }
@@ -80,20 +80,20 @@ public final class SameHostLockSignal: ReplicaSignal {
             return .unknown(evidence: "no runtime directory (--runtime-dir, RUNTIME_DIRECTORY, "
                 + "\(Self.defaultRuntimeDirectory)); same-host instances not checked")
         }
-        let fd: FileDescriptor
+        let raw: Int32
         var writable = true
         do throws(Errno) {
             // O_CLOEXEC: a child must not inherit (and so keep) our lock. O_NOFOLLOW: a planted
             // symlink in a shared directory must not redirect the truncate below. 0644: anyone
             // may read the PID.
-            fd = FileDescriptor(try syscallChecked("open") {
+            raw = try syscallChecked("open") {
                 pyry_open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
-            })
-        } catch where error.code == EACCES {
+            }
+        } catch where error == .accessDenied {
             // The file belongs to another user (e.g. a relay started by hand beside the unit):
             // flock(2) works on a read-only descriptor, so the signal can still answer.
             do throws(Errno) {
-                fd = FileDescriptor(try syscallChecked("open") { pyry_open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0) })
+                raw = try syscallChecked("open") { pyry_open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0) }
                 writable = false
             } catch {
                 return .unknown(evidence: "cannot open lock \(path): \(error)")
@@ -101,6 +101,7 @@ public final class SameHostLockSignal: ReplicaSignal {
         } catch {
             return .unknown(evidence: "cannot open lock \(path): \(error)")
         }
+        let fd = FileDescriptor(raw)
         let acquired: Bool
         do throws(Errno) {
             switch try syscall("flock", { flock(fd.raw, LOCK_EX | LOCK_NB) }) {
