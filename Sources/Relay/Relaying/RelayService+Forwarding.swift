@@ -24,7 +24,7 @@ extension RelayService {
             case .registered(let connID):
                 peer.connID = connID
                 // The id embeds the server-id header, which may hold `"` or `\`: escape once here.
-                peer.connIDBytes = JSONString.escaped(connID)
+                peer.setConnIDBytes(JSONString.escaped(connID))
                 metrics.upgrade(.client, .accept)
                 Log.info("phone_registered", ["server_id": peer.serverID, "conn_id": connID,
                                               "device_name": peer.label, "remote": peer.ip])
@@ -85,10 +85,9 @@ extension RelayService {
             return
         }
         let length = Envelope.wrappedLength(connIDLength: phone.connIDBytes.count, frameLength: payload.count)
-        phone.connIDBytes.withUnsafeBytes { id in
-            b.sendFrame(opcode: .text, length: length) { dst in
-                _ = Envelope.wrap(connID: id, frame: payload, into: dst)
-            }
+        let id = phone.connIDBytes
+        b.sendFrame(opcode: .text, length: length) { dst in
+            _ = Envelope.wrap(connID: id, frame: payload, into: dst)
         }
         metrics.framesPhoneToBinary += 1
         metrics.bytesPhoneToBinary += payload.count
@@ -153,6 +152,7 @@ extension RelayService {
     /// binary hears the close notice now, not when the socket finally goes (a phone that does
     /// not read keeps it until the write-stall timeout). `peerDidClose` finds it gone.
     package func phoneLeavesNow(_ phone: Peer) {
+        phone.binary = nil  // out of the registry: the cache must not outlive the listing
         let notice = core.closeNoticeNow(phone.flow)
         perform(registry.phoneLeft(phone.handle, closeCode: notice, closedByBinary: notice == nil))
     }
@@ -226,7 +226,9 @@ extension RelayService {
         for a in actions {
             switch a {
             case .closeConn(let h, let code, let reason):
-                peers[h]?.connection.close(code: code, reason: reason)
+                guard let peer = peers[h] else { continue }
+                peer.binary = nil  // an evicted phone is out of the registry: drop the unretained cache
+                peer.connection.close(code: code, reason: reason)
             case .probeIncumbent(let h):
                 peers[h]?.connection.sendPing()
             case .armTimer(let t, let at):
