@@ -27,11 +27,12 @@ package final class Peer: ConnectionDelegate {
     /// this record owns (set once, freed in `deinit`), so wrapping a message retains no array.
     package private(set) var connIDBytes = UnsafeRawBufferPointer(start: nil, count: 0)
     /// For a phone: its binary while the registry lists the phone under that binary (a cache of
-    /// `Registry.route`; saves two hash lookups per message). Unretained, so that a message costs
-    /// no retain and release: the service clears it whenever the phone leaves the registry
-    /// (`phoneLeavesNow`, eviction, `peerDidClose`) and on every phone of a binary that closes,
-    /// before the binary's record can go.
-    package unowned(unsafe) var binary: Peer?
+    /// `Registry.route`; saves two hash lookups per message). Unretained and borrowed per message
+    /// (`_withUnsafeGuaranteedRef`; an `unowned(unsafe)` load would still be retained), so a
+    /// message costs no retain and release: the service clears it whenever the phone leaves the
+    /// registry (`phoneLeavesNow`, eviction, `peerDidClose`) and on every phone of a binary that
+    /// closes, before the binary's record can go.
+    package var binary: Unmanaged<Peer>?
     /// What the forwarding rules remember of this connection (`ForwardingCore`).
     package var flow = ForwardingState()
     package let role: Role

@@ -52,8 +52,11 @@ extension RelayService {
     /// docs/protocol.md §7.1: validate, wrap as `{"conn_id":…,"frame":…}` straight into the binary's queue.
     package func phoneMessage(_ phone: Peer, _ payload: UnsafeRawBufferPointer, _ opcode: Opcode) {
         // The binary is cached on the phone while it is live; the registry decides otherwise.
-        guard let binary = phone.binary ?? routeToBinary(phone) else { return }
-        forward(payload, opcode, from: phone, to: binary)
+        if let binary = phone.binary {
+            binary._withUnsafeGuaranteedRef { forward(payload, opcode, from: phone, to: $0) }
+        } else if let binary = routeToBinary(phone) {
+            forward(payload, opcode, from: phone, to: binary)
+        }
     }
 
     /// The phone's binary from the registry, cached on the phone; nil when there is none, after
@@ -67,8 +70,9 @@ extension RelayService {
             phone.connection.close(code: code, reason: reason)
             return nil
         case .forward(let binaryHandle):
-            phone.binary = peers[binaryHandle]
-            return phone.binary
+            guard let binary = peers[binaryHandle] else { return nil }
+            phone.binary = Unmanaged.passUnretained(binary)
+            return binary
         }
     }
 
