@@ -123,7 +123,7 @@ final class ClientConnection: EventHandler {
         token = try context.reactor.register(fd: raw, events: interest, handler: self)
     }
 
-    func handleEvent(_ events: UInt32) {
+    override func handleEvent(_ events: UInt32) {
         switch state {
         case .connecting:
             var err: Int32 = 0
@@ -331,7 +331,7 @@ final class ClientConnection: EventHandler {
         }
     }
 
-    func flushTick() {
+    override func flushTick() {
         dirty = false
         guard state == .open else { return }
         delegate.clientFill(self)

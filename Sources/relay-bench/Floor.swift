@@ -70,7 +70,7 @@ final class FloorConnection: EventHandler {
         ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
          + "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nX-Relay-Bench-Floor: 1\r\n\r\n").utf8)
 
-    func handleEvent(_ events: UInt32) {
+    override func handleEvent(_ events: UInt32) {
         if events & Reactor.writable != 0 { drain() }
         guard events & (Reactor.readable | Reactor.hangup) != 0, !closed else { return }
         if !upgraded { readHead(); return }

@@ -82,7 +82,7 @@ do {
         let channel: SignalChannel
         let reactor: Reactor
         init(_ c: SignalChannel, _ r: Reactor) { channel = c; reactor = r }
-        func handleEvent(_ events: UInt32) { while channel.next() != nil { reactor.stop() } }
+        override func handleEvent(_ events: UInt32) { while channel.next() != nil { reactor.stop() } }
     }
     let sh = SignalHandler(signals, reactor)
     _ = try reactor.register(fd: signals.fd, events: Reactor.readable, handler: sh)

@@ -57,6 +57,6 @@ import Testing
     }
 
     final class Idle: EventHandler {
-        func handleEvent(_ events: UInt32) {}
+        override func handleEvent(_ events: UInt32) {}
     }
 }

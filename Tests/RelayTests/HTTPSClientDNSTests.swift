@@ -22,10 +22,11 @@ final class ReactorDNSServer: EventHandler {
         withUnsafeMutableBytes(of: &any.storage) { $0.storeBytes(of: UInt16(0), toByteOffset: 2, as: UInt16.self) }
         _ = try any.withSockAddr { sa, len throws(Errno) in try syscallChecked("bind") { pyry_bind(raw, sa, len) } }
         address = Socket.localAddress(raw)
+        super.init()
         _ = try reactor.register(fd: fd.raw, events: Reactor.readable, handler: self)
     }
 
-    func handleEvent(_ events: UInt32) {
+    override func handleEvent(_ events: UInt32) {
         var buf = [UInt8](repeating: 0, count: 512)
         var peer = sockaddr_storage()
         var plen = socklen_t(MemoryLayout<sockaddr_storage>.size)

@@ -129,10 +129,11 @@ final class HTTPSTestServer {
             self.fd = FileDescriptor(fd)
             self.server = server
             session = server.tls.makeSession(fd: fd)!
+            super.init()
             token = try? server.reactor.register(fd: fd, events: Reactor.readable, handler: self)
         }
 
-        func handleEvent(_ events: UInt32) {
+        override func handleEvent(_ events: UInt32) {
             guard !closed else { return }
             if !session.handshakeDone {
                 switch session.handshake() {

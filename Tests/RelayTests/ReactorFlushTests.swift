@@ -19,13 +19,13 @@ import Testing
             self.reactor = reactor
             self.log = log
         }
-        func handleEvent(_ events: UInt32) {
+        override func handleEvent(_ events: UInt32) {
             var byte: UInt8 = 0
             _ = read(fd, &byte, 1)
             log.entries.append("event \(name)")
             reactor.markDirty(token)
         }
-        func flushTick() { log.entries.append("flush \(name)") }
+        override func flushTick() { log.entries.append("flush \(name)") }
     }
 
     final class Log { var entries: [String] = [] }

@@ -134,8 +134,8 @@ import Testing
 @Suite struct ReactorTimerDeliveryTests {
     final class Recorder: EventHandler {
         var fired: [UInt8] = []
-        func handleEvent(_ events: UInt32) {}
-        func timerFired(kind: UInt8, now: Int64) { fired.append(kind) }
+        override func handleEvent(_ events: UInt32) {}
+        override func timerFired(kind: UInt8, now: Int64) { fired.append(kind) }
     }
 
     enum FirstKind: UInt8 { case a, b }

@@ -100,7 +100,7 @@ public final class LogOutput: EventHandler {
 
     // MARK: the loop
 
-    public func handleEvent(_ events: UInt32) {
+    override public func handleEvent(_ events: UInt32) {
         flush()
     }
 

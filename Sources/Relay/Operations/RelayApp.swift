@@ -97,7 +97,7 @@ package final class SignalHandler: EventHandler {
         self.channel = channel
         self.onSignal = onSignal
     }
-    package func handleEvent(_ events: UInt32) {
+    override package func handleEvent(_ events: UInt32) {
         while let s = channel.next() { onSignal(s) }
     }
 }

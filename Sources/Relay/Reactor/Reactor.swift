@@ -2,19 +2,17 @@ import CEpoll
 import RelaySystem
 
 /// An object that owns a registered descriptor: a listener, a connection, the signal channel.
-public protocol EventHandler: AnyObject {
+/// A class, not a protocol: the reactor calls it borrowed (`Unmanaged._withUnsafeGuaranteedRef`),
+/// which a protocol existential cannot be, so a dispatch costs no retain and release.
+open class EventHandler {
+    public init() {}
     /// Readiness bits (`Reactor.readable`, `.writable`, `.hangup`) for this handler's fd.
-    func handleEvent(_ events: UInt32)
+    open func handleEvent(_ events: UInt32) {}
     /// A timer this handler scheduled with `Reactor.schedule(_:at:kind:)` came due.
-    func timerFired(kind: UInt8, now: Int64)
+    open func timerFired(kind: UInt8, now: Int64) {}
     /// Called once after `Reactor.markDirty(_:)`: right after the current event in a small
     /// batch, else at the end of the loop iteration (write coalescing).
-    func flushTick()
-}
-
-extension EventHandler {
-    public func timerFired(kind: UInt8, now: Int64) {}
-    public func flushTick() {}
+    open func flushTick() {}
 }
 
 /// A handle to a registration: slot index plus generation, packed into `epoll_event.data.u64`
@@ -37,7 +35,8 @@ public final class Reactor {
     public static let hangup = EPOLLHUP.rawValue | EPOLLERR.rawValue | EPOLLRDHUP.rawValue
 
     private struct Slot {
-        var handler: EventHandler?
+        /// Retained by the slot (`register`); released through `retired`.
+        var handler: Unmanaged<EventHandler>?
         var generation: UInt32
     }
 
@@ -45,6 +44,9 @@ public final class Reactor {
     public let timers: TimerQueue
     private var slots: [Slot] = []
     private var freeSlots: [UInt32] = []
+    /// Handlers deregistered during this loop iteration, released at its end: a handler called
+    /// borrowed may deregister itself (a close) and must live until its call returns.
+    private var retired: [Unmanaged<EventHandler>] = []
     private var dirty: UnsafeMutablePointer<UInt64>
     private var dirtyCapacity = 64
     private var dirtyCount = 0  // live prefix of `dirty`; the block is reused, grown by doubling
@@ -77,10 +79,10 @@ public final class Reactor {
         let index: UInt32
         if let free = freeSlots.popLast() {
             index = free
-            slots[Int(index)].handler = handler
+            slots[Int(index)].handler = .passRetained(handler)
         } else {
             index = UInt32(slots.count)
-            slots.append(Slot(handler: handler, generation: 1))
+            slots.append(Slot(handler: .passRetained(handler), generation: 1))
         }
         let token = Token(slot: index, generation: slots[Int(index)].generation)
         do {
@@ -111,6 +113,7 @@ public final class Reactor {
     private func release(_ token: Token) {
         let i = token.slot
         guard i < slots.count, slots[i].generation == token.generation else { return }
+        if let h = slots[i].handler { retired.append(h) }
         slots[i].handler = nil
         slots[i].generation &+= 1
         if slots[i].generation == 0 { slots[i].generation = 1 }
@@ -123,9 +126,20 @@ public final class Reactor {
     }
 
     public func handler(for token: Token) -> EventHandler? {
+        registered(token)?.takeUnretainedValue()
+    }
+
+    /// The handler under `token`, unretained: alive at least until the end of this loop iteration.
+    @inline(__always)
+    private func registered(_ token: Token) -> Unmanaged<EventHandler>? {
         let i = token.slot
         guard i < slots.count, slots[i].generation == token.generation else { return nil }
         return slots[i].handler
+    }
+
+    private func releaseRetired() {
+        // One by one: a handler's deinit may deregister another.
+        while let h = retired.popLast() { h.release() }
     }
 
     // MARK: timers and write coalescing
@@ -187,6 +201,7 @@ public final class Reactor {
     /// One loop iteration: wait up to `timeoutMs` (-1: until an event), dispatch, fire due
     /// timers, flush coalesced writes. Tests drive the loop with it, one step at a time.
     public func runOnce(timeoutMs: Int32) {
+        if !retired.isEmpty { releaseRetired() }  // deregistered outside the loop
         timers.rearm()
         iteration &+= 1
         let n = epoll_wait(epollFD.raw, events, Int32(Reactor.eventCapacity), timeoutMs)
@@ -204,16 +219,19 @@ public final class Reactor {
                 timers.acknowledge()
                 continue
             }
-            guard let h = handler(for: Token(raw: data)) else { continue }  // stale event
-            h.handleEvent(ev.events)
+            guard let h = registered(Token(raw: data)) else { continue }  // stale event
+            h._withUnsafeGuaranteedRef { $0.handleEvent(ev.events) }
             if flushPerEvent { flushDirty() }
         }
         if timers.nextDeadline <= now { fireTimers() }
         flushDirty()
+        if !retired.isEmpty { releaseRetired() }
         loopLatency.record(monotonicNs() &- startNs)
     }
 
     deinit {
+        for s in slots { s.handler?.release() }
+        releaseRetired()
         events.deallocate()
         dirty.deallocate()
     }
@@ -227,8 +245,8 @@ public final class Reactor {
             if e.owner != 0 {
                 let o = timerOwners[Int(e.owner) - 1]
                 if o.liveness.ownerAlive { o.dispatch(e.key, e.kind, now) }
-            } else if let h = handler(for: Token(raw: e.key)) {
-                h.timerFired(kind: e.kind, now: now)
+            } else if let h = registered(Token(raw: e.key)) {
+                h._withUnsafeGuaranteedRef { $0.timerFired(kind: e.kind, now: now) }
             }
         }
         dueTimers.removeAll(keepingCapacity: true)
@@ -243,7 +261,7 @@ public final class Reactor {
         // A flush may mark more handlers dirty (a close answered by another close): loop until quiet.
         var i = 0
         while i < dirtyCount {
-            handler(for: Token(raw: dirty[i]))?.flushTick()
+            registered(Token(raw: dirty[i]))?._withUnsafeGuaranteedRef { $0.flushTick() }
             i += 1
         }
         dirtyCount = 0

@@ -23,11 +23,16 @@ package final class Peer: ConnectionDelegate {
     /// (phones, truncated).
     package let label: String
     package var connID = ""
-    /// The conn id as escaped JSON string content, for wrapping the phone's messages.
-    package var connIDBytes: [UInt8] = []
-    /// For a phone: its binary while that binary holds the slot live (a cache of
-    /// `Registry.route`, cleared when the binary leaves; saves two hash lookups per message).
-    package var binary: Peer?
+    /// The conn id as escaped JSON string content, for wrapping the phone's messages: a raw block
+    /// this record owns (set once, freed in `deinit`), so wrapping a message retains no array.
+    package private(set) var connIDBytes = UnsafeRawBufferPointer(start: nil, count: 0)
+    /// For a phone: its binary while the registry lists the phone under that binary (a cache of
+    /// `Registry.route`; saves two hash lookups per message). Unretained and borrowed per message
+    /// (`_withUnsafeGuaranteedRef`; an `unowned(unsafe)` load would still be retained), so a
+    /// message costs no retain and release: the service clears it whenever the phone leaves the
+    /// registry (`phoneLeavesNow`, eviction, `peerDidClose`) and on every phone of a binary that
+    /// closes, before the binary's record can go.
+    package var binary: Unmanaged<Peer>?
     /// What the forwarding rules remember of this connection (`ForwardingCore`).
     package var flow = ForwardingState()
     package let role: Role
@@ -42,6 +47,16 @@ package final class Peer: ConnectionDelegate {
         self.ip = ip
         self.key = key
         self.label = label
+    }
+
+    deinit { connIDBytes.deallocate() }
+
+    /// Stores the escaped conn id (once, at registration).
+    package func setConnIDBytes(_ bytes: [UInt8]) {
+        connIDBytes.deallocate()
+        let block = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
+        block.copyMemory(from: UnsafeRawBufferPointer(start: bytes, count: bytes.count))
+        connIDBytes = UnsafeRawBufferPointer(block)
     }
 
     /// A phone is registered once it has its conn id.

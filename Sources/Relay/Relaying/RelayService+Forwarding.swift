@@ -24,7 +24,7 @@ extension RelayService {
             case .registered(let connID):
                 peer.connID = connID
                 // The id embeds the server-id header, which may hold `"` or `\`: escape once here.
-                peer.connIDBytes = JSONString.escaped(connID)
+                peer.setConnIDBytes(JSONString.escaped(connID))
                 metrics.upgrade(.client, .accept)
                 Log.info("phone_registered", ["server_id": peer.serverID, "conn_id": connID,
                                               "device_name": peer.label, "remote": peer.ip])
@@ -52,8 +52,11 @@ extension RelayService {
     /// docs/protocol.md §7.1: validate, wrap as `{"conn_id":…,"frame":…}` straight into the binary's queue.
     package func phoneMessage(_ phone: Peer, _ payload: UnsafeRawBufferPointer, _ opcode: Opcode) {
         // The binary is cached on the phone while it is live; the registry decides otherwise.
-        guard let binary = phone.binary ?? routeToBinary(phone) else { return }
-        forward(payload, opcode, from: phone, to: binary)
+        if let binary = phone.binary {
+            binary._withUnsafeGuaranteedRef { forward(payload, opcode, from: phone, to: $0) }
+        } else if let binary = routeToBinary(phone) {
+            forward(payload, opcode, from: phone, to: binary)
+        }
     }
 
     /// The phone's binary from the registry, cached on the phone; nil when there is none, after
@@ -67,8 +70,9 @@ extension RelayService {
             phone.connection.close(code: code, reason: reason)
             return nil
         case .forward(let binaryHandle):
-            phone.binary = peers[binaryHandle]
-            return phone.binary
+            guard let binary = peers[binaryHandle] else { return nil }
+            phone.binary = Unmanaged.passUnretained(binary)
+            return binary
         }
     }
 
@@ -85,10 +89,9 @@ extension RelayService {
             return
         }
         let length = Envelope.wrappedLength(connIDLength: phone.connIDBytes.count, frameLength: payload.count)
-        phone.connIDBytes.withUnsafeBytes { id in
-            b.sendFrame(opcode: .text, length: length) { dst in
-                _ = Envelope.wrap(connID: id, frame: payload, into: dst)
-            }
+        let id = phone.connIDBytes
+        b.sendFrame(opcode: .text, length: length) { dst in
+            _ = Envelope.wrap(connID: id, frame: payload, into: dst)
         }
         metrics.framesPhoneToBinary += 1
         metrics.bytesPhoneToBinary += payload.count
@@ -153,6 +156,7 @@ extension RelayService {
     /// binary hears the close notice now, not when the socket finally goes (a phone that does
     /// not read keeps it until the write-stall timeout). `peerDidClose` finds it gone.
     package func phoneLeavesNow(_ phone: Peer) {
+        phone.binary = nil  // out of the registry: the cache must not outlive the listing
         let notice = core.closeNoticeNow(phone.flow)
         perform(registry.phoneLeft(phone.handle, closeCode: notice, closedByBinary: notice == nil))
     }
@@ -226,7 +230,9 @@ extension RelayService {
         for a in actions {
             switch a {
             case .closeConn(let h, let code, let reason):
-                peers[h]?.connection.close(code: code, reason: reason)
+                guard let peer = peers[h] else { continue }
+                peer.binary = nil  // an evicted phone is out of the registry: drop the unretained cache
+                peer.connection.close(code: code, reason: reason)
             case .probeIncumbent(let h):
                 peers[h]?.connection.sendPing()
             case .armTimer(let t, let at):

@@ -212,7 +212,7 @@ private final class DNSSocket: EventHandler {
         return n >= 0 || pyry_errno() != ECONNREFUSED
     }
 
-    func handleEvent(_ events: UInt32) {
+    override func handleEvent(_ events: UInt32) {
         var buf = [UInt8](repeating: 0, count: 1232)  // RFC 1035 §2.3.4 allows 512; EDNS answers stay under 1232
         // A few datagrams per event (level-triggered: more wake us again), answers and strays alike.
         for _ in 0..<4 {

@@ -65,7 +65,8 @@ extension Connection {
     package func markDirty() {
         if !dirtyMarked {
             dirtyMarked = true
-            context.reactor.markDirty(token)
+            // Borrowed: the reactor outlives every connection, so no retain per message.
+            Unmanaged.passUnretained(context.reactor)._withUnsafeGuaranteedRef { $0.markDirty(token) }
         }
     }
 

@@ -157,7 +157,7 @@ public final class Connection: EventHandler {
 
     // MARK: EventHandler
 
-    public func handleEvent(_ events: UInt32) {
+    override public func handleEvent(_ events: UInt32) {
         if preamble != .none {
             advancePreamble()
             return
@@ -198,7 +198,7 @@ public final class Connection: EventHandler {
         }
     }
 
-    public func timerFired(kind: UInt8, now: Int64) {
+    override public func timerFired(kind: UInt8, now: Int64) {
         guard state != .closed, let k = TimerKind(rawValue: kind) else { return }
         switch k {
         case .httpDeadline:
@@ -257,7 +257,7 @@ public final class Connection: EventHandler {
         }
     }
 
-    public func flushTick() {
+    override public func flushTick() {
         dirtyMarked = false
         if readKick {
             readKick = false

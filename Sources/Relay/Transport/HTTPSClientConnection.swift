@@ -41,13 +41,14 @@ package final class HTTPSClientConnection: EventHandler {
         let r = (try? address.withSockAddr { sa, len throws(Errno) in pyry_connect(raw, sa, len) }) ?? -1
         guard r == 0 || pyry_errno() == EINPROGRESS else { return nil }
         Socket.setNoDelay(raw)
+        super.init()
         guard let t = try? reactor.register(fd: raw, events: Reactor.writable, handler: self) else { return nil }
         token = t
     }
 
     // MARK: events
 
-    package func handleEvent(_ events: UInt32) {
+    override package func handleEvent(_ events: UInt32) {
         switch state {
         case .connecting: connected()
         case .handshaking: handshake()

@@ -21,10 +21,11 @@ public final class Listener: EventHandler {
         self.reactor = reactor
         self.onAccept = onAccept
         self.spare = FileDescriptor(pyry_open("/dev/null", O_RDONLY | O_CLOEXEC, 0))
+        super.init()
         token = try reactor.register(fd: raw, events: Reactor.readable, handler: self)
     }
 
-    public func handleEvent(_ events: UInt32) {
+    override public func handleEvent(_ events: UInt32) {
         for _ in 0..<Listener.acceptBatch {
             do {
                 switch try Socket.accept(socket.raw) {
