@@ -57,4 +57,9 @@ import Testing
         pool.trim()
         #expect(pool.cachedBlocks == 0)
     }
+
+    /// Every connection holds two buffers for its lifetime (docs/benchmarks.md, M1).
+    @Test func bufferStaysCompact() {
+        #expect(MemoryLayout<ByteBuffer>.size <= 24)
+    }
 }

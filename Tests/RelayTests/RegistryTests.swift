@@ -323,4 +323,23 @@ import Testing
         #expect(r.route(phone: p2) == .closePhone(code: .normal, reason: ""))
         #expect(r.route(phone: p3) == .unknown)
     }
+
+    /// Every idle connection has one entry in the registry: a binary's is one reference, a
+    /// phone's holds no String (docs/benchmarks.md, M1).
+    @Test func perConnectionEntriesStayCompact() {
+        #expect(MemoryLayout<Registry.BinaryState>.size == 8)
+        #expect(MemoryLayout<Registry.PhoneState>.stride <= 24)
+    }
+
+    @Test func closeNoticeRebuildsThePhonesConnID() {
+        let r = makeRegistry()
+        _ = r.claimBinary(b1, serverID: "srv", now: 0)
+        guard case .registered(let id) = r.registerPhone(p1, serverID: "srv", random: 0xabc) else {
+            Issue.record("not registered"); return
+        }
+        #expect(id == "client-srv-00000abc")
+        #expect(r.connID(ofPhone: p1) == id)
+        #expect(r.phoneLeft(p1, closeCode: nil, closedByBinary: false)
+            == [.sendCloseNotice(binary: b1, phoneConnID: id, code: CloseCode.goingAway.rawValue)])
+    }
 }

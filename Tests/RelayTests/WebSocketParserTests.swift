@@ -285,4 +285,10 @@ private let violationCases: [ViolationCase] = {
             #expect(r.events == [.message(.binary, payload)], "length \(n)")
         }
     }
+
+    /// Every connection embeds a parser for its lifetime; its small fields stay packed at the
+    /// end, so a `Connection` can fill the parser's tail padding (docs/benchmarks.md, M1).
+    @Test func parserStaysCompact() {
+        #expect(MemoryLayout<WebSocketParser>.size <= 58)
+    }
 }

@@ -26,7 +26,7 @@ public final class Registry {
         /// Keyed by the 32-bit suffix of the phone's conn id, unique within the slot.
         package var phones = SlotPhones()
         /// Newcomers probing the live holder, in arrival order.
-        package var pending: [ConnHandle] = []
+        package var pending: [PendingClaim] = []
 
         package init(serverID: String, holder: ConnHandle) {
             self.serverID = serverID
@@ -35,19 +35,31 @@ public final class Registry {
         }
     }
 
+    /// One reference, so a binary's entry is 8 bytes beside its key; what a probe needs lives in
+    /// the slot's `pending` list while it runs (docs/benchmarks.md, M1).
     package enum BinaryState {
         /// Holds (live) the slot.
         case holder(Slot)
-        /// Waiting for the probe of `incumbent`, which held the slot when it arrived.
-        case pending(Slot, token: UInt64, incumbent: ConnHandle)
+        /// Waiting for a claim probe: its `PendingClaim` is in `slot.pending`.
+        case pending(Slot)
     }
 
+    /// A newcomer probing the holder `incumbent`, which held the slot when it arrived.
+    package struct PendingClaim {
+        package let newcomer: ConnHandle
+        package let token: UInt64
+        package let incumbent: ConnHandle
+    }
+
+    /// A registered phone. Its conn id is not stored: it is `client-<server-id>-<key>`, rebuilt
+    /// on the rare paths that need it (a close notice), so an idle phone's entry holds no String.
     package struct PhoneState {
         package let slot: Slot
         package let key: UInt32
-        package let connID: String
         /// The binary holding the id when the phone registered (docs/protocol.md §8 notice rule).
         package let registeredWith: ConnHandle
+
+        package var connID: String { ConnectionID.make(role: .phone, serverID: slot.serverID, random: key) }
     }
 
     private var slots: [String: Slot] = [:]
@@ -95,8 +107,8 @@ public final class Registry {
         }
         // 2. Held by a live binary: probe it.
         let token = nextToken()
-        binaries[binary] = .pending(slot, token: token, incumbent: slot.holder)
-        slot.pending.append(binary)
+        binaries[binary] = .pending(slot)
+        slot.pending.append(PendingClaim(newcomer: binary, token: token, incumbent: slot.holder))
         return [
             .probeIncumbent(slot.holder),
             .armTimer(.probe(newcomer: binary, token: token), atMs: now + probeTimeoutMs),
@@ -124,8 +136,8 @@ public final class Registry {
     public func binaryDisconnected(_ binary: ConnHandle, now: Int64) -> [RegistryAction] {
         guard let state = binaries.removeValue(forKey: binary) else { return [] }
         switch state {
-        case .pending(let slot, _, _):
-            slot.pending.removeAll { $0 == binary }
+        case .pending(let slot):
+            slot.pending.removeAll { $0.newcomer == binary }
             return []
         case .holder(let slot):
             liveBinaries -= 1
@@ -135,7 +147,7 @@ public final class Registry {
                 // A newcomer was probing: the silent incumbent is now certainly gone, so the
                 // first newcomer takes over at once (Go: its ping fails, TakeoverServer succeeds)
                 // and the others find the slot changed hands (4409).
-                let winner = slot.pending.removeFirst()
+                let winner = slot.pending.removeFirst().newcomer
                 takeOver(by: winner, in: slot, &actions)
                 return actions
             }
@@ -182,7 +194,7 @@ public final class Registry {
         while slot.phones[key] != nil { key &+= 1 }
         let connID = ConnectionID.make(role: .phone, serverID: serverID, random: key)
         slot.phones[key] = phone
-        phones[phone] = PhoneState(slot: slot, key: key, connID: connID, registeredWith: slot.holder)
+        phones[phone] = PhoneState(slot: slot, key: key, registeredWith: slot.holder)
         return .registered(connID: connID)
     }
 
@@ -263,7 +275,7 @@ public final class Registry {
     private func refuseAllPending(in slot: Slot, _ actions: inout [RegistryAction]) {
         let losers = slot.pending
         slot.pending.removeAll()
-        for newcomer in losers { refuse(newcomer, slot: slot, &actions) }
+        for claim in losers { refuse(claim.newcomer, slot: slot, &actions) }
     }
 
     private func refuse(
@@ -293,9 +305,12 @@ public final class Registry {
     }
 
     private func probeExpired(newcomer: ConnHandle, token: UInt64) -> [RegistryAction] {
-        guard case .pending(let slot, let t, let incumbent)? = binaries[newcomer], t == token else { return [] }
+        guard case .pending(let slot)? = binaries[newcomer],
+            let claim = slot.pending.first(where: { $0.newcomer == newcomer }), claim.token == token
+        else { return [] }
+        let incumbent = claim.incumbent
         var actions: [RegistryAction] = []
-        slot.pending.removeAll { $0 == newcomer }
+        slot.pending.removeAll { $0.newcomer == newcomer }
         if slots[slot.serverID] !== slot {
             // The id was released during the wait (defensive: pending claims are settled when
             // the incumbent disconnects, so grace cannot expire under them): claim it afresh.

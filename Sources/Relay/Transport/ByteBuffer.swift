@@ -4,9 +4,24 @@
 /// the owner gives it back (`release(to:)`) when it drains and idle connections cost nothing here.
 public struct ByteBuffer {
     public private(set) var base: UnsafeMutableRawPointer?
-    public private(set) var capacity = 0
-    public private(set) var readIndex = 0
-    public private(set) var writeIndex = 0
+    public private(set) var capacity = 0 {
+        didSet { precondition(capacity <= ByteBuffer.maxCapacity) }
+    }
+    // The indices are stored in 32 bits: every connection holds two buffers for its lifetime,
+    // and 32-bit indices make them 24 bytes each instead of 32 (docs/benchmarks.md, M1).
+    private var read32: UInt32 = 0
+    private var write32: UInt32 = 0
+    public private(set) var readIndex: Int {
+        @inline(__always) get { Int(read32) }
+        @inline(__always) set { read32 = UInt32(truncatingIfNeeded: newValue) }
+    }
+    public private(set) var writeIndex: Int {
+        @inline(__always) get { Int(write32) }
+        @inline(__always) set { write32 = UInt32(truncatingIfNeeded: newValue) }
+    }
+    /// What 32-bit indices can address; far above any buffer the limits allow
+    /// (`Limits.maxMessageBytes`, the output budgets).
+    public static let maxCapacity = Int(UInt32.max)
 
     public init() {}
 

@@ -35,8 +35,10 @@ public final class Connection: EventHandler {
     /// after a blocked `SSL_write`.
     package static let tlsMaxRecordPlaintext = 16 * 1024
 
-    // Stored properties, widest first so the small ones pack together: an idle WebSocket
-    // connection is this object, its parser and nothing else (docs/benchmarks.md, M1).
+    // Stored properties, word-sized first; the one- and two-byte ones fill the tail padding of
+    // the structs whose size is not a multiple of 8 (`Backpressure` 18 B, `IPEndpoint` 19 B,
+    // `WebSocketParser` 58 B): an idle WebSocket connection is this object, its parser and
+    // nothing else (docs/benchmarks.md, M1).
     public let context: IOContext
     /// One object shared by every connection of the application.
     public let settings: ConnectionSettings
@@ -62,13 +64,10 @@ public final class Connection: EventHandler {
     package var deadlines = ConnectionDeadlines()
     /// Output water marks (the relay sets them per role) and read pausing.
     public package(set) var backpressure = Backpressure()
+    public package(set) var closeHandshake = CloseHandshake.none
+    public package(set) var state: State = .http
     /// The client: the TCP peer, or the PROXY v2 source once the header is read (docs/protocol.md §3.3).
     public package(set) var remote: IPEndpoint
-    package var wsParser: WebSocketParser
-    /// The socket, closed by `abort` (or when the connection goes).
-    package private(set) var socket: FileDescriptor
-    package var interest: UInt32 = 0
-    public package(set) var state: State = .http
     package var preamble: Preamble = .none
     /// The deflate window for what we send when permessage-deflate was negotiated (RFC 7692),
     /// 0 without it: the send path's one test.
@@ -76,11 +75,14 @@ public final class Connection: EventHandler {
     package var tlsWants = TLSWants()
     /// Plaintext sat inside OpenSSL while reading was paused: read it at the end of the tick.
     package var readKick = false
+    package var wsParser: WebSocketParser
     package var dirtyMarked = false
     /// A `.writeStall` heap entry is pending (one at a time).
     package var writeStallTimerPending = false
+    /// The socket, closed by `abort` (or when the connection goes).
+    package private(set) var socket: FileDescriptor
+    package var interest: UInt32 = 0
     public package(set) var pingOutstanding = false
-    public package(set) var closeHandshake = CloseHandshake.none
 
     /// Request-head parser state and what only the HTTP phase needs.
     package final class HTTPPhase {

@@ -16,7 +16,20 @@
 /// After a `.violation` the parser is failed for good: every later call returns the same
 /// `.violation(code)` again and consumes nothing.
 public struct WebSocketParser: ~Copyable {
+    // Stored properties, the word-sized ones first and the one- to three-byte ones together at
+    // the end: every connection embeds a parser for its lifetime (docs/benchmarks.md, M1).
     public let maxMessageBytes: Int
+
+    // Fragmented-message assembly (§5.4).
+    private var assembly: UnsafeMutableRawPointer?
+    private var assemblyCapacity = 0
+    private var assemblyCount = 0
+
+    // Current (incomplete) frame.
+    private var currentFrameTotal = -1         // header + payload, once the length field is known
+    private var textPayloadUnmasked = 0        // payload bytes already unmasked and validated
+
+    private var failure: CloseCode?
     /// Server role (RFC 6455 §5.1): client frames must be masked. When false (client role or
     /// tests), masked and unmasked frames are both accepted.
     public let requireMasked: Bool
@@ -26,24 +39,13 @@ public struct WebSocketParser: ~Copyable {
     /// The last `.message` carried RSV1: its payload is deflated and the caller inflates (and,
     /// for text, UTF-8-validates) it.
     public private(set) var lastMessageCompressed = false
-
-    // Fragmented-message assembly (§5.4).
     private var assemblingOpcode: Opcode?      // .text/.binary between first and final fragment
     private var assemblingCompressed = false   // its first frame had RSV1 (RFC 7692 §6.1)
-    private var assembly: UnsafeMutableRawPointer?
-    private var assemblyCapacity = 0
-    private var assemblyCount = 0
     /// The last `.message` pointed into `assembly`; free it at the next call (not before: the
     /// payload must stay valid until then). Idle connections hold no buffers.
     private var releaseAssemblyOnNextCall = false
     /// UTF-8 state of the text message in progress; reset at every message boundary.
     private var utf8 = UTF8Validator()
-
-    // Current (incomplete) frame.
-    private var currentFrameTotal = -1         // header + payload, once the length field is known
-    private var textPayloadUnmasked = 0        // payload bytes already unmasked and validated
-
-    private var failure: CloseCode?
 
     public init(maxMessageBytes: Int = Limits.maxMessageBytes, requireMasked: Bool = true) {
         precondition(maxMessageBytes >= 0)
