@@ -253,24 +253,31 @@ def test_finished_request_and_frames_in_one_segment_are_all_relayed(relay_bin, s
     run(scenario())
 
 
-def test_pipelined_requests_in_records_of_one_segment_are_each_answered(relay_bin, start_relay, pki):
-    """Two keep-alive requests, each its own TLS record, arrive in one segment: read-ahead leaves
-    the second inside OpenSSL while the first is answered (one request at a time, docs/protocol.md
-    §3), and it must still be answered although epoll reports nothing more."""
-    r = start_tls(start_relay, relay_bin, *pki.default)
-    sock = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+def handshake_over_memory_bios(port, pki):
+    """A TLS client whose records we cut and send ourselves: the socket, the SSLObject and its
+    two memory BIOs, after a completed handshake (the client's Finished may still wait in
+    `outgoing`)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     client = pki.client_context().wrap_bio(incoming, outgoing, server_hostname="localhost")
     while True:
         try:
             client.do_handshake()
-            break
+            return sock, client, incoming, outgoing
         except ssl.SSLWantReadError:
             if outgoing.pending:
                 sock.sendall(outgoing.read())
             data = sock.recv(65536)
             assert data, "closed during the handshake"
             incoming.write(data)
+
+
+def test_pipelined_requests_in_records_of_one_segment_are_each_answered(relay_bin, start_relay, pki):
+    """Two keep-alive requests, each its own TLS record, arrive in one segment: read-ahead leaves
+    the second inside OpenSSL while the first is answered (one request at a time, docs/protocol.md
+    §3), and it must still be answered although epoll reports nothing more."""
+    r = start_tls(start_relay, relay_bin, *pki.default)
+    sock, client, incoming, outgoing = handshake_over_memory_bios(r.port, pki)
     client.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     client.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     sock.sendall(outgoing.read())
@@ -302,19 +309,7 @@ def test_part_of_a_record_waits_for_the_socket_without_spinning(relay_bin, start
     read can complete it: the relay must wait for the socket, not loop on it, and answer once the
     rest arrives."""
     r = start_tls(start_relay, relay_bin, *pki.default)
-    sock = socket.create_connection(("127.0.0.1", r.port), timeout=5)
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    client = pki.client_context().wrap_bio(incoming, outgoing, server_hostname="localhost")
-    while True:
-        try:
-            client.do_handshake()
-            break
-        except ssl.SSLWantReadError:
-            if outgoing.pending:
-                sock.sendall(outgoing.read())
-            data = sock.recv(65536)
-            assert data, "closed during the handshake"
-            incoming.write(data)
+    sock, client, incoming, outgoing = handshake_over_memory_bios(r.port, pki)
     finished = outgoing.read()
     client.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     record = outgoing.read()
