@@ -160,6 +160,16 @@ extension Connection {
         frameBoundary = b
     }
 
+    /// docs/protocol.md §7.5: a queue that reached its high-water mark tells the delegate once it
+    /// is down to the low-water mark, whether or not bytes still wait.
+    @inline(__always)
+    private func noteDrainBelowLowWater() {
+        if backpressure.aboveHighWater && output.count <= backpressure.lowWater {
+            backpressure.aboveHighWater = false
+            delegate.connectionDidDrain(self)
+        }
+    }
+
     package func flush() {
         while !output.isEmpty {
             let r: IOResult<Int>
@@ -190,16 +200,15 @@ extension Connection {
                     schedule(.writeStall, at: deadlines.writeStall.ms)
                 }
                 setInterest(tlsWants.writeNeedsReadable ? interest | Reactor.readable : interest | Reactor.writable)
+                // Part of the queue went out: it may have reached the low-water mark already.
+                noteDrainBelowLowWater()
                 return
             }
         }
         deadlines.writeStall = .unarmed
         frameBoundary = bytesOut
         output.release(to: context.pool)
-        if backpressure.aboveHighWater && output.count <= backpressure.lowWater {
-            backpressure.aboveHighWater = false
-            delegate.connectionDidDrain(self)
-        }
+        noteDrainBelowLowWater()
         switch state {
         case .closing:
             // RFC 6455 §7.1.1: the server closes the TCP connection first; a half-close lets the
