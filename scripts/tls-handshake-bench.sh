@@ -23,6 +23,8 @@
 #
 # Env: RUNS (5), DURATION (s per window, 5), BIN (.build/release, built if missing),
 #      RELAY_PORT (18453), NGINX_PORT (18454), RESULTS (append relay-bench's JSON lines here too),
+#      LOGS (1; 0 = a diagnosis: the relay's stderr to /dev/null, nginx's access log off, so the
+#      log writes of both leave the comparison; not with CALLGRIND or STRACE, which count log lines),
 #      CALLGRIND (0), STRACE (0), NGINX_TICKETS (TLS 1.3 tickets nginx sends per full handshake: 2, its stock
 #      behaviour (OpenSSL's default; nginx has no directive for it); 1 = as many as the relay sends).
 set -euo pipefail
@@ -37,6 +39,7 @@ RESULTS=${RESULTS:-}
 CALLGRIND=${CALLGRIND:-0}
 STRACE=${STRACE:-0}
 NGINX_TICKETS=${NGINX_TICKETS:-2}
+LOGS=${LOGS:-1}
 command -v nginx >/dev/null || { echo "tls-handshake-bench: nginx is not installed (apt-get install -y nginx-light)" >&2; exit 1; }
 [[ -x $BIN/pyrycode-relay && -x $BIN/relay-bench ]] || swift build -c release 2>&1 | tail -n 1
 
@@ -61,7 +64,8 @@ wait_port() {
 
 mkdir -p "$DIR/relay"
 taskset -c 0 "${VG[@]}" "$BIN/pyrycode-relay" --tls-cert "$DIR/pki/leaf.crt" --tls-key "$DIR/pki/leaf.key" \
-  --https-listen "127.0.0.1:$RELAY_PORT" --metrics-listen "" --runtime-dir "$DIR/relay" >"$DIR/relay.log" 2>&1 &
+  --https-listen "127.0.0.1:$RELAY_PORT" --metrics-listen "" --runtime-dir "$DIR/relay" \
+  >"$([[ $LOGS == 1 ]] && echo "$DIR/relay.log" || echo /dev/null)" 2>&1 &
 RELAY_PID=$!
 
 # nginx with the relay's TLS settings (TLSContext.swift, docs/protocol.md §2.1): TLS 1.2 and 1.3,
@@ -78,7 +82,7 @@ error_log $DIR/nginx/error.log warn;
 events { worker_connections 4096; }
 http {
     # The relay logs every connection (docs/operations.md); nginx logs every request, as it does by default.
-    access_log $DIR/nginx/access.log;
+    access_log $([[ $LOGS == 1 ]] && echo "$DIR/nginx/access.log" || echo off);
     client_body_temp_path $DIR/nginx/body;
     proxy_temp_path $DIR/nginx/proxy;
     server {
