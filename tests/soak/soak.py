@@ -590,7 +590,11 @@ class Soak:
         tag = {"vanish": self.rng.getrandbits(48)}
         c.send_frame(1, json.dumps(tag).encode())
         await c.writer.drain()
-        await asyncio.sleep(1)
+        # The target binary names the phone when the tag reaches it; under the namespace's
+        # network faults that can take a few TCP retransmissions.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and self.target_seen.get(json.dumps(tag)) is None:
+            await asyncio.sleep(0.1)
         cid = self.target_seen.get(json.dumps(tag))
         self.faults.blackhole(host, True)
         deadline = time.monotonic() + 2 * HEARTBEAT_S + 15
