@@ -30,16 +30,22 @@ import Testing
         var deinited = false
     }
 
+    /// A `SelfClosing` handler on the read end of `fds`, registered; only the reactor holds it
+    /// once this returns.
+    @discardableResult
+    static func registered(_ fds: [Int32], _ reactor: Reactor, _ probe: Probe) throws -> Token {
+        let h = SelfClosing(fd: fds[0], reactor: reactor, probe: probe)
+        h.token = try reactor.register(fd: fds[0], events: Reactor.readable, handler: h)
+        return h.token
+    }
+
     @Test func aHandlerThatDeregistersItselfLivesUntilTheEndOfTheIteration() throws {
         let reactor = try Reactor()
         let probe = Probe()
         var fds: [Int32] = [0, 0]
         #expect(pipe(&fds) == 0)
         defer { _ = close(fds[0]); _ = close(fds[1]) }
-        do {
-            let h = SelfClosing(fd: fds[0], reactor: reactor, probe: probe)
-            h.token = try reactor.register(fd: fds[0], events: Reactor.readable, handler: h)
-        }  // only the reactor holds it now
+        try Self.registered(fds, reactor, probe)  // only the reactor holds it now
         #expect(!probe.deinited)
         var one: UInt8 = 1
         #expect(write(fds[1], &one, 1) == 1)
@@ -55,11 +61,7 @@ import Testing
         var fds: [Int32] = [0, 0]
         #expect(pipe(&fds) == 0)
         defer { _ = close(fds[0]); _ = close(fds[1]) }
-        do {
-            let h = SelfClosing(fd: fds[0], reactor: reactor, probe: probe)
-            h.token = try reactor.register(fd: fds[0], events: Reactor.readable, handler: h)
-            try reactor.deregister(fd: fds[0], token: h.token)
-        }
+        try reactor.deregister(fd: fds[0], token: try Self.registered(fds, reactor, probe))
         reactor.runOnce(timeoutMs: 0)
         #expect(probe.deinited)
     }
