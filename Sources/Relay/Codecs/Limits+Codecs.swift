@@ -10,5 +10,8 @@ extension Limits {
 
     // WebSocket (docs/protocol.md §4)
     public static let maxMessageBytes = 262_144
+    /// The largest message limit a `WebSocketParser` honours (a larger one is lowered to it):
+    /// its counters are 32-bit, as every connection embeds a parser for its lifetime.
+    public static let maxMessageBytesCeiling = 1 << 30
     public static let maxControlPayload = 125
 }

@@ -11,6 +11,9 @@ public struct IPEndpoint: Equatable, Sendable {
     /// False for an address of another family (its `ipString` is empty).
     package let isIP: Bool
 
+    /// No address (`ipString` is empty).
+    public static let unknown = IPEndpoint(SocketAddress())
+
     public init(_ address: SocketAddress) {
         let bytes = address.ipv6Bytes
         high = bytes?.high ?? 0

@@ -4,13 +4,16 @@
 /// the owner gives it back (`release(to:)`) when it drains and idle connections cost nothing here.
 public struct ByteBuffer {
     public private(set) var base: UnsafeMutableRawPointer?
-    public private(set) var capacity = 0 {
-        didSet { precondition(capacity <= ByteBuffer.maxCapacity) }
-    }
-    // The indices are stored in 32 bits: every connection holds two buffers for its lifetime,
-    // and 32-bit indices make them 24 bytes each instead of 32 (docs/benchmarks.md, M1).
+    // The capacity and indices are stored in 32 bits: every connection holds two buffers for
+    // its lifetime, and they make each 20 bytes instead of 32 (docs/benchmarks.md, M1).
+    private var capacity32: UInt32 = 0
     private var read32: UInt32 = 0
     private var write32: UInt32 = 0
+    /// Bytes of the block; setting more than `maxCapacity` traps.
+    public private(set) var capacity: Int {
+        @inline(__always) get { Int(capacity32) }
+        @inline(__always) set { capacity32 = UInt32(newValue) }
+    }
     public private(set) var readIndex: Int {
         @inline(__always) get { Int(read32) }
         @inline(__always) set { read32 = UInt32(truncatingIfNeeded: newValue) }

@@ -69,7 +69,7 @@ extension Connection {
 
     package func becomeWebSocket() {
         // Frames start right after the 101 (the backlog cut walks them from here).
-        frameBoundary = bytesOut + output.count
+        frameBoundaryAhead = UInt32(output.count)
         state = .open
         http = nil
         armHeartbeat(now: context.reactor.now)

@@ -45,13 +45,17 @@ extension Connection {
 
     /// Pings the peer; an unanswered ping closes it 1011 `heartbeat timeout` after the heartbeat
     /// timeout, whoever sent it (the heartbeat, or the registry's claim probe).
-    public func sendPing() {
+    public func sendPing() { sendPing(nextBeat: nil) }
+
+    /// `nextBeat`: when the heartbeat entry comes due that checks the pong too (nil when not
+    /// known: a probe's ping then gets a `.pongDeadline` entry of its own).
+    package func sendPing(nextBeat: Int64?) {
         guard state == .open else { return }
         if !pingOutstanding {
-            pingOutstanding = true
-            deadlines.pong = Deadline(ms: context.reactor.now + settings.heartbeatTimeoutMs)
+            let at = due(in: settings.heartbeatTimeoutMs)
+            deadlines.pong = ShortDeadline(ms: at)
             // The next heartbeat entry checks a deadline that comes no earlier than it.
-            if deadlines.pong.ms < deadlines.heartbeat.ms { schedule(.pongDeadline, at: deadlines.pong.ms) }
+            if at < nextBeat ?? .max { schedule(.pongDeadline, at: at) }
         }
         sendFrame(opcode: .ping, payload: UnsafeRawBufferPointer(start: nil, count: 0))
     }
@@ -93,8 +97,9 @@ extension Connection {
             state = .closeSent
             // The peer's answering close must be read even from a paused connection.
             resumeReading()
-            deadlines.closeAnswer = Deadline(ms: context.reactor.now + settings.closeHandshakeTimeoutMs)
-            schedule(.closeDeadline, at: deadlines.closeAnswer.ms)
+            let at = due(in: settings.closeHandshakeTimeoutMs)
+            deadlines.closeAnswer = ShortDeadline(ms: at)
+            schedule(.closeDeadline, at: at)
         case .http:
             abort()
         case .closeSent, .closing, .lingering, .closed:
@@ -110,14 +115,19 @@ extension Connection {
         guard state != .closed && state != .closing && state != .lingering else { return }
         state = .closing
         releaseInput()
-        if !flushBoundByWriteStall { armLingerDeadline() }
+        if flushBoundByWriteStall {
+            deadlines.linger = .unarmed  // armed after the flush (the slot held the pong deadline)
+        } else {
+            armLingerDeadline()
+        }
         setInterest(Reactor.writable)
         flush()
     }
 
     package func armLingerDeadline() {
-        deadlines.linger = Deadline(ms: context.reactor.now + settings.closeHandshakeTimeoutMs)
-        schedule(.lingerDeadline, at: deadlines.linger.ms)
+        let at = due(in: settings.closeHandshakeTimeoutMs)
+        deadlines.linger = ShortDeadline(ms: at)
+        schedule(.lingerDeadline, at: at)
     }
 
     /// Closes a peer whose queue overflowed (docs/operations.md) with a real close frame once it reads
@@ -129,8 +139,8 @@ extension Connection {
         guard state == .open else { return }
         closeHandshake = .local(code, answer: nil)
         let mustKeep = tls == nil ? 0 : min(output.count, Connection.tlsMaxRecordPlaintext)
-        if mustKeep > 0 { advanceFrameBoundary(past: bytesOut + mustKeep) }
-        let keep = frameBoundary - bytesOut
+        if mustKeep > 0 { advanceFrameBoundary(past: mustKeep) }
+        let keep = Int(frameBoundaryAhead)
         context.queuedBytes -= output.count - keep
         output.truncate(keeping: keep)
         writeCloseFrame(code, reason: reason)
@@ -141,23 +151,26 @@ extension Connection {
         closeAfterFlush(flushBoundByWriteStall: true)
     }
 
-    /// Moves `frameBoundary` to the first frame start at or past the stream offset `target`,
+    /// Moves `frameBoundaryAhead` to the first frame start at or past `target` queued bytes,
     /// reading the headers of the frames in between before they are consumed. It runs only on
-    /// partial writes (a peer slower than its traffic) and touches each frame once.
+    /// partial writes (a peer slower than its traffic) and touches each frame once. Before the
+    /// upgrade no frames are queued: any offset is a boundary.
     @inline(never)
     package func advanceFrameBoundary(past target: Int) {
-        guard wasUpgraded else { return }
+        guard wasUpgraded else {
+            frameBoundaryAhead = UInt32(target)
+            return
+        }
         let queued = output.readable
-        var b = frameBoundary
+        var b = Int(frameBoundaryAhead)
         while b < target {
-            let at = b - bytesOut
-            guard let n = FrameEncoder.frameLength(UnsafeRawBufferPointer(rebasing: queued[at...])) else {
-                b = bytesOut + queued.count  // cannot happen: only whole frames are queued
+            guard let n = FrameEncoder.frameLength(UnsafeRawBufferPointer(rebasing: queued[b...])) else {
+                b = queued.count  // cannot happen: only whole frames are queued
                 break
             }
             b += n
         }
-        frameBoundary = b
+        frameBoundaryAhead = UInt32(b)
     }
 
     /// docs/protocol.md §7.5: a queue that reached its high-water mark tells the delegate once it
@@ -182,9 +195,10 @@ extension Connection {
             switch r {
             case .done(let n):
                 if n < output.count {
-                    if frameBoundary < bytesOut + n { advanceFrameBoundary(past: bytesOut + n) }
+                    if Int(frameBoundaryAhead) < n { advanceFrameBoundary(past: n) }
+                    frameBoundaryAhead -= UInt32(n)
                     // Progress: the stall clock restarts (a whole write ends the loop and disarms it).
-                    deadlines.writeStall = Deadline(ms: context.reactor.now + settings.writeStallTimeoutMs)
+                    deadlines.writeStall = ShortDeadline(ms: due(in: settings.writeStallTimeoutMs))
                 }
                 bytesOut += n
                 output.consume(n)
@@ -193,11 +207,11 @@ extension Connection {
                 // The stall clock runs from the last progress, or from now after a full drain
                 // (an older pending timer re-checks against this).
                 if !deadlines.writeStall.isArmed {
-                    deadlines.writeStall = Deadline(ms: context.reactor.now + settings.writeStallTimeoutMs)
+                    deadlines.writeStall = ShortDeadline(ms: due(in: settings.writeStallTimeoutMs))
                 }
                 if !writeStallTimerPending {
                     writeStallTimerPending = true
-                    schedule(.writeStall, at: deadlines.writeStall.ms)
+                    schedule(.writeStall, at: deadlines.writeStall.ms(near: context.reactor.now))
                 }
                 setInterest(tlsWants.writeNeedsReadable ? interest | Reactor.readable : interest | Reactor.writable)
                 // Part of the queue went out: it may have reached the low-water mark already.
@@ -206,7 +220,7 @@ extension Connection {
             }
         }
         deadlines.writeStall = .unarmed
-        frameBoundary = bytesOut
+        frameBoundaryAhead = 0
         output.release(to: context.pool)
         noteDrainBelowLowWater()
         switch state {

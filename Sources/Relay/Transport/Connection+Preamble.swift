@@ -23,7 +23,7 @@ extension Connection {
                 abort()
                 return
             case .proxied(let source, let length):
-                remote = IPEndpoint(source)
+                http?.remote = IPEndpoint(source)
                 input.consume(length)
                 input.release(to: context.pool)
                 http?.proxyDeadline = .unarmed

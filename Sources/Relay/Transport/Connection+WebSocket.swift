@@ -77,7 +77,6 @@ extension Connection {
                 offset += consumed
                 if !wsParser.isAssemblingMessage { deadlines.assembly = .unarmed }
                 if state == .open {
-                    pingOutstanding = false
                     deadlines.pong = .unarmed
                     delegate.connectionDidReceivePong(self)
                 }
@@ -108,8 +107,9 @@ extension Connection {
     /// Arms the message deadline once per message (a later frame of the same message keeps it).
     package func armAssemblyDeadline() {
         guard !deadlines.assembly.isArmed, state == .open else { return }
-        deadlines.assembly = Deadline(ms: context.reactor.now + settings.messageAssemblyTimeoutMs)
-        schedule(.assemblyDeadline, at: deadlines.assembly.ms)
+        let at = due(in: settings.messageAssemblyTimeoutMs)
+        deadlines.assembly = ShortDeadline(ms: at)
+        schedule(.assemblyDeadline, at: at)
     }
 
     /// Processes frames already buffered (behind the upgrade request, or held while paused).

@@ -35,13 +35,12 @@ public final class Connection: EventHandler {
     /// after a blocked `SSL_write`.
     package static let tlsMaxRecordPlaintext = 16 * 1024
 
-    // Stored properties, word-sized first; the one- and two-byte ones fill the tail padding of
-    // the structs whose size is not a multiple of 8 (`Backpressure` 18 B, `IPEndpoint` 19 B,
-    // `WebSocketParser` 58 B): an idle WebSocket connection is this object, its parser and
-    // nothing else (docs/benchmarks.md, M1).
+    // Stored properties, word-sized first (the delegate is two words: object and witness
+    // table), then the rest placed so that each fills the tail of a struct whose size is not a
+    // multiple of 8 (`ByteBuffer` 20 B, `WebSocketParser` 36 B, `CloseHandshake` 5 B,
+    // `Backpressure` 10 B) or the gap before a 2- or 4-byte field: an idle WebSocket connection
+    // is this object and nothing else, 200 bytes (docs/benchmarks.md, M1; ConnectionFootprintTests).
     public let context: IOContext
-    /// One object shared by every connection of the application.
-    public let settings: ConnectionSettings
     /// Who hears this connection's events. The application may hand a connection to a delegate
     /// of its own (the relay: the connection's peer record, from the upgrade on); it keeps the
     /// delegate alive until `connectionDidClose`.
@@ -49,40 +48,53 @@ public final class Connection: EventHandler {
     package var token = Token(raw: 0)
     /// Present on TLS-listener connections; every read and write goes through it.
     package var tls: TLSSession?
-    /// Request-head parser and HTTP-phase deadlines, boxed so they exist only before the upgrade
-    /// (an idle WebSocket connection would otherwise carry them for its lifetime).
+    /// Request-head parser, client address and HTTP-phase deadlines, boxed so they exist only
+    /// before the upgrade (an idle WebSocket connection would otherwise carry them for its lifetime).
     package var http: HTTPPhase?
-    /// Input plus message-assembly capacity, as last charged to `context.heldBytes`.
-    package var heldBytes = 0
-    /// Stream offset (in `bytesOut` terms) of a frame start at or after the write position, so
-    /// a backlog can be cut on a frame boundary (`closeDroppingBacklog`).
-    package var frameBoundary = 0
     /// Bytes handed to the kernel (or to OpenSSL).
     public package(set) var bytesOut = 0
     package var input = ByteBuffer()
+    /// Input plus message-assembly capacity, as last charged to `context.heldBytes`.
+    private var heldBytes32: UInt32 = 0
     package var output = ByteBuffer()
-    package var deadlines = ConnectionDeadlines()
-    /// Output water marks (the relay sets them per role) and read pausing.
-    public package(set) var backpressure = Backpressure()
+    /// Queued bytes from the write position to a frame start, so a backlog can be cut on a frame
+    /// boundary (`closeDroppingBacklog`).
+    package var frameBoundaryAhead: UInt32 = 0
+    package var wsParser: WebSocketParser
     public package(set) var closeHandshake = CloseHandshake.none
     public package(set) var state: State = .http
-    /// The client: the TCP peer, or the PROXY v2 source once the header is read (docs/protocol.md §3.3).
-    public package(set) var remote: IPEndpoint
     package var preamble: Preamble = .none
     /// The deflate window for what we send when permessage-deflate was negotiated (RFC 7692),
     /// 0 without it: the send path's one test.
     package var deflateWindowBits: UInt8 = 0
+    package var deadlines = ConnectionDeadlines()
+    /// Output water marks (the relay sets them per role) and read pausing.
+    public package(set) var backpressure = Backpressure()
     package var tlsWants = TLSWants()
+    package var interest: UInt32 = 0
+    /// The socket, closed by `abort` (or when the connection goes).
+    package private(set) var socket: FileDescriptor
     /// Plaintext sat inside OpenSSL while reading was paused: read it at the end of the tick.
     package var readKick = false
-    package var wsParser: WebSocketParser
     package var dirtyMarked = false
     /// A `.writeStall` heap entry is pending (one at a time).
     package var writeStallTimerPending = false
-    /// The socket, closed by `abort` (or when the connection goes).
-    package private(set) var socket: FileDescriptor
-    package var interest: UInt32 = 0
-    public package(set) var pingOutstanding = false
+    /// This connection's `settings`, by their place in `context` (one byte, not a reference).
+    private let settingsIndex: UInt8
+
+    /// One object shared by every connection of the application.
+    public var settings: ConnectionSettings { context.connectionSettings(settingsIndex) }
+    /// Input plus message-assembly capacity, as last charged to `context.heldBytes`.
+    package var heldBytes: Int {
+        @inline(__always) get { Int(heldBytes32) }
+        set { heldBytes32 = UInt32(newValue) }
+    }
+    /// Our ping awaits its pong (its deadline is armed only then).
+    public var pingOutstanding: Bool { state == .open && deadlines.pong.isArmed }
+    /// The client: the TCP peer, or the PROXY v2 source once the header is read (docs/protocol.md
+    /// §3.3). Known while the request is admitted and answered; an upgraded connection keeps no
+    /// address (the relay's peer record keeps what it admitted) and shows `IPEndpoint.unknown`.
+    public var remote: IPEndpoint { http?.remote ?? .unknown }
 
     /// Request-head parser state and what only the HTTP phase needs.
     package final class HTTPPhase {
@@ -90,14 +102,16 @@ public final class Connection: EventHandler {
         /// The TLS listener's context, until `start` makes the session.
         package var tlsContext: TLSContext?
         package let expectsProxyHeader: Bool
+        package var remote: IPEndpoint
         /// Header timeout / keep-alive idle deadline.
         package var deadline = Deadline.unarmed
         /// The earliest `.httpDeadline` heap entry still pending.
         package var timerAt = Deadline.unarmed
         /// docs/protocol.md §3.3: the PROXY header's own bound.
         package var proxyDeadline = Deadline.unarmed
-        package init(maxHeaderBytes: Int, tlsContext: TLSContext?, expectsProxyHeader: Bool) {
+        package init(maxHeaderBytes: Int, remote: IPEndpoint, tlsContext: TLSContext?, expectsProxyHeader: Bool) {
             parser = HTTPRequestParser(maxHeaderBytes: maxHeaderBytes)
+            self.remote = remote
             self.tlsContext = tlsContext
             self.expectsProxyHeader = expectsProxyHeader
         }
@@ -115,11 +129,11 @@ public final class Connection: EventHandler {
     public init(fd: consuming FileDescriptor, remote: SocketAddress, context: IOContext, settings: ConnectionSettings,
                 delegate: ConnectionDelegate, tls: TLSContext? = nil, proxyHeader: Bool = false) {
         self.socket = fd
-        self.remote = IPEndpoint(remote)
         self.context = context
-        self.settings = settings
+        self.settingsIndex = context.index(of: settings)
         self.delegate = delegate
-        self.http = HTTPPhase(maxHeaderBytes: settings.maxHeaderBytes, tlsContext: tls, expectsProxyHeader: proxyHeader)
+        self.http = HTTPPhase(maxHeaderBytes: settings.maxHeaderBytes, remote: IPEndpoint(remote), tlsContext: tls,
+                              expectsProxyHeader: proxyHeader)
         self.wsParser = WebSocketParser(maxMessageBytes: settings.maxMessageBytes)
         context.connectionDescriptors += 1
     }
@@ -220,19 +234,19 @@ public final class Connection: EventHandler {
             if preamble == .proxyHeader, let http, http.proxyDeadline.hasPassed(now) { abort() }
         case .heartbeat:
             guard state == .open else { return }
-            if pingOutstanding && deadlines.pong.hasPassed(now) {
+            if deadlines.pong.hasPassed(now) {
                 close(code: .internalError, reason: "heartbeat timeout")
                 return
             }
-            armHeartbeat(now: now)
+            let nextBeat = armHeartbeat(now: now)
             if !pingOutstanding {
-                sendPing()
-            } else if deadlines.pong.ms < deadlines.heartbeat.ms {
+                sendPing(nextBeat: nextBeat)
+            } else if deadlines.pong.ms(near: now) < nextBeat {
                 // Still outstanding (a timeout longer than the interval): due before the next beat.
-                schedule(.pongDeadline, at: deadlines.pong.ms)
+                schedule(.pongDeadline, at: deadlines.pong.ms(near: now))
             }
         case .pongDeadline:
-            if state == .open && pingOutstanding && deadlines.pong.hasPassed(now) {
+            if state == .open && deadlines.pong.hasPassed(now) {
                 close(code: .internalError, reason: "heartbeat timeout")
             }
         case .assemblyDeadline:
@@ -250,7 +264,7 @@ public final class Connection: EventHandler {
                 abort(reset: true)
             } else {
                 writeStallTimerPending = true
-                schedule(.writeStall, at: deadlines.writeStall.ms)
+                schedule(.writeStall, at: deadlines.writeStall.ms(near: now))
             }
         case .closeDeadline:
             if state == .closeSent && deadlines.closeAnswer.hasPassed(now) { abort() }
@@ -323,9 +337,18 @@ public final class Connection: EventHandler {
         delegate.connectionDidClose(self, peerCode: peerCloseCode, localCode: localCloseCode)
     }
 
-    package func armHeartbeat(now: Int64) {
-        deadlines.heartbeat = Deadline(ms: now + settings.heartbeatIntervalMs)
-        schedule(.heartbeat, at: deadlines.heartbeat.ms)
+    /// Schedules the next `.heartbeat` entry (an idle connection's one heap entry) and returns its time.
+    @discardableResult
+    package func armHeartbeat(now: Int64) -> Int64 {
+        let at = now + min(settings.heartbeatIntervalMs, ShortDeadline.maxSpanMs)
+        schedule(.heartbeat, at: at)
+        return at
+    }
+
+    /// The time `span` ms from now, the span capped at what a `ShortDeadline` holds (the
+    /// timeouts are operator-set).
+    package func due(in span: Int64) -> Int64 {
+        context.reactor.now + min(span, ShortDeadline.maxSpanMs)
     }
 
     package func schedule(_ kind: TimerKind, at deadline: Int64) {

@@ -40,24 +40,40 @@ public enum CloseHandshake: Equatable, Sendable {
     }
 }
 
-/// The WebSocket phase's deadlines (the HTTP phase keeps its own in `Connection.HTTPPhase`).
-/// A timer entry of each kind acts only if its deadline is still armed and has passed.
+/// The WebSocket phase's deadlines (the HTTP phase keeps its own in `Connection.HTTPPhase`),
+/// four bytes each: a connection keeps them for its lifetime (docs/benchmarks.md, M1).
+/// A timer entry of each kind acts only if its deadline is still armed and has passed. The
+/// heartbeat needs none: its one pending entry is the next ping and the check of the
+/// outstanding one (an idle connection's only heap entry); a pong deadline gets an entry of its
+/// own when it comes before the next beat (a heartbeat timeout shorter than the interval) or
+/// when that beat is not known (a probe's ping).
 package struct ConnectionDeadlines {
-    /// The pending `.heartbeat` entry: the next ping, and the check of the outstanding one. An
-    /// idle connection has this one heap entry; a pong deadline gets its own entry only when it
-    /// comes before it (a probe's ping, or a heartbeat timeout shorter than the interval).
-    package var heartbeat = Deadline.unarmed
-    /// The pong to our outstanding ping (the heartbeat timeout).
-    package var pong = Deadline.unarmed
     /// The end of the message being assembled (docs/protocol.md §4: 30 s from its first frame).
-    package var assembly = Deadline.unarmed
-    /// `.closeSent`: the peer's answering close frame (RFC 6455 §7.1.2).
-    package var closeAnswer = Deadline.unarmed
-    /// `.closing` / `.lingering`: the flush and the peer's FIN after ours.
-    package var linger = Deadline.unarmed
+    package var assembly = ShortDeadline.unarmed
     /// Queued output that makes no progress until then marks the peer dead (docs/protocol.md §4);
     /// unarmed while the queue is empty.
-    package var writeStall = Deadline.unarmed
+    package var writeStall = ShortDeadline.unarmed
+    /// One slot for three deadlines, each of one state: the states only move forward
+    /// (`.open` → `.closeSent` → `.closing` → `.lingering`), each is armed on entering its state
+    /// or in it, and each timer kind checks its state before its deadline.
+    private var stateBound = ShortDeadline.unarmed
+
+    /// `.open`: the pong to our outstanding ping (the heartbeat timeout); armed exactly while a
+    /// ping is outstanding (`Connection.pingOutstanding`).
+    package var pong: ShortDeadline {
+        get { stateBound }
+        set { stateBound = newValue }
+    }
+    /// `.closeSent`: the peer's answering close frame (RFC 6455 §7.1.2).
+    package var closeAnswer: ShortDeadline {
+        get { stateBound }
+        set { stateBound = newValue }
+    }
+    /// `.closing` / `.lingering`: the flush and the peer's FIN after ours.
+    package var linger: ShortDeadline {
+        get { stateBound }
+        set { stateBound = newValue }
+    }
 }
 
 /// What OpenSSL asked for beyond the direction in progress (e.g. a TLS 1.3 KeyUpdate, RFC 8446
@@ -70,11 +86,21 @@ package struct TLSWants {
 }
 
 /// Output water marks and read pausing (docs/protocol.md §7.5): `connectionDidDrain` fires when
-/// the queue falls to `lowWater` after having reached `highWater`.
+/// the queue falls to `lowWater` after having reached `highWater`. The marks are stored in 32
+/// bits (a queue never holds more: `ByteBuffer.maxCapacity`); a larger mark means "never".
 public struct Backpressure {
-    public var highWater = Int.max
-    public var lowWater = 0
+    private var high32 = UInt32.max
+    private var low32: UInt32 = 0
     public package(set) var aboveHighWater = false
     /// Reading from the peer is paused (its kernel buffers fill, TCP pushes back).
     public package(set) var readingPaused = false
+
+    public var highWater: Int {
+        @inline(__always) get { Int(high32) }
+        set { high32 = UInt32(clamping: newValue) }
+    }
+    public var lowWater: Int {
+        @inline(__always) get { Int(low32) }
+        set { low32 = UInt32(clamping: newValue) }
+    }
 }

@@ -38,6 +38,9 @@ public final class IOContext {
     public var handshakeStepsPerIteration = 64
     private var budgetIteration: UInt64 = .max
     private var budgetUsed = 0
+    /// The distinct `ConnectionSettings` of this loop's connections (the relay has one), so a
+    /// connection names its own in one byte rather than an 8-byte reference (docs/benchmarks.md, M1).
+    private var connectionSettingsTable: [ConnectionSettings] = []
 
     public init(reactor: Reactor, readBufferSize: Int = IOContext.defaultReadBufferSize) {
         self.reactor = reactor
@@ -52,6 +55,16 @@ public final class IOContext {
         releasedBytes += bytes
         if releasedBytes >= Limits.trimAfterReleasedBytes { onLargeRelease?() }
     }
+
+    /// The place of `settings` in this context's table, added on first use.
+    package func index(of settings: ConnectionSettings) -> UInt8 {
+        if let i = connectionSettingsTable.firstIndex(where: { $0 === settings }) { return UInt8(i) }
+        precondition(connectionSettingsTable.count <= Int(UInt8.max), "more than 256 ConnectionSettings on one loop")
+        connectionSettingsTable.append(settings)
+        return UInt8(connectionSettingsTable.count - 1)
+    }
+
+    package func connectionSettings(_ index: UInt8) -> ConnectionSettings { connectionSettingsTable[Int(index)] }
 
     /// Takes one handshake step from this iteration's budget; false when it is spent.
     package func takeHandshakeStep() -> Bool {

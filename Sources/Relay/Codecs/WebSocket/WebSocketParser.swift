@@ -16,41 +16,90 @@
 /// After a `.violation` the parser is failed for good: every later call returns the same
 /// `.violation(code)` again and consumes nothing.
 public struct WebSocketParser: ~Copyable {
-    // Stored properties, the word-sized ones first and the one- to three-byte ones together at
-    // the end: every connection embeds a parser for its lifetime (docs/benchmarks.md, M1).
-    public let maxMessageBytes: Int
+    // Stored properties, the pointer first and the one- to three-byte ones together at the end;
+    // the counters are 32-bit (all are bounded by the message limit, at most
+    // `Limits.maxMessageBytesCeiling`): every connection embeds a parser for its lifetime
+    // (docs/benchmarks.md, M1).
 
     // Fragmented-message assembly (§5.4).
     private var assembly: UnsafeMutableRawPointer?
-    private var assemblyCapacity = 0
-    private var assemblyCount = 0
+    private var maxMessage32: UInt32
+    private var assemblyCapacity32: UInt32 = 0
+    private var assemblyCount32: UInt32 = 0
 
     // Current (incomplete) frame.
-    private var currentFrameTotal = -1         // header + payload, once the length field is known
-    private var textPayloadUnmasked = 0        // payload bytes already unmasked and validated
+    private var currentFrameTotal32: Int32 = -1  // header + payload, once the length field is known
+    private var textPayloadUnmasked32: UInt32 = 0  // payload bytes already unmasked and validated
 
-    private var failure: CloseCode?
-    /// Server role (RFC 6455 §5.1): client frames must be masked. When false (client role or
-    /// tests), masked and unmasked frames are both accepted.
-    public let requireMasked: Bool
-    /// permessage-deflate was negotiated (RFC 7692 §6): RSV1 on the first frame of a data message
-    /// marks it compressed. Without it every RSV bit is a protocol error (RFC 6455 §5.2).
-    public var compressionNegotiated = false
+    /// The code of the violation that failed the parser, 0 while none did (`failure`).
+    private var failure16: UInt16 = 0
+    /// `requireMasked`, `compressionNegotiated`, `assemblingCompressed`: one bit each, as only
+    /// the general frame path reads them (the small-message one does not).
+    private var flags: UInt8
     /// The last `.message` carried RSV1: its payload is deflated and the caller inflates (and,
     /// for text, UTF-8-validates) it.
     public private(set) var lastMessageCompressed = false
     private var assemblingOpcode: Opcode?      // .text/.binary between first and final fragment
-    private var assemblingCompressed = false   // its first frame had RSV1 (RFC 7692 §6.1)
     /// The last `.message` pointed into `assembly`; free it at the next call (not before: the
     /// payload must stay valid until then). Idle connections hold no buffers.
     private var releaseAssemblyOnNextCall = false
     /// UTF-8 state of the text message in progress; reset at every message boundary.
     private var utf8 = UTF8Validator()
 
+    /// The message limit (docs/protocol.md §4), at most `Limits.maxMessageBytesCeiling`.
+    public var maxMessageBytes: Int {
+        @inline(__always) get { Int(maxMessage32) }
+    }
+    private var assemblyCapacity: Int {
+        @inline(__always) get { Int(assemblyCapacity32) }
+        @inline(__always) set { assemblyCapacity32 = UInt32(truncatingIfNeeded: newValue) }
+    }
+    private var assemblyCount: Int {
+        @inline(__always) get { Int(assemblyCount32) }
+        @inline(__always) set { assemblyCount32 = UInt32(truncatingIfNeeded: newValue) }
+    }
+    /// -1 until the frame's length field is known.
+    private var currentFrameTotal: Int {
+        @inline(__always) get { Int(currentFrameTotal32) }
+        @inline(__always) set { currentFrameTotal32 = Int32(truncatingIfNeeded: newValue) }
+    }
+    private var textPayloadUnmasked: Int {
+        @inline(__always) get { Int(textPayloadUnmasked32) }
+        @inline(__always) set { textPayloadUnmasked32 = UInt32(truncatingIfNeeded: newValue) }
+    }
+
+    private static let requireMaskedFlag: UInt8 = 1
+    private static let compressionNegotiatedFlag: UInt8 = 2
+    private static let assemblingCompressedFlag: UInt8 = 4
+
+    /// Server role (RFC 6455 §5.1): client frames must be masked. When false (client role or
+    /// tests), masked and unmasked frames are both accepted.
+    public var requireMasked: Bool { flags & Self.requireMaskedFlag != 0 }
+    /// permessage-deflate was negotiated (RFC 7692 §6): RSV1 on the first frame of a data message
+    /// marks it compressed. Without it every RSV bit is a protocol error (RFC 6455 §5.2).
+    public var compressionNegotiated: Bool {
+        get { flags & Self.compressionNegotiatedFlag != 0 }
+        set { setFlag(Self.compressionNegotiatedFlag, newValue) }
+    }
+    /// The message in assembly had RSV1 on its first frame (RFC 7692 §6.1).
+    private var assemblingCompressed: Bool {
+        get { flags & Self.assemblingCompressedFlag != 0 }
+        set { setFlag(Self.assemblingCompressedFlag, newValue) }
+    }
+    private var failure: CloseCode? {
+        get { failure16 == 0 ? nil : CloseCode(failure16) }
+        set { failure16 = newValue?.rawValue ?? 0 }
+    }
+
+    private mutating func setFlag(_ flag: UInt8, _ on: Bool) {
+        flags = on ? flags | flag : flags & ~flag
+    }
+
+    /// `maxMessageBytes` above `Limits.maxMessageBytesCeiling` is lowered to it.
     public init(maxMessageBytes: Int = Limits.maxMessageBytes, requireMasked: Bool = true) {
         precondition(maxMessageBytes >= 0)
-        self.maxMessageBytes = maxMessageBytes
-        self.requireMasked = requireMasked
+        self.maxMessage32 = UInt32(min(maxMessageBytes, Limits.maxMessageBytesCeiling))
+        self.flags = requireMasked ? Self.requireMaskedFlag : 0
     }
 
     deinit { assembly?.deallocate() }
@@ -96,7 +145,7 @@ public struct WebSocketParser: ~Copyable {
     @inline(__always)
     private mutating func nextSmallMessage(_ input: UnsafeMutableRawBufferPointer) -> WebSocketEvent? {
         guard input.count >= 6, let base = input.baseAddress, assemblingOpcode == nil,
-              !releaseAssemblyOnNextCall, textPayloadUnmasked == 0, failure == nil else { return nil }
+              !releaseAssemblyOnNextCall, textPayloadUnmasked == 0, failure16 == 0 else { return nil }
         let b0 = base.load(as: UInt8.self)
         let b1 = base.load(fromByteOffset: 1, as: UInt8.self)
         // FIN + text (0x81) or FIN + binary (0x82); MASK + 7-bit length < 126.
