@@ -62,6 +62,23 @@ import Testing
         #expect(drain(q, now: .max).isEmpty)
     }
 
+    /// An entry is 16 bytes (an idle connection keeps one) and gives back what it was made with;
+    /// deadlines outside 40 bits are kept at the nearest end.
+    @Test func anEntryKeepsDeadlineOwnerAndKindIn16Bytes() throws {
+        #expect(MemoryLayout<TimerEntry>.stride == 16)
+        let e = TimerEntry(deadline: 123_456_789_012, key: .max, kind: 0xAB, owner: TimerEntry.maxOwner)
+        #expect(e.deadline == 123_456_789_012 && e.key == .max && e.kind == 0xAB && e.owner == TimerEntry.maxOwner)
+        #expect(TimerEntry(deadline: -5, key: 1, kind: 1).deadline == 0)
+        #expect(TimerEntry(deadline: .max, key: 1, kind: 1).deadline == TimerEntry.maxDeadline)
+        let q = try TimerQueue()
+        q.schedule(at: .max, key: 1, kind: 1, owner: 2)
+        q.schedule(at: -5, key: 2, kind: 1, owner: 3)
+        #expect(q.nextDeadline == 0)
+        #expect(drain(q, now: -1).isEmpty)
+        #expect(drain(q, now: 0).map(\.key) == [2] && q.nextDeadline == TimerEntry.maxDeadline)
+        #expect(drain(q, now: .max).map(\.owner) == [2] && q.nextDeadline == .max)
+    }
+
     /// Equal deadlines come due in the same pop. Their order among themselves is the heap's,
     /// not the scheduling order: no owner may rely on it.
     @Test func equalDeadlinesComeDueTogether() throws {

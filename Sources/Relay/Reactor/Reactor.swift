@@ -152,6 +152,7 @@ public final class Reactor {
 
     /// Registers a timer owner; its entries come back to it alone, as its own `TimerKind`.
     public func registerTimers<Owner: TimerOwner>(for owner: Owner) -> TimerHandle<Owner.TimerKind> {
+        precondition(timerOwners.count < Int(TimerEntry.maxOwner), "more timer owners than a timer entry can name")
         let registration = TimerRegistration(id: UInt32(timerOwners.count + 1))
         // The owner is reached only while its registration (kept by its handle) is alive.
         timerOwners.append((registration.liveness, { [unowned(unsafe) owner] key, raw, now in

@@ -4,12 +4,43 @@ import RelaySystem
 /// A timer entry names its owner (`owner` 0: the fd handler whose `Token` is `key`; otherwise a
 /// registered `TimerOwner`), a key and a kind; the owner decides on firing whether the entry is
 /// still current (lazy cancellation: nothing is removed from the heap early, so cancelling is
-/// never needed and costs nothing). 24 bytes, like the entry without an owner (padding).
+/// never needed and costs nothing). 16 bytes (an idle connection keeps one entry, its
+/// heartbeat: docs/benchmarks.md, M1): deadline, owner and kind share one word, the deadline in
+/// its high 40 bits, so the heap orders entries by that word alone.
 public struct TimerEntry {
-    public var deadline: Int64
-    public var key: UInt64
-    public var kind: UInt8
-    public var owner: UInt32
+    /// `deadline << 24 | owner << 8 | kind`.
+    private let word: UInt64
+    public let key: UInt64
+
+    /// Deadlines are kept in 40 bits, 0 ..< 2^40 ms (34 years of the monotonic clock): an
+    /// earlier one is due at 0, a later one at the last.
+    public static let maxDeadline: Int64 = (1 << 40) - 1
+    /// Owner ids are kept in 16 bits.
+    public static let maxOwner: UInt32 = 0xFFFF
+
+    public init(deadline: Int64, key: UInt64, kind: UInt8, owner: UInt32 = 0) {
+        precondition(owner <= TimerEntry.maxOwner)
+        let d = UInt64(min(max(deadline, 0), TimerEntry.maxDeadline))
+        word = d << 24 | UInt64(owner) << 8 | UInt64(kind)
+        self.key = key
+    }
+
+    public var deadline: Int64 { Int64(word >> 24) }
+    public var kind: UInt8 { UInt8(truncatingIfNeeded: word) }
+    public var owner: UInt32 { UInt32(truncatingIfNeeded: word >> 8) & TimerEntry.maxOwner }
+
+    /// Due at `now`: compares the word with the last one `now` covers.
+    @inline(__always)
+    fileprivate func isDue(atOrBefore limit: UInt64) -> Bool { word <= limit }
+    @inline(__always)
+    fileprivate func comesNoLaterThan(_ other: TimerEntry) -> Bool { word <= other.word }
+    @inline(__always)
+    fileprivate func comesBefore(_ other: TimerEntry) -> Bool { word < other.word }
+
+    /// The largest word due at `now` (≥ 0).
+    fileprivate static func dueLimit(_ now: Int64) -> UInt64 {
+        UInt64(min(now, maxDeadline)) << 24 | 0xFF_FFFF
+    }
 }
 
 /// All time-based work (heartbeats, deadlines, grace) in one binary min-heap, driven by one
@@ -30,9 +61,8 @@ public final class TimerQueue {
     public var fd: Int32 { timerFD.raw }
     public var count: Int { heap.count }
     /// The earliest deadline, `.max` when empty: the loop pops and re-arms only when it moved.
-    public var nextDeadline: Int64 {
-        @inline(__always) get { heap.first?.deadline ?? .max }
-    }
+    /// Kept beside the heap, so the loop's two reads per iteration are one load each.
+    public private(set) var nextDeadline: Int64 = .max
     /// Entries pushed since the queue was made (tests count heap work with it).
     public private(set) var pushes = 0
 
@@ -40,11 +70,14 @@ public final class TimerQueue {
         heap.append(TimerEntry(deadline: deadline, key: key, kind: kind, owner: owner))
         pushes &+= 1
         siftUp(heap.count - 1)
+        nextDeadline = heap[0].deadline
     }
 
     /// Pops every entry due at `now` into `into`.
     public func popDue(now: Int64, into due: inout [TimerEntry]) {
-        while let first = heap.first, first.deadline <= now {
+        guard now >= 0 else { return }  // no deadline is earlier than 0
+        let limit = TimerEntry.dueLimit(now)
+        while let first = heap.first, first.isDue(atOrBefore: limit) {
             due.append(first)
             let last = heap.removeLast()
             if !heap.isEmpty {
@@ -52,6 +85,7 @@ public final class TimerQueue {
                 siftDown(0)
             }
         }
+        nextDeadline = heap.first?.deadline ?? .max
     }
 
     /// Drains the timerfd expiry counter (it is level-triggered in epoll until read).
@@ -87,7 +121,7 @@ public final class TimerQueue {
         let e = heap[i]
         while i > 0 {
             let p = (i - 1) / 2
-            if heap[p].deadline <= e.deadline { break }
+            if heap[p].comesNoLaterThan(e) { break }
             heap[i] = heap[p]
             i = p
         }
@@ -101,8 +135,8 @@ public final class TimerQueue {
         while true {
             var c = 2 * i + 1
             if c >= n { break }
-            if c + 1 < n && heap[c + 1].deadline < heap[c].deadline { c += 1 }
-            if e.deadline <= heap[c].deadline { break }
+            if c + 1 < n && heap[c + 1].comesBefore(heap[c]) { c += 1 }
+            if e.comesNoLaterThan(heap[c]) { break }
             heap[i] = heap[c]
             i = c
         }
