@@ -1,8 +1,8 @@
 import CEpoll
 
 /// A peer's IP address and port in 24 bytes, where a `SocketAddress` takes 136: what a
-/// connection keeps of its client for logs and per-client limits. IPv4 is held IPv4-mapped
-/// (RFC 4291 §2.5.5.2) and shown as IPv4, as `SocketAddress.ipString` does.
+/// connection keeps of its client until the upgrade, for logs and per-client limits. IPv4 is
+/// held IPv4-mapped (RFC 4291 §2.5.5.2) and shown as IPv4, as `SocketAddress.ipString` does.
 public struct IPEndpoint: Equatable, Sendable {
     /// The 16 address bytes, as two big-endian halves.
     package let high: UInt64
