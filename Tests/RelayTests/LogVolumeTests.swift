@@ -203,6 +203,7 @@ import Testing
         for i in 0..<total {
             line(i).withUnsafeBytes { output.write($0) }
             #expect(output.pendingBytes <= capacity)
+            if i % 100 == 99 { reactor.runOnce(timeoutMs: 0) }  // iterations end; the pipe fills up
         }
         #expect(output.linesDropped > 0)
         #expect(reactor.registrationCount == baseline + 1, "armed for EPOLLOUT while bytes wait")
@@ -245,7 +246,33 @@ import Testing
         let dropped = output.linesDropped
         #expect(dropped > 0)
         line(0).withUnsafeBytes { output.write($0) }
+        reactor.runOnce(timeoutMs: 0)  // the iteration's end tries, and counts the loss
         #expect(output.linesDropped == dropped + 1)
+        #expect(output.pendingBytes == 0)
+        output.finish(timeoutMs: 0)
+    }
+
+    @Test func linesOfOneIterationLeaveTogetherAtItsEnd() throws {
+        let reactor = try Reactor()
+        let (r, w) = makePipe()
+        defer { _ = close(r) }
+        let output = LogOutput(fd: w, kind: .stream, reactor: reactor, capacity: 1 << 20, ownsFD: true)
+        let baseline = reactor.registrationCount
+        for i in 0..<3 { line(i).withUnsafeBytes { output.write($0) } }
+        var received: [UInt8] = []
+        readAll(r, into: &received)
+        #expect(received.isEmpty, "nothing is written before the iteration ends")
+        #expect(output.pendingBytes == 3 * line(0).count)
+        reactor.runOnce(timeoutMs: 0)
+        readAll(r, into: &received)
+        #expect(received == line(0) + line(1) + line(2))
+        #expect(output.pendingBytes == 0)
+        #expect(reactor.registrationCount == baseline, "a reader that keeps up never arms EPOLLOUT")
+        // The next iteration's lines are batched again.
+        line(3).withUnsafeBytes { output.write($0) }
+        reactor.runOnce(timeoutMs: 0)
+        readAll(r, into: &received)
+        #expect(received.suffix(line(3).count) == line(3)[...])
         output.finish(timeoutMs: 0)
     }
 

@@ -4,10 +4,12 @@ import RelaySystem
 
 /// stderr while the loop runs: writing a log line never blocks the reactor.
 ///
-/// A line is written at once when nothing is waiting; when the reader is slow (a lagging
-/// journald, a full pipe) the rest waits in a buffer of at most `capacity` bytes, flushed when
-/// the descriptor is writable — it is registered with the reactor for EPOLLOUT only while bytes
-/// wait. A line that does not fit is dropped and counted (`linesDropped`, the metric
+/// Lines wait in a buffer of at most `capacity` bytes and leave in one write at the end of the
+/// loop iteration that wrote them (`Reactor.callAtIterationEnd`): a connection's handshake logs
+/// two or three lines, and a burst of connections shares one system call instead of one per line
+/// (docs/benchmarks.md, TLS handshakes). When the reader is slow (a lagging journald, a full
+/// pipe) the rest stays buffered and is flushed when the descriptor is writable — it is
+/// registered with the reactor for EPOLLOUT only while bytes wait. A line that does not fit is dropped and counted (`linesDropped`, the metric
 /// `pyrycode_relay_log_lines_dropped_total`); once the buffer has drained, one line
 /// `msg=log_lines_dropped count=N` says how many were lost.
 ///
@@ -33,10 +35,14 @@ public final class LogOutput: EventHandler {
     private let restoreFlags: Int32?
     private let reactor: Reactor
     private let capacity: Int
+    /// Buffer capacity kept between flushes (a busy iteration's lines); more is freed.
+    private static let keptCapacity = 64 * 1024
     private var pending: [UInt8] = []
     private var head = 0
     private var token: Token?
     private var droppedUnreported = 0
+    /// A flush at the end of this iteration has been asked for.
+    private var flushAsked = false
     /// Lines lost since boot: the buffer was full, or stderr failed (its reader is gone).
     public private(set) var linesDropped = 0
 
@@ -78,23 +84,15 @@ public final class LogOutput: EventHandler {
 
     /// One complete line, newline included.
     public func write(_ line: UnsafeRawBufferPointer) {
-        guard pendingBytes == 0 else {
-            // Behind a slow reader: keep the order, wait for EPOLLOUT.
-            if pendingBytes + line.count > capacity {
-                drop(lines: 1)
-            } else {
-                pending.append(contentsOf: line)
-            }
+        if pendingBytes + line.count > capacity {
+            drop(lines: 1)
             return
         }
-        switch attempt(line) {
-        case .wrote(let n) where n == line.count:
-            return
-        case .wrote(let n):
-            pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: line[n...]))
-            arm()
-        case .failed:
-            drop(lines: 1)
+        pending.append(contentsOf: line)
+        // Armed: EPOLLOUT flushes, in order. Otherwise the end of this iteration does.
+        if token == nil && !flushAsked {
+            flushAsked = true
+            reactor.callAtIterationEnd(self)
         }
     }
 
@@ -104,23 +102,33 @@ public final class LogOutput: EventHandler {
         flush()
     }
 
+    override public func flushTick() {
+        flushAsked = false
+        flush()
+    }
+
     private func flush() {
+        var readerGone = false
         while pendingBytes > 0 {
             let result = pending.withUnsafeBytes { attempt(UnsafeRawBufferPointer(rebasing: $0[head...])) }
             switch result {
             case .wrote(0):
                 if head > capacity / 2 { compact() }
-                return  // still full; stay armed
+                arm()  // the reader is behind: EPOLLOUT says when it takes more
+                return
             case .wrote(let n):
                 head += n
             case .failed:
                 dropPending()
+                readerGone = true
             }
         }
-        pending = []
+        // Keep a small buffer for the next iteration's lines; give a large one back.
+        if pending.capacity > Self.keptCapacity { pending = [] } else { pending.removeAll(keepingCapacity: true) }
         head = 0
         disarm()
-        reportDropped()
+        // The summary waits for a reader that takes lines again (it would only fail and count itself).
+        if !readerGone { reportDropped() }
     }
 
     private func arm() {

@@ -51,6 +51,9 @@ public final class Reactor {
     private var dirtyCapacity = 64
     private var dirtyCount = 0  // live prefix of `dirty`; the block is reused, grown by doubling
     private var dueTimers: [TimerEntry] = []
+    /// Handlers that asked for `flushTick()` once the iteration's work and writes are done
+    /// (`callAtIterationEnd`): output batched per iteration, such as log lines.
+    private var iterationEnd: [EventHandler] = []
     private var running = false
     /// Registered timer owners by id − 1 (id 0 is the fd handlers'): a dispatcher per owner,
     /// called only while the owner's registration says it is alive. Owners are few and made
@@ -108,6 +111,17 @@ public final class Reactor {
     public func deregister(fd: Int32, token: Token) throws(Errno) {
         release(token)
         try syscallChecked("epoll_ctl") { epoll_ctl(epollFD.raw, EPOLL_CTL_DEL, fd, nil) }
+    }
+
+    /// For a socket the process made itself (accepted or dialled) and closes right after:
+    /// closing it removes it from the epoll set (epoll(7): a registration ends when every
+    /// descriptor of its open file description is closed; the relay never duplicates or forks
+    /// them), so this only frees the slot — one `epoll_ctl` less per connection. An event already
+    /// fetched for it is skipped by the token's generation. Not for inherited descriptors (a
+    /// socket-activated listener: systemd keeps its own copy, and the registration would outlive
+    /// our close).
+    public func deregisterBeforeClose(token: Token) {
+        release(token)
     }
 
     private func release(_ token: Token) {
@@ -171,6 +185,25 @@ public final class Reactor {
         dirtyCount += 1
     }
 
+    /// Asks for `flushTick()` on `handler` once this iteration's events, timers and coalesced
+    /// writes are done — for a handler without a registration to mark (a log file, which epoll
+    /// cannot watch). The caller keeps its own "already asked" flag; the reactor holds the
+    /// handler until the call.
+    public func callAtIterationEnd(_ handler: EventHandler) {
+        iterationEnd.append(handler)
+    }
+
+    @inline(never)
+    private func runIterationEnd() {
+        // A call may ask again (a log line written while flushing): loop until quiet.
+        var i = 0
+        while i < iterationEnd.count {
+            iterationEnd[i].flushTick()
+            i += 1
+        }
+        iterationEnd.removeAll(keepingCapacity: true)
+    }
+
     @inline(never)
     private func growDirty() {
         let grown = UnsafeMutablePointer<UInt64>.allocate(capacity: dirtyCapacity * 2)
@@ -226,6 +259,7 @@ public final class Reactor {
         }
         if timers.nextDeadline <= now { fireTimers() }
         flushDirty()
+        if !iterationEnd.isEmpty { runIterationEnd() }
         if !retired.isEmpty { releaseRetired() }
         loopLatency.record(monotonicNs() &- startNs)
     }

@@ -229,7 +229,7 @@ private final class DNSSocket: EventHandler {
     }
 
     func close(_ reactor: Reactor) {
-        if let token { try? reactor.deregister(fd: fd.raw, token: token) }  // closed just below either way
+        if let token { reactor.deregisterBeforeClose(token: token) }
         token = nil
         fd.close()
     }

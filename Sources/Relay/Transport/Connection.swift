@@ -321,7 +321,7 @@ public final class Connection: EventHandler {
     public func abort(reset: Bool = false) {
         guard state != .closed else { return }
         state = .closed
-        try? context.reactor.deregister(fd: fd, token: token)  // closed just below either way
+        context.reactor.deregisterBeforeClose(token: token)
         if reset {
             Socket.setAbortiveClose(fd)
         } else {

@@ -212,7 +212,7 @@ package final class HTTPSClientConnection: EventHandler {
     package func close() {
         guard state != .closed else { return }
         state = .closed
-        if let token { try? reactor.deregister(fd: fd.raw, token: token) }  // closed just below either way
+        if let token { reactor.deregisterBeforeClose(token: token) }
         token = nil
         session?.shutdown()
         session = nil
