@@ -15,22 +15,22 @@ public final class Registry {
     /// Phones per server-id; `<= 0` disables the cap (as Go's `RegisterPhoneCapped`).
     public let maxPhonesPerServer: Int
 
+    /// One per server-id that has a binary or is in grace. The small fields fill the tail of the
+    /// 17-byte `phones`: 72 bytes in all, a 72-byte malloc block where 80 took 88 (one per idle
+    /// binary, docs/benchmarks.md M1).
     package final class Slot {
         package let serverID: String
-        /// `client-<server-id>-`: a binary's `conn_id` must start with it (docs/protocol.md §7.2).
-        package let phonePrefix: [UInt8]
         /// The binary holding the id, live or (when `!live`) in grace.
         package var holder: ConnHandle
-        package var live = true
-        package var graceToken: UInt64 = 0
-        /// Keyed by the 32-bit suffix of the phone's conn id, unique within the slot.
-        package var phones = SlotPhones()
         /// Newcomers probing the live holder, in arrival order.
         package var pending: [PendingClaim] = []
+        /// Keyed by the 32-bit suffix of the phone's conn id, unique within the slot.
+        package var phones = SlotPhones()
+        package var live = true
+        package var graceToken: UInt32 = 0
 
         package init(serverID: String, holder: ConnHandle) {
             self.serverID = serverID
-            self.phonePrefix = Array(("client-" + serverID + "-").utf8)
             self.holder = holder
         }
     }
@@ -47,7 +47,7 @@ public final class Registry {
     /// A newcomer probing the holder `incumbent`, which held the slot when it arrived.
     package struct PendingClaim {
         package let newcomer: ConnHandle
-        package let token: UInt64
+        package let token: UInt32
         package let incumbent: ConnHandle
     }
 
@@ -67,7 +67,9 @@ public final class Registry {
     private var binaries: [ConnHandle: BinaryState] = [:]
     private var phones: [ConnHandle: PhoneState] = [:]
     private var liveBinaries = 0
-    private var lastToken: UInt64 = 0
+    /// Timer tokens wrap after 2^32: a stale timer could only be mistaken for a live one if that
+    /// many claims and disconnects happened within one grace or probe window.
+    private var lastToken: UInt32 = 0
 
     public init(
         graceMs: Int64 = Limits.graceMs,
@@ -180,7 +182,9 @@ public final class Registry {
 
     /// A phone finished its upgrade on `/v1/client` (docs/protocol.md §5 "Phone registration").
     /// `random` is 32 CSPRNG bits for its conn id; should they collide with a phone already on
-    /// this id, the next free value is used, so ids stay unique per server-id.
+    /// this id, the next free value is used, so ids stay unique per server-id. The answer carries
+    /// the value used: the conn id is `ConnectionID.make(role: .phone, serverID:, random: suffix)`,
+    /// built by whoever needs it as text.
     public func registerPhone(_ phone: ConnHandle, serverID: String, random: UInt32) -> PhoneRegistration {
         precondition(binaries[phone] == nil && phones[phone] == nil, "handle reused")
         // No binary and no grace (a slot exists exactly while one of them does).
@@ -192,10 +196,9 @@ public final class Registry {
         }
         var key = random
         while slot.phones[key] != nil { key &+= 1 }
-        let connID = ConnectionID.make(role: .phone, serverID: serverID, random: key)
         slot.phones[key] = phone
         phones[phone] = PhoneState(slot: slot, key: key, registeredWith: slot.holder)
-        return .registered(connID: connID)
+        return .registered(suffix: key)
     }
 
     /// Where a message from `phone` goes (docs/protocol.md §7.1; during grace the phone is closed 1000).
@@ -210,7 +213,7 @@ public final class Registry {
     @inline(__always)
     public func phone(connID: UnsafeRawBufferPointer, ofBinary binary: ConnHandle) -> ConnHandle? {
         guard case .holder(let slot)? = binaries[binary],
-            let key = ConnectionID.suffix(of: connID, prefix: slot.phonePrefix)
+            let key = ConnectionID.phoneSuffix(of: connID, serverID: slot.serverID)
         else { return nil }
         return slot.phones[key]
     }
@@ -242,7 +245,7 @@ public final class Registry {
 
     // MARK: Internals
 
-    private func nextToken() -> UInt64 {
+    private func nextToken() -> UInt32 {
         lastToken &+= 1
         return lastToken
     }
@@ -304,7 +307,7 @@ public final class Registry {
         install(winner, in: slot, kind: .takeover, &actions)
     }
 
-    private func probeExpired(newcomer: ConnHandle, token: UInt64) -> [RegistryAction] {
+    private func probeExpired(newcomer: ConnHandle, token: UInt32) -> [RegistryAction] {
         guard case .pending(let slot)? = binaries[newcomer],
             let claim = slot.pending.first(where: { $0.newcomer == newcomer }), claim.token == token
         else { return [] }
@@ -327,7 +330,7 @@ public final class Registry {
         return actions
     }
 
-    private func graceExpired(serverID: String, token: UInt64) -> [RegistryAction] {
+    private func graceExpired(serverID: String, token: UInt32) -> [RegistryAction] {
         guard let slot = slots[serverID], !slot.live, slot.graceToken == token else { return [] }
         var actions: [RegistryAction] = []
         let n = slot.phones.count

@@ -16,9 +16,9 @@ public struct ConnHandle: Hashable, Sendable, CustomStringConvertible {
 /// make a reclaim storm quadratic).
 public enum RegistryTimer: Hashable, Sendable {
     /// docs/protocol.md §5 grace window of a disconnected binary.
-    case grace(serverID: String, token: UInt64)
+    case grace(serverID: String, token: UInt32)
     /// docs/protocol.md §5 claim probe: the deadline for the incumbent's pong, keyed by the newcomer.
-    case probe(newcomer: ConnHandle, token: UInt64)
+    case probe(newcomer: ConnHandle, token: UInt32)
 }
 
 /// How a binary came to hold its server-id (docs/protocol.md §5).
@@ -57,8 +57,9 @@ public enum RegistryAction: Equatable, Sendable {
 
 /// Outcome of a phone registration (docs/protocol.md §5).
 public enum PhoneRegistration: Equatable, Sendable {
-    /// Registered under this relay connection id (`client-<server-id>-<8 hex>`).
-    case registered(connID: String)
+    /// Registered under the relay connection id `client-<server-id>-<8 hex>` whose 8 hex
+    /// digits are `suffix` (`ConnectionID.make`).
+    case registered(suffix: UInt32)
     /// Close the phone with this code and reason; it was not registered.
     case rejected(code: CloseCode, reason: String)
 }
