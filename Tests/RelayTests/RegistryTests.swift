@@ -330,7 +330,7 @@ import Testing
     /// phone's holds no String (docs/benchmarks.md, M1).
     @Test func perConnectionEntriesStayCompact() {
         #expect(MemoryLayout<Registry.BinaryState>.size == 8)
-        #expect(MemoryLayout<Registry.PhoneState>.stride <= 24)
+        #expect(MemoryLayout<Registry.PhoneState>.stride <= 16)
     }
 
     @Test func closeNoticeRebuildsThePhonesConnID() {

@@ -53,16 +53,17 @@ public final class Registry {
 
     /// A registered phone. Its conn id is not stored: it is `client-<server-id>-<key>`, rebuilt
     /// on the rare paths that need it (a close notice), so an idle phone's entry holds no String.
+    /// Nor is the binary it registered with (docs/protocol.md §8 notice rule): a slot changes
+    /// holder only by a reclaim or takeover, which evict every phone first, so while the phone
+    /// is listed that binary is `slot.holder` (16 bytes beside its key, not 24: M1).
     package struct PhoneState {
         package let slot: Slot
         package let key: UInt32
-        /// The binary holding the id when the phone registered (docs/protocol.md §8 notice rule).
-        package let registeredWith: ConnHandle
 
         package var connID: String { ConnectionID.make(role: .phone, serverID: slot.serverID, random: key) }
     }
 
-    private var slots: [String: Slot] = [:]
+    private var slots = SlotSet()
     /// Live holders and pending newcomers. A binary in grace is no longer here.
     private var binaries: [ConnHandle: BinaryState] = [:]
     private var phones: [ConnHandle: PhoneState] = [:]
@@ -96,7 +97,7 @@ public final class Registry {
         guard let slot = slots[serverID] else {
             // 1. Slot free.
             let slot = Slot(serverID: serverID, holder: binary)
-            slots[serverID] = slot
+            slots.insert(slot)
             var actions: [RegistryAction] = []
             install(binary, in: slot, kind: .fresh, &actions)
             return actions
@@ -197,7 +198,7 @@ public final class Registry {
         var key = random
         while slot.phones[key] != nil { key &+= 1 }
         slot.phones[key] = phone
-        phones[phone] = PhoneState(slot: slot, key: key, registeredWith: slot.holder)
+        phones[phone] = PhoneState(slot: slot, key: key)
         return .registered(suffix: key)
     }
 
@@ -235,11 +236,9 @@ public final class Registry {
         guard let p = phones.removeValue(forKey: phone) else { return [] }
         let slot = p.slot
         if slot.phones[p.key] == phone { slot.phones[p.key] = nil }
-        // Reclaim, takeover and expiry already forget every phone of the old binary, so the
-        // `registeredWith` test is implied today; it states the docs/protocol.md §8 rule where it applies.
-        guard !closedByBinary, slot.live, slot.holder == p.registeredWith,
-            slots[slot.serverID] === slot
-        else { return [] }
+        // The notice goes to the binary the phone registered with: `slot.holder` (PhoneState),
+        // if it is connected and still holds the id.
+        guard !closedByBinary, slot.live, slots.holds(slot) else { return [] }
         return [.sendCloseNotice(binary: slot.holder, phoneConnID: p.connID, code: closeCode ?? CloseCode.goingAway.rawValue)]
     }
 
@@ -314,12 +313,12 @@ public final class Registry {
         let incumbent = claim.incumbent
         var actions: [RegistryAction] = []
         slot.pending.removeAll { $0.newcomer == newcomer }
-        if slots[slot.serverID] !== slot {
+        if !slots.holds(slot) {
             // The id was released during the wait (defensive: pending claims are settled when
             // the incumbent disconnects, so grace cannot expire under them): claim it afresh.
             binaries[newcomer] = nil
             let fresh = Slot(serverID: slot.serverID, holder: newcomer)
-            slots[slot.serverID] = fresh
+            slots.insert(fresh)
             install(newcomer, in: fresh, kind: .fresh, &actions)
         } else if slot.holder != incumbent {
             // The slot changed hands during the wait: the newcomer gets 4409.
@@ -335,8 +334,39 @@ public final class Registry {
         var actions: [RegistryAction] = []
         let n = slot.phones.count
         evictPhones(of: slot, code: .normal, reason: "", &actions)
-        slots[serverID] = nil
+        slots.remove(slot)
         actions.append(.graceExpired(serverID: serverID, phonesClosed: n))
         return actions
     }
 }
+
+/// The registry's slots by server-id: a set of references hashed by their server-id, 8 bytes a
+/// bucket where a `[String: Slot]` took 24 (one slot per idle binary, docs/benchmarks.md M1).
+/// Looking an id up builds a probe record: claims, registrations and grace expiries do, never a
+/// message.
+private struct SlotSet {
+    private struct Ref: Hashable {
+        let slot: Registry.Slot
+        static func == (a: Ref, b: Ref) -> Bool { a.slot.serverID == b.slot.serverID }
+        func hash(into hasher: inout Hasher) { hasher.combine(slot.serverID) }
+    }
+
+    private var set = Set<Ref>()
+
+    subscript(serverID: String) -> Registry.Slot? {
+        find(Registry.Slot(serverID: serverID, holder: ConnHandle(0)))
+    }
+
+    /// Whether `slot` itself (not another slot of its id) is the one listed.
+    func holds(_ slot: Registry.Slot) -> Bool { find(slot) === slot }
+
+    /// Lists `slot`, in place of any other slot of its id.
+    mutating func insert(_ slot: Registry.Slot) { set.update(with: Ref(slot: slot)) }
+
+    mutating func remove(_ slot: Registry.Slot) { set.remove(Ref(slot: slot)) }
+
+    private func find(_ probe: Registry.Slot) -> Registry.Slot? {
+        set.firstIndex(of: Ref(slot: probe)).map { set[$0].slot }
+    }
+}
+

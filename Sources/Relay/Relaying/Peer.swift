@@ -19,10 +19,10 @@ package final class Peer: ConnectionDelegate, HandleOwner {
     /// The service outlives every record; unmanaged so that a callback costs no retain and release.
     private let service: Unmanaged<RelayService>
     package let serverID: String
-    /// A registered phone's conn id as escaped JSON string content (`connIDLength` bytes), for
-    /// wrapping its messages: a raw block this record owns (set once, freed in `deinit`), so
-    /// wrapping a message retains no array.
-    private var connIDStart: UnsafeMutableRawPointer?
+    /// A registered phone's conn id as escaped JSON string content, for wrapping its messages:
+    /// a raw block this record owns (set once, freed in `deinit`), so wrapping a message retains
+    /// no array.
+    package private(set) var connIDBytes = UnsafeRawBufferPointer(start: nil, count: 0)
     /// For a phone: its binary while the registry lists the phone under that binary (a cache of
     /// `Registry.route`; saves two hash lookups per message). Unretained and borrowed per message
     /// (`_withUnsafeGuaranteedRef`; an `unowned(unsafe)` load would still be retained), so a
@@ -34,7 +34,6 @@ package final class Peer: ConnectionDelegate, HandleOwner {
     package var flow = ForwardingState()
     /// The 8 hex digits of the conn id (docs/protocol.md §2–§3), once `hasConnID`.
     private var idSuffix: UInt32 = 0
-    private var connIDLength: UInt32 = 0
     package let role: Role
     /// A binary gets its conn id after the upgrade, a phone when the registry accepts it.
     private var hasConnID = false
@@ -47,7 +46,7 @@ package final class Peer: ConnectionDelegate, HandleOwner {
         self.serverID = serverID
     }
 
-    deinit { connIDStart?.deallocate() }
+    deinit { connIDBytes.deallocate() }
 
     /// The conn id, or "" before it has one.
     package var connID: String {
@@ -73,17 +72,10 @@ package final class Peer: ConnectionDelegate, HandleOwner {
         idSuffix = suffix
         hasConnID = true
         let bytes = JSONString.escaped(connID)
-        let block = UnsafeMutableRawPointer.allocate(byteCount: bytes.count, alignment: 1)
-        block.copyMemory(from: bytes, byteCount: bytes.count)
-        connIDStart?.deallocate()
-        connIDStart = block
-        connIDLength = UInt32(bytes.count)
-    }
-
-    /// The escaped conn id of a registered phone (empty before).
-    @inline(__always)
-    package var connIDBytes: UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(start: connIDStart, count: Int(connIDLength))
+        let block = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
+        block.copyMemory(from: UnsafeRawBufferPointer(start: bytes, count: bytes.count))
+        connIDBytes.deallocate()
+        connIDBytes = UnsafeRawBufferPointer(block)
     }
 
     /// A phone is registered once it has its conn id.
