@@ -65,8 +65,8 @@ public final class Registry {
 
     private var slots = SlotSet()
     /// Live holders and pending newcomers. A binary in grace is no longer here.
-    private var binaries: [ConnHandle: BinaryState] = [:]
-    private var phones: [ConnHandle: PhoneState] = [:]
+    private var binaries = HandleSlots<BinaryState>()
+    private var phones = HandleSlots<PhoneState>()
     private var liveBinaries = 0
     /// Timer tokens wrap after 2^32: a stale timer could only be mistaken for a live one if that
     /// many claims and disconnects happened within one grace or probe window.

@@ -1,13 +1,26 @@
 import RelayCodecs
 
-/// An opaque connection handle chosen by the caller. It must never be reused for another
-/// connection during the process lifetime (e.g. slot index + generation packed in 64 bits):
-/// the registry keeps the handle of a binary in grace as the identity phones registered with.
+/// A connection handle chosen by the caller: a slot index in the low 24 bits (`index`) and a
+/// sequence number above it. A handle must never be reused for another connection during the
+/// process lifetime (the registry keeps the handle of a binary in grace as the identity phones
+/// registered with), and no two live connections may share an index (the registry keeps its
+/// per-connection state in arrays by index, `HandleSlots`).
 public struct ConnHandle: Hashable, Sendable, CustomStringConvertible {
     public let raw: UInt64
     public init(_ raw: UInt64) { self.raw = raw }
     public init(raw: UInt64) { self.raw = raw }
     public var description: String { "#\(raw)" }
+
+    package static let indexBits = 24
+    package static let indexLimit = 1 << indexBits
+
+    /// `index` below `indexLimit`.
+    package init(index: Int, sequence: UInt64) {
+        precondition(index >= 0 && index < ConnHandle.indexLimit, "handle index out of range")
+        raw = sequence << UInt64(ConnHandle.indexBits) | UInt64(index)
+    }
+
+    package var index: Int { Int(truncatingIfNeeded: raw & UInt64(ConnHandle.indexLimit - 1)) }
 }
 
 /// A deadline the registry asks the caller to keep. Identity includes a token, so a timer that

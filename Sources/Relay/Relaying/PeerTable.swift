@@ -5,9 +5,10 @@ package protocol HandleOwner: AnyObject {
     var handle: ConnHandle { get }
 }
 
-/// The service's records by handle, as a slab: a handle's low 24 bits index an array slot,
-/// reused once its record goes, and its high 40 bits are a sequence number, so no handle is ever
-/// given twice (the registry keeps a binary's handle through its grace window). A record costs
+/// The service's records by handle, as a slab: a handle's index (`ConnHandle.index`) names an
+/// array slot, reused once its record goes, and its sequence number above the index is never
+/// given twice (the registry keeps a binary's handle through its grace window). So the live
+/// records' indices are dense and distinct, as the registry's `HandleSlots` need. A record costs
 /// one 8-byte slot, where a hash table cost about 32 bytes (docs/benchmarks.md, M1), and a lookup
 /// is an index and a compare.
 package struct PeerTable<Record: HandleOwner> {
@@ -16,8 +17,6 @@ package struct PeerTable<Record: HandleOwner> {
     private var free: [UInt32] = []
     private var issued: UInt64 = 0
     package private(set) var count = 0
-
-    private static var indexBits: UInt64 { 24 }
 
     package init() {}
 
@@ -34,11 +33,10 @@ package struct PeerTable<Record: HandleOwner> {
             index = Int(i)
         } else {
             index = slots.count
-            precondition(index < 1 << Self.indexBits, "more than 2^24 records")
             slots.append(nil)
         }
         issued += 1
-        let record = make(ConnHandle(issued << Self.indexBits | UInt64(index)))
+        let record = make(ConnHandle(index: index, sequence: issued))
         slots[index] = record
         count += 1
         return record
@@ -47,7 +45,7 @@ package struct PeerTable<Record: HandleOwner> {
     /// The record filed under `handle`; nil once it is removed (its slot may hold another now).
     package subscript(handle: ConnHandle) -> Record? {
         @inline(__always) get {
-            let index = Int(truncatingIfNeeded: handle.raw & (1 << Self.indexBits - 1))
+            let index = handle.index
             guard index < slots.count, let record = slots[index], record.handle == handle else { return nil }
             return record
         }
@@ -55,9 +53,8 @@ package struct PeerTable<Record: HandleOwner> {
 
     package mutating func remove(_ handle: ConnHandle) {
         guard self[handle] != nil else { return }
-        let index = Int(truncatingIfNeeded: handle.raw & (1 << Self.indexBits - 1))
-        slots[index] = nil
-        free.append(UInt32(index))
+        slots[handle.index] = nil
+        free.append(UInt32(handle.index))
         count -= 1
     }
 }
