@@ -187,7 +187,7 @@ import Testing
 
     /// The ledger against a plain model, through a long backlog written in uneven steps and a
     /// steady stream written at once; written entries go in batches, so storage stays bounded,
-    /// and a ledger whose messages are all written holds no array (an idle phone's, M1).
+    /// and a phone whose messages are each written before the next needs no entries at all.
     @Test func outboxLedgerCountsUnwrittenMessagesAndStaysBounded() {
         var ledger = OutboxLedger()
         var model: [Int] = []
@@ -221,7 +221,7 @@ import Testing
         }
         #expect(ledger.storedEntries == 0)  // each message was written before the next came
         #expect(most <= 5_000)
-        // Two unwritten at once need the array; written out, it is released.
+        // Two unwritten at once need the array; written out, its entries go.
         ledger.messageQueued(endingAt: end + 10)
         ledger.messageQueued(endingAt: end + 20)
         #expect(ledger.unwrittenMessages(written: end + 5) == 2)

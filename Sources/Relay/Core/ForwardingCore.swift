@@ -256,8 +256,9 @@ public struct ForwardingState {
 
 /// Where each message queued to a phone ends in its output stream (bytes written + queued at the
 /// time), so the outbox charges its overhead only while a message is not fully written.
-/// The newest end is kept inline: a phone whose messages are written before the next one comes
-/// (the common case, and every idle phone) never allocates the array (docs/benchmarks.md, M1).
+/// The newest end is kept inline: a phone whose messages are each written before the next one
+/// comes (the common case, and an idle phone after one exchange) never allocates the array
+/// (docs/benchmarks.md, M1).
 @usableFromInline
 package struct OutboxLedger {
     /// `ends[head...]`: the messages before `newest` not yet fully written.
@@ -273,9 +274,10 @@ package struct OutboxLedger {
     @inlinable
     package mutating func unwrittenMessages(written: Int) -> Int {
         if newest <= written {
-            // Everything is written (ends only grow): a backlog's array goes with it.
+            // Everything is written (ends only grow). A long backlog's array is freed; a short
+            // one is kept for the next burst, so a binary sending bursts costs no allocation.
             newest = 0
-            if !ends.isEmpty { releaseEnds() }
+            if !ends.isEmpty { clearEnds() }
             return 0
         }
         if head == ends.count { return 1 }
@@ -283,8 +285,8 @@ package struct OutboxLedger {
     }
 
     @usableFromInline
-    package mutating func releaseEnds() {
-        ends = []
+    package mutating func clearEnds() {
+        ends.removeAll(keepingCapacity: ends.count <= 64)
         head = 0
     }
 

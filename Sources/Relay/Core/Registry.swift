@@ -6,7 +6,7 @@ import RelayCodecs
 ///
 /// State per server-id: the binary holding it (live, or dead and in grace), its phones, and the
 /// newcomers probing a live holder. Lookups on the forwarding path (`route(phone:)`,
-/// `phone(connID:ofBinary:)`) are one or two hash lookups and allocate nothing.
+/// `phone(connID:ofBinary:)`) are an array index and at most one hash lookup, and allocate nothing.
 ///
 /// One thread only (the reactor's).
 public final class Registry {

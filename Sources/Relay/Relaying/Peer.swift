@@ -24,7 +24,7 @@ package final class Peer: ConnectionDelegate, HandleOwner {
     /// no array.
     package private(set) var connIDBytes = UnsafeRawBufferPointer(start: nil, count: 0)
     /// For a phone: its binary while the registry lists the phone under that binary (a cache of
-    /// `Registry.route`; saves two hash lookups per message). Unretained and borrowed per message
+    /// `Registry.route`; saves a lookup in the peer table and one in the registry per message). Unretained and borrowed per message
     /// (`_withUnsafeGuaranteedRef`; an `unowned(unsafe)` load would still be retained), so a
     /// message costs no retain and release: the service clears it whenever the phone leaves the
     /// registry (`phoneLeavesNow`, eviction, `peerDidClose`) and on every phone of a binary that
