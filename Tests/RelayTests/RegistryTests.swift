@@ -326,11 +326,23 @@ import Testing
         #expect(r.route(phone: p3) == .unknown)
     }
 
+    /// Binaries and phones share one table: a report of the wrong kind leaves an entry alone.
+    @Test func aReportForTheOtherRoleLeavesAnEntryAlone() {
+        let r = makeRegistry()
+        _ = r.claimBinary(b1, serverID: "srv", now: 0)
+        register(r, p1, random: 1)
+        #expect(r.binaryDisconnected(p1, now: 1) == [])
+        #expect(r.phoneLeft(b1, closeCode: nil, closedByBinary: false) == [])
+        #expect(r.route(phone: p1) == .forward(binary: b1))
+        #expect(r.connectedBinaries == 1 && r.connectedPhones == 1 && !r.isPending(p1))
+    }
+
     /// Every idle connection has one entry in the registry: a binary's is one reference, a
     /// phone's holds no String (docs/benchmarks.md, M1).
     @Test func perConnectionEntriesStayCompact() {
         #expect(MemoryLayout<Registry.BinaryState>.size == 8)
         #expect(MemoryLayout<Registry.PhoneState>.stride <= 16)
+        #expect(MemoryLayout<Registry.Member?>.stride <= 16)  // one array slot per connection
     }
 
     @Test func closeNoticeRebuildsThePhonesConnID() {

@@ -44,6 +44,12 @@ public final class Registry {
         case pending(Slot)
     }
 
+    /// What the registry holds for one connection.
+    package enum Member {
+        case binary(BinaryState)
+        case phone(PhoneState)
+    }
+
     /// A newcomer probing the holder `incumbent`, which held the slot when it arrived.
     package struct PendingClaim {
         package let newcomer: ConnHandle
@@ -64,9 +70,10 @@ public final class Registry {
     }
 
     private var slots = SlotSet()
-    /// Live holders and pending newcomers. A binary in grace is no longer here.
-    private var binaries = HandleSlots<BinaryState>()
-    private var phones = HandleSlots<PhoneState>()
+    /// Live holders, pending newcomers and registered phones, in one array by handle index (16
+    /// bytes a connection, docs/benchmarks.md M1). A binary in grace is no longer here.
+    private var members = HandleSlots<Member>()
+    private var phoneCount = 0
     private var liveBinaries = 0
     /// Timer tokens wrap after 2^32: a stale timer could only be mistaken for a live one if that
     /// many claims and disconnects happened within one grace or probe window.
@@ -87,13 +94,13 @@ public final class Registry {
     /// Binaries holding a server-id and connected; binaries in grace are excluded.
     public var connectedBinaries: Int { liveBinaries }
     /// Registered phones, including those whose binary is in grace.
-    public var connectedPhones: Int { phones.count }
+    public var connectedPhones: Int { phoneCount }
 
     // MARK: Binaries
 
     /// A binary finished its upgrade on `/v1/server` (docs/protocol.md §5 "Binary claim").
     public func claimBinary(_ binary: ConnHandle, serverID: String, now: Int64) -> [RegistryAction] {
-        precondition(binaries[binary] == nil && phones[binary] == nil, "handle reused")
+        precondition(members[binary] == nil, "handle reused")
         guard let slot = slots[serverID] else {
             // 1. Slot free.
             let slot = Slot(serverID: serverID, holder: binary)
@@ -110,7 +117,7 @@ public final class Registry {
         }
         // 2. Held by a live binary: probe it.
         let token = nextToken()
-        binaries[binary] = .pending(slot)
+        members[binary] = .binary(.pending(slot))
         slot.pending.append(PendingClaim(newcomer: binary, token: token, incumbent: slot.holder))
         return [
             .probeIncumbent(slot.holder),
@@ -120,7 +127,7 @@ public final class Registry {
 
     /// A pong arrived from `binary`. If newcomers are probing it, they lose: 4409.
     public func incumbentAnswered(_ binary: ConnHandle, now: Int64) -> [RegistryAction] {
-        guard case .holder(let slot)? = binaries[binary], !slot.pending.isEmpty else { return [] }
+        guard case .holder(let slot)? = binaryState(binary), !slot.pending.isEmpty else { return [] }
         var actions: [RegistryAction] = []
         refuseAllPending(in: slot, &actions)
         return actions
@@ -137,7 +144,7 @@ public final class Registry {
     /// The binary's connection is gone, whatever the cause (docs/protocol.md §5 "Binary disconnect").
     /// Grace is armed only if this connection still holds the slot.
     public func binaryDisconnected(_ binary: ConnHandle, now: Int64) -> [RegistryAction] {
-        guard let state = binaries.removeValue(forKey: binary) else { return [] }
+        guard let state = removeBinary(binary) else { return [] }
         switch state {
         case .pending(let slot):
             slot.pending.removeAll { $0.newcomer == binary }
@@ -169,13 +176,13 @@ public final class Registry {
     /// The phones of the server-id `binary` holds (live), for pausing and resuming them
     /// together (docs/protocol.md §7.5). Allocates: called only when the binary crosses a water mark.
     public func phones(ofBinary binary: ConnHandle) -> [ConnHandle] {
-        guard case .holder(let slot)? = binaries[binary] else { return [] }
+        guard case .holder(let slot)? = binaryState(binary) else { return [] }
         return slot.phones.handles
     }
 
     /// Whether `binary` is waiting for a claim probe (the caller should not read from it yet).
     public func isPending(_ binary: ConnHandle) -> Bool {
-        if case .pending? = binaries[binary] { return true }
+        if case .pending? = binaryState(binary) { return true }
         return false
     }
 
@@ -187,7 +194,7 @@ public final class Registry {
     /// the value used: the conn id is `ConnectionID.make(role: .phone, serverID:, random: suffix)`,
     /// built by whoever needs it as text.
     public func registerPhone(_ phone: ConnHandle, serverID: String, random: UInt32) -> PhoneRegistration {
-        precondition(binaries[phone] == nil && phones[phone] == nil, "handle reused")
+        precondition(members[phone] == nil, "handle reused")
         // No binary and no grace (a slot exists exactly while one of them does).
         guard let slot = slots[serverID] else {
             return .rejected(code: .noServer, reason: RegistryReason.noServer)
@@ -198,14 +205,15 @@ public final class Registry {
         var key = random
         while slot.phones[key] != nil { key &+= 1 }
         slot.phones[key] = phone
-        phones[phone] = PhoneState(slot: slot, key: key)
+        members[phone] = .phone(PhoneState(slot: slot, key: key))
+        phoneCount += 1
         return .registered(suffix: key)
     }
 
     /// Where a message from `phone` goes (docs/protocol.md §7.1; during grace the phone is closed 1000).
     @inline(__always)
     public func route(phone: ConnHandle) -> PhoneRoute {
-        guard let p = phones[phone] else { return .unknown }
+        guard let p = phoneState(phone) else { return .unknown }
         return p.slot.live ? .forward(binary: p.slot.holder) : .closePhone(code: .normal, reason: "")
     }
 
@@ -213,7 +221,7 @@ public final class Registry {
     /// bytes; it must name a phone of the server-id `binary` holds live. Allocation-free.
     @inline(__always)
     public func phone(connID: UnsafeRawBufferPointer, ofBinary binary: ConnHandle) -> ConnHandle? {
-        guard case .holder(let slot)? = binaries[binary],
+        guard case .holder(let slot)? = binaryState(binary),
             let key = ConnectionID.phoneSuffix(of: connID, serverID: slot.serverID)
         else { return nil }
         return slot.phones[key]
@@ -225,7 +233,7 @@ public final class Registry {
     }
 
     /// The conn id a registered phone was given.
-    public func connID(ofPhone phone: ConnHandle) -> String? { phones[phone]?.connID }
+    public func connID(ofPhone phone: ConnHandle) -> String? { phoneState(phone)?.connID }
 
     /// The phone's connection ended, or is being closed (docs/protocol.md §8). `closeCode` is the code of
     /// the close it sent (nil when it sent none, dropped, or sent non-JSON → notice 1001).
@@ -233,7 +241,7 @@ public final class Registry {
     /// Returns the close notice when one is due: the phone was still registered (not evicted or
     /// expired), and the binary it registered with still holds the id and is connected.
     public func phoneLeft(_ phone: ConnHandle, closeCode: UInt16?, closedByBinary: Bool) -> [RegistryAction] {
-        guard let p = phones.removeValue(forKey: phone) else { return [] }
+        guard let p = removePhone(phone) else { return [] }
         let slot = p.slot
         if slot.phones[p.key] == phone { slot.phones[p.key] = nil }
         // The notice goes to the binary the phone registered with: `slot.holder` (PhoneState),
@@ -243,6 +251,33 @@ public final class Registry {
     }
 
     // MARK: Internals
+
+    private func binaryState(_ h: ConnHandle) -> BinaryState? {
+        if case .binary(let state)? = members[h] { return state }
+        return nil
+    }
+
+    private func phoneState(_ h: ConnHandle) -> PhoneState? {
+        if case .phone(let state)? = members[h] { return state }
+        return nil
+    }
+
+    /// Forgets `h` if it is a binary (never a phone's entry).
+    @discardableResult
+    private func removeBinary(_ h: ConnHandle) -> BinaryState? {
+        guard let state = binaryState(h) else { return nil }
+        members[h] = nil
+        return state
+    }
+
+    /// Forgets `h` if it is a phone (never a binary's entry).
+    @discardableResult
+    private func removePhone(_ h: ConnHandle) -> PhoneState? {
+        guard let state = phoneState(h) else { return nil }
+        members[h] = nil
+        phoneCount -= 1
+        return state
+    }
 
     private func nextToken() -> UInt32 {
         lastToken &+= 1
@@ -258,7 +293,7 @@ public final class Registry {
         slot.holder = binary
         slot.live = true
         slot.graceToken = 0
-        binaries[binary] = .holder(slot)
+        members[binary] = .binary(.holder(slot))
         liveBinaries += 1
         actions.append(.claimed(binary, serverID: slot.serverID, kind: kind))
     }
@@ -269,7 +304,7 @@ public final class Registry {
         let evicted = slot.phones.handles.sorted { $0.raw < $1.raw }
         slot.phones.removeAll()
         for p in evicted {
-            phones[p] = nil
+            removePhone(p)
             actions.append(.closeConn(p, code: code, reason: reason))
         }
     }
@@ -283,7 +318,7 @@ public final class Registry {
     private func refuse(
         _ newcomer: ConnHandle, slot: Slot, _ actions: inout [RegistryAction]
     ) {
-        guard case .pending? = binaries.removeValue(forKey: newcomer) else { return }
+        guard case .pending? = removeBinary(newcomer) else { return }
         actions.append(.closeConn(newcomer, code: .alreadyClaimed, reason: RegistryReason.alreadyClaimed))
         actions.append(.claimRefused(newcomer, serverID: slot.serverID))
     }
@@ -293,21 +328,21 @@ public final class Registry {
     private func takeOver(
         by winner: ConnHandle, in slot: Slot, _ actions: inout [RegistryAction]
     ) {
-        guard case .pending? = binaries[winner] else { return }
+        guard case .pending? = binaryState(winner) else { return }
         let incumbent = slot.holder
         if slot.live {
             // Still connected but silent: close it the way its heartbeat would have.
-            binaries[incumbent] = nil
+            removeBinary(incumbent)
             liveBinaries -= 1
             actions.append(.closeConn(incumbent, code: .internalError, reason: RegistryReason.heartbeatTimeout))
         }
         refuseAllPending(in: slot, &actions)
-        binaries[winner] = nil
+        removeBinary(winner)
         install(winner, in: slot, kind: .takeover, &actions)
     }
 
     private func probeExpired(newcomer: ConnHandle, token: UInt32) -> [RegistryAction] {
-        guard case .pending(let slot)? = binaries[newcomer],
+        guard case .pending(let slot)? = binaryState(newcomer),
             let claim = slot.pending.first(where: { $0.newcomer == newcomer }), claim.token == token
         else { return [] }
         let incumbent = claim.incumbent
@@ -316,7 +351,7 @@ public final class Registry {
         if !slots.holds(slot) {
             // The id was released during the wait (defensive: pending claims are settled when
             // the incumbent disconnects, so grace cannot expire under them): claim it afresh.
-            binaries[newcomer] = nil
+            removeBinary(newcomer)
             let fresh = Slot(serverID: slot.serverID, holder: newcomer)
             slots.insert(fresh)
             install(newcomer, in: fresh, kind: .fresh, &actions)
