@@ -4,6 +4,7 @@ import Testing
 @testable import RelayReactor
 @testable import RelayCodecs
 @testable import RelayCore
+@testable import Relaying
 
 /// Admission over real loopback sockets (docs/operations.md, "Admission limits"): a flood of idle
 /// connections from one address (or one IPv6 /64) evicts its own half-open connections, not a
@@ -132,5 +133,24 @@ import Testing
         #expect(answers.dropLast().allSatisfy { $0 == "HTTP/1.1 101" })
         #expect(answers.last == "HTTP/1.1 429")
         #expect(status(server, serverID: "other", xff: "2001:db8:9:a::7", keep: &keep) == "HTTP/1.1 101")
+    }
+
+    /// Behind a trusted proxy the record reads the client from its connection, which admission
+    /// set to the X-Forwarded-For entry: logs name that client, and a closing connection gives
+    /// its place under the per-IP cap back to that client, not to the proxy.
+    @Test func trustedForwardedClientIsTheConnectionsAddressUntilItCloses() throws {
+        let server = try LoopbackRelay { c in
+            c.trustXForwardedFor = true
+            c.maxConnectionsPerIP = 1
+        }
+        var keep: [RawSocket] = []
+        #expect(status(server, serverID: "a", xff: "198.51.100.7, 127.0.0.1", keep: &keep) == "HTTP/1.1 101")
+        let record = server.relay.peers.values.first
+        #expect(record?.ip == "198.51.100.7")
+        #expect(record?.key == ClientKey(ip: "198.51.100.7"))
+        #expect(status(server, serverID: "b", xff: "198.51.100.7", keep: &keep) == "HTTP/1.1 429")
+        keep[0].close()
+        #expect(server.pump { server.relay.liveConnectionCount == 0 })
+        #expect(status(server, serverID: "c", xff: "198.51.100.7", keep: &keep) == "HTTP/1.1 101")
     }
 }

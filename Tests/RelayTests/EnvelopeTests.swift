@@ -50,15 +50,23 @@ import Testing
         #expect(ConnectionID.make(role: .phone, serverID: "srv", random: 0xDEADBEEF) == "client-srv-deadbeef")
         #expect(ConnectionID.make(role: .phone, serverID: "a-b", random: 0) == "client-a-b-00000000")
         #expect(Hex.string(0xFFFF_FFFF, digits: 8) == "ffffffff")
-        let prefix = Array("client-srv-".utf8)
-        func suffix(_ s: String) -> UInt32? {
-            Array(s.utf8).withUnsafeBytes { ConnectionID.suffix(of: $0, prefix: prefix) }
+        func suffix(_ s: String, _ serverID: String = "srv") -> UInt32? {
+            Array(s.utf8).withUnsafeBytes { ConnectionID.phoneSuffix(of: $0, serverID: serverID) }
         }
         #expect(suffix("client-srv-deadbeef") == 0xDEADBEEF)
         #expect(suffix("client-srv-DEADBEEF") == nil)
         #expect(suffix("client-srv-deadbee") == nil)
         #expect(suffix("client-srx-deadbeef") == nil)
         #expect(suffix("server-srv-deadbeef") == nil)
+        #expect(suffix("client-srv+deadbeef") == nil)
+        #expect(suffix("client-srv-deadbeef", "sr") == nil)
+        #expect(suffix("client-a-b-00000001", "a-b") == 1)
+        // A server-id longer than a small string (heap storage) and one with non-ASCII bytes.
+        let long = "a-server-id-longer-than-fifteen-bytes"
+        #expect(suffix("client-\(long)-0000ffff", long) == 0xFFFF)
+        #expect(suffix("client-\(long)-0000ffff", long + "x") == nil)
+        #expect(suffix("client-é-00000002", "é") == 2)
+        #expect(suffix("client-e-00000002", "é") == nil)
     }
 }
 

@@ -111,4 +111,13 @@ import Testing
         #expect(others.allSatisfy { t.contains($0) })
         #expect(t.count == 64)
     }
+
+    /// Connections that upgrade leave by `remove` alone, never followed by an insert: once the
+    /// last one goes, no entry is kept for them (an idle relay held the storm's dead entries).
+    @Test func removingEveryConnectionKeepsNoDeadEntries() {
+        var t = HalfOpenTable<Conn>(limit: 1_000, perKeyLimit: 1_000)
+        let conns = (0..<300).map { admit(&t, "c\($0)", ClientKey(ip: "198.51.100.\($0 % 7)")!).0 }
+        for conn in conns { t.remove(conn) }
+        #expect(t.count == 0 && t.storedRefs == 0)
+    }
 }

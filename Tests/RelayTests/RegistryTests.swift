@@ -14,11 +14,11 @@ import Testing
     /// Registers and returns the conn id.
     @discardableResult
     func register(_ r: Registry, _ p: ConnHandle, _ id: String = "srv", random: UInt32 = 0) -> String {
-        guard case .registered(let connID) = r.registerPhone(p, serverID: id, random: random) else {
+        guard case .registered(let suffix) = r.registerPhone(p, serverID: id, random: random) else {
             Issue.record("phone not registered")
             return ""
         }
-        return connID
+        return ConnectionID.make(role: .phone, serverID: id, random: suffix)
     }
 
     // MARK: Claims
@@ -146,7 +146,8 @@ import Testing
         let r = makeRegistry()
         _ = r.claimBinary(b1, serverID: "srv", now: 0)
         _ = r.binaryDisconnected(b1, now: 1_000)
-        #expect(r.registerPhone(p1, serverID: "srv", random: 7) == .registered(connID: "client-srv-00000007"))
+        #expect(r.registerPhone(p1, serverID: "srv", random: 7) == .registered(suffix: 7))
+        #expect(r.connID(ofPhone: p1) == "client-srv-00000007")
         #expect(r.connectedPhones == 1)
     }
 
@@ -208,12 +209,13 @@ import Testing
         let r = makeRegistry(maxPhones: 2)
         #expect(r.registerPhone(p1, serverID: "srv", random: 1) == .rejected(code: CloseCode(4404), reason: "no server with that id"))
         _ = r.claimBinary(b1, serverID: "srv", now: 0)
-        #expect(r.registerPhone(p1, serverID: "srv", random: 0xAB) == .registered(connID: "client-srv-000000ab"))
-        #expect(r.registerPhone(p2, serverID: "srv", random: 2) == .registered(connID: "client-srv-00000002"))
+        #expect(r.registerPhone(p1, serverID: "srv", random: 0xAB) == .registered(suffix: 0xAB))
+        #expect(r.registerPhone(p2, serverID: "srv", random: 2) == .registered(suffix: 2))
+        #expect(r.connID(ofPhone: p2) == "client-srv-00000002")
         #expect(r.registerPhone(p3, serverID: "srv", random: 3) == .rejected(code: CloseCode(4429), reason: "too many phones for server-id"))
         #expect(r.connectedPhones == 2)
         _ = r.phoneLeft(p2, closeCode: 1000, closedByBinary: false)
-        #expect(r.registerPhone(p3, serverID: "srv", random: 3) == .registered(connID: "client-srv-00000003"))
+        #expect(r.registerPhone(p3, serverID: "srv", random: 3) == .registered(suffix: 3))
         #expect(r.connID(ofPhone: p3) == "client-srv-00000003")
     }
 
@@ -324,20 +326,30 @@ import Testing
         #expect(r.route(phone: p3) == .unknown)
     }
 
+    /// Binaries and phones share one table: a report of the wrong kind leaves an entry alone.
+    @Test func aReportForTheOtherRoleLeavesAnEntryAlone() {
+        let r = makeRegistry()
+        _ = r.claimBinary(b1, serverID: "srv", now: 0)
+        register(r, p1, random: 1)
+        #expect(r.binaryDisconnected(p1, now: 1) == [])
+        #expect(r.phoneLeft(b1, closeCode: nil, closedByBinary: false) == [])
+        #expect(r.route(phone: p1) == .forward(binary: b1))
+        #expect(r.connectedBinaries == 1 && r.connectedPhones == 1 && !r.isPending(p1))
+    }
+
     /// Every idle connection has one entry in the registry: a binary's is one reference, a
     /// phone's holds no String (docs/benchmarks.md, M1).
     @Test func perConnectionEntriesStayCompact() {
         #expect(MemoryLayout<Registry.BinaryState>.size == 8)
-        #expect(MemoryLayout<Registry.PhoneState>.stride <= 24)
+        #expect(MemoryLayout<Registry.PhoneState>.stride <= 16)
+        #expect(MemoryLayout<Registry.Member?>.stride <= 16)  // one array slot per connection
     }
 
     @Test func closeNoticeRebuildsThePhonesConnID() {
         let r = makeRegistry()
         _ = r.claimBinary(b1, serverID: "srv", now: 0)
-        guard case .registered(let id) = r.registerPhone(p1, serverID: "srv", random: 0xabc) else {
-            Issue.record("not registered"); return
-        }
-        #expect(id == "client-srv-00000abc")
+        #expect(r.registerPhone(p1, serverID: "srv", random: 0xabc) == .registered(suffix: 0xabc))
+        let id = "client-srv-00000abc"
         #expect(r.connID(ofPhone: p1) == id)
         #expect(r.phoneLeft(p1, closeCode: nil, closedByBinary: false)
             == [.sendCloseNotice(binary: b1, phoneConnID: id, code: CloseCode.goingAway.rawValue)])

@@ -25,6 +25,17 @@ public struct ClientKey: Hashable, Sendable, CustomStringConvertible {
 
     public init?(_ address: SocketAddress) {
         guard let (high, low) = address.ipv6Bytes else { return nil }
+        self.init(address: high, low)
+    }
+
+    /// The key of a connection's client (`Connection.remote`); nil when it is not an IP.
+    public init?(_ endpoint: IPEndpoint) {
+        guard endpoint.isIP else { return nil }
+        self.init(address: endpoint.high, endpoint.low)
+    }
+
+    /// From the 16 address bytes (IPv4 in its IPv4-mapped form).
+    private init(address high: UInt64, _ low: UInt64) {
         if high == 0 && low >> 32 == 0xffff {
             self.init(high: 0, low: low)         // IPv4, or IPv4-mapped IPv6
         } else {

@@ -15,14 +15,26 @@ public enum ConnectionID {
         role.prefix + serverID + "-" + Hex.string(random, digits: 8)
     }
 
-    /// The 32-bit suffix of `id` when it is exactly `prefix` followed by 8 lowercase hex
-    /// digits; `nil` otherwise. Used to find a phone by the bytes a binary sent, without
-    /// building a String.
-    package static func suffix(of id: UnsafeRawBufferPointer, prefix: [UInt8]) -> UInt32? {
-        guard id.count == prefix.count + 8 else { return nil }
-        for k in 0..<prefix.count where id[k] != prefix[k] { return nil }
+    /// The 32-bit suffix of `id` when it is exactly a phone's id on `serverID` —
+    /// `client-<server-id>-` followed by 8 lowercase hex digits; `nil` otherwise. Used to find a
+    /// phone by the bytes a binary sent, compared with the server-id's UTF-8 in place: no String
+    /// and no prefix copy kept per server-id.
+    package static func phoneSuffix(of id: UnsafeRawBufferPointer, serverID: String) -> UInt32? {
+        let sid = serverID.utf8
+        let dash = 7 + sid.count  // after "client-" and the server-id
+        guard id.count == dash + 9 else { return nil }
+        var k = 0
+        for b in Role.phone.prefix.utf8 {
+            guard id[k] == b else { return nil }
+            k += 1
+        }
+        for b in sid {
+            guard id[k] == b else { return nil }
+            k += 1
+        }
+        guard id[dash] == UInt8(ascii: "-") else { return nil }
         var v: UInt32 = 0
-        for k in prefix.count..<id.count {
+        for k in dash + 1..<id.count {
             guard let d = Hex.lowercaseValue(id[k]) else { return nil }  // Uppercase never came from us.
             v = v << 4 | UInt32(d)
         }

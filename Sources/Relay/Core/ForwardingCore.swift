@@ -256,11 +256,16 @@ public struct ForwardingState {
 
 /// Where each message queued to a phone ends in its output stream (bytes written + queued at the
 /// time), so the outbox charges its overhead only while a message is not fully written.
+/// The newest end is kept inline: a phone whose messages are each written before the next one
+/// comes (the common case, and an idle phone after one exchange) never allocates the array
+/// (docs/benchmarks.md, M1).
 @usableFromInline
 package struct OutboxLedger {
-    /// `ends[head...]` are the messages not yet fully written.
+    /// `ends[head...]`: the messages before `newest` not yet fully written.
     @usableFromInline package var ends: [Int] = []
     @usableFromInline package var head = 0
+    /// Where the newest message ends; 0 once it is known to be written (a frame is never empty).
+    @usableFromInline package var newest = 0
     /// Written entries are dropped in batches of at least this many: a removal per message would
     /// cost more than the rest of the charge.
     private static let batch = 32
@@ -268,8 +273,21 @@ package struct OutboxLedger {
     /// Messages queued and not yet fully written, given the bytes written so far.
     @inlinable
     package mutating func unwrittenMessages(written: Int) -> Int {
-        if head == ends.count { return 0 }
-        return settle(written: written)
+        if newest <= written {
+            // Everything is written (ends only grow). A long backlog's array is freed; a short
+            // one is kept for the next burst, so a binary sending bursts costs no allocation.
+            newest = 0
+            if !ends.isEmpty { clearEnds() }
+            return 0
+        }
+        if head == ends.count { return 1 }
+        return settle(written: written) + 1
+    }
+
+    @usableFromInline
+    package mutating func clearEnds() {
+        ends.removeAll(keepingCapacity: ends.count <= 64)
+        head = 0
     }
 
     @usableFromInline
@@ -277,8 +295,7 @@ package struct OutboxLedger {
         while head < ends.count && ends[head] <= written { head += 1 }
         if head >= OutboxLedger.batch {
             if head == ends.count {
-                // A long backlog's array is freed once it is written out; a short one is reused.
-                ends.removeAll(keepingCapacity: ends.count <= 64)
+                ends.removeAll(keepingCapacity: true)
                 head = 0
             } else if head * 2 > ends.count {
                 ends.removeFirst(head)
@@ -289,9 +306,12 @@ package struct OutboxLedger {
     }
 
     @inlinable
-    package mutating func messageQueued(endingAt end: Int) { ends.append(end) }
+    package mutating func messageQueued(endingAt end: Int) {
+        if newest != 0 { ends.append(newest) }
+        newest = end
+    }
 
-    /// Entries kept, written or not (for tests of the batching).
+    /// Entries kept in the array, written or not (for tests of the batching and of the release).
     package var storedEntries: Int { ends.count }
 }
 

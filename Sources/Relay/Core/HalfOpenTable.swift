@@ -92,6 +92,10 @@ package struct HalfOpenTable<Element: AnyObject> {
         guard let entry = entries.removeValue(forKey: ObjectIdentifier(e)) else { return }
         entry.element = nil
         leave(entry.group)
+        // Upgrades remove entries without inserting: compact here too — down to nothing once
+        // the table is empty — or the dead entries of a storm (and the groups they name) would
+        // stay queued while the relay idles (docs/benchmarks.md, M1).
+        if order.count - orderHead > (entries.isEmpty ? 0 : 2 * entries.count + 64) { compactOrder() }
     }
 
     // MARK: victims

@@ -6,7 +6,7 @@ import RelayCodecs
 ///
 /// State per server-id: the binary holding it (live, or dead and in grace), its phones, and the
 /// newcomers probing a live holder. Lookups on the forwarding path (`route(phone:)`,
-/// `phone(connID:ofBinary:)`) are one or two hash lookups and allocate nothing.
+/// `phone(connID:ofBinary:)`) are an array index and at most one hash lookup, and allocate nothing.
 ///
 /// One thread only (the reactor's).
 public final class Registry {
@@ -15,22 +15,22 @@ public final class Registry {
     /// Phones per server-id; `<= 0` disables the cap (as Go's `RegisterPhoneCapped`).
     public let maxPhonesPerServer: Int
 
+    /// One per server-id that has a binary or is in grace. The small fields fill the tail of the
+    /// 17-byte `phones`: 72 bytes in all, a 72-byte malloc block where 80 took 88 (one per idle
+    /// binary, docs/benchmarks.md M1).
     package final class Slot {
         package let serverID: String
-        /// `client-<server-id>-`: a binary's `conn_id` must start with it (docs/protocol.md §7.2).
-        package let phonePrefix: [UInt8]
         /// The binary holding the id, live or (when `!live`) in grace.
         package var holder: ConnHandle
-        package var live = true
-        package var graceToken: UInt64 = 0
-        /// Keyed by the 32-bit suffix of the phone's conn id, unique within the slot.
-        package var phones = SlotPhones()
         /// Newcomers probing the live holder, in arrival order.
         package var pending: [PendingClaim] = []
+        /// Keyed by the 32-bit suffix of the phone's conn id, unique within the slot.
+        package var phones = SlotPhones()
+        package var live = true
+        package var graceToken: UInt32 = 0
 
         package init(serverID: String, holder: ConnHandle) {
             self.serverID = serverID
-            self.phonePrefix = Array(("client-" + serverID + "-").utf8)
             self.holder = holder
         }
     }
@@ -44,30 +44,40 @@ public final class Registry {
         case pending(Slot)
     }
 
+    /// What the registry holds for one connection.
+    package enum Member {
+        case binary(BinaryState)
+        case phone(PhoneState)
+    }
+
     /// A newcomer probing the holder `incumbent`, which held the slot when it arrived.
     package struct PendingClaim {
         package let newcomer: ConnHandle
-        package let token: UInt64
+        package let token: UInt32
         package let incumbent: ConnHandle
     }
 
     /// A registered phone. Its conn id is not stored: it is `client-<server-id>-<key>`, rebuilt
     /// on the rare paths that need it (a close notice), so an idle phone's entry holds no String.
+    /// Nor is the binary it registered with (docs/protocol.md §8 notice rule): a slot changes
+    /// holder only by a reclaim or takeover, which evict every phone first, so while the phone
+    /// is listed that binary is `slot.holder` (16 bytes beside its key, not 24: M1).
     package struct PhoneState {
         package let slot: Slot
         package let key: UInt32
-        /// The binary holding the id when the phone registered (docs/protocol.md §8 notice rule).
-        package let registeredWith: ConnHandle
 
         package var connID: String { ConnectionID.make(role: .phone, serverID: slot.serverID, random: key) }
     }
 
-    private var slots: [String: Slot] = [:]
-    /// Live holders and pending newcomers. A binary in grace is no longer here.
-    private var binaries: [ConnHandle: BinaryState] = [:]
-    private var phones: [ConnHandle: PhoneState] = [:]
+    private var slots = SlotSet()
+    /// Live holders, pending newcomers and registered phones, in one array by handle index (16
+    /// bytes a connection, docs/benchmarks.md M1). A binary in grace is no longer here.
+    private var members = HandleSlots<Member>()
+    private var phoneCount = 0
     private var liveBinaries = 0
-    private var lastToken: UInt64 = 0
+    /// Timer tokens wrap after 2^32: a stale timer could only be mistaken for a live one if that
+    /// many claims and disconnects happened within one grace or probe window.
+    private var lastToken: UInt32 = 0
 
     public init(
         graceMs: Int64 = Limits.graceMs,
@@ -84,17 +94,17 @@ public final class Registry {
     /// Binaries holding a server-id and connected; binaries in grace are excluded.
     public var connectedBinaries: Int { liveBinaries }
     /// Registered phones, including those whose binary is in grace.
-    public var connectedPhones: Int { phones.count }
+    public var connectedPhones: Int { phoneCount }
 
     // MARK: Binaries
 
     /// A binary finished its upgrade on `/v1/server` (docs/protocol.md §5 "Binary claim").
     public func claimBinary(_ binary: ConnHandle, serverID: String, now: Int64) -> [RegistryAction] {
-        precondition(binaries[binary] == nil && phones[binary] == nil, "handle reused")
+        precondition(members[binary] == nil, "handle reused")
         guard let slot = slots[serverID] else {
             // 1. Slot free.
             let slot = Slot(serverID: serverID, holder: binary)
-            slots[serverID] = slot
+            slots.insert(slot)
             var actions: [RegistryAction] = []
             install(binary, in: slot, kind: .fresh, &actions)
             return actions
@@ -107,7 +117,7 @@ public final class Registry {
         }
         // 2. Held by a live binary: probe it.
         let token = nextToken()
-        binaries[binary] = .pending(slot)
+        members[binary] = .binary(.pending(slot))
         slot.pending.append(PendingClaim(newcomer: binary, token: token, incumbent: slot.holder))
         return [
             .probeIncumbent(slot.holder),
@@ -117,7 +127,7 @@ public final class Registry {
 
     /// A pong arrived from `binary`. If newcomers are probing it, they lose: 4409.
     public func incumbentAnswered(_ binary: ConnHandle, now: Int64) -> [RegistryAction] {
-        guard case .holder(let slot)? = binaries[binary], !slot.pending.isEmpty else { return [] }
+        guard case .holder(let slot)? = binaryState(binary), !slot.pending.isEmpty else { return [] }
         var actions: [RegistryAction] = []
         refuseAllPending(in: slot, &actions)
         return actions
@@ -134,7 +144,7 @@ public final class Registry {
     /// The binary's connection is gone, whatever the cause (docs/protocol.md §5 "Binary disconnect").
     /// Grace is armed only if this connection still holds the slot.
     public func binaryDisconnected(_ binary: ConnHandle, now: Int64) -> [RegistryAction] {
-        guard let state = binaries.removeValue(forKey: binary) else { return [] }
+        guard let state = removeBinary(binary) else { return [] }
         switch state {
         case .pending(let slot):
             slot.pending.removeAll { $0.newcomer == binary }
@@ -166,13 +176,13 @@ public final class Registry {
     /// The phones of the server-id `binary` holds (live), for pausing and resuming them
     /// together (docs/protocol.md §7.5). Allocates: called only when the binary crosses a water mark.
     public func phones(ofBinary binary: ConnHandle) -> [ConnHandle] {
-        guard case .holder(let slot)? = binaries[binary] else { return [] }
+        guard case .holder(let slot)? = binaryState(binary) else { return [] }
         return slot.phones.handles
     }
 
     /// Whether `binary` is waiting for a claim probe (the caller should not read from it yet).
     public func isPending(_ binary: ConnHandle) -> Bool {
-        if case .pending? = binaries[binary] { return true }
+        if case .pending? = binaryState(binary) { return true }
         return false
     }
 
@@ -180,9 +190,11 @@ public final class Registry {
 
     /// A phone finished its upgrade on `/v1/client` (docs/protocol.md §5 "Phone registration").
     /// `random` is 32 CSPRNG bits for its conn id; should they collide with a phone already on
-    /// this id, the next free value is used, so ids stay unique per server-id.
+    /// this id, the next free value is used, so ids stay unique per server-id. The answer carries
+    /// the value used: the conn id is `ConnectionID.make(role: .phone, serverID:, random: suffix)`,
+    /// built by whoever needs it as text.
     public func registerPhone(_ phone: ConnHandle, serverID: String, random: UInt32) -> PhoneRegistration {
-        precondition(binaries[phone] == nil && phones[phone] == nil, "handle reused")
+        precondition(members[phone] == nil, "handle reused")
         // No binary and no grace (a slot exists exactly while one of them does).
         guard let slot = slots[serverID] else {
             return .rejected(code: .noServer, reason: RegistryReason.noServer)
@@ -192,16 +204,16 @@ public final class Registry {
         }
         var key = random
         while slot.phones[key] != nil { key &+= 1 }
-        let connID = ConnectionID.make(role: .phone, serverID: serverID, random: key)
         slot.phones[key] = phone
-        phones[phone] = PhoneState(slot: slot, key: key, registeredWith: slot.holder)
-        return .registered(connID: connID)
+        members[phone] = .phone(PhoneState(slot: slot, key: key))
+        phoneCount += 1
+        return .registered(suffix: key)
     }
 
     /// Where a message from `phone` goes (docs/protocol.md §7.1; during grace the phone is closed 1000).
     @inline(__always)
     public func route(phone: ConnHandle) -> PhoneRoute {
-        guard let p = phones[phone] else { return .unknown }
+        guard let p = phoneState(phone) else { return .unknown }
         return p.slot.live ? .forward(binary: p.slot.holder) : .closePhone(code: .normal, reason: "")
     }
 
@@ -209,8 +221,8 @@ public final class Registry {
     /// bytes; it must name a phone of the server-id `binary` holds live. Allocation-free.
     @inline(__always)
     public func phone(connID: UnsafeRawBufferPointer, ofBinary binary: ConnHandle) -> ConnHandle? {
-        guard case .holder(let slot)? = binaries[binary],
-            let key = ConnectionID.suffix(of: connID, prefix: slot.phonePrefix)
+        guard case .holder(let slot)? = binaryState(binary),
+            let key = ConnectionID.phoneSuffix(of: connID, serverID: slot.serverID)
         else { return nil }
         return slot.phones[key]
     }
@@ -221,7 +233,7 @@ public final class Registry {
     }
 
     /// The conn id a registered phone was given.
-    public func connID(ofPhone phone: ConnHandle) -> String? { phones[phone]?.connID }
+    public func connID(ofPhone phone: ConnHandle) -> String? { phoneState(phone)?.connID }
 
     /// The phone's connection ended, or is being closed (docs/protocol.md §8). `closeCode` is the code of
     /// the close it sent (nil when it sent none, dropped, or sent non-JSON → notice 1001).
@@ -229,20 +241,45 @@ public final class Registry {
     /// Returns the close notice when one is due: the phone was still registered (not evicted or
     /// expired), and the binary it registered with still holds the id and is connected.
     public func phoneLeft(_ phone: ConnHandle, closeCode: UInt16?, closedByBinary: Bool) -> [RegistryAction] {
-        guard let p = phones.removeValue(forKey: phone) else { return [] }
+        guard let p = removePhone(phone) else { return [] }
         let slot = p.slot
         if slot.phones[p.key] == phone { slot.phones[p.key] = nil }
-        // Reclaim, takeover and expiry already forget every phone of the old binary, so the
-        // `registeredWith` test is implied today; it states the docs/protocol.md §8 rule where it applies.
-        guard !closedByBinary, slot.live, slot.holder == p.registeredWith,
-            slots[slot.serverID] === slot
-        else { return [] }
+        // The notice goes to the binary the phone registered with: `slot.holder` (PhoneState),
+        // if it is connected and still holds the id.
+        guard !closedByBinary, slot.live, slots.holds(slot) else { return [] }
         return [.sendCloseNotice(binary: slot.holder, phoneConnID: p.connID, code: closeCode ?? CloseCode.goingAway.rawValue)]
     }
 
     // MARK: Internals
 
-    private func nextToken() -> UInt64 {
+    private func binaryState(_ h: ConnHandle) -> BinaryState? {
+        if case .binary(let state)? = members[h] { return state }
+        return nil
+    }
+
+    private func phoneState(_ h: ConnHandle) -> PhoneState? {
+        if case .phone(let state)? = members[h] { return state }
+        return nil
+    }
+
+    /// Forgets `h` if it is a binary (never a phone's entry).
+    @discardableResult
+    private func removeBinary(_ h: ConnHandle) -> BinaryState? {
+        guard let state = binaryState(h) else { return nil }
+        members[h] = nil
+        return state
+    }
+
+    /// Forgets `h` if it is a phone (never a binary's entry).
+    @discardableResult
+    private func removePhone(_ h: ConnHandle) -> PhoneState? {
+        guard let state = phoneState(h) else { return nil }
+        members[h] = nil
+        phoneCount -= 1
+        return state
+    }
+
+    private func nextToken() -> UInt32 {
         lastToken &+= 1
         return lastToken
     }
@@ -256,7 +293,7 @@ public final class Registry {
         slot.holder = binary
         slot.live = true
         slot.graceToken = 0
-        binaries[binary] = .holder(slot)
+        members[binary] = .binary(.holder(slot))
         liveBinaries += 1
         actions.append(.claimed(binary, serverID: slot.serverID, kind: kind))
     }
@@ -267,7 +304,7 @@ public final class Registry {
         let evicted = slot.phones.handles.sorted { $0.raw < $1.raw }
         slot.phones.removeAll()
         for p in evicted {
-            phones[p] = nil
+            removePhone(p)
             actions.append(.closeConn(p, code: code, reason: reason))
         }
     }
@@ -281,7 +318,7 @@ public final class Registry {
     private func refuse(
         _ newcomer: ConnHandle, slot: Slot, _ actions: inout [RegistryAction]
     ) {
-        guard case .pending? = binaries.removeValue(forKey: newcomer) else { return }
+        guard case .pending? = removeBinary(newcomer) else { return }
         actions.append(.closeConn(newcomer, code: .alreadyClaimed, reason: RegistryReason.alreadyClaimed))
         actions.append(.claimRefused(newcomer, serverID: slot.serverID))
     }
@@ -291,32 +328,32 @@ public final class Registry {
     private func takeOver(
         by winner: ConnHandle, in slot: Slot, _ actions: inout [RegistryAction]
     ) {
-        guard case .pending? = binaries[winner] else { return }
+        guard case .pending? = binaryState(winner) else { return }
         let incumbent = slot.holder
         if slot.live {
             // Still connected but silent: close it the way its heartbeat would have.
-            binaries[incumbent] = nil
+            removeBinary(incumbent)
             liveBinaries -= 1
             actions.append(.closeConn(incumbent, code: .internalError, reason: RegistryReason.heartbeatTimeout))
         }
         refuseAllPending(in: slot, &actions)
-        binaries[winner] = nil
+        removeBinary(winner)
         install(winner, in: slot, kind: .takeover, &actions)
     }
 
-    private func probeExpired(newcomer: ConnHandle, token: UInt64) -> [RegistryAction] {
-        guard case .pending(let slot)? = binaries[newcomer],
+    private func probeExpired(newcomer: ConnHandle, token: UInt32) -> [RegistryAction] {
+        guard case .pending(let slot)? = binaryState(newcomer),
             let claim = slot.pending.first(where: { $0.newcomer == newcomer }), claim.token == token
         else { return [] }
         let incumbent = claim.incumbent
         var actions: [RegistryAction] = []
         slot.pending.removeAll { $0.newcomer == newcomer }
-        if slots[slot.serverID] !== slot {
+        if !slots.holds(slot) {
             // The id was released during the wait (defensive: pending claims are settled when
             // the incumbent disconnects, so grace cannot expire under them): claim it afresh.
-            binaries[newcomer] = nil
+            removeBinary(newcomer)
             let fresh = Slot(serverID: slot.serverID, holder: newcomer)
-            slots[slot.serverID] = fresh
+            slots.insert(fresh)
             install(newcomer, in: fresh, kind: .fresh, &actions)
         } else if slot.holder != incumbent {
             // The slot changed hands during the wait: the newcomer gets 4409.
@@ -327,13 +364,44 @@ public final class Registry {
         return actions
     }
 
-    private func graceExpired(serverID: String, token: UInt64) -> [RegistryAction] {
+    private func graceExpired(serverID: String, token: UInt32) -> [RegistryAction] {
         guard let slot = slots[serverID], !slot.live, slot.graceToken == token else { return [] }
         var actions: [RegistryAction] = []
         let n = slot.phones.count
         evictPhones(of: slot, code: .normal, reason: "", &actions)
-        slots[serverID] = nil
+        slots.remove(slot)
         actions.append(.graceExpired(serverID: serverID, phonesClosed: n))
         return actions
     }
 }
+
+/// The registry's slots by server-id: a set of references hashed by their server-id, 8 bytes a
+/// bucket where a `[String: Slot]` took 24 (one slot per idle binary, docs/benchmarks.md M1).
+/// Looking an id up builds a probe record: claims, registrations and grace expiries do, never a
+/// message.
+private struct SlotSet {
+    private struct Ref: Hashable {
+        let slot: Registry.Slot
+        static func == (a: Ref, b: Ref) -> Bool { a.slot.serverID == b.slot.serverID }
+        func hash(into hasher: inout Hasher) { hasher.combine(slot.serverID) }
+    }
+
+    private var set = Set<Ref>()
+
+    subscript(serverID: String) -> Registry.Slot? {
+        find(Registry.Slot(serverID: serverID, holder: ConnHandle(0)))
+    }
+
+    /// Whether `slot` itself (not another slot of its id) is the one listed.
+    func holds(_ slot: Registry.Slot) -> Bool { find(slot) === slot }
+
+    /// Lists `slot`, in place of any other slot of its id.
+    mutating func insert(_ slot: Registry.Slot) { set.update(with: Ref(slot: slot)) }
+
+    mutating func remove(_ slot: Registry.Slot) { set.remove(Ref(slot: slot)) }
+
+    private func find(_ probe: Registry.Slot) -> Registry.Slot? {
+        set.firstIndex(of: Ref(slot: probe)).map { set[$0].slot }
+    }
+}
+

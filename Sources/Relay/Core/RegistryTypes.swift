@@ -1,13 +1,26 @@
 import RelayCodecs
 
-/// An opaque connection handle chosen by the caller. It must never be reused for another
-/// connection during the process lifetime (e.g. slot index + generation packed in 64 bits):
-/// the registry keeps the handle of a binary in grace as the identity phones registered with.
+/// A connection handle chosen by the caller: a slot index in the low 24 bits (`index`) and a
+/// sequence number above it. A handle must never be reused for another connection during the
+/// process lifetime (the registry keeps the handle of a binary in grace as the identity phones
+/// registered with), and no two live connections may share an index (the registry keeps its
+/// per-connection state in arrays by index, `HandleSlots`).
 public struct ConnHandle: Hashable, Sendable, CustomStringConvertible {
     public let raw: UInt64
     public init(_ raw: UInt64) { self.raw = raw }
     public init(raw: UInt64) { self.raw = raw }
     public var description: String { "#\(raw)" }
+
+    package static let indexBits = 24
+    package static let indexLimit = 1 << indexBits
+
+    /// `index` below `indexLimit`.
+    package init(index: Int, sequence: UInt64) {
+        precondition(index >= 0 && index < ConnHandle.indexLimit, "handle index out of range")
+        raw = sequence << UInt64(ConnHandle.indexBits) | UInt64(index)
+    }
+
+    package var index: Int { Int(truncatingIfNeeded: raw & UInt64(ConnHandle.indexLimit - 1)) }
 }
 
 /// A deadline the registry asks the caller to keep. Identity includes a token, so a timer that
@@ -16,9 +29,9 @@ public struct ConnHandle: Hashable, Sendable, CustomStringConvertible {
 /// make a reclaim storm quadratic).
 public enum RegistryTimer: Hashable, Sendable {
     /// docs/protocol.md §5 grace window of a disconnected binary.
-    case grace(serverID: String, token: UInt64)
+    case grace(serverID: String, token: UInt32)
     /// docs/protocol.md §5 claim probe: the deadline for the incumbent's pong, keyed by the newcomer.
-    case probe(newcomer: ConnHandle, token: UInt64)
+    case probe(newcomer: ConnHandle, token: UInt32)
 }
 
 /// How a binary came to hold its server-id (docs/protocol.md §5).
@@ -57,8 +70,9 @@ public enum RegistryAction: Equatable, Sendable {
 
 /// Outcome of a phone registration (docs/protocol.md §5).
 public enum PhoneRegistration: Equatable, Sendable {
-    /// Registered under this relay connection id (`client-<server-id>-<8 hex>`).
-    case registered(connID: String)
+    /// Registered under the relay connection id `client-<server-id>-<8 hex>` whose 8 hex
+    /// digits are `suffix` (`ConnectionID.make`).
+    case registered(suffix: UInt32)
     /// Close the phone with this code and reason; it was not registered.
     case rejected(code: CloseCode, reason: String)
 }

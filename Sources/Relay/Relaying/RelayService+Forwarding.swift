@@ -12,7 +12,7 @@ extension RelayService {
         let now = context.reactor.now
         switch peer.role {
         case .binary:
-            peer.connID = ConnectionID.make(role: .binary, serverID: peer.serverID, random: random.next32())
+            peer.assignBinaryID(random.next32())
             // The connection tells when its queue, above high water, drains (`peerDidDrain`).
             c.backpressure.highWater = core.highWater
             c.backpressure.lowWater = core.lowWater
@@ -21,18 +21,17 @@ extension RelayService {
             perform(registry.claimBinary(peer.handle, serverID: peer.serverID, now: now))
         case .phone:
             switch registry.registerPhone(peer.handle, serverID: peer.serverID, random: random.next32()) {
-            case .registered(let connID):
-                peer.connID = connID
-                // The id embeds the server-id header, which may hold `"` or `\`: escape once here.
-                peer.setConnIDBytes(JSONString.escaped(connID))
+            case .registered(let suffix):
+                peer.assignPhoneID(suffix)
                 metrics.upgrade(.client, .accept)
-                Log.info("phone_registered", ["server_id": peer.serverID, "conn_id": connID,
-                                              "device_name": peer.label, "remote": peer.ip])
+                Log.info("phone_registered", ["server_id": peer.serverID, "conn_id": peer.connID,
+                                              "device_name": takeLabel(peer.handle), "remote": peer.ip])
                 if case .forward(let b) = registry.route(phone: peer.handle), let binary = peers[b],
                     core.phoneJoins(binary.flow) {
                     c.pauseReading()
                 }
             case .rejected(let code, let reason):
+                _ = takeLabel(peer.handle)
                 if code == .noServer {
                     metrics.upgrade(.client, .reject404)
                     metrics.registerFailure(.noServer)
@@ -199,7 +198,8 @@ extension RelayService {
 
     package func peerDidClose(_ peer: Peer, peerCode: CloseCode?, localCode: CloseCode?) {
         let c = peer.connection
-        peers[peer.handle] = nil
+        peers.remove(peer.handle)
+        if !unloggedLabels.isEmpty { _ = takeLabel(peer.handle) }  // left before its line
         core.connectionClosed(key: peer.key)
         let wireCode = c.closeInitiatedByPeer ? peerCode : (localCode ?? peerCode)
         metrics.closed(code: wireCode)
@@ -250,8 +250,9 @@ extension RelayService {
                 metrics.upgrade(.server, .accept)
                 peer.connection.resumeReading()
                 Log.info(kind == .takeover ? "server_id_takeover" : "server_claimed",
-                         ["server_id": serverID, "conn_id": peer.connID, "binary_version": peer.label, "remote": peer.ip])
+                         ["server_id": serverID, "conn_id": peer.connID, "binary_version": takeLabel(h), "remote": peer.ip])
             case .claimRefused(let h, let serverID):
+                _ = takeLabel(h)
                 metrics.upgrade(.server, .reject409)
                 metrics.registerFailure(.serverInUse)
                 logRepeated(.serverIDConflict, ["server_id": serverID, "conn_id": peers[h]?.connID ?? ""])

@@ -18,9 +18,12 @@ public final class RelayService: ConnectionDelegate, TimerOwner {
     /// Admission, backpressure, shedding and close-notice rules (docs/architecture.md).
     package let core: ForwardingCore
     /// Every upgraded connection's record, which owns it.
-    package var peers: [ConnHandle: Peer] = [:]
+    package var peers = PeerTable<Peer>()
+    /// What a client says it is — X-Pyrycode-Version (binaries), X-Pyrycode-Device-Name (phones,
+    /// truncated) — from its upgrade until the line that names it (`server_claimed`,
+    /// `phone_registered`) is written or it goes: not kept in every idle record.
+    package var unloggedLabels: [ConnHandle: String] = [:]
     package var halfOpen: HalfOpenTable<Connection>
-    package var nextHandle: UInt64 = 1
     /// Armed registry deadlines by timer key, until they fire (the registry ignores a stale one):
     /// at most one per disconnect or claim within the last grace / probe window.
     package var registryTimers: [UInt64: RegistryTimer] = [:]
@@ -180,42 +183,50 @@ public final class RelayService: ConnectionDelegate, TimerOwner {
                                extraHeaders: [("Cache-Control", "no-store")], close: close)
     }
 
-    /// The client IP of docs/protocol.md §3.3: the peer, or the first X-Forwarded-For entry when trusted.
-    package func clientIP(_ c: Connection, _ head: HTTPRequestHead) -> String? {
+    /// The client of docs/protocol.md §3.3: the peer, or the first X-Forwarded-For entry when
+    /// trusted (its port is unknown: 0). Nil when it is not an IP address.
+    package func clientAddress(_ c: Connection, _ head: HTTPRequestHead) -> IPEndpoint? {
         if settings.trustXForwardedFor, let xff = head.value("x-forwarded-for") {
             let first = xff.split(separator: ",", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-            let trimmed = String(first.trimmingASCIISpaces())
-            guard !trimmed.isEmpty, SocketAddress(ip: trimmed, port: 1) != nil else { return nil }
-            return SocketAddress(ip: trimmed, port: 1)!.ipString
+            return SocketAddress(ip: String(first.trimmingASCIISpaces()), port: 0).map(IPEndpoint.init)
         }
-        let ip = c.remote.ipString
-        return ip.isEmpty ? nil : ip
+        return c.remote.isIP ? c.remote : nil
     }
 
     /// The admission order is `ForwardingCore.admit`'s (the Host check, 421, came first); here
     /// each refusal is answered, counted and logged, and an admitted connection gets its record.
     package func admit(_ c: Connection, _ head: HTTPRequestHead, endpoint: Endpoint) -> HTTPDisposition {
-        let ip = clientIP(c, head)
-        let key = ip.flatMap { ClientKey(ip: $0) }
+        let client = clientAddress(c, head)
         let acceptKey: String
-        switch core.admit(head, endpoint: endpoint, key: key, now: context.reactor.now) {
+        switch core.admit(head, endpoint: endpoint, key: client.flatMap { ClientKey($0) }, now: context.reactor.now) {
         case .admit(let k):
             acceptKey = k
         case .refuse(let refusal):
             return refuse(c, head, endpoint: endpoint, refusal)
         }
-        let handle = ConnHandle(nextHandle)
-        nextHandle += 1
+        // Admitted, so the client is an IP. The record reads its address from the connection
+        // (logs, the per-IP count at close) rather than keeping a copy.
+        c.remote = client!
+        // The gate made sure the server-id header is there.
+        let peer = peers.insert {
+            Peer(role: endpoint == .server ? .binary : .phone, handle: $0, connection: c, service: self,
+                 serverID: head.value("x-pyrycode-server")!)
+        }
         let label = endpoint == .server
             ? head.value("x-pyrycode-version") ?? ""
             : head.value("x-pyrycode-device-name").map { truncatedUTF8($0, maxBytes: 64) } ?? ""
-        // Admitted: the client key (so the address it came from) and the gated headers are there.
-        let peer = Peer(role: endpoint == .server ? .binary : .phone, handle: handle, connection: c, service: self,
-                        serverID: head.value("x-pyrycode-server")!, ip: ip!, key: key!, label: label)
+        if !label.isEmpty { unloggedLabels[peer.handle] = label }
         c.delegate = peer
-        peers[handle] = peer
         halfOpen.remove(c)
         return .upgrade(acceptKey: acceptKey, extraHeaders: perMessageDeflateHeader(c, head))
+    }
+
+    /// The label of `handle` for its one log line (or "" when it gave none); the table is
+    /// released with its last entry, so a storm's peak is not kept.
+    package func takeLabel(_ handle: ConnHandle) -> String {
+        guard let label = unloggedLabels.removeValue(forKey: handle) else { return "" }
+        if unloggedLabels.isEmpty { unloggedLabels = [:] }
+        return label
     }
 
     package func refuse(_ c: Connection, _ head: HTTPRequestHead, endpoint: Endpoint,
@@ -296,7 +307,7 @@ public final class RelayService: ConnectionDelegate, TimerOwner {
         guard !draining else { return }
         core.beginDrain()
         for c in halfOpen.elements { c.abort() }
-        for p in Array(peers.values) { p.connection.close(code: .goingAway, reason: "shutting down") }
+        for p in peers.values { p.connection.close(code: .goingAway, reason: "shutting down") }
         checkDrained()
     }
 
