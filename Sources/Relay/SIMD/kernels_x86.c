@@ -6,6 +6,7 @@
 #include <immintrin.h>
 #include "CRelaySIMD.h"
 #include "scalar.h"
+#include "json_small.h"
 #include "levels.h"
 
 #define AVX2 __attribute__((target("avx2")))
@@ -129,8 +130,60 @@ static void sse2_copy_large(void *dst, const void *src, size_t n) {
     }
 }
 
+/* The copy and mask of json_small.h, 16 bytes per step: whole 64-byte words of the mask at
+   once, then 16-byte steps, the last one a load ending at p[n-1] (stored over the zeros behind
+   the copy); an input under 16 bytes by memcpy. */
+static inline void sse2_json_small_prepare(const uint8_t *p, size_t n, uint8_t *copy, uint64_t *special) {
+    size_t i = 0;
+    for (; n - i >= 64; i += 64) {
+        const __m128i *q = (const __m128i *)(p + i);
+        __m128i a = _mm_loadu_si128(q), b = _mm_loadu_si128(q + 1), c = _mm_loadu_si128(q + 2), d = _mm_loadu_si128(q + 3);
+        __m128i *to = (__m128i *)(copy + i);
+        _mm_store_si128(to, a);
+        _mm_store_si128(to + 1, b);
+        _mm_store_si128(to + 2, c);
+        _mm_store_si128(to + 3, d);
+        special[i >> 6] = (uint64_t)(unsigned)SSE2_JSON_MASK(a) | (uint64_t)(unsigned)SSE2_JSON_MASK(b) << 16
+            | (uint64_t)(unsigned)SSE2_JSON_MASK(c) << 32 | (uint64_t)(unsigned)SSE2_JSON_MASK(d) << 48;
+    }
+    uint64_t last = 0;
+    /* At most three 16-byte steps remain, written out (as a loop the compiler makes the copy a
+       memcpy call). */
+#define STEP                                                              \
+    if (n - i >= 16) {                                                    \
+        __m128i v = _mm_loadu_si128((const __m128i *)(p + i));            \
+        _mm_store_si128((__m128i *)(copy + i), v);                        \
+        last |= (uint64_t)(unsigned)SSE2_JSON_MASK(v) << (i & 63);        \
+        i += 16;                                                          \
+    }
+    STEP STEP STEP
+#undef STEP
+    _mm_store_si128((__m128i *)(copy + i), _mm_setzero_si128());
+    _mm_store_si128((__m128i *)(copy + i + 16), _mm_setzero_si128());
+    if (i < n) {
+        if (n >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(p + n - 16));
+            _mm_storeu_si128((__m128i *)(copy + n - 16), v);
+            last |= (uint64_t)((unsigned)SSE2_JSON_MASK(v) >> (16 - (n - i))) << (i & 63);
+        } else {
+            memcpy(copy, p, n);
+            last = (unsigned)SSE2_JSON_MASK(_mm_load_si128((const __m128i *)copy));  /* the zeros' bits: sealed anyway */
+        }
+    }
+    special[n >> 6] = last;
+    json_small_seal(special, n);
+}
+
+/* Also the AVX2 level's: over at most 256 bytes, wider vectors would save a few loads. */
+static bool sse2_json_valid_small(const uint8_t *p, size_t n, size_t max_depth, bool utf8_validated) {
+    uint8_t copy[JSON_SMALL_COPY] __attribute__((aligned(16)));
+    uint64_t special[JSON_SMALL_WORDS];
+    sse2_json_small_prepare(p, n, copy, special);
+    return json_small_walk(copy, n, special, max_depth, utf8_validated);
+}
+
 const pyry_simd_kernels pyry_simd_sse2 = {
-    "sse2", sse2_ascii_span, sse2_json_plain_span, sse2_utf8_valid, sse2_unmask, sse2_copy_large,
+    "sse2", sse2_ascii_span, sse2_json_plain_span, sse2_utf8_valid, sse2_unmask, sse2_copy_large, sse2_json_valid_small,
 };
 
 /* ---- AVX2 ---- */
@@ -341,6 +394,6 @@ AVX2 static void avx2_copy_large(void *dst, const void *src, size_t n) {
 }
 
 const pyry_simd_kernels pyry_simd_avx2 = {
-    "avx2", avx2_ascii_span, avx2_json_plain_span, avx2_utf8_valid, avx2_unmask, avx2_copy_large,
+    "avx2", avx2_ascii_span, avx2_json_plain_span, avx2_utf8_valid, avx2_unmask, avx2_copy_large, sse2_json_valid_small,
 };
 #endif

@@ -1,7 +1,8 @@
 #ifndef PYRY_CRELAYSIMD_H
 #define PYRY_CRELAYSIMD_H
 /* Per-byte kernels of the data path: WebSocket unmasking (RFC 6455 §5.3), UTF-8 validation
-   (RFC 3629 §4), the JSON string scan (RFC 8259 §7) and the copy into an output buffer.
+   (RFC 3629 §4), the JSON string scan (RFC 8259 §7), the one-pass validator of small JSON
+   messages and the copy into an output buffer.
    Each comes in three levels: portable scalar C, SSE2 (the x86-64 baseline) and AVX2; the best
    one the CPU offers is chosen once, when the process loads (a constructor reads cpuid), and
    the `pyry_*` entry points below call it. The Swift code these replace stays in the Relay
@@ -19,6 +20,7 @@ typedef struct {
     bool (*utf8_valid)(const uint8_t *p, size_t n);
     void (*unmask)(uint8_t *p, size_t n, uint32_t key);
     void (*copy_large)(void *dst, const void *src, size_t n);  /* n >= PYRY_COPY_VECTOR_MIN */
+    bool (*json_valid_small)(const uint8_t *p, size_t n, size_t max_depth, bool utf8_validated);
 } pyry_simd_kernels;
 
 /* The level chosen at load time (set once by a constructor in dispatch.c, read-only after). */
@@ -31,6 +33,22 @@ static inline size_t pyry_ascii_span(const uint8_t *p, size_t n) { return pyry_s
    '"', '\\', control characters (< 0x20) and non-ASCII (>= 0x80). RFC 8259 §7. */
 static inline size_t pyry_json_plain_span(const uint8_t *p, size_t n) {
     return pyry_simd_active->json_plain_span(p, n);
+}
+
+/* Up to this size a JSON message is validated by `pyry_json_valid_small`, larger ones by the
+   Swift scanner, whose per-string kernel calls pay off on long strings. 256 bytes cover the
+   usual phone message (a few fields around a short base64 ciphertext). */
+#define PYRY_JSON_SMALL_MAX 256
+
+/* True when p[0..n) (n <= PYRY_JSON_SMALL_MAX) is exactly one JSON value with optional
+   whitespace around it (RFC 8259 §2), nested at most `max_depth` arrays/objects deep; string
+   bytes >= 0x80 must be well-formed UTF-8 unless `utf8_validated` says the caller checked it.
+   Accepts and rejects exactly what the Swift scanner (`JSONScanner`) does, the reference it is
+   fuzzed against. One vector pass first marks every byte that ends a plain string run
+   ('"', '\\', < 0x20, >= 0x80), so strings are skipped a mask bit at a time, with no call per
+   token. */
+static inline bool pyry_json_valid_small(const uint8_t *p, size_t n, size_t max_depth, bool utf8_validated) {
+    return pyry_simd_active->json_valid_small(p, n, max_depth, utf8_validated);
 }
 
 /* True when p[0..n) is complete, well-formed UTF-8 (RFC 3629 §4: no overlongs, no surrogates,
