@@ -10,9 +10,10 @@
 
 /* Mask words: one bit per input byte, plus the word holding bit n. */
 #define JSON_SMALL_WORDS (PYRY_JSON_SMALL_MAX / 64 + 1)
-/* The walk reads a copy of the input followed by at least 16 zero bytes, aligned for vector
-   stores: a zero is valid nowhere a token is expected, so no read needs a bounds check. */
-#define JSON_SMALL_COPY (PYRY_JSON_SMALL_MAX + 32)
+/* The walk reads a copy of the input followed by at least 16 zero bytes (room for 64, aligned
+   for 32-byte stores): a zero is valid nowhere a token is expected, so no read needs a bounds
+   check. */
+#define JSON_SMALL_COPY (PYRY_JSON_SMALL_MAX + 64)
 
 /* True for a byte that ends a plain string run (the mask's bits): '"', '\\', < 0x20, >= 0x80. */
 static inline bool json_small_special(uint8_t b) { return b == '"' || b == '\\' || b < 0x20 || b >= 0x80; }
@@ -48,8 +49,7 @@ __attribute__((always_inline)) static inline size_t json_small_string(const uint
                                                                      size_t i, bool utf8_validated) {
     for (;;) {
         i = json_small_next(special, i);
-        if (i >= n) return 0;
-        uint8_t c = b[i];
+        uint8_t c = b[i];  /* at n: the zero after the input, a control character */
         if (c == '"') return i + 1;
         if (c == '\\') {
             /* \" \\ \/ \b \f \n \r \t, or \u and 4 hex digits (any code unit, lone surrogates too);

@@ -174,7 +174,6 @@ static inline void sse2_json_small_prepare(const uint8_t *p, size_t n, uint8_t *
     json_small_seal(special, n);
 }
 
-/* Also the AVX2 level's: over at most 256 bytes, wider vectors would save a few loads. */
 static bool sse2_json_valid_small(const uint8_t *p, size_t n, size_t max_depth, bool utf8_validated) {
     uint8_t copy[JSON_SMALL_COPY] __attribute__((aligned(16)));
     uint64_t special[JSON_SMALL_WORDS];
@@ -393,7 +392,45 @@ AVX2 static void avx2_copy_large(void *dst, const void *src, size_t n) {
     }
 }
 
+/* sse2_json_small_prepare 32 bytes per step; inputs under 32 bytes go to it. */
+AVX2 static inline void avx2_json_small_prepare(const uint8_t *p, size_t n, uint8_t *copy, uint64_t *special) {
+    if (n < 32) {
+        sse2_json_small_prepare(p, n, copy, special);
+        return;
+    }
+    size_t i = 0;
+    for (; n - i >= 64; i += 64) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(p + i)), b = _mm256_loadu_si256((const __m256i *)(p + i + 32));
+        _mm256_store_si256((__m256i *)(copy + i), a);
+        _mm256_store_si256((__m256i *)(copy + i + 32), b);
+        special[i >> 6] = (uint64_t)(uint32_t)AVX2_JSON_MASK(a) | (uint64_t)(uint32_t)AVX2_JSON_MASK(b) << 32;
+    }
+    uint64_t last = 0;
+    if (n - i >= 32) {  /* i is a multiple of 64: these are the word's low 32 bits */
+        __m256i a = _mm256_loadu_si256((const __m256i *)(p + i));
+        _mm256_store_si256((__m256i *)(copy + i), a);
+        last = (uint32_t)AVX2_JSON_MASK(a);
+        i += 32;
+    }
+    _mm256_store_si256((__m256i *)(copy + i), _mm256_setzero_si256());
+    _mm256_store_si256((__m256i *)(copy + i + 32), _mm256_setzero_si256());
+    if (i < n) {  /* the rest: a load ending at p[n-1] (n >= 32), stored over the zeros */
+        __m256i v = _mm256_loadu_si256((const __m256i *)(p + n - 32));
+        _mm256_storeu_si256((__m256i *)(copy + n - 32), v);
+        last |= (uint64_t)((uint32_t)AVX2_JSON_MASK(v) >> (32 - (n - i))) << (i & 63);
+    }
+    special[n >> 6] = last;
+    json_small_seal(special, n);
+}
+
+AVX2 static bool avx2_json_valid_small(const uint8_t *p, size_t n, size_t max_depth, bool utf8_validated) {
+    uint8_t copy[JSON_SMALL_COPY] __attribute__((aligned(32)));
+    uint64_t special[JSON_SMALL_WORDS];
+    avx2_json_small_prepare(p, n, copy, special);
+    return json_small_walk(copy, n, special, max_depth, utf8_validated);
+}
+
 const pyry_simd_kernels pyry_simd_avx2 = {
-    "avx2", avx2_ascii_span, avx2_json_plain_span, avx2_utf8_valid, avx2_unmask, avx2_copy_large, sse2_json_valid_small,
+    "avx2", avx2_ascii_span, avx2_json_plain_span, avx2_utf8_valid, avx2_unmask, avx2_copy_large, avx2_json_valid_small,
 };
 #endif
