@@ -107,6 +107,23 @@ import Testing
         }
     }
 
+    /// Input without a byte <= 0x20 takes a walk that skips no whitespace: one blank (or a
+    /// control character) anywhere switches to the full walk, between tokens or inside them.
+    @Test func oneBlankAtEveryPosition() {
+        let compact = Array("{\"t\":\"0000000000000000\",\"p\":[true,-1.5e3,null,{\"a\":\"xxxxxxxxxxxxxxxx\"}]}".utf8)
+        expectVerdict(compact, true, "compact")
+        let grammar = compact.withUnsafeBytes { JSON.isValidReference($0) }
+        #expect(grammar)
+        for at in 0...compact.count {
+            for blank: UInt8 in [0x20, 0x09, 0x0A, 0x0D, 0x01] {
+                var doc = compact
+                doc.insert(blank, at: at)
+                let expected = doc.withUnsafeBytes { JSON.isValidReference($0) }
+                expectVerdict(doc, expected, "byte \(blank) at \(at)")
+            }
+        }
+    }
+
     @Test func scalarsAndWhitespaceAtTheEnd() {
         for doc in ["true", "false", "null", " null ", "-0.5E+2", "1e9", "[true,false,null]", "{\"a\" : 1 }\r\n"] {
             expectVerdict(Array(doc.utf8), true, doc)

@@ -22,13 +22,19 @@ static inline bool json_small_special(uint8_t b) { return b == '"' || b == '\\' 
    stops at n at the latest, so a string cut by the end of the input ends there. */
 static inline void json_small_seal(uint64_t *special, size_t n) { special[n >> 6] |= ~0ULL << (n & 63); }
 
-/* The portable level's copy and mask (and the reference for the vector one). */
-static inline void scalar_json_small_prepare(const uint8_t *p, size_t n, uint8_t *copy, uint64_t *special) {
+/* The portable level's copy and mask (and the reference for the vector one). Returns whether a
+   byte <= 0x20 (a candidate for whitespace) is among the input's. */
+static inline bool scalar_json_small_prepare(const uint8_t *p, size_t n, uint8_t *copy, uint64_t *special) {
     if (n > 0) memcpy(copy, p, n);
     memset(copy + n, 0, 16);
     for (size_t w = 0; w <= n >> 6; w++) special[w] = 0;
-    for (size_t i = 0; i < n; i++) special[i >> 6] |= (uint64_t)json_small_special(p[i]) << (i & 63);
+    bool blanks = false;
+    for (size_t i = 0; i < n; i++) {
+        special[i >> 6] |= (uint64_t)json_small_special(p[i]) << (i & 63);
+        blanks |= p[i] <= ' ';
+    }
     json_small_seal(special, n);
+    return blanks;
 }
 
 /* Position of the first set bit at or after i (i <= n, the mask sealed at n). */
@@ -81,16 +87,19 @@ __attribute__((always_inline)) static inline size_t json_small_string(const uint
 #define JSON_WS_BITS ((1ULL << ' ') | (1ULL << '\t') | (1ULL << '\n') | (1ULL << '\r'))
 
 /* Validates the n input bytes in `b` (JSON_SMALL_COPY bytes: the input, then zeros) with
-   `special` built for them (see CRelaySIMD.h, pyry_json_valid_small). */
-static inline bool json_small_walk(const uint8_t *b, size_t n, const uint64_t *special, size_t max_depth,
-                                   bool utf8_validated) {
+   `special` built for them (see CRelaySIMD.h, pyry_json_valid_small). `blanks` false says no
+   input byte is <= 0x20, so there is no whitespace to skip: called with a constant, the compact
+   JSON most senders write gets a walk without those checks. */
+__attribute__((always_inline)) static inline bool json_small_walk(const uint8_t *b, size_t n, const uint64_t *special,
+                                                                 size_t max_depth, bool utf8_validated, bool blanks) {
     size_t i = 0, depth = 0;
     /* One bit per open container, 1 = object; each costs a byte of input, so n bits suffice.
        The innermost one's kind is also in `in_object`. */
     uint64_t stack[PYRY_JSON_SMALL_MAX / 64];
     bool in_object = false;
     uint8_t c;
-#define SKIP_WS while (b[i] <= ' ' && ((JSON_WS_BITS >> b[i]) & 1)) i++
+#define SKIP_WS \
+    if (blanks) while (b[i] <= ' ' && ((JSON_WS_BITS >> b[i]) & 1)) i++
 #define DIGITS while ((uint8_t)(b[i] - '0') < 10) i++
     SKIP_WS;
 
@@ -185,4 +194,9 @@ member:
 #undef SKIP_WS
 #undef DIGITS
 }
+
+/* The walk for `blanks` as a constant (see json_small_walk). */
+#define JSON_SMALL_WALK(b, n, special, max_depth, utf8_validated, blanks)                   \
+    ((blanks) ? json_small_walk(b, n, special, max_depth, utf8_validated, true)             \
+              : json_small_walk(b, n, special, max_depth, utf8_validated, false))
 #endif

@@ -12,8 +12,8 @@ static void copy_large(void *dst, const void *src, size_t n) { memcpy(dst, src, 
 static bool json_valid_small(const uint8_t *p, size_t n, size_t max_depth, bool utf8_validated) {
     uint8_t copy[JSON_SMALL_COPY];
     uint64_t special[JSON_SMALL_WORDS];
-    scalar_json_small_prepare(p, n, copy, special);
-    return json_small_walk(copy, n, special, max_depth, utf8_validated);
+    bool blanks = scalar_json_small_prepare(p, n, copy, special);
+    return JSON_SMALL_WALK(copy, n, special, max_depth, utf8_validated, blanks);
 }
 
 const pyry_simd_kernels pyry_simd_scalar = {

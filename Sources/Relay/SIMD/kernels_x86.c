@@ -133,7 +133,10 @@ static void sse2_copy_large(void *dst, const void *src, size_t n) {
 /* The copy and mask of json_small.h, 16 bytes per step: whole 64-byte words of the mask at
    once, then 16-byte steps, the last one a load ending at p[n-1] (stored over the zeros behind
    the copy); an input under 16 bytes by memcpy. */
-static inline void sse2_json_small_prepare(const uint8_t *p, size_t n, uint8_t *copy, uint64_t *special) {
+static inline bool sse2_json_small_prepare(const uint8_t *p, size_t n, uint8_t *copy, uint64_t *special) {
+    const __m128i space = _mm_set1_epi8(' ');
+    __m128i blanks = _mm_setzero_si128();  /* bytes <= 0x20 (min(v, 0x20) == v) */
+#define SSE2_BLANKS(v) blanks = _mm_or_si128(blanks, _mm_cmpeq_epi8(_mm_min_epu8((v), space), (v)))
     size_t i = 0;
     for (; n - i >= 64; i += 64) {
         const __m128i *q = (const __m128i *)(p + i);
@@ -143,6 +146,10 @@ static inline void sse2_json_small_prepare(const uint8_t *p, size_t n, uint8_t *
         _mm_store_si128(to + 1, b);
         _mm_store_si128(to + 2, c);
         _mm_store_si128(to + 3, d);
+        SSE2_BLANKS(a);
+        SSE2_BLANKS(b);
+        SSE2_BLANKS(c);
+        SSE2_BLANKS(d);
         special[i >> 6] = (uint64_t)(unsigned)SSE2_JSON_MASK(a) | (uint64_t)(unsigned)SSE2_JSON_MASK(b) << 16
             | (uint64_t)(unsigned)SSE2_JSON_MASK(c) << 32 | (uint64_t)(unsigned)SSE2_JSON_MASK(d) << 48;
     }
@@ -153,6 +160,7 @@ static inline void sse2_json_small_prepare(const uint8_t *p, size_t n, uint8_t *
     if (n - i >= 16) {                                                    \
         __m128i v = _mm_loadu_si128((const __m128i *)(p + i));            \
         _mm_store_si128((__m128i *)(copy + i), v);                        \
+        SSE2_BLANKS(v);                                                   \
         last |= (uint64_t)(unsigned)SSE2_JSON_MASK(v) << (i & 63);        \
         i += 16;                                                          \
     }
@@ -164,21 +172,26 @@ static inline void sse2_json_small_prepare(const uint8_t *p, size_t n, uint8_t *
         if (n >= 16) {
             __m128i v = _mm_loadu_si128((const __m128i *)(p + n - 16));
             _mm_storeu_si128((__m128i *)(copy + n - 16), v);
+            SSE2_BLANKS(v);
             last |= (uint64_t)((unsigned)SSE2_JSON_MASK(v) >> (16 - (n - i))) << (i & 63);
         } else {
             memcpy(copy, p, n);
-            last = (unsigned)SSE2_JSON_MASK(_mm_load_si128((const __m128i *)copy));  /* the zeros' bits: sealed anyway */
+            __m128i v = _mm_load_si128((const __m128i *)copy);
+            SSE2_BLANKS(v);  /* the padding's zeros count too: a short input takes the full walk */
+            last = (unsigned)SSE2_JSON_MASK(v);  /* the zeros' bits: sealed anyway */
         }
     }
+#undef SSE2_BLANKS
     special[n >> 6] = last;
     json_small_seal(special, n);
+    return _mm_movemask_epi8(blanks) != 0;
 }
 
 static bool sse2_json_valid_small(const uint8_t *p, size_t n, size_t max_depth, bool utf8_validated) {
     uint8_t copy[JSON_SMALL_COPY] __attribute__((aligned(16)));
     uint64_t special[JSON_SMALL_WORDS];
-    sse2_json_small_prepare(p, n, copy, special);
-    return json_small_walk(copy, n, special, max_depth, utf8_validated);
+    bool blanks = sse2_json_small_prepare(p, n, copy, special);
+    return JSON_SMALL_WALK(copy, n, special, max_depth, utf8_validated, blanks);
 }
 
 const pyry_simd_kernels pyry_simd_sse2 = {
@@ -393,22 +406,25 @@ AVX2 static void avx2_copy_large(void *dst, const void *src, size_t n) {
 }
 
 /* sse2_json_small_prepare 32 bytes per step; inputs under 32 bytes go to it. */
-AVX2 static inline void avx2_json_small_prepare(const uint8_t *p, size_t n, uint8_t *copy, uint64_t *special) {
-    if (n < 32) {
-        sse2_json_small_prepare(p, n, copy, special);
-        return;
-    }
+AVX2 static inline bool avx2_json_small_prepare(const uint8_t *p, size_t n, uint8_t *copy, uint64_t *special) {
+    if (n < 32) return sse2_json_small_prepare(p, n, copy, special);
+    const __m256i space = _mm256_set1_epi8(' ');
+    __m256i blanks = _mm256_setzero_si256();
+#define AVX2_BLANKS(v) blanks = _mm256_or_si256(blanks, _mm256_cmpeq_epi8(_mm256_min_epu8((v), space), (v)))
     size_t i = 0;
     for (; n - i >= 64; i += 64) {
         __m256i a = _mm256_loadu_si256((const __m256i *)(p + i)), b = _mm256_loadu_si256((const __m256i *)(p + i + 32));
         _mm256_store_si256((__m256i *)(copy + i), a);
         _mm256_store_si256((__m256i *)(copy + i + 32), b);
+        AVX2_BLANKS(a);
+        AVX2_BLANKS(b);
         special[i >> 6] = (uint64_t)(uint32_t)AVX2_JSON_MASK(a) | (uint64_t)(uint32_t)AVX2_JSON_MASK(b) << 32;
     }
     uint64_t last = 0;
     if (n - i >= 32) {  /* i is a multiple of 64: these are the word's low 32 bits */
         __m256i a = _mm256_loadu_si256((const __m256i *)(p + i));
         _mm256_store_si256((__m256i *)(copy + i), a);
+        AVX2_BLANKS(a);
         last = (uint32_t)AVX2_JSON_MASK(a);
         i += 32;
     }
@@ -417,17 +433,20 @@ AVX2 static inline void avx2_json_small_prepare(const uint8_t *p, size_t n, uint
     if (i < n) {  /* the rest: a load ending at p[n-1] (n >= 32), stored over the zeros */
         __m256i v = _mm256_loadu_si256((const __m256i *)(p + n - 32));
         _mm256_storeu_si256((__m256i *)(copy + n - 32), v);
+        AVX2_BLANKS(v);
         last |= (uint64_t)((uint32_t)AVX2_JSON_MASK(v) >> (32 - (n - i))) << (i & 63);
     }
+#undef AVX2_BLANKS
     special[n >> 6] = last;
     json_small_seal(special, n);
+    return _mm256_movemask_epi8(blanks) != 0;
 }
 
 AVX2 static bool avx2_json_valid_small(const uint8_t *p, size_t n, size_t max_depth, bool utf8_validated) {
     uint8_t copy[JSON_SMALL_COPY] __attribute__((aligned(32)));
     uint64_t special[JSON_SMALL_WORDS];
-    avx2_json_small_prepare(p, n, copy, special);
-    return json_small_walk(copy, n, special, max_depth, utf8_validated);
+    bool blanks = avx2_json_small_prepare(p, n, copy, special);
+    return JSON_SMALL_WALK(copy, n, special, max_depth, utf8_validated, blanks);
 }
 
 const pyry_simd_kernels pyry_simd_avx2 = {
