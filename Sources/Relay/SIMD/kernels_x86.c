@@ -338,6 +338,11 @@ AVX2 static inline __m256i avx2_utf8_block_errors(__m256i in, __m256i prev) {
 }
 
 AVX2 static bool avx2_utf8_valid(const uint8_t *p, size_t n) {
+    /* 32 to 64 bytes of ASCII, the usual small text message: two loads, no scan. */
+    if (n - 32 <= 32) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)p), b = _mm256_loadu_si256((const __m256i *)(p + n - 32));
+        if (_mm256_movemask_epi8(_mm256_or_si256(a, b)) == 0) return true;
+    }
     size_t i = avx2_ascii_span(p, n);
     if (i == n) return true;
     /* p[i-1] is ASCII (or i is 0): as the "block before" it is the same as zeros. */
