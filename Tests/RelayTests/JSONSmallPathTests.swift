@@ -60,9 +60,10 @@ import Testing
     }
 
     /// Nesting at, below and above `maxDepth`, with arrays and objects alternating across the
-    /// 64-bit words of the depth stack (the deepest fitting the small path: 128 levels).
+    /// 64-bit words of the depth stack, up to the deepest the small path takes (`[…]` of
+    /// `PYRY_JSON_SMALL_MAX` bytes).
     @Test func depthLimit() {
-        for depth in [1, 2, 63, 64, 65, 127, 128] {
+        for depth in [1, 2, 63, 64, 65, 127, 128, 129, cutoff / 2 - 1, cutoff / 2] {
             let doc = [UInt8](repeating: UInt8(ascii: "["), count: depth) + [UInt8](repeating: UInt8(ascii: "]"), count: depth)
             expectVerdict(doc, true, "depth \(depth)")
             expectVerdict(doc, true, maxDepth: depth, "depth \(depth) at its limit")

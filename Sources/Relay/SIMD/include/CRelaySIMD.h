@@ -36,9 +36,11 @@ static inline size_t pyry_json_plain_span(const uint8_t *p, size_t n) {
 }
 
 /* Up to this size a JSON message is validated by `pyry_json_valid_small`, larger ones by the
-   Swift scanner, whose per-string kernel calls pay off on long strings. 256 bytes cover the
-   usual phone message (a few fields around a short base64 ciphertext). */
-#define PYRY_JSON_SMALL_MAX 256
+   Swift scanner. The one pass costs ~0.4 Ir per byte up front (copy and mask) where the
+   scanner's string kernel costs ~0.2, but saves the scanner's fixed costs per token and per
+   string: measured (scripts/callgrind-bytes.sh), a message of one long string breaks even near
+   2.5 KiB, one of many short strings gains at every size. 2 KiB of stack at most. */
+#define PYRY_JSON_SMALL_MAX 2048
 
 /* True when p[0..n) (n <= PYRY_JSON_SMALL_MAX) is exactly one JSON value with optional
    whitespace around it (RFC 8259 §2), nested at most `max_depth` arrays/objects deep; string
