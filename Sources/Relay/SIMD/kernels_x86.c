@@ -382,6 +382,7 @@ AVX2 static void avx2_unmask(uint8_t *p, size_t n, uint32_t key) {
         _mm_storeu_si128(q, _mm_xor_si128(_mm_loadu_si128(q), _mm256_castsi256_si128(k)));
         i += 16;
     }
+    if (i == n) return;  /* a multiple of 16 bytes: no tail set-up */
     /* i is a multiple of 16, so the key phase is unchanged. */
     scalar_unmask(p + i, n - i, key);
 }
