@@ -41,10 +41,16 @@ import Testing
         }
     }
 
-    /// The same document one byte below, at and above the cut-off: the small path and the
-    /// scanner give the same verdicts on both sides.
-    @Test func documentsAtTheCutoff() {
-        for length in (cutoff - 2)...(cutoff + 2) {
+    /// Each level hands the small path at most what it takes.
+    @Test func levelCutoffsAreWithinTheSmallPathsLimit() {
+        for k in levels { #expect(k.json_small_max > 0 && k.json_small_max <= cutoff, "\(String(cString: k.name))") }
+        #expect(levels.contains { $0.json_small_max == pyry_json_small_max() })
+    }
+
+    /// The same document one byte below, at and above the kernel's limit and each level's
+    /// cut-off (where `JSON.isValid` switches paths): the same verdicts on both sides.
+    @Test func documentsAtTheCutoffs() {
+        for length in Set([cutoff] + levels.map { Int($0.json_small_max) }).flatMap({ ($0 - 2)...($0 + 2) }) {
             // `[1,1,…,1]` padded with spaces to `length` bytes.
             var doc = Array("[1".utf8)
             while doc.count + 3 <= length - 1 { doc += Array(",1".utf8) }

@@ -22,14 +22,27 @@ static inline bool json_small_special(uint8_t b) { return b == '"' || b == '\\' 
    stops at n at the latest, so a string cut by the end of the input ends there. */
 static inline void json_small_seal(uint64_t *special, size_t n) { special[n >> 6] |= ~0ULL << (n & 63); }
 
-/* The portable level's copy and mask (and the reference for the vector one). Returns whether a
-   byte <= 0x20 (a candidate for whitespace) is among the input's. */
+/* The portable level's copy and mask: 8 bytes per step in a word (SWAR), whose flags may
+   include plain bytes above a true hit (see BYTES_BELOW); the walk looks at every byte it stops
+   at, so an extra bit costs a step, never a verdict. Returns whether a byte <= 0x20 (a candidate
+   for whitespace) may be among the input's. */
 static inline bool scalar_json_small_prepare(const uint8_t *p, size_t n, uint8_t *copy, uint64_t *special) {
     if (n > 0) memcpy(copy, p, n);
     memset(copy + n, 0, 16);
     for (size_t w = 0; w <= n >> 6; w++) special[w] = 0;
     bool blanks = false;
-    for (size_t i = 0; i < n; i++) {
+    size_t i = 0;
+#if PYRY_SWAR
+    for (; n - i >= 8; i += 8) {
+        uint64_t w = load64(p + i);
+        uint64_t hits = BYTES_BELOW(w ^ (ONES * '"'), 1) | BYTES_BELOW(w ^ (ONES * '\\'), 1) | BYTES_BELOW(w, 0x20)
+            | (w & HIGHS);
+        /* The high bit of byte k to bit k: each (k, j) product lands on its own bit, so no carries. */
+        special[i >> 6] |= (((hits >> 7) * 0x0102040810204080ULL) >> 56) << (i & 63);
+        blanks |= BYTES_BELOW(w, 0x21) != 0;
+    }
+#endif
+    for (; i < n; i++) {
         special[i >> 6] |= (uint64_t)json_small_special(p[i]) << (i & 63);
         blanks |= p[i] <= ' ';
     }

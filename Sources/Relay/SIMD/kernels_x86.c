@@ -196,6 +196,7 @@ static bool sse2_json_valid_small(const uint8_t *p, size_t n, size_t max_depth, 
 
 const pyry_simd_kernels pyry_simd_sse2 = {
     "sse2", sse2_ascii_span, sse2_json_plain_span, sse2_utf8_valid, sse2_unmask, sse2_copy_large, sse2_json_valid_small,
+    1024,
 };
 
 /* ---- AVX2 ---- */
@@ -457,5 +458,6 @@ AVX2 static bool avx2_json_valid_small(const uint8_t *p, size_t n, size_t max_de
 
 const pyry_simd_kernels pyry_simd_avx2 = {
     "avx2", avx2_ascii_span, avx2_json_plain_span, avx2_utf8_valid, avx2_unmask, avx2_copy_large, avx2_json_valid_small,
+    PYRY_JSON_SMALL_MAX,
 };
 #endif

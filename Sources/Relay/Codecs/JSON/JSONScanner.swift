@@ -27,7 +27,7 @@ public enum JSON {
                                utf8Validated: Bool = false) -> Bool {
         // Small messages, the usual phone message among them, in one C pass (CRelaySIMD.h):
         // the scanner's fixed costs per token and per string dominate at this size.
-        if bytes.count <= Int(PYRY_JSON_SMALL_MAX) {
+        if bytes.count <= pyry_json_small_max() {
             return pyry_json_valid_small(bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count,
                                          maxDepth > 0 ? maxDepth : 0, utf8Validated)
         }

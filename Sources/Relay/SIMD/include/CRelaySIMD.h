@@ -21,6 +21,7 @@ typedef struct {
     void (*unmask)(uint8_t *p, size_t n, uint32_t key);
     void (*copy_large)(void *dst, const void *src, size_t n);  /* n >= PYRY_COPY_VECTOR_MIN */
     bool (*json_valid_small)(const uint8_t *p, size_t n, size_t max_depth, bool utf8_validated);
+    size_t json_small_max;  /* the size up to which json_valid_small is used, see pyry_json_small_max */
 } pyry_simd_kernels;
 
 /* The level chosen at load time (set once by a constructor in dispatch.c, read-only after). */
@@ -35,12 +36,17 @@ static inline size_t pyry_json_plain_span(const uint8_t *p, size_t n) {
     return pyry_simd_active->json_plain_span(p, n);
 }
 
-/* Up to this size a JSON message is validated by `pyry_json_valid_small`, larger ones by the
-   Swift scanner. The one pass costs ~0.4 Ir per byte up front (copy and mask) where the
-   scanner's string kernel costs ~0.2, but saves the scanner's fixed costs per token and per
-   string: measured (scripts/callgrind-bytes.sh), a message of one long string breaks even near
-   2.5 KiB, one of many short strings gains at every size. 2 KiB of stack at most. */
+/* The largest input `pyry_json_valid_small` takes (its buffers live on the stack: 2.6 KiB). */
 #define PYRY_JSON_SMALL_MAX 2048
+
+/* Up to this size a JSON message is validated by `pyry_json_valid_small`, larger ones by the
+   Swift scanner: where the one pass stops beating the scanner at the active level. The pass
+   pays for its copy and mask up front (AVX2 ~0.4 Ir per byte, where the scanner's string
+   kernel costs ~0.2) and saves the scanner's fixed costs per token and per string. Measured
+   with scripts/callgrind-bytes.sh on a message of one long string (the worst case; many short
+   strings gain at every size), the break-even is near 2.5 KiB with AVX2 (the limit: 2 KiB),
+   1 KiB with SSE2 and 150 bytes for the portable level (SWAR, 8 bytes a step). */
+static inline size_t pyry_json_small_max(void) { return pyry_simd_active->json_small_max; }
 
 /* True when p[0..n) (n <= PYRY_JSON_SMALL_MAX) is exactly one JSON value with optional
    whitespace around it (RFC 8259 §2), nested at most `max_depth` arrays/objects deep; string
