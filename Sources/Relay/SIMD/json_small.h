@@ -53,8 +53,9 @@ static inline bool scalar_json_small_prepare(const uint8_t *p, size_t n, uint8_t
 /* Position of the first set bit at or after i (i <= n, the mask sealed at n). */
 static inline size_t json_small_next(const uint64_t *special, size_t i) {
     size_t w = i >> 6;
-    uint64_t m = special[w] & (~0ULL << (i & 63));
-    while (m == 0) m = special[++w];
+    uint64_t m = special[w] >> (i & 63);
+    if (m != 0) return i + (size_t)__builtin_ctzll(m);  /* most strings end in the word they start in */
+    do m = special[++w]; while (m == 0);
     return (w << 6) + (size_t)__builtin_ctzll(m);
 }
 
