@@ -119,19 +119,32 @@ __attribute__((always_inline)) static inline bool json_small_walk(const uint8_t 
 
 value:
     c = b[i];
-    if (c == '{' || c == '[') {
+    /* An object and an array each get their own code: one shared path would have to test the
+       kind again, and the compiler turns such joins into a dispatch on a state variable. */
+    if (c == '{') {
         if (depth == max_depth) return false;
-        in_object = c == '{';
-        uint64_t bit = 1ULL << (depth & 63);
-        stack[depth >> 6] = in_object ? stack[depth >> 6] | bit : stack[depth >> 6] & ~bit;
+        stack[depth >> 6] |= 1ULL << (depth & 63);
+        in_object = true;
         depth++;
         i++;
         SKIP_WS;
-        if (b[i] == (in_object ? '}' : ']')) {
+        if (b[i] == '}') {
             i++;
             goto close;
         }
-        if (in_object) goto member;
+        goto member;
+    }
+    if (c == '[') {
+        if (depth == max_depth) return false;
+        stack[depth >> 6] &= ~(1ULL << (depth & 63));
+        in_object = false;
+        depth++;
+        i++;
+        SKIP_WS;
+        if (b[i] == ']') {
+            i++;
+            goto close;
+        }
         goto value;
     }
     if (c == '"') {
@@ -181,14 +194,23 @@ value:
 after_value:
     SKIP_WS;
     if (depth == 0) return i == n;
-    c = b[i];
-    if (c == ',') {
-        i++;
-        SKIP_WS;
-        if (in_object) goto member;
-        goto value;
+    if (in_object) {
+        c = b[i];
+        if (c == ',') {
+            i++;
+            SKIP_WS;
+            goto member;
+        }
+        if (c != '}') return false;
+    } else {
+        c = b[i];
+        if (c == ',') {
+            i++;
+            SKIP_WS;
+            goto value;
+        }
+        if (c != ']') return false;
     }
-    if (c != (in_object ? '}' : ']')) return false;
     i++;
 close:
     depth--;
