@@ -6,6 +6,7 @@
 #include <immintrin.h>
 #include "CRelaySIMD.h"
 #include "scalar.h"
+#include "json_small.h"
 #include "levels.h"
 
 #define AVX2 __attribute__((target("avx2")))
@@ -129,8 +130,73 @@ static void sse2_copy_large(void *dst, const void *src, size_t n) {
     }
 }
 
+/* The copy and mask of json_small.h, 16 bytes per step: whole 64-byte words of the mask at
+   once, then 16-byte steps, the last one a load ending at p[n-1] (stored over the zeros behind
+   the copy); an input under 16 bytes by memcpy. */
+static inline bool sse2_json_small_prepare(const uint8_t *p, size_t n, uint8_t *copy, uint64_t *special) {
+    const __m128i space = _mm_set1_epi8(' ');
+    __m128i blanks = _mm_setzero_si128();  /* bytes <= 0x20 (min(v, 0x20) == v) */
+#define SSE2_BLANKS(v) blanks = _mm_or_si128(blanks, _mm_cmpeq_epi8(_mm_min_epu8((v), space), (v)))
+    size_t i = 0;
+    for (; n - i >= 64; i += 64) {
+        const __m128i *q = (const __m128i *)(p + i);
+        __m128i a = _mm_loadu_si128(q), b = _mm_loadu_si128(q + 1), c = _mm_loadu_si128(q + 2), d = _mm_loadu_si128(q + 3);
+        __m128i *to = (__m128i *)(copy + i);
+        _mm_store_si128(to, a);
+        _mm_store_si128(to + 1, b);
+        _mm_store_si128(to + 2, c);
+        _mm_store_si128(to + 3, d);
+        SSE2_BLANKS(a);
+        SSE2_BLANKS(b);
+        SSE2_BLANKS(c);
+        SSE2_BLANKS(d);
+        special[i >> 6] = (uint64_t)(unsigned)SSE2_JSON_MASK(a) | (uint64_t)(unsigned)SSE2_JSON_MASK(b) << 16
+            | (uint64_t)(unsigned)SSE2_JSON_MASK(c) << 32 | (uint64_t)(unsigned)SSE2_JSON_MASK(d) << 48;
+    }
+    uint64_t last = 0;
+    /* At most three 16-byte steps remain, written out (as a loop the compiler makes the copy a
+       memcpy call). */
+#define STEP                                                              \
+    if (n - i >= 16) {                                                    \
+        __m128i v = _mm_loadu_si128((const __m128i *)(p + i));            \
+        _mm_store_si128((__m128i *)(copy + i), v);                        \
+        SSE2_BLANKS(v);                                                   \
+        last |= (uint64_t)(unsigned)SSE2_JSON_MASK(v) << (i & 63);        \
+        i += 16;                                                          \
+    }
+    STEP STEP STEP
+#undef STEP
+    _mm_store_si128((__m128i *)(copy + i), _mm_setzero_si128());
+    _mm_store_si128((__m128i *)(copy + i + 16), _mm_setzero_si128());
+    if (i < n) {
+        if (n >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(p + n - 16));
+            _mm_storeu_si128((__m128i *)(copy + n - 16), v);
+            SSE2_BLANKS(v);
+            last |= (uint64_t)((unsigned)SSE2_JSON_MASK(v) >> (16 - (n - i))) << (i & 63);
+        } else {
+            memcpy(copy, p, n);
+            __m128i v = _mm_load_si128((const __m128i *)copy);
+            SSE2_BLANKS(v);  /* the padding's zeros count too: a short input takes the full walk */
+            last = (unsigned)SSE2_JSON_MASK(v);  /* the zeros' bits: sealed anyway */
+        }
+    }
+#undef SSE2_BLANKS
+    special[n >> 6] = last;
+    json_small_seal(special, n);
+    return _mm_movemask_epi8(blanks) != 0;
+}
+
+static bool sse2_json_valid_small(const uint8_t *p, size_t n, size_t max_depth, bool utf8_validated) {
+    uint8_t copy[JSON_SMALL_COPY] __attribute__((aligned(16)));
+    uint64_t special[JSON_SMALL_WORDS];
+    bool blanks = sse2_json_small_prepare(p, n, copy, special);
+    return JSON_SMALL_WALK(copy, n, special, max_depth, utf8_validated, blanks);
+}
+
 const pyry_simd_kernels pyry_simd_sse2 = {
-    "sse2", sse2_ascii_span, sse2_json_plain_span, sse2_utf8_valid, sse2_unmask, sse2_copy_large,
+    "sse2", sse2_ascii_span, sse2_json_plain_span, sse2_utf8_valid, sse2_unmask, sse2_copy_large, sse2_json_valid_small,
+    1024,
 };
 
 /* ---- AVX2 ---- */
@@ -273,6 +339,11 @@ AVX2 static inline __m256i avx2_utf8_block_errors(__m256i in, __m256i prev) {
 }
 
 AVX2 static bool avx2_utf8_valid(const uint8_t *p, size_t n) {
+    /* 32 to 64 bytes of ASCII, the usual small text message: two loads, no scan. */
+    if (n - 32 <= 32) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)p), b = _mm256_loadu_si256((const __m256i *)(p + n - 32));
+        if (_mm256_movemask_epi8(_mm256_or_si256(a, b)) == 0) return true;
+    }
     size_t i = avx2_ascii_span(p, n);
     if (i == n) return true;
     /* p[i-1] is ASCII (or i is 0): as the "block before" it is the same as zeros. */
@@ -312,6 +383,7 @@ AVX2 static void avx2_unmask(uint8_t *p, size_t n, uint32_t key) {
         _mm_storeu_si128(q, _mm_xor_si128(_mm_loadu_si128(q), _mm256_castsi256_si128(k)));
         i += 16;
     }
+    if (i == n) return;  /* a multiple of 16 bytes: no tail set-up */
     /* i is a multiple of 16, so the key phase is unchanged. */
     scalar_unmask(p + i, n - i, key);
 }
@@ -340,7 +412,52 @@ AVX2 static void avx2_copy_large(void *dst, const void *src, size_t n) {
     }
 }
 
+/* sse2_json_small_prepare 32 bytes per step; inputs under 32 bytes go to it. */
+AVX2 static inline bool avx2_json_small_prepare(const uint8_t *p, size_t n, uint8_t *copy, uint64_t *special) {
+    if (n < 32) return sse2_json_small_prepare(p, n, copy, special);
+    const __m256i space = _mm256_set1_epi8(' ');
+    __m256i blanks = _mm256_setzero_si256();
+#define AVX2_BLANKS(v) blanks = _mm256_or_si256(blanks, _mm256_cmpeq_epi8(_mm256_min_epu8((v), space), (v)))
+    size_t i = 0;
+    for (; n - i >= 64; i += 64) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(p + i)), b = _mm256_loadu_si256((const __m256i *)(p + i + 32));
+        _mm256_store_si256((__m256i *)(copy + i), a);
+        _mm256_store_si256((__m256i *)(copy + i + 32), b);
+        AVX2_BLANKS(a);
+        AVX2_BLANKS(b);
+        special[i >> 6] = (uint64_t)(uint32_t)AVX2_JSON_MASK(a) | (uint64_t)(uint32_t)AVX2_JSON_MASK(b) << 32;
+    }
+    uint64_t last = 0;
+    if (n - i >= 32) {  /* i is a multiple of 64: these are the word's low 32 bits */
+        __m256i a = _mm256_loadu_si256((const __m256i *)(p + i));
+        _mm256_store_si256((__m256i *)(copy + i), a);
+        AVX2_BLANKS(a);
+        last = (uint32_t)AVX2_JSON_MASK(a);
+        i += 32;
+    }
+    _mm256_store_si256((__m256i *)(copy + i), _mm256_setzero_si256());
+    _mm256_store_si256((__m256i *)(copy + i + 32), _mm256_setzero_si256());
+    if (i < n) {  /* the rest: a load ending at p[n-1] (n >= 32), stored over the zeros */
+        __m256i v = _mm256_loadu_si256((const __m256i *)(p + n - 32));
+        _mm256_storeu_si256((__m256i *)(copy + n - 32), v);
+        AVX2_BLANKS(v);
+        last |= (uint64_t)((uint32_t)AVX2_JSON_MASK(v) >> (32 - (n - i))) << (i & 63);
+    }
+#undef AVX2_BLANKS
+    special[n >> 6] = last;
+    json_small_seal(special, n);
+    return _mm256_movemask_epi8(blanks) != 0;
+}
+
+AVX2 static bool avx2_json_valid_small(const uint8_t *p, size_t n, size_t max_depth, bool utf8_validated) {
+    uint8_t copy[JSON_SMALL_COPY] __attribute__((aligned(32)));
+    uint64_t special[JSON_SMALL_WORDS];
+    bool blanks = avx2_json_small_prepare(p, n, copy, special);
+    return JSON_SMALL_WALK(copy, n, special, max_depth, utf8_validated, blanks);
+}
+
 const pyry_simd_kernels pyry_simd_avx2 = {
-    "avx2", avx2_ascii_span, avx2_json_plain_span, avx2_utf8_valid, avx2_unmask, avx2_copy_large,
+    "avx2", avx2_ascii_span, avx2_json_plain_span, avx2_utf8_valid, avx2_unmask, avx2_copy_large, avx2_json_valid_small,
+    PYRY_JSON_SMALL_MAX,
 };
 #endif

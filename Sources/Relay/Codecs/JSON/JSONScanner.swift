@@ -25,6 +25,19 @@ public enum JSON {
     /// RFC 6455 §8.1), so strings skip that check.
     public static func isValid(_ bytes: UnsafeRawBufferPointer, maxDepth: Int = defaultMaxDepth,
                                utf8Validated: Bool = false) -> Bool {
+        // Small messages, the usual phone message among them, in one C pass (CRelaySIMD.h):
+        // the scanner's fixed costs per token and per string dominate at this size.
+        if bytes.count <= pyry_json_small_max() {
+            return pyry_json_valid_small(bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count,
+                                         maxDepth > 0 ? maxDepth : 0, utf8Validated)
+        }
+        return isValidReference(bytes, maxDepth: maxDepth, utf8Validated: utf8Validated)
+    }
+
+    /// `isValid` by the Swift scanner alone, at any size: the reference the small-message path is
+    /// compared with (`JSONDifferential`, run by the fuzzers on every input).
+    package static func isValidReference(_ bytes: UnsafeRawBufferPointer, maxDepth: Int = defaultMaxDepth,
+                                         utf8Validated: Bool = false) -> Bool {
         var s = JSONScanner(bytes)
         s.utf8Validated = utf8Validated
         s.skipWhitespace()

@@ -1,8 +1,8 @@
 import CRelaySIMD
 
-/// The CRelaySIMD kernels (unmask, UTF-8, JSON string scan, copy) checked against the Swift
-/// reference code on arbitrary bytes, at every level this CPU offers (scalar C, SSE2, AVX2),
-/// not only the one chosen at load time. Traps on the first disagreement: fuzz-frame and
+/// The CRelaySIMD kernels (unmask, UTF-8, JSON string scan, copy; the small-message JSON
+/// validator through `JSONDifferential`) checked against the Swift reference code on arbitrary
+/// bytes, at every level this CPU offers (scalar C, SSE2, AVX2), not only the one chosen at load time. Traps on the first disagreement: fuzz-frame and
 /// fuzz-envelope run it on every input, the unit tests on the hard cases.
 public enum SIMDDifferential {
     /// The kernel tables of every level this CPU (and build) has, lowest first.
@@ -75,5 +75,6 @@ public enum SIMDDifferential {
                 precondition(a.elementsEqual(bytes), "\(level) copy")
             }
         }
+        JSONDifferential.check(bytes)
     }
 }

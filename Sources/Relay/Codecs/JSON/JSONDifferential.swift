@@ -1,0 +1,38 @@
+import CRelaySIMD
+
+/// The small-message JSON validator (`pyry_json_valid_small`) checked against the Swift scanner
+/// (`JSON.isValidReference`) at every level this CPU offers, with and without the UTF-8 shortcut
+/// and at depth limits around the input's own nesting. Traps on the first disagreement:
+/// `SIMDDifferential.check` runs it, so fuzz-frame and fuzz-envelope do on every input.
+public enum JSONDifferential {
+    /// Inputs longer than the small path takes are checked by their first and last
+    /// `PYRY_JSON_SMALL_MAX` bytes.
+    public static func check(_ bytes: UnsafeRawBufferPointer) {
+        let small = Int(PYRY_JSON_SMALL_MAX)
+        if bytes.count <= small {
+            compare(bytes)
+        } else {
+            compare(UnsafeRawBufferPointer(rebasing: bytes.prefix(small)))
+            compare(UnsafeRawBufferPointer(rebasing: bytes.suffix(small)))
+        }
+    }
+
+    private static func compare(_ bytes: UnsafeRawBufferPointer) {
+        var utf8 = UTF8Validator()
+        let isUTF8 = utf8.feedReference(bytes) && utf8.isComplete
+        // The default limit, and 0...3: below, at and above the nesting of short inputs.
+        let depths = [JSON.defaultMaxDepth, 0, 1, 2, 3]  // all >= 0: the kernel's limit is unsigned
+        let p = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
+        for k in SIMDDifferential.levels {
+            for maxDepth in depths {
+                let expected = JSON.isValidReference(bytes, maxDepth: maxDepth)
+                precondition(k.json_valid_small(p, bytes.count, maxDepth, false) == expected,
+                             "\(String(cString: k.name)) json_valid_small, maxDepth \(maxDepth)")
+                if isUTF8 {
+                    precondition(k.json_valid_small(p, bytes.count, maxDepth, true) == expected,
+                                 "\(String(cString: k.name)) json_valid_small (UTF-8 validated), maxDepth \(maxDepth)")
+                }
+            }
+        }
+    }
+}
