@@ -11,7 +11,6 @@ package final class Peer: ConnectionDelegate, HandleOwner {
 
     // Widest fields first, the small ones together at the end: one record per idle connection
     // (docs/benchmarks.md, M1). What can be rebuilt when a log line needs it is not stored: the
-    // client's address is the connection's (`admit` sets it from a trusted X-Forwarded-For), the
     // conn id is the role, the server-id and `idSuffix`; what the client says it is waits in
     // `RelayService.unloggedLabels` until the one line that names it is written.
     package let handle: ConnHandle
@@ -32,14 +31,19 @@ package final class Peer: ConnectionDelegate, HandleOwner {
     package var binary: Unmanaged<Peer>?
     /// What the forwarding rules remember of this connection (`ForwardingCore`).
     package var flow = ForwardingState()
+    /// The client (the peer, or the trusted X-Forwarded-For entry): the connection lets go of its
+    /// address at the upgrade, the record keeps it for logs and the per-IP count at close.
+    package let remote: IPEndpoint
     /// The 8 hex digits of the conn id (docs/protocol.md §2–§3), once `hasConnID`.
     private var idSuffix: UInt32 = 0
     package let role: Role
     /// A binary gets its conn id after the upgrade, a phone when the registry accepts it.
     private var hasConnID = false
 
-    package init(role: Role, handle: ConnHandle, connection: Connection, service: RelayService, serverID: String) {
+    package init(role: Role, handle: ConnHandle, connection: Connection, service: RelayService, serverID: String,
+                 remote: IPEndpoint) {
         self.role = role
+        self.remote = remote
         self.handle = handle
         self.connection = connection
         self.service = Unmanaged.passUnretained(service)
@@ -54,11 +58,11 @@ package final class Peer: ConnectionDelegate, HandleOwner {
     }
 
     /// The client IP (the peer, or the trusted X-Forwarded-For entry), for logs.
-    package var ip: String { connection.remote.ipString }
+    package var ip: String { remote.ipString }
 
     /// What the per-IP limits count this connection under (an IPv6 client's /64). Admission
     /// refuses a client whose address is not an IP, so the fallback is never taken.
-    package var key: ClientKey { ClientKey(connection.remote) ?? .unattributed }
+    package var key: ClientKey { ClientKey(remote) ?? .unattributed }
 
     /// Gives the binary its conn id (`server-<server-id>-<8 hex>`).
     package func assignBinaryID(_ suffix: UInt32) {

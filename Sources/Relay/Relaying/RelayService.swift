@@ -204,13 +204,10 @@ public final class RelayService: ConnectionDelegate, TimerOwner {
         case .refuse(let refusal):
             return refuse(c, head, endpoint: endpoint, refusal)
         }
-        // Admitted, so the client is an IP. The record reads its address from the connection
-        // (logs, the per-IP count at close) rather than keeping a copy.
-        c.remote = client!
-        // The gate made sure the server-id header is there.
+        // Admitted, so the client is an IP; the gate made sure the server-id header is there.
         let peer = peers.insert {
             Peer(role: endpoint == .server ? .binary : .phone, handle: $0, connection: c, service: self,
-                 serverID: head.value("x-pyrycode-server")!)
+                 serverID: head.value("x-pyrycode-server")!, remote: client!)
         }
         let label = endpoint == .server
             ? head.value("x-pyrycode-version") ?? ""
