@@ -16,9 +16,11 @@ extension RelayService {
             // The connection tells when its queue, above high water, drains (`peerDidDrain`).
             c.backpressure.highWater = core.highWater
             c.backpressure.lowWater = core.lowWater
-            // Nothing from a binary is forwarded until it holds the slot (the claim may wait on a probe).
-            c.pauseReading()
             perform(registry.claimBinary(peer.handle, serverID: peer.serverID, now: now))
+            // Nothing from a binary is forwarded until it holds the slot: a claim that waits on a
+            // probe stops reading until `.claimed` (an uncontested claim holds it already, and
+            // costs no `epoll_ctl` pair).
+            if registry.isPending(peer.handle) { c.pauseReading() }
         case .phone:
             switch registry.registerPhone(peer.handle, serverID: peer.serverID, random: random.next32()) {
             case .registered(let suffix):
