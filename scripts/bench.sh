@@ -14,7 +14,8 @@
 #
 # Env: SCENARIOS (default "S1 S1b S2 S2b S3 S4 S5 S6 S7 S8 L1 M1 M1TLS"),
 #      DURATION (s per window, default 5), REPEATS (default 3), SCRATCH (default .build),
-#      M1_PAIRS (default "1000 5000 9000"), M1_TLS_PAIRS (default "1000 5000"), S7_RUNS (default 5: relay
+#      M1_PAIRS (default "1000 5000 9000"), M1_TLS_PAIRS (default "1000 5000"),
+#      M1_WARMUP_PAIRS (default 100; 0 = measure from a cold process: see warm_up), S7_RUNS (default 5: relay
 #      and nginx runs of the TLS handshake comparison, scripts/tls-handshake-bench.sh),
 #      L1_RUNS (default 5: L1 runs floor, relay, floor, … this many times each; the summary
 #      takes the median per load level — the latency tail varies more from run to run than rates),
@@ -29,6 +30,7 @@ REPEATS=${REPEATS:-3}
 SCRATCH=${SCRATCH:-.build}
 M1_PAIRS=${M1_PAIRS:-"1000 5000 9000"}
 M1_TLS_PAIRS=${M1_TLS_PAIRS:-"1000 5000"}
+M1_WARMUP_PAIRS=${M1_WARMUP_PAIRS:-100}
 S7_RUNS=${S7_RUNS:-5}
 L1_RUNS=${L1_RUNS:-5}
 RELAY_PORT=${RELAY_PORT:-18080}
@@ -152,6 +154,23 @@ print(json.dumps({"tool": "openssl-speed", "scenario": "S7", "target_kind": "ope
                   "x25519_ops_per_s": x, "ecdsap256_sign_per_s": s, "handshakes_per_s": hs}))' >>"$RESULTS"
 }
 
+# M1 measures what each further idle connection costs, so before its baseline the target serves
+# M1_WARMUP_PAIRS pairs once (connect, one exchange, close), as bench/tls-idle-ssl.c warms up
+# with 100 connections: the first connections page in code and fill pools and tables once per
+# process, which a per-connection figure must not carry. One more bare TCP connection then
+# starts the relay's post-storm trim (500 ms after accepts go quiet), awaited before the
+# baseline so that the warm-up's freed pages are not returned during the measured run.
+warm_up() { # TARGETKIND(relay|floor|tls)
+  [[ $M1_WARMUP_PAIRS -gt 0 ]] || return 0
+  local target="ws://127.0.0.1:$RELAY_PORT" port=$RELAY_PORT extra=()
+  [[ $1 == floor ]] && { target="ws://127.0.0.1:$FLOOR_PORT"; port=$FLOOR_PORT; }
+  [[ $1 == tls ]] && { target="wss://127.0.0.1:$TLS_PORT"; port=$TLS_PORT; extra=(--ca "$RUNDIR/pki/ca.crt"); }
+  taskset -c 1 "$BIN/relay-bench" run M1 --target "$target" --pairs "$M1_WARMUP_PAIRS" --repeats 1 --quiet \
+    "${extra[@]}" >/dev/null 2>&1 || echo "bench: M1 warm-up vs $1 FAILED"
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || true
+  sleep 1.5
+}
+
 make_pki
 start_targets
 for s in $SCENARIOS; do
@@ -159,12 +178,12 @@ for s in $SCENARIOS; do
     M1)
       for n in $M1_PAIRS; do
         w=1; [[ $n -gt 8000 ]] && w=2   # 2 sockets per pair: 9k pairs need two generator processes
-        start_targets; run M1 floor --pairs "$n" --workers "$w"
-        start_targets; run M1 relay --pairs "$n" --workers "$w"
+        start_targets; warm_up floor; run M1 floor --label "make-bench warm-up $M1_WARMUP_PAIRS" --pairs "$n" --workers "$w"
+        start_targets; warm_up relay; run M1 relay --label "make-bench warm-up $M1_WARMUP_PAIRS" --pairs "$n" --workers "$w"
       done
       start_targets ;;
     M1TLS)
-      for n in $M1_TLS_PAIRS; do start_tls_relay; run M1 tls --pairs "$n"; openssl_idle_ssl "$n"; done
+      for n in $M1_TLS_PAIRS; do start_tls_relay; warm_up tls; run M1 tls --label "make-bench warm-up $M1_WARMUP_PAIRS" --pairs "$n"; openssl_idle_ssl "$n"; done
       start_targets ;;
     L1) for _ in $(seq "$L1_RUNS"); do run L1 floor; run L1 relay; done ;;
     S4|S8) run "$s" relay ;;             # fan-in / backpressure: no 1:1 floor equivalent

@@ -206,6 +206,69 @@ import Testing
         #expect(second.fired.map(\.kind) == [.only] && second.fired.map(\.key) == [7])
     }
 
+    @Test func aFullHeapDropsStaleEntriesInsteadOfGrowing() throws {
+        let q = try TimerQueue()
+        q.isStale = { $0.kind == 9 }
+        let capacity = q.capacity
+        // Fill the storage exactly, every other entry stale, deadlines descending (worst order).
+        for i in 0..<capacity {
+            q.schedule(at: Int64(10 * (capacity - i)), key: UInt64(i), kind: i % 2 == 0 ? 9 : 1)
+        }
+        #expect(q.count == capacity && q.capacity == capacity)
+        q.schedule(at: 5, key: 999_999, kind: 1)
+        #expect(q.capacity == capacity, "the stale half made room: no doubling")
+        #expect(q.count == capacity / 2 + 1)
+        #expect(q.nextDeadline == 5)
+        var due: [TimerEntry] = []
+        q.popDue(now: TimerEntry.maxDeadline, into: &due)
+        #expect(due.allSatisfy { $0.kind == 1 })
+        #expect(due.count == capacity / 2 + 1)
+        #expect(due.map(\.deadline) == due.map(\.deadline).sorted(), "still a heap after the rebuild")
+    }
+
+    @Test func aFullHeapWithNothingStaleGrows() throws {
+        let q = try TimerQueue()
+        var asked = 0
+        q.isStale = { _ in asked += 1; return false }
+        let capacity = q.capacity
+        for i in 0...capacity { q.schedule(at: Int64(i), key: UInt64(i), kind: 1) }
+        #expect(asked == capacity, "asked once per entry, at the one would-be doubling")
+        #expect(q.capacity > capacity && q.count == capacity + 1)
+    }
+
+    @Test func theReactorDropsHTTPPhaseEntriesOfGoneHandlersAndOwnersWhenFull() throws {
+        final class Handler: EventHandler {
+            var over = false
+            override func timerIsStale(kind: UInt8) -> Bool { over && kind == 1 }
+        }
+        let reactor = try Reactor()
+        var (r, w): (Int32, Int32) = (0, 0)
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        (r, w) = (fds[0], fds[1])
+        defer { _ = close(r); _ = close(w) }
+        let h = Handler()
+        let token = try reactor.register(fd: r, events: Reactor.readable, handler: h)
+        var gone: TimerRecorder<FirstKind>? = TimerRecorder(reactor)
+        let far = reactor.now + 60_000
+        let capacity = reactor.timers.capacity
+        var scheduled = 0
+        // A third each: the handler's kind 1 (over below), its kind 2 (kept), the owner's (gone below).
+        while scheduled + 3 <= capacity {
+            reactor.schedule(token, at: far, kind: 1)
+            reactor.schedule(token, at: far, kind: 2)
+            gone!.handle.schedule(.a, at: far)
+            scheduled += 3
+        }
+        while scheduled < capacity { reactor.schedule(token, at: far, kind: 2); scheduled += 1 }
+        h.over = true
+        gone = nil
+        reactor.schedule(token, at: far, kind: 2)
+        #expect(reactor.timers.capacity == capacity)
+        #expect(reactor.timers.count == capacity - 2 * (capacity / 3) + 1, "kind 2 entries kept, the rest dropped")
+        try reactor.deregister(fd: r, token: token)
+    }
+
     @Test func entriesOfAnOwnerThatIsGoneFireIntoNothing() throws {
         let reactor = try Reactor()
         var gone: TimerRecorder<FirstKind>? = TimerRecorder(reactor)

@@ -10,6 +10,10 @@ open class EventHandler {
     open func handleEvent(_ events: UInt32) {}
     /// A timer this handler scheduled with `Reactor.schedule(_:at:kind:)` came due.
     open func timerFired(kind: UInt8, now: Int64) {}
+    /// Whether a pending timer of `kind` would now do nothing when it fires, so the reactor may
+    /// drop it unfired (only when its heap is full). A handler that keeps its own "entry pending"
+    /// flag for a kind must answer false for that kind.
+    open func timerIsStale(kind: UInt8) -> Bool { false }
     /// Called once after `Reactor.markDirty(_:)`: right after the current event in a small
     /// batch, else at the end of the loop iteration (write coalescing).
     open func flushTick() {}
@@ -72,6 +76,15 @@ public final class Reactor {
         dirty = .allocate(capacity: dirtyCapacity)
         timers = try TimerQueue()
         try addRaw(fd: timers.fd, events: Reactor.readable, data: UInt64.max)
+        timers.isStale = { [unowned(unsafe) self] entry in self.timerIsStale(entry) }
+    }
+
+    /// An entry that would fire into nothing (`TimerQueue.isStale`): a dead owner, a handler no
+    /// longer registered, or one that says the kind is over (`EventHandler.timerIsStale`).
+    private func timerIsStale(_ e: TimerEntry) -> Bool {
+        if e.owner != 0 { return !timerOwners[Int(e.owner) - 1].liveness.ownerAlive }
+        guard let h = registered(Token(raw: e.key)) else { return true }
+        return h._withUnsafeGuaranteedRef { $0.timerIsStale(kind: e.kind) }
     }
 
     public var registrationCount: Int { slots.count - freeSlots.count }

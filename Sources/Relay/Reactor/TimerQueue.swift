@@ -60,13 +60,24 @@ public final class TimerQueue {
 
     public var fd: Int32 { timerFD.raw }
     public var count: Int { heap.count }
+    /// Entries the storage holds before it grows.
+    public var capacity: Int { heap.capacity }
     /// The earliest deadline, `.max` when empty: the loop pops and re-arms only when it moved.
     /// Kept beside the heap, so the loop's two reads per iteration are one load each.
     public private(set) var nextDeadline: Int64 = .max
     /// Entries pushed since the queue was made (tests count heap work with it).
     public private(set) var pushes = 0
 
+    /// Whether an entry may go unfired: its handler or owner is gone, or the state it guards is
+    /// over (an HTTP-phase deadline of a connection that upgraded). Asked only when the heap's
+    /// storage is full, before it would double: lazy expiry leaves such entries until their
+    /// deadline, so after a connection storm every connection would hold two (its header
+    /// timeout's and its heartbeat's) for the header timeout's 5 s, and the doubled storage would
+    /// stay (docs/benchmarks.md, M1).
+    public var isStale: ((TimerEntry) -> Bool)?
+
     public func schedule(at deadline: Int64, key: UInt64, kind: UInt8, owner: UInt32 = 0) {
+        if heap.count == heap.capacity, let isStale { dropStale(isStale) }
         heap.append(TimerEntry(deadline: deadline, key: key, kind: kind, owner: owner))
         pushes &+= 1
         siftUp(heap.count - 1)
@@ -114,6 +125,21 @@ public final class TimerQueue {
             if spec.it_value.tv_sec == 0 && spec.it_value.tv_nsec == 0 { spec.it_value.tv_nsec = 1 }
         }
         _ = timerfd_settime(timerFD.raw, Int32(TFD_TIMER_ABSTIME), &spec, nil)
+    }
+
+    /// Removes the entries `isStale` names and rebuilds the heap in place (Floyd: O(n), once per
+    /// would-be doubling). The storage keeps its capacity.
+    @inline(never)
+    private func dropStale(_ isStale: (TimerEntry) -> Bool) {
+        let before = heap.count
+        heap.removeAll(where: isStale)
+        guard heap.count < before else { return }
+        var i = heap.count / 2 - 1
+        while i >= 0 {
+            siftDown(i)
+            i -= 1
+        }
+        nextDeadline = heap.first?.deadline ?? .max
     }
 
     private func siftUp(_ i0: Int) {

@@ -214,6 +214,16 @@ public final class Connection: EventHandler {
         }
     }
 
+    /// The HTTP phase's deadlines end with it: after the upgrade (or at close) their entries
+    /// would fire into nothing (`timerFired` checks `http`), so a full timer heap drops them.
+    override public func timerIsStale(kind: UInt8) -> Bool {
+        guard let k = TimerKind(rawValue: kind) else { return false }
+        switch k {
+        case .httpDeadline, .proxyDeadline: return http == nil || state != .http
+        default: return false
+        }
+    }
+
     override public func timerFired(kind: UInt8, now: Int64) {
         guard state != .closed, let k = TimerKind(rawValue: kind) else { return }
         switch k {
