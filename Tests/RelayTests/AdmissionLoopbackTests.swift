@@ -1,4 +1,5 @@
 import CEpoll
+import Glibc
 import Testing
 @testable import RelaySystem
 @testable import RelayReactor
@@ -148,6 +149,12 @@ import Testing
         let record = server.relay.peers.values.first
         #expect(record?.ip == "198.51.100.7")
         #expect(record?.key == ClientKey(ip: "198.51.100.7"))
+        // The record keeps the address in 16 bytes of its 120 (docs/benchmarks.md, M1).
+        #expect(MemoryLayout<ForwardingState>.size == 25)
+        if let record {
+            let usable = malloc_usable_size(Unmanaged.passUnretained(record).toOpaque())
+            #expect(usable <= 120, "Peer takes \(usable) usable bytes")
+        }
         #expect(status(server, serverID: "b", xff: "198.51.100.7", keep: &keep) == "HTTP/1.1 429")
         keep[0].close()
         #expect(server.pump { server.relay.liveConnectionCount == 0 })

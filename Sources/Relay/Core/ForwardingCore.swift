@@ -247,9 +247,11 @@ public struct ForwardingState {
     }
 
     public var phonesPaused: Bool { paused }
+    // The ledger first: the flag and the notice fill its tail (25 bytes in all), and the record
+    // that holds this state packs its own small fields after them (docs/benchmarks.md, M1).
+    @usableFromInline package var outbox = OutboxLedger()
     @usableFromInline package var paused = false
     public package(set) var notice = Notice.undecided
-    @usableFromInline package var outbox = OutboxLedger()
 
     public init() {}
 }
@@ -263,9 +265,10 @@ public struct ForwardingState {
 package struct OutboxLedger {
     /// `ends[head...]`: the messages before `newest` not yet fully written.
     @usableFromInline package var ends: [Int] = []
-    @usableFromInline package var head = 0
     /// Where the newest message ends; 0 once it is known to be written (a frame is never empty).
     @usableFromInline package var newest = 0
+    /// An index into `ends`, which holds at most a phone's outbox of messages (32 bits: 20 bytes in all).
+    @usableFromInline package var head: Int32 = 0
     /// Written entries are dropped in batches of at least this many: a removal per message would
     /// cost more than the rest of the charge.
     private static let batch = 32
@@ -280,7 +283,7 @@ package struct OutboxLedger {
             if !ends.isEmpty { clearEnds() }
             return 0
         }
-        if head == ends.count { return 1 }
+        if Int(head) == ends.count { return 1 }
         return settle(written: written) + 1
     }
 
@@ -292,17 +295,19 @@ package struct OutboxLedger {
 
     @usableFromInline
     package mutating func settle(written: Int) -> Int {
-        while head < ends.count && ends[head] <= written { head += 1 }
-        if head >= OutboxLedger.batch {
-            if head == ends.count {
+        var h = Int(head)
+        defer { head = Int32(h) }
+        while h < ends.count && ends[h] <= written { h += 1 }
+        if h >= OutboxLedger.batch {
+            if h == ends.count {
                 ends.removeAll(keepingCapacity: true)
-                head = 0
-            } else if head * 2 > ends.count {
-                ends.removeFirst(head)
-                head = 0
+                h = 0
+            } else if h * 2 > ends.count {
+                ends.removeFirst(h)
+                h = 0
             }
         }
-        return ends.count - head
+        return ends.count - h
     }
 
     @inlinable

@@ -19,9 +19,9 @@ package final class Peer: ConnectionDelegate, HandleOwner {
     private let service: Unmanaged<RelayService>
     package let serverID: String
     /// A registered phone's conn id as escaped JSON string content, for wrapping its messages:
-    /// a raw block this record owns (set once, freed in `deinit`), so wrapping a message retains
-    /// no array.
-    package private(set) var connIDBytes = UnsafeRawBufferPointer(start: nil, count: 0)
+    /// a raw block this record owns (set once, freed in `deinit`), its length in the first 4
+    /// bytes (a pointer here, not a pointer and a count), so wrapping a message retains no array.
+    private var connIDBlock: UnsafeMutableRawPointer?
     /// For a phone: its binary while the registry lists the phone under that binary (a cache of
     /// `Registry.route`; saves a lookup in the peer table and one in the registry per message). Unretained and borrowed per message
     /// (`_withUnsafeGuaranteedRef`; an `unowned(unsafe)` load would still be retained), so a
@@ -29,28 +29,42 @@ package final class Peer: ConnectionDelegate, HandleOwner {
     /// registry (`phoneLeavesNow`, eviction, `peerDidClose`) and on every phone of a binary that
     /// closes, before the binary's record can go.
     package var binary: Unmanaged<Peer>?
-    /// What the forwarding rules remember of this connection (`ForwardingCore`).
+    /// What the forwarding rules remember of this connection (`ForwardingCore`): 25 bytes, the
+    /// one-byte fields below fill its tail.
     package var flow = ForwardingState()
-    /// The client (the peer, or the trusted X-Forwarded-For entry): the connection lets go of its
-    /// address at the upgrade, the record keeps it for logs and the per-IP count at close.
-    package let remote: IPEndpoint
-    /// The 8 hex digits of the conn id (docs/protocol.md §2–§3), once `hasConnID`.
-    private var idSuffix: UInt32 = 0
     package let role: Role
     /// A binary gets its conn id after the upgrade, a phone when the registry accepts it.
     private var hasConnID = false
+    /// The 8 hex digits of the conn id (docs/protocol.md §2–§3), once `hasConnID`.
+    private var idSuffix: UInt32 = 0
+    /// The client's IP (the peer, or the trusted X-Forwarded-For entry), its two halves as
+    /// `IPEndpoint` holds them: the connection lets go of its address at the upgrade, the record
+    /// keeps it for logs and the per-IP count at close. 16 bytes, so the record is 120.
+    private let addressHigh: UInt64
+    private let addressLow: UInt64
 
     package init(role: Role, handle: ConnHandle, connection: Connection, service: RelayService, serverID: String,
                  remote: IPEndpoint) {
         self.role = role
-        self.remote = remote
+        addressHigh = remote.high
+        addressLow = remote.low
         self.handle = handle
         self.connection = connection
         self.service = Unmanaged.passUnretained(service)
         self.serverID = serverID
     }
 
-    deinit { connIDBytes.deallocate() }
+    deinit { connIDBlock?.deallocate() }
+
+    /// The escaped conn id a phone's messages are wrapped with (empty before registration).
+    @inline(__always)
+    package var connIDBytes: UnsafeRawBufferPointer {
+        guard let b = connIDBlock else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        return UnsafeRawBufferPointer(start: b + 4, count: Int(b.load(as: UInt32.self)))
+    }
+
+    /// The client (port 0: the record keeps the IP only).
+    package var remote: IPEndpoint { IPEndpoint(ipHigh: addressHigh, low: addressLow) }
 
     /// The conn id, or "" before it has one.
     package var connID: String {
@@ -76,10 +90,11 @@ package final class Peer: ConnectionDelegate, HandleOwner {
         idSuffix = suffix
         hasConnID = true
         let bytes = JSONString.escaped(connID)
-        let block = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
-        block.copyMemory(from: UnsafeRawBufferPointer(start: bytes, count: bytes.count))
-        connIDBytes.deallocate()
-        connIDBytes = UnsafeRawBufferPointer(block)
+        let block = UnsafeMutableRawPointer.allocate(byteCount: 4 + bytes.count, alignment: 4)
+        block.storeBytes(of: UInt32(bytes.count), as: UInt32.self)
+        (block + 4).copyMemory(from: bytes, byteCount: bytes.count)
+        connIDBlock?.deallocate()
+        connIDBlock = block
     }
 
     /// A phone is registered once it has its conn id.

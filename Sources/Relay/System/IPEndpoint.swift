@@ -22,6 +22,15 @@ public struct IPEndpoint: Equatable, Sendable {
         isIP = bytes != nil
     }
 
+    /// An IP address from its two halves (as `high`/`low` hold them), port 0: what a record that
+    /// keeps only the address (16 bytes) gives back.
+    package init(ipHigh: UInt64, low: UInt64) {
+        high = ipHigh
+        self.low = low
+        port = 0
+        isIP = true
+    }
+
     package var isIPv4: Bool { high == 0 && low >> 32 == 0xffff }
 
     /// The IP as text, no port ("" when not an IP address).
