@@ -56,7 +56,7 @@ extension Connection {
                 if wsParser.lastMessageCompressed {
                     guard deliverCompressed(payload, opcode: opcode) else { return offset }
                 } else if state == .open {
-                    delegate.connection(self, message: payload, opcode: opcode)
+                    toDelegate { $0.connection(self, message: payload, opcode: opcode) }
                 }
             case .fragment(let consumed):
                 offset += consumed
