@@ -353,6 +353,10 @@ public final class Connection: EventHandler {
         context.queuedBytes -= output.count
         if output.capacity > context.pool.blockSize { context.noteReleased(output.capacity) }
         output.release(to: context.pool)
+        // Callbacks borrow the delegate (`toDelegate`): one may be running below this close (a
+        // message that sheds its own sender), and the application lets go of the delegate here.
+        let delegate = self.delegate
+        context.reactor.keepUntilIterationEnd(delegate)
         delegate.connectionDidClose(self, peerCode: peerCloseCode, localCode: localCloseCode)
     }
 
