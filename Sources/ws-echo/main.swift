@@ -22,7 +22,7 @@ final class EchoService: ConnectionDelegate {
         live[ObjectIdentifier(c)] = c
     }
 
-    func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition {
+    override func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition {
         switch WebSocketHandshake.validate(head) {
         case .accept(let key):
             let deflate = permessageDeflate ? c.acceptPerMessageDeflate(head) : nil
@@ -31,13 +31,13 @@ final class EchoService: ConnectionDelegate {
         }
     }
 
-    func connectionDidUpgrade(_ c: Connection) {}
+    override func connectionDidUpgrade(_ c: Connection) {}
 
-    func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode) {
+    override func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode) {
         c.sendFrame(opcode: opcode, payload: payload)
     }
 
-    func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?) {
+    override func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?) {
         live[ObjectIdentifier(c)] = nil
     }
 }

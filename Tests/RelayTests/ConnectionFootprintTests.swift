@@ -14,14 +14,14 @@ import Testing
         var upgraded = false
         var closed = false
         var remoteAtRequest = ""
-        func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition {
+        override func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition {
             remoteAtRequest = c.remote.ipString
             guard case .accept(let key) = WebSocketHandshake.validate(head) else { return .drop }
             return .upgrade(acceptKey: key, extraHeaders: [])
         }
-        func connectionDidUpgrade(_ c: Connection) { upgraded = true }
-        func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode) {}
-        func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?) { closed = true }
+        override func connectionDidUpgrade(_ c: Connection) { upgraded = true }
+        override func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode) {}
+        override func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?) { closed = true }
     }
 
     /// A connection over a socketpair, upgraded; the other end is `client`.

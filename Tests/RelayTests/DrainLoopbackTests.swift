@@ -13,14 +13,14 @@ import Testing
     final class Recorder: ConnectionDelegate {
         var upgraded = false
         var drainedAt: [Int] = []
-        func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition {
+        override func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition {
             guard case .accept(let key) = WebSocketHandshake.validate(head) else { return .drop }
             return .upgrade(acceptKey: key, extraHeaders: [])
         }
-        func connectionDidUpgrade(_ c: Connection) { upgraded = true }
-        func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode) {}
-        func connectionDidDrain(_ c: Connection) { drainedAt.append(c.queuedBytes) }
-        func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?) {}
+        override func connectionDidUpgrade(_ c: Connection) { upgraded = true }
+        override func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode) {}
+        override func connectionDidDrain(_ c: Connection) { drainedAt.append(c.queuedBytes) }
+        override func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?) {}
     }
 
     @Test func drainFiresAtTheLowWaterMarkWhileBytesStillWait() throws {

@@ -33,7 +33,7 @@ package final class HTTPChallengeService: ConnectionDelegate {
         live[ObjectIdentifier(c)] = c
     }
 
-    package func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition {
+    package override func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition {
         let response: [UInt8]
         if head.path.hasPrefix(HTTPChallengeService.challengePrefix),
            let answer = acme.http01[String(head.path.dropFirst(HTTPChallengeService.challengePrefix.count))] {
@@ -53,9 +53,9 @@ package final class HTTPChallengeService: ConnectionDelegate {
         return .respond(head.method == "HEAD" ? HTTPResponse.withoutBody(response) : response, close: true)
     }
 
-    package func connectionDidUpgrade(_ c: Connection) {}
-    package func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode) {}
-    package func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?) {
+    package override func connectionDidUpgrade(_ c: Connection) {}
+    package override func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode) {}
+    package override func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?) {
         live[ObjectIdentifier(c)] = nil
     }
 }

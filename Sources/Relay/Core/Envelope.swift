@@ -5,9 +5,9 @@ import RelayCodecs
 /// The routing envelope between the relay and a binary (docs/protocol.md §7.1, §7.2, §9.5).
 public enum Envelope {
     // `{"conn_id":"` … `","frame":` … `}` — exactly these two keys in this order (docs/protocol.md §7.1).
-    package static let wrapHead: StaticString = "{\"conn_id\":\""
-    package static let wrapMiddle: StaticString = "\",\"frame\":"
-    package static let wrapTail: StaticString = "}"
+    @usableFromInline package static let wrapHead: StaticString = "{\"conn_id\":\""
+    @usableFromInline package static let wrapMiddle: StaticString = "\",\"frame\":"
+    @usableFromInline package static let wrapTail: StaticString = "}"
 
     /// Bytes `wrap` writes for a connection id of `connIDLength` bytes (already JSON-escaped,
     /// see `JSONString.escaped`) and a frame of `frameLength` bytes.
@@ -22,6 +22,8 @@ public enum Envelope {
     /// `connID` must already be the JSON string body (`JSONString.escaped(id)`, computed once per phone;
     /// ids made only of printable ASCII other than `"` `\` `<` `>` `&` are their own escape).
     /// `frame` is copied verbatim: the caller has checked it with `JSON.isValid` (docs/protocol.md §7.1).
+    /// Inlinable: every phone message is wrapped, in the service module.
+    @inlinable @inline(__always)
     public static func wrap(
         connID: UnsafeRawBufferPointer, frame: UnsafeRawBufferPointer, into dst: UnsafeMutableRawPointer
     ) -> Int {

@@ -104,8 +104,9 @@ public final class Metrics {
         o.sample("pyrycode_relay_tls_handshakes_total{result=\"failed\"} ", relay.tlsHandshakesFailed)
         o.family("pyrycode_relay_loop_iteration_seconds", "histogram", "Event-loop iteration durations (events, timers and writes of one epoll_wait wake-up).")
         var cumulative: UInt64 = 0
+        let counts = g.loopLatency.counts
         for (i, label) in Metrics.bucketLabels.enumerated() {
-            cumulative += g.loopLatency.counts[i]
+            cumulative += counts[i]
             o.append("pyrycode_relay_loop_iteration_seconds_bucket{le=\"")
             o.append(label)
             o.sample("\"} ", cumulative)

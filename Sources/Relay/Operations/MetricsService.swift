@@ -23,7 +23,7 @@ public final class MetricsService: ConnectionDelegate {
         live[ObjectIdentifier(c)] = c
     }
 
-    public func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition {
+    public override func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition {
         let close = !head.keepAlive || head.carriesBody || relay.draining
         guard head.path == "/metrics" else {
             return .respond(HTTPResponse.error(.notFound, close: close), close: close)
@@ -34,9 +34,9 @@ public final class MetricsService: ConnectionDelegate {
         return .respond(head.method == "HEAD" ? HTTPResponse.withoutBody(response) : response, close: close)
     }
 
-    public func connectionDidUpgrade(_ c: Connection) {}
-    public func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode) {}
-    public func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?) {
+    public override func connectionDidUpgrade(_ c: Connection) {}
+    public override func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode) {}
+    public override func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?) {
         live[ObjectIdentifier(c)] = nil
     }
 }

@@ -9,18 +9,28 @@ public struct LoopLatency {
         25_000_000, 50_000_000, 100_000_000, 250_000_000, 1_000_000_000,
     ]
 
-    /// Per-bucket (not cumulative) counts; the last slot is above every bound (+Inf).
-    public private(set) var counts = [UInt64](repeating: 0, count: LoopLatency.boundsNs.count + 1)
+    /// Per-bucket (not cumulative) counts, one per bound and the last above every bound (+Inf):
+    /// inline storage, so recording (once per loop iteration) has no array to check for sharing.
+    private var buckets: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+                          UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
     public private(set) var sumNs: UInt64 = 0
     public private(set) var count: UInt64 = 0
 
-    public init() {}
+    public init() {
+        precondition(MemoryLayout.size(ofValue: buckets) == (LoopLatency.boundsNs.count + 1) * 8, "a bucket per bound and +Inf")
+    }
+
+    /// Per-bucket (not cumulative) counts; the last slot is above every bound (+Inf).
+    public var counts: [UInt64] {
+        withUnsafeBytes(of: buckets) { Array($0.bindMemory(to: UInt64.self)) }
+    }
 
     @inline(__always)
     public mutating func record(_ ns: UInt64) {
         var i = 0
         while i < LoopLatency.boundsNs.count && ns > LoopLatency.boundsNs[i] { i += 1 }
-        counts[i] &+= 1
+        // i <= boundsNs.count: within the buckets (checked in `init`).
+        withUnsafeMutableBytes(of: &buckets) { $0.baseAddress!.assumingMemoryBound(to: UInt64.self)[i] &+= 1 }
         sumNs &+= ns
         count &+= 1
     }

@@ -49,8 +49,9 @@ public final class Reactor {
     private var slots: [Slot] = []
     private var freeSlots: [UInt32] = []
     /// Handlers deregistered during this loop iteration, released at its end: a handler called
-    /// borrowed may deregister itself (a close) and must live until its call returns.
-    private var retired: [Unmanaged<EventHandler>] = []
+    /// borrowed may deregister itself (a close) and must live until its call returns. Also the
+    /// objects handed to `keepUntilIterationEnd`.
+    private var retired: [Unmanaged<AnyObject>] = []
     private var dirty: UnsafeMutablePointer<UInt64>
     private var dirtyCapacity = 64
     private var dirtyCount = 0  // live prefix of `dirty`; the block is reused, grown by doubling
@@ -140,7 +141,7 @@ public final class Reactor {
     private func release(_ token: Token) {
         let i = token.slot
         guard i < slots.count, slots[i].generation == token.generation else { return }
-        if let h = slots[i].handler { retired.append(h) }
+        if let h = slots[i].handler { retired.append(.fromOpaque(h.toOpaque())) }
         slots[i].handler = nil
         slots[i].generation &+= 1
         if slots[i].generation == 0 { slots[i].generation = 1 }
@@ -162,6 +163,13 @@ public final class Reactor {
         let i = token.slot
         guard i < slots.count, slots[i].generation == token.generation else { return nil }
         return slots[i].handler
+    }
+
+    /// Keeps `object` alive until the end of this loop iteration (or of the next, when called
+    /// outside the loop): for an object something on the stack may be calling borrowed — a
+    /// connection's delegate when the connection closes in the middle of that delegate's callback.
+    public func keepUntilIterationEnd(_ object: AnyObject) {
+        retired.append(.passRetained(object))
     }
 
     private func releaseRetired() {

@@ -103,13 +103,13 @@ package final class Peer: ConnectionDelegate, HandleOwner {
     // MARK: ConnectionDelegate (from the upgrade on)
 
     /// Requests end at the upgrade: a WebSocket reads frames only.
-    package func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition { .drop }
+    package override func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition { .drop }
 
-    package func connectionDidUpgrade(_ c: Connection) {
+    package override func connectionDidUpgrade(_ c: Connection) {
         service._withUnsafeGuaranteedRef { $0.peerDidUpgrade(self) }
     }
 
-    package func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode) {
+    package override func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode) {
         service._withUnsafeGuaranteedRef { service in
             switch role {
             case .phone: service.phoneMessage(self, payload, opcode)
@@ -118,17 +118,17 @@ package final class Peer: ConnectionDelegate, HandleOwner {
         }
     }
 
-    package func connectionDidReceivePong(_ c: Connection) {
+    package override func connectionDidReceivePong(_ c: Connection) {
         service._withUnsafeGuaranteedRef { $0.peerDidReceivePong(self) }
     }
 
-    package func connectionDidDrain(_ c: Connection) { service._withUnsafeGuaranteedRef { $0.peerDidDrain(self) } }
+    package override func connectionDidDrain(_ c: Connection) { service._withUnsafeGuaranteedRef { $0.peerDidDrain(self) } }
 
-    package func connection(_ c: Connection, needsBufferRoom bytes: Int) {
+    package override func connection(_ c: Connection, needsBufferRoom bytes: Int) {
         service._withUnsafeGuaranteedRef { $0.shedLargestHolders(growing: self, by: bytes) }
     }
 
-    package func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?) {
+    package override func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?) {
         // The service lets go of this record here; it must outlive the call.
         withExtendedLifetime(self) {
             service._withUnsafeGuaranteedRef { $0.peerDidClose(self, peerCode: peerCode, localCode: localCode) }

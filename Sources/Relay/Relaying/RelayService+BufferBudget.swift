@@ -14,11 +14,6 @@ import RelayCore
 ///   condition is the relay's, which is what 1011 says (as for the backlog).
 /// A binary's own queue is bounded by pausing its phones and is never shed.
 extension RelayService {
-    /// A connection before its upgrade needs room (its peer's record asks once upgraded).
-    public func connection(_ c: Connection, needsBufferRoom bytes: Int) {
-        shedLargestHolders(growing: nil, by: bytes)
-    }
-
     /// Sheds the largest holders (`ForwardingCore.shedVictim`) until `extra` more bytes for
     /// `requester` fit in the budget, or the requester itself was shed.
     package func shedLargestHolders(growing requester: Peer? = nil, by extra: Int = 0) {

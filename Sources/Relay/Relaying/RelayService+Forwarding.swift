@@ -53,17 +53,14 @@ extension RelayService {
     /// docs/protocol.md §7.1: validate, wrap as `{"conn_id":…,"frame":…}` straight into the binary's queue.
     package func phoneMessage(_ phone: Peer, _ payload: UnsafeRawBufferPointer, _ opcode: Opcode) {
         // The binary is cached on the phone while it is live; the registry decides otherwise.
-        if let binary = phone.binary {
-            binary._withUnsafeGuaranteedRef { forward(payload, opcode, from: phone, to: $0) }
-        } else if let binary = routeToBinary(phone) {
-            forward(payload, opcode, from: phone, to: binary)
-        }
+        guard let binary = phone.binary ?? routeToBinary(phone) else { return }
+        binary._withUnsafeGuaranteedRef { forward(payload, opcode, from: phone, to: $0) }
     }
 
     /// The phone's binary from the registry, cached on the phone; nil when there is none, after
     /// answering the phone as the registry says.
     @inline(never)
-    private func routeToBinary(_ phone: Peer) -> Peer? {
+    private func routeToBinary(_ phone: Peer) -> Unmanaged<Peer>? {
         switch registry.route(phone: phone.handle) {
         case .unknown:
             return nil
@@ -73,10 +70,13 @@ extension RelayService {
         case .forward(let binaryHandle):
             guard let binary = peers[binaryHandle] else { return nil }
             phone.binary = Unmanaged.passUnretained(binary)
-            return binary
+            return phone.binary
         }
     }
 
+    /// Inlined into the one call above: a message goes from the phone's record to the binary's
+    /// queue without another call frame.
+    @inline(__always)
     private func forward(_ payload: UnsafeRawBufferPointer, _ opcode: Opcode, from phone: Peer, to binary: Peer) {
         let b = binary.connection
         // A binary that is closing is as good as gone: the phone gets the grace answer (1000).
@@ -182,21 +182,7 @@ extension RelayService {
         perform(registry.incumbentAnswered(peer.handle, now: context.reactor.now))
     }
 
-    public func connection(_ c: Connection, tlsHandshakeFinished ok: Bool) {
-        if ok { metrics.tlsHandshakesOK += 1 } else { metrics.tlsHandshakesFailed += 1 }
-    }
-
-    // The peer record is a connection's delegate from the upgrade on (`admit`), so its
-    // WebSocket events never reach the service.
-    public func connectionDidUpgrade(_ c: Connection) {}
-    public func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode) {}
-
     // MARK: departures
-
-    /// A connection closed before its upgrade (the service is its delegate until then).
-    public func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?) {
-        halfOpen.remove(c)
-    }
 
     package func peerDidClose(_ peer: Peer, peerCode: CloseCode?, localCode: CloseCode?) {
         let c = peer.connection

@@ -24,7 +24,8 @@ extension RelayService {
         }
     }
 
-    public func connection(_ c: Connection, proxiedFrom source: SocketAddress) {
+    /// The PROXY v2 header named the client of a connection not yet upgraded: it counts under that client now.
+    package func connection(_ c: Connection, wasProxiedFrom source: SocketAddress) {
         guard let key = ClientKey(source) else { return }
         for evicted in halfOpen.rekey(c, to: key) {
             metrics.halfOpenEvictions += 1

@@ -69,6 +69,7 @@ public final class RelayService: ConnectionDelegate, TimerOwner {
                                    maxConnectionsPerIP: settings.maxConnectionsPerIP, shard: settings.shard)
         self.startedMs = context.reactor.now
         self.halfOpen = HalfOpenTable(limit: settings.maxHalfOpen, perKeyLimit: settings.maxHalfOpenPerIP)
+        super.init()
         timers.schedule(.housekeeping, at: startedMs + RelayService.housekeepingMs)
         scheduleLogInterval(from: startedMs)
         // Large message buffers come and go with every big message: keep glibc from returning
@@ -137,9 +138,31 @@ public final class RelayService: ConnectionDelegate, TimerOwner {
         }
     }
 
+    // MARK: ConnectionDelegate until the upgrade (overrides live in the class body, not in extensions)
+    // The peer record is a connection's delegate from the upgrade on (`admit`), so its
+    // WebSocket events never reach the service.
+
+    public override func connection(_ c: Connection, tlsHandshakeFinished ok: Bool) {
+        if ok { metrics.tlsHandshakesOK += 1 } else { metrics.tlsHandshakesFailed += 1 }
+    }
+
+    public override func connection(_ c: Connection, proxiedFrom source: SocketAddress) {
+        connection(c, wasProxiedFrom: source)
+    }
+
+    /// A connection before its upgrade needs room (its peer's record asks once upgraded).
+    public override func connection(_ c: Connection, needsBufferRoom bytes: Int) {
+        shedLargestHolders(growing: nil, by: bytes)
+    }
+
+    /// A connection closed before its upgrade.
+    public override func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?) {
+        halfOpen.remove(c)
+    }
+
     // MARK: HTTP (docs/protocol.md §2, §2–§3)
 
-    public func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition {
+    public override func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition {
         // Request bodies are never read (docs/protocol.md §3), so a request that carries one cannot persist.
         let keepAlive = head.keepAlive && !draining && !head.carriesBody
         if let domain = settings.domain, !hostMatches(head.value("host"), domain) {

@@ -41,7 +41,7 @@ extension Connection {
                 var v = UTF8Validator()
                 guard v.feed(message), v.isComplete else { return failCompressed(.invalidPayload) }
             }
-            if state == .open { delegate.connection(self, message: message, opcode: opcode) }
+            if state == .open { toDelegate { $0.connection(self, message: message, opcode: opcode) } }
             return true
         case .tooBig:
             return failCompressed(.messageTooBig)

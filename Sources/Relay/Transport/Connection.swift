@@ -35,16 +35,14 @@ public final class Connection: EventHandler {
     /// after a blocked `SSL_write`.
     package static let tlsMaxRecordPlaintext = 16 * 1024
 
-    // Stored properties, word-sized first (the delegate is two words: object and witness
-    // table), then the rest placed so that each fills the tail of a struct whose size is not a
+    // Stored properties, word-sized first, then the rest placed so that each fills the tail of a struct whose size is not a
     // multiple of 8 (`ByteBuffer` 20 B, `WebSocketParser` 36 B, `CloseHandshake` 5 B,
     // `Backpressure` 10 B) or the gap before a 2- or 4-byte field: an idle WebSocket connection
     // is this object and nothing else, 200 bytes (docs/benchmarks.md, M1; ConnectionFootprintTests).
     public let context: IOContext
-    /// Who hears this connection's events. The application may hand a connection to a delegate
-    /// of its own (the relay: the connection's peer record, from the upgrade on); it keeps the
-    /// delegate alive until `connectionDidClose`.
-    public unowned(unsafe) var delegate: ConnectionDelegate
+    /// Who hears this connection's events, unretained: the application keeps it alive until
+    /// `connectionDidClose`, and each callback borrows it (`toDelegate`), with no retain and release.
+    private var delegateRef: Unmanaged<ConnectionDelegate>
     package var token = Token(raw: 0)
     /// Present on TLS-listener connections; every read and write goes through it.
     package var tls: TLSSession?
@@ -81,6 +79,20 @@ public final class Connection: EventHandler {
     package var writeStallTimerPending = false
     /// This connection's `settings`, by their place in `context` (one byte, not a reference).
     private let settingsIndex: UInt8
+
+    /// Who hears this connection's events. The application may hand a connection to a delegate
+    /// of its own (the relay: the connection's peer record, from the upgrade on); it keeps the
+    /// delegate alive until `connectionDidClose`.
+    public var delegate: ConnectionDelegate {
+        get { delegateRef.takeUnretainedValue() }
+        set { delegateRef = .passUnretained(newValue) }
+    }
+
+    /// Calls `body` with the delegate borrowed: the per-message callbacks cost no retain and release.
+    @inline(__always)
+    package func toDelegate<R>(_ body: (ConnectionDelegate) -> R) -> R {
+        delegateRef._withUnsafeGuaranteedRef(body)
+    }
 
     /// One object shared by every connection of the application.
     public var settings: ConnectionSettings { context.connectionSettings(settingsIndex) }
@@ -131,7 +143,7 @@ public final class Connection: EventHandler {
         self.socket = fd
         self.context = context
         self.settingsIndex = context.index(of: settings)
-        self.delegate = delegate
+        self.delegateRef = .passUnretained(delegate)
         self.http = HTTPPhase(maxHeaderBytes: settings.maxHeaderBytes, remote: IPEndpoint(remote), tlsContext: tls,
                               expectsProxyHeader: proxyHeader)
         self.wsParser = WebSocketParser(maxMessageBytes: settings.maxMessageBytes)
@@ -314,8 +326,15 @@ public final class Connection: EventHandler {
         return r
     }
 
+    /// Inlined test: most calls (the end of every flush) ask for the interest already set.
+    @inline(__always)
     package func setInterest(_ events: UInt32) {
-        guard state != .closed, events != interest else { return }
+        if events != interest { changeInterest(events) }
+    }
+
+    @inline(never)
+    private func changeInterest(_ events: UInt32) {
+        guard state != .closed else { return }
         interest = events
         // An fd epoll no longer watches as we ask would hang or spin: drop it.
         do { try context.reactor.modify(fd: fd, token: token, events: events) } catch { abort() }
@@ -344,6 +363,10 @@ public final class Connection: EventHandler {
         context.queuedBytes -= output.count
         if output.capacity > context.pool.blockSize { context.noteReleased(output.capacity) }
         output.release(to: context.pool)
+        // Callbacks borrow the delegate (`toDelegate`): one may be running below this close (a
+        // message that sheds its own sender), and the application lets go of the delegate here.
+        let delegate = self.delegate
+        context.reactor.keepUntilIterationEnd(delegate)
         delegate.connectionDidClose(self, peerCode: peerCloseCode, localCode: localCloseCode)
     }
 

@@ -14,34 +14,31 @@ public enum HTTPDisposition {
 
 /// The application on top of the transport: the relay service, or the Autobahn echo harness.
 /// Every callback runs on the loop thread, synchronously.
-public protocol ConnectionDelegate: AnyObject {
-    func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition
-    func connectionDidUpgrade(_ c: Connection)
+/// A class, not a protocol (as `EventHandler`): a connection calls it borrowed
+/// (`Unmanaged._withUnsafeGuaranteedRef`), which a protocol existential cannot be, so a message
+/// costs no retain and release. Subclasses override what they handle; the rest does nothing.
+open class ConnectionDelegate {
+    public init() {}
+    /// A request head arrived before any upgrade. The default drops the connection.
+    open func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition { .drop }
+    open func connectionDidUpgrade(_ c: Connection) {}
     /// A whole data message; `payload` is valid only during the call.
-    func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode)
+    open func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode) {}
     /// A pong arrived (heartbeat bookkeeping is done by the connection; the relay's claim probe listens here).
-    func connectionDidReceivePong(_ c: Connection)
+    open func connectionDidReceivePong(_ c: Connection) {}
     /// The output queue fell below the low-water mark after having been above the high-water mark.
-    func connectionDidDrain(_ c: Connection)
+    open func connectionDidDrain(_ c: Connection) {}
     /// The connection is gone. `peerCode` is the code of the peer's close frame (nil when it sent
     /// none or dropped), `localCode` the code we sent, if any.
-    func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?)
+    open func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?) {}
     /// A TLS handshake finished (`ok`) or failed / timed out (the connection then closes).
-    func connection(_ c: Connection, tlsHandshakeFinished ok: Bool)
+    open func connection(_ c: Connection, tlsHandshakeFinished ok: Bool) {}
     /// The PROXY v2 header named the client (`c.remote` is now `source`).
-    func connection(_ c: Connection, proxiedFrom source: SocketAddress)
+    open func connection(_ c: Connection, proxiedFrom source: SocketAddress) {}
     /// Growing `c`'s input or message assembly by `bytes` would pass `IOContext.bufferBudget`
     /// (0: it already grew past it). Shed holders, `c` included, until it fits; whatever is
     /// still missing on return is refused by shedding `c`.
-    func connection(_ c: Connection, needsBufferRoom bytes: Int)
-}
-
-extension ConnectionDelegate {
-    public func connection(_ c: Connection, tlsHandshakeFinished ok: Bool) {}
-    public func connectionDidReceivePong(_ c: Connection) {}
-    public func connectionDidDrain(_ c: Connection) {}
-    public func connection(_ c: Connection, proxiedFrom source: SocketAddress) {}
-    public func connection(_ c: Connection, needsBufferRoom bytes: Int) {}
+    open func connection(_ c: Connection, needsBufferRoom bytes: Int) {}
 }
 
 /// WebSocket settings chosen by the application: one object, shared by reference by every

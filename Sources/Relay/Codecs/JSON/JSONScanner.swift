@@ -23,6 +23,8 @@ public enum JSON {
     /// True when `bytes` is exactly one JSON value, optionally surrounded by whitespace.
     /// `utf8Validated`: the caller already checked the bytes are UTF-8 (a WebSocket text message,
     /// RFC 6455 §8.1), so strings skip that check.
+    /// Inlinable: the relay checks every phone message with it, from the service module.
+    @inlinable @inline(__always)
     public static func isValid(_ bytes: UnsafeRawBufferPointer, maxDepth: Int = defaultMaxDepth,
                                utf8Validated: Bool = false) -> Bool {
         // Small messages, the usual phone message among them, in one C pass (CRelaySIMD.h):
@@ -36,6 +38,7 @@ public enum JSON {
 
     /// `isValid` by the Swift scanner alone, at any size: the reference the small-message path is
     /// compared with (`JSONDifferential`, run by the fuzzers on every input).
+    @usableFromInline
     package static func isValidReference(_ bytes: UnsafeRawBufferPointer, maxDepth: Int = defaultMaxDepth,
                                          utf8Validated: Bool = false) -> Bool {
         var s = JSONScanner(bytes)

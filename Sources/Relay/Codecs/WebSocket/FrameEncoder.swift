@@ -9,7 +9,8 @@ public enum FrameEncoder {
     /// Writes an unmasked frame header into `into` (which must have room for
     /// `headerLength(payloadLength:)` bytes) and returns its length. Uses the minimal length
     /// encoding (§5.2 "the minimal number of bytes MUST be used").
-    @inline(__always)
+    /// Inlinable: it runs for every frame queued, from the transport module.
+    @inlinable @inline(__always)
     public static func writeHeader(
         opcode: Opcode, fin: Bool = true, payloadLength: Int, into: UnsafeMutableRawPointer
     ) -> Int {

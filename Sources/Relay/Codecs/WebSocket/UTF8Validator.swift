@@ -29,6 +29,7 @@ public struct UTF8Validator: Sendable {
 
     /// Feeds more bytes. Returns false as soon as the bytes so far cannot be valid UTF-8;
     /// after that every call returns false until `reset()`.
+    @inline(__always)
     public mutating func feed(_ b: UnsafeRawBufferPointer) -> Bool {
         feed(b, validate: pyry_utf8_valid)
     }
