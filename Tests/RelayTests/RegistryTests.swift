@@ -31,6 +31,20 @@ import Testing
         #expect(r.liveBinary(serverID: "other") == nil)
     }
 
+    @Test func recordsOfOneServerIDCanShareTheRegistrysString() {
+        let r = makeRegistry()
+        let id = "a-server-id-longer-than-fifteen-bytes-\(Int.random(in: 0..<10))"  // heap-allocated
+        let heard = String(decoding: Array(id.utf8), as: UTF8.self)  // equal, own storage (a header)
+        #expect(r.sharedServerID(heard) == heard, "no slot yet: the argument")
+        _ = r.claimBinary(b1, serverID: id, now: 0)
+        var shared = r.sharedServerID(heard)
+        var original = id
+        #expect(shared == heard)
+        let sameBlock = shared.withUTF8 { a in original.withUTF8 { b in a.baseAddress == b.baseAddress } }
+        #expect(sameBlock, "the slot's string, not a copy")
+        #expect(r.sharedServerID("other") == "other")
+    }
+
     @Test func secondClaimProbesThenGets4409WhenIncumbentAnswers() {
         let r = makeRegistry()
         _ = r.claimBinary(b1, serverID: "srv", now: 0)

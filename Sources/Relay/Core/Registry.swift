@@ -167,6 +167,13 @@ public final class Registry {
         }
     }
 
+    /// The registry's own copy of `serverID` while a slot holds it (else `serverID` itself), so
+    /// that the records of one server-id share one string: a long id is one heap block per
+    /// server-id, not one per connection (docs/benchmarks.md, M1).
+    public func sharedServerID(_ serverID: String) -> String {
+        slots[serverID]?.serverID ?? serverID
+    }
+
     /// The binary that holds `serverID` now and is connected.
     public func liveBinary(serverID: String) -> ConnHandle? {
         guard let slot = slots[serverID], slot.live else { return nil }

@@ -230,7 +230,7 @@ public final class RelayService: ConnectionDelegate, TimerOwner {
         // Admitted, so the client is an IP; the gate made sure the server-id header is there.
         let peer = peers.insert {
             Peer(role: endpoint == .server ? .binary : .phone, handle: $0, connection: c, service: self,
-                 serverID: head.value("x-pyrycode-server")!, remote: client!)
+                 serverID: registry.sharedServerID(head.value("x-pyrycode-server")!), remote: client!)
         }
         let label = endpoint == .server
             ? head.value("x-pyrycode-version") ?? ""
