@@ -226,6 +226,25 @@ import Testing
         #expect(due.map(\.deadline) == due.map(\.deadline).sorted(), "still a heap after the rebuild")
     }
 
+    @Test func aFullHeapWithFewStaleEntriesGrowsSoScansStayRare() throws {
+        let q = try TimerQueue()
+        var asked = 0
+        let capacity = q.capacity
+        var pushed = 0
+        // Entries go stale as time passes (connections close), a trickle at each full heap: all
+        // but the newest capacity − 2.
+        q.isStale = { e in asked += 1; return Int(e.key) + capacity - 2 < pushed }
+        let pushes = 4 * capacity
+        for i in 0..<pushes {
+            pushed = i
+            q.schedule(at: Int64(i), key: UInt64(i), kind: 1)
+        }
+        // It grows after a scan that freed little: capacity + 2·capacity asked in all. Scanning
+        // again whenever the few freed places fill would ask about once per entry per push.
+        #expect(asked <= 2 * pushes, "asked \(asked) times for \(pushes) pushes")
+        #expect(q.count < pushes)
+    }
+
     @Test func aFullHeapWithNothingStaleGrows() throws {
         let q = try TimerQueue()
         var asked = 0

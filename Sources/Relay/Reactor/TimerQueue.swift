@@ -77,7 +77,12 @@ public final class TimerQueue {
     public var isStale: ((TimerEntry) -> Bool)?
 
     public func schedule(at deadline: Int64, key: UInt64, kind: UInt8, owner: UInt32 = 0) {
-        if heap.count == heap.capacity, let isStale { dropStale(isStale) }
+        if heap.count == heap.capacity, let isStale {
+            dropStale(isStale)
+            // Less than a quarter came free: grow as before, so that a scan (O(n)) comes only
+            // after n/4 pushes at least — amortised O(1), however few entries go stale.
+            if heap.count > heap.capacity / 4 * 3 { heap.reserveCapacity(heap.capacity * 2) }
+        }
         heap.append(TimerEntry(deadline: deadline, key: key, kind: kind, owner: owner))
         pushes &+= 1
         siftUp(heap.count - 1)
