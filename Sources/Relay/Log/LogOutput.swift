@@ -9,9 +9,9 @@ import RelaySystem
 /// two or three lines, and a burst of connections shares one system call instead of one per line
 /// (docs/benchmarks.md, TLS handshakes). When the reader is slow (a lagging journald, a full
 /// pipe) the rest stays buffered and is flushed when the descriptor is writable — it is
-/// registered with the reactor for EPOLLOUT only while bytes wait. A line that does not fit is dropped and counted (`linesDropped`, the metric
-/// `pyrycode_relay_log_lines_dropped_total`); once the buffer has drained, one line
-/// `msg=log_lines_dropped count=N` says how many were lost.
+/// registered with the reactor for EPOLLOUT only while bytes wait. A line that does not fit is
+/// dropped and counted (`linesDropped`, the metric `pyrycode_relay_log_lines_dropped_total`);
+/// once the buffer has drained, one line `msg=log_lines_dropped count=N` says how many were lost.
 ///
 /// Non-blocking without touching a descriptor shared with others: O_NONBLOCK belongs to the
 /// open file description, which fd 2 shares with the parent (a shell's terminal, a supervisor's
