@@ -15,9 +15,6 @@
    check. */
 #define JSON_SMALL_COPY (PYRY_JSON_SMALL_MAX + 64)
 
-/* True for a byte that ends a plain string run (the mask's bits): '"', '\\', < 0x20, >= 0x80. */
-static inline bool json_small_special(uint8_t b) { return b == '"' || b == '\\' || b < 0x20 || b >= 0x80; }
-
 /* Sets every bit from n to the end of its word: a search for the next set bit from any i <= n
    stops at n at the latest, so a string cut by the end of the input ends there. */
 static inline void json_small_seal(uint64_t *special, size_t n) { special[n >> 6] |= ~0ULL << (n & 63); }
@@ -35,15 +32,14 @@ static inline bool scalar_json_small_prepare(const uint8_t *p, size_t n, uint8_t
 #if PYRY_SWAR
     for (; n - i >= 8; i += 8) {
         uint64_t w = load64(p + i);
-        uint64_t hits = BYTES_BELOW(w ^ (ONES * '"'), 1) | BYTES_BELOW(w ^ (ONES * '\\'), 1) | BYTES_BELOW(w, 0x20)
-            | (w & HIGHS);
+        uint64_t hits = swar_json_special(w);
         /* The high bit of byte k to bit k: each (k, j) product lands on its own bit, so no carries. */
         special[i >> 6] |= (((hits >> 7) * 0x0102040810204080ULL) >> 56) << (i & 63);
         blanks |= BYTES_BELOW(w, 0x21) != 0;
     }
 #endif
     for (; i < n; i++) {
-        special[i >> 6] |= (uint64_t)json_small_special(p[i]) << (i & 63);
+        special[i >> 6] |= (uint64_t)json_special_byte(p[i]) << (i & 63);
         blanks |= p[i] <= ' ';
     }
     json_small_seal(special, n);

@@ -17,5 +17,5 @@ static bool json_valid_small(const uint8_t *p, size_t n, size_t max_depth, bool 
 }
 
 const pyry_simd_kernels pyry_simd_scalar = {
-    "scalar", ascii_span, json_plain_span, utf8_valid, unmask, copy_large, json_valid_small, 128,
+    "scalar", ascii_span, json_plain_span, utf8_valid, unmask, copy_large, json_valid_small, PYRY_JSON_SMALL_MAX_SCALAR,
 };

@@ -196,7 +196,7 @@ static bool sse2_json_valid_small(const uint8_t *p, size_t n, size_t max_depth, 
 
 const pyry_simd_kernels pyry_simd_sse2 = {
     "sse2", sse2_ascii_span, sse2_json_plain_span, sse2_utf8_valid, sse2_unmask, sse2_copy_large, sse2_json_valid_small,
-    1024,
+    PYRY_JSON_SMALL_MAX_SSE2,
 };
 
 /* ---- AVX2 ---- */

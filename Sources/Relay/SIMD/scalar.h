@@ -35,19 +35,27 @@ static inline size_t scalar_ascii_span(const uint8_t *p, size_t n) {
     return i;
 }
 
+/* A byte that ends a plain JSON string run: '"', '\\', a control (< 0x20) or any byte >= 0x80. */
+static inline bool json_special_byte(uint8_t b) { return b == '"' || b == '\\' || b < 0x20 || b >= 0x80; }
+
+#if PYRY_SWAR
+/* The same test on 8 bytes: the high bit of each special byte is set (and possibly of a plain
+   byte above a true hit: see BYTES_BELOW), every other bit clear. */
+static inline uint64_t swar_json_special(uint64_t w) {
+    return BYTES_BELOW(w ^ (ONES * '"'), 1) | BYTES_BELOW(w ^ (ONES * '\\'), 1) | BYTES_BELOW(w, 0x20) | (w & HIGHS);
+}
+#endif
+
 static inline size_t scalar_json_plain_span(const uint8_t *p, size_t n) {
     size_t i = 0;
 #if PYRY_SWAR
     for (; n - i >= 8; i += 8) {
-        uint64_t w = load64(p + i);
-        uint64_t special = BYTES_BELOW(w ^ (ONES * '"'), 1) | BYTES_BELOW(w ^ (ONES * '\\'), 1)
-            | BYTES_BELOW(w, 0x20) | (w & HIGHS);
+        uint64_t special = swar_json_special(load64(p + i));
         if (special != 0) return i + (size_t)__builtin_ctzll(special) / 8;
     }
 #endif
     while (i < n) {
-        uint8_t b = p[i];
-        if (b == '"' || b == '\\' || b < 0x20 || b >= 0x80) return i;
+        if (json_special_byte(p[i])) return i;
         i++;
     }
     return n;

@@ -17,15 +17,19 @@ public enum JSONDifferential {
         }
     }
 
+    /// The default limit, and 0...3: below, at and above the nesting of short inputs (all >= 0:
+    /// the kernel's limit is unsigned).
+    private static let depths = [JSON.defaultMaxDepth, 0, 1, 2, 3]
+
     private static func compare(_ bytes: UnsafeRawBufferPointer) {
         var utf8 = UTF8Validator()
         let isUTF8 = utf8.feedReference(bytes) && utf8.isComplete
-        // The default limit, and 0...3: below, at and above the nesting of short inputs.
-        let depths = [JSON.defaultMaxDepth, 0, 1, 2, 3]  // all >= 0: the kernel's limit is unsigned
         let p = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
-        for k in SIMDDifferential.levels {
-            for maxDepth in depths {
-                let expected = JSON.isValidReference(bytes, maxDepth: maxDepth)
+        let levels = SIMDDifferential.levels
+        for maxDepth in depths {
+            // The reference's verdict does not depend on the level: one scan per depth.
+            let expected = JSON.isValidReference(bytes, maxDepth: maxDepth)
+            for k in levels {
                 precondition(k.json_valid_small(p, bytes.count, maxDepth, false) == expected,
                              "\(String(cString: k.name)) json_valid_small, maxDepth \(maxDepth)")
                 if isUTF8 {
