@@ -22,10 +22,12 @@ extension Connection {
     package func deliverCompressed(_ payload: UnsafeRawBufferPointer, opcode: Opcode) -> Bool {
         // After our close frame, messages are read only to reach the peer's close: not inflated.
         guard state == .open else { return true }
-        // Charged to the loop, not to `heldBytes` (which `syncHeldBytes` recomputes from the
-        // buffers), for the moment the message is inflated and handled.
+        // The parser's limit (the setting, capped at `Limits.maxMessageBytesCeiling`), so a
+        // compressed message is bounded as an uncompressed one is. Charged to the loop, not to
+        // `heldBytes` (which `syncHeldBytes` recomputes from the buffers), for the moment the
+        // message is inflated and handled.
         var charged = 0
-        let result = context.deflateCodec.inflate(payload, limit: settings.maxMessageBytes) { extra in
+        let result = context.deflateCodec.inflate(payload, limit: wsParser.maxMessageBytes) { extra in
             guard admitHeldGrowth(extra) else { return false }
             charged += extra
             context.heldBytes += extra

@@ -373,15 +373,15 @@ public final class Connection: EventHandler {
     /// Schedules the next `.heartbeat` entry (an idle connection's one heap entry) and returns its time.
     @discardableResult
     package func armHeartbeat(now: Int64) -> Int64 {
-        let at = now + min(settings.heartbeatIntervalMs, ShortDeadline.maxSpanMs)
+        let at = due(in: settings.heartbeatIntervalMs, from: now)
         schedule(.heartbeat, at: at)
         return at
     }
 
-    /// The time `span` ms from now, the span capped at what a `ShortDeadline` holds (the
-    /// timeouts are operator-set).
-    package func due(in span: Int64) -> Int64 {
-        context.reactor.now + min(span, ShortDeadline.maxSpanMs)
+    /// The time `span` ms after `now` (the loop's, unless given), the span capped at what a
+    /// `ShortDeadline` holds (the timeouts are operator-set).
+    package func due(in span: Int64, from now: Int64? = nil) -> Int64 {
+        (now ?? context.reactor.now) + min(span, ShortDeadline.maxSpanMs)
     }
 
     package func schedule(_ kind: TimerKind, at deadline: Int64) {
