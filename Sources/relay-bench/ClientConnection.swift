@@ -327,7 +327,7 @@ final class ClientConnection: EventHandler {
     func markDirty() {
         if !dirty && state == .open {
             dirty = true
-            if let token { context.reactor.markDirty(token) }
+            if token != nil { context.reactor.markDirty(fd: fd) }
         }
     }
 

@@ -11,7 +11,6 @@ import Testing
         let name: Int
         let fd: Int32
         let reactor: Reactor
-        var token = Token(raw: 0)
         let log: Log
         init(name: Int, fd: Int32, reactor: Reactor, log: Log) {
             self.name = name
@@ -23,7 +22,7 @@ import Testing
             var byte: UInt8 = 0
             _ = read(fd, &byte, 1)
             log.entries.append("event \(name)")
-            reactor.markDirty(token)
+            reactor.markDirty(fd: fd)
         }
         override func flushTick() { log.entries.append("flush \(name)") }
     }
@@ -42,7 +41,7 @@ import Testing
             #expect(pipe(&fds) == 0)
             pipes.append(fds)
             let h = Queuer(name: i, fd: fds[0], reactor: reactor, log: log)
-            h.token = try reactor.register(fd: fds[0], events: Reactor.readable, handler: h)
+            _ = try reactor.register(fd: fds[0], events: Reactor.readable, handler: h)
             handlers.append(h)
         }
         var one: UInt8 = 1

@@ -355,8 +355,7 @@ import Testing
     /// phone's holds no String (docs/benchmarks.md, M1).
     @Test func perConnectionEntriesStayCompact() {
         #expect(MemoryLayout<Registry.BinaryState>.size == 8)
-        #expect(MemoryLayout<Registry.PhoneState>.stride <= 16)
-        #expect(MemoryLayout<Registry.Member?>.stride <= 16)  // one array slot per connection
+        #expect(MemoryLayout<Registry.Member?>.stride <= 8)  // one array slot per connection
     }
 
     @Test func closeNoticeRebuildsThePhonesConnID() {
@@ -367,5 +366,26 @@ import Testing
         #expect(r.connID(ofPhone: p1) == id)
         #expect(r.phoneLeft(p1, closeCode: nil, closedByBinary: false)
             == [.sendCloseNotice(binary: b1, phoneConnID: id, code: CloseCode.goingAway.rawValue)])
+    }
+
+    /// A phone's key is found beside its handle in the slot, with several phones on the id too:
+    /// each leaving phone's notice names it, and the others stay routable.
+    @Test func eachOfSeveralPhonesLeavesWithItsOwnConnID() {
+        let r = makeRegistry()
+        _ = r.claimBinary(b1, serverID: "srv", now: 0)
+        #expect(r.registerPhone(p1, serverID: "srv", random: 7) == .registered(suffix: 7))
+        #expect(r.registerPhone(p2, serverID: "srv", random: 7) == .registered(suffix: 8))  // collision: next free
+        #expect(r.registerPhone(p3, serverID: "srv", random: 0xfeed) == .registered(suffix: 0xfeed))
+        #expect(r.connID(ofPhone: p2) == "client-srv-00000008")
+        #expect(r.phoneLeft(p2, closeCode: 4000, closedByBinary: false)
+            == [.sendCloseNotice(binary: b1, phoneConnID: "client-srv-00000008", code: 4000)])
+        #expect(r.connID(ofPhone: p2) == nil && r.route(phone: p2) == .unknown)
+        #expect(r.phoneLeft(p2, closeCode: nil, closedByBinary: false) == [])  // once only
+        #expect(r.connID(ofPhone: p1) == "client-srv-00000007" && r.route(phone: p1) == .forward(binary: b1))
+        #expect(r.phone(connID: "client-srv-0000feed", ofBinary: b1) == p3)
+        #expect(r.phoneLeft(p3, closeCode: nil, closedByBinary: false)
+            == [.sendCloseNotice(binary: b1, phoneConnID: "client-srv-0000feed", code: CloseCode.goingAway.rawValue)])
+        #expect(r.phoneLeft(p1, closeCode: nil, closedByBinary: true) == [])
+        #expect(r.connectedPhones == 0)
     }
 }

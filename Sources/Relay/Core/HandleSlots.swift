@@ -1,3 +1,5 @@
+import RelaySystem
+
 /// Per-connection values by the index part of their handle (`ConnHandle.index`): an array with
 /// one optional value per index, where a hash table took twice the room for its load factor
 /// and a copy of every key (docs/benchmarks.md, M1). The caller's contract (`ConnHandle`): no
@@ -19,7 +21,7 @@ package struct HandleSlots<Value> {
             let i = handle.index
             if i >= values.count {
                 guard newValue != nil else { return }
-                values.append(contentsOf: repeatElement(nil, count: i + 1 - values.count))
+                while values.count <= i { values.appendGrowingGently(nil) }
             }
             count += (newValue == nil ? 0 : 1) - (values[i] == nil ? 0 : 1)
             values[i] = newValue

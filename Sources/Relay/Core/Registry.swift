@@ -44,10 +44,17 @@ public final class Registry {
         case pending(Slot)
     }
 
-    /// What the registry holds for one connection.
+    /// What the registry holds for one connection: one reference, 8 bytes (M1).
+    ///
+    /// A registered phone is its slot alone. Its conn id is not stored: it is
+    /// `client-<server-id>-<key>`, its key found beside its handle in `slot.phones` on the rare
+    /// paths that need it (a close notice), so an idle phone's entry holds no String and no key.
+    /// Nor is the binary it registered with (docs/protocol.md §8 notice rule): a slot changes
+    /// holder only by a reclaim or takeover, which evict every phone first, so while the phone
+    /// is listed that binary is `slot.holder`.
     package enum Member {
         case binary(BinaryState)
-        case phone(PhoneState)
+        case phone(Slot)
     }
 
     /// A newcomer probing the holder `incumbent`, which held the slot when it arrived.
@@ -57,20 +64,8 @@ public final class Registry {
         package let incumbent: ConnHandle
     }
 
-    /// A registered phone. Its conn id is not stored: it is `client-<server-id>-<key>`, rebuilt
-    /// on the rare paths that need it (a close notice), so an idle phone's entry holds no String.
-    /// Nor is the binary it registered with (docs/protocol.md §8 notice rule): a slot changes
-    /// holder only by a reclaim or takeover, which evict every phone first, so while the phone
-    /// is listed that binary is `slot.holder` (16 bytes beside its key, not 24: M1).
-    package struct PhoneState {
-        package let slot: Slot
-        package let key: UInt32
-
-        package var connID: String { ConnectionID.make(role: .phone, serverID: slot.serverID, random: key) }
-    }
-
     private var slots = SlotSet()
-    /// Live holders, pending newcomers and registered phones, in one array by handle index (16
+    /// Live holders, pending newcomers and registered phones, in one array by handle index (8
     /// bytes a connection, docs/benchmarks.md M1). A binary in grace is no longer here.
     private var members = HandleSlots<Member>()
     private var phoneCount = 0
@@ -212,7 +207,7 @@ public final class Registry {
         var key = random
         while slot.phones[key] != nil { key &+= 1 }
         slot.phones[key] = phone
-        members[phone] = .phone(PhoneState(slot: slot, key: key))
+        members[phone] = .phone(slot)
         phoneCount += 1
         return .registered(suffix: key)
     }
@@ -220,8 +215,8 @@ public final class Registry {
     /// Where a message from `phone` goes (docs/protocol.md §7.1; during grace the phone is closed 1000).
     @inline(__always)
     public func route(phone: ConnHandle) -> PhoneRoute {
-        guard let p = phoneState(phone) else { return .unknown }
-        return p.slot.live ? .forward(binary: p.slot.holder) : .closePhone(code: .normal, reason: "")
+        guard let slot = phoneSlot(phone) else { return .unknown }
+        return slot.live ? .forward(binary: slot.holder) : .closePhone(code: .normal, reason: "")
     }
 
     /// The phone a binary's envelope addresses (docs/protocol.md §7.2): `connID` is the decoded conn_id
@@ -240,7 +235,10 @@ public final class Registry {
     }
 
     /// The conn id a registered phone was given.
-    public func connID(ofPhone phone: ConnHandle) -> String? { phoneState(phone)?.connID }
+    public func connID(ofPhone phone: ConnHandle) -> String? {
+        guard let slot = phoneSlot(phone), let key = slot.phones.key(of: phone) else { return nil }
+        return ConnectionID.make(role: .phone, serverID: slot.serverID, random: key)
+    }
 
     /// The phone's connection ended, or is being closed (docs/protocol.md §8). `closeCode` is the code of
     /// the close it sent (nil when it sent none, dropped, or sent non-JSON → notice 1001).
@@ -248,13 +246,14 @@ public final class Registry {
     /// Returns the close notice when one is due: the phone was still registered (not evicted or
     /// expired), and the binary it registered with still holds the id and is connected.
     public func phoneLeft(_ phone: ConnHandle, closeCode: UInt16?, closedByBinary: Bool) -> [RegistryAction] {
-        guard let p = removePhone(phone) else { return [] }
-        let slot = p.slot
-        if slot.phones[p.key] == phone { slot.phones[p.key] = nil }
-        // The notice goes to the binary the phone registered with: `slot.holder` (PhoneState),
+        // A listed phone is in its slot's `phones` too (an eviction takes it out of both).
+        guard let slot = removePhone(phone), let key = slot.phones.key(of: phone) else { return [] }
+        slot.phones[key] = nil
+        // The notice goes to the binary the phone registered with: `slot.holder` (`Member`),
         // if it is connected and still holds the id.
         guard !closedByBinary, slot.live, slots.holds(slot) else { return [] }
-        return [.sendCloseNotice(binary: slot.holder, phoneConnID: p.connID, code: closeCode ?? CloseCode.goingAway.rawValue)]
+        let connID = ConnectionID.make(role: .phone, serverID: slot.serverID, random: key)
+        return [.sendCloseNotice(binary: slot.holder, phoneConnID: connID, code: closeCode ?? CloseCode.goingAway.rawValue)]
     }
 
     // MARK: Internals
@@ -264,8 +263,8 @@ public final class Registry {
         return nil
     }
 
-    private func phoneState(_ h: ConnHandle) -> PhoneState? {
-        if case .phone(let state)? = members[h] { return state }
+    private func phoneSlot(_ h: ConnHandle) -> Slot? {
+        if case .phone(let slot)? = members[h] { return slot }
         return nil
     }
 
@@ -279,11 +278,11 @@ public final class Registry {
 
     /// Forgets `h` if it is a phone (never a binary's entry).
     @discardableResult
-    private func removePhone(_ h: ConnHandle) -> PhoneState? {
-        guard let state = phoneState(h) else { return nil }
+    private func removePhone(_ h: ConnHandle) -> Slot? {
+        guard let slot = phoneSlot(h) else { return nil }
         members[h] = nil
         phoneCount -= 1
-        return state
+        return slot
     }
 
     private func nextToken() -> UInt32 {

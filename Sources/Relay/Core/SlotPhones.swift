@@ -55,5 +55,16 @@ package struct SlotPhones {
         }
     }
 
+    /// The key `phone` is listed under: a compare for the one phone most server-ids have, a walk
+    /// over at most `Limits.phonesPerServerID` entries otherwise — asked when a phone leaves, not
+    /// per message, so the registry keeps no copy of the key per phone.
+    package func key(of phone: ConnHandle) -> UInt32? {
+        switch storage {
+        case .none: nil
+        case .one(let k, let p): p == phone ? k : nil
+        case .many(let d): d.first { $0.value == phone }?.key
+        }
+    }
+
     package mutating func removeAll() { storage = .none }
 }

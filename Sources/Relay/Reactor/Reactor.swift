@@ -19,9 +19,9 @@ open class EventHandler {
     open func flushTick() {}
 }
 
-/// A handle to a registration: slot index plus generation, packed into `epoll_event.data.u64`
-/// so an event for a slot that was freed and reused in the same batch is recognised as stale
-/// (NIO registration ids, nginx's instance bit).
+/// A handle to a registration: slot index (the descriptor's number) plus generation, packed into
+/// `epoll_event.data.u64` so an event for a slot that was freed and reused in the same batch is
+/// recognised as stale (NIO registration ids, nginx's instance bit).
 public struct Token: Hashable, Sendable {
     public let raw: UInt64
     package init(slot: UInt32, generation: UInt32) { raw = UInt64(generation) << 32 | UInt64(slot) }
@@ -46,13 +46,16 @@ public final class Reactor {
 
     private let epollFD: FileDescriptor
     public let timers: TimerQueue
+    /// By descriptor number, as nginx and libev index theirs: the kernel hands out the lowest
+    /// free number, so the table is as dense as the open descriptors, needs no free list, and a
+    /// registered handler can rebuild its token from its fd (`token(ofFD:)`) instead of storing it.
     private var slots: [Slot] = []
-    private var freeSlots: [UInt32] = []
+    public private(set) var registrationCount = 0
     /// Handlers deregistered during this loop iteration, released at its end: a handler called
     /// borrowed may deregister itself (a close) and must live until its call returns. Also the
     /// objects handed to `keepUntilIterationEnd`.
     private var retired: [Unmanaged<AnyObject>] = []
-    private var dirty: UnsafeMutablePointer<UInt64>
+    private var dirty: UnsafeMutablePointer<Int32>
     private var dirtyCapacity = 64
     private var dirtyCount = 0  // live prefix of `dirty`; the block is reused, grown by doubling
     private var dueTimers: [TimerEntry] = []
@@ -88,27 +91,34 @@ public final class Reactor {
         return h._withUnsafeGuaranteedRef { $0.timerIsStale(kind: e.kind) }
     }
 
-    public var registrationCount: Int { slots.count - freeSlots.count }
-
     // MARK: registration
 
     public func register(fd: Int32, events: UInt32, handler: EventHandler) throws(Errno) -> Token {
-        let index: UInt32
-        if let free = freeSlots.popLast() {
-            index = free
-            slots[Int(index)].handler = .passRetained(handler)
-        } else {
-            index = UInt32(slots.count)
-            slots.append(Slot(handler: .passRetained(handler), generation: 1))
-        }
-        let token = Token(slot: index, generation: slots[Int(index)].generation)
-        do {
-            try addRaw(fd: fd, events: events, data: token.raw)
-        } catch {
-            release(token)
-            throw error
-        }
+        precondition(fd >= 0, "register needs an open descriptor")
+        let i = Int(fd)
+        while slots.count <= i { slots.appendGrowingGently(Slot(handler: nil, generation: 1)) }
+        // A slot still held names a descriptor closed without `deregister`: its registration
+        // ended with it (epoll(7)), and the kernel has handed the number out again. It goes
+        // once the new one is in the set (an EEXIST says it was alive after all: it stays).
+        // A new registration takes a generation of its own, never the one a token rebuilt
+        // between its fd's release and its close could carry.
+        let stale = slots[i].handler != nil
+        let generation = Reactor.next(stale ? Reactor.next(slots[i].generation) : slots[i].generation)
+        let token = Token(slot: UInt32(i), generation: generation)
+        try addRaw(fd: fd, events: events, data: token.raw)
+        if stale { release(Token(slot: UInt32(i), generation: slots[i].generation)) }
+        slots[i] = Slot(handler: .passRetained(handler), generation: generation)
+        registrationCount += 1
         return token
+    }
+
+    /// The token of what is registered under `fd` now (a descriptor is registered once at a time);
+    /// one that matches nothing for a closed (negative) or never registered descriptor.
+    @inline(__always)
+    public func token(ofFD fd: Int32) -> Token {
+        let i = Int(fd)
+        guard i >= 0, i < slots.count else { return Token(raw: 0) }  // generation 0 is never issued
+        return Token(slot: UInt32(i), generation: slots[i].generation)
     }
 
     /// Changes the readiness `fd` is watched for. A failure (ENOMEM; ENOENT or EBADF would be a
@@ -140,12 +150,16 @@ public final class Reactor {
 
     private func release(_ token: Token) {
         let i = token.slot
-        guard i < slots.count, slots[i].generation == token.generation else { return }
-        if let h = slots[i].handler { retired.append(.fromOpaque(h.toOpaque())) }
+        guard i < slots.count, slots[i].generation == token.generation, let h = slots[i].handler else { return }
+        retired.append(.fromOpaque(h.toOpaque()))
         slots[i].handler = nil
-        slots[i].generation &+= 1
-        if slots[i].generation == 0 { slots[i].generation = 1 }
-        freeSlots.append(UInt32(i))
+        slots[i].generation = Reactor.next(slots[i].generation)
+        registrationCount -= 1
+    }
+
+    /// Generations run 1, 2, …, wrapping past 0: a token of generation 0 matches nothing.
+    private static func next(_ generation: UInt32) -> UInt32 {
+        generation == .max ? 1 : generation + 1
     }
 
     private func addRaw(fd: Int32, events: UInt32, data: UInt64) throws(Errno) {
@@ -197,12 +211,15 @@ public final class Reactor {
         return TimerHandle(reactor: self, registration: registration)
     }
 
-    /// Asks for `flushTick()` on the handler registered under `token` at the end of this
-    /// iteration (after the current event when the batch is small: `Reactor.flushPerEventMaxBatch`); the caller keeps its own "already marked" flag so it is listed once per tick.
-    /// Tokens, not references: no ARC per message, and a handler gone meanwhile is skipped.
-    public func markDirty(_ token: Token) {
+    /// Asks for `flushTick()` on the handler registered under `fd` at the end of this iteration
+    /// (after the current event when the batch is small: `Reactor.flushPerEventMaxBatch`); the
+    /// caller keeps its own "already marked" flag so it is listed once per tick. Descriptor
+    /// numbers, not references: no ARC per message, and a handler gone meanwhile is skipped. One
+    /// registered under the same number later in the iteration gets that `flushTick` too, which
+    /// only writes what it queued a little earlier than it would have.
+    public func markDirty(fd: Int32) {
         if dirtyCount == dirtyCapacity { growDirty() }
-        dirty[dirtyCount] = token.raw
+        dirty[dirtyCount] = fd
         dirtyCount += 1
     }
 
@@ -227,7 +244,7 @@ public final class Reactor {
 
     @inline(never)
     private func growDirty() {
-        let grown = UnsafeMutablePointer<UInt64>.allocate(capacity: dirtyCapacity * 2)
+        let grown = UnsafeMutablePointer<Int32>.allocate(capacity: dirtyCapacity * 2)
         grown.update(from: dirty, count: dirtyCount)
         dirty.deallocate()
         dirty = grown
@@ -317,7 +334,8 @@ public final class Reactor {
         // A flush may mark more handlers dirty (a close answered by another close): loop until quiet.
         var i = 0
         while i < dirtyCount {
-            registered(Token(raw: dirty[i]))?._withUnsafeGuaranteedRef { $0.flushTick() }
+            let slot = Int(dirty[i])
+            if slot < slots.count, let h = slots[slot].handler { h._withUnsafeGuaranteedRef { $0.flushTick() } }
             i += 1
         }
         dirtyCount = 0

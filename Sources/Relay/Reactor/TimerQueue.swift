@@ -70,20 +70,22 @@ public final class TimerQueue {
 
     /// Whether an entry may go unfired: its handler or owner is gone, or the state it guards is
     /// over (an HTTP-phase deadline of a connection that upgraded). Asked only when the heap's
-    /// storage is full, before it would double: lazy expiry leaves such entries until their
+    /// storage is full, before it would grow: lazy expiry leaves such entries until their
     /// deadline, so after a connection storm every connection would hold two (its header
-    /// timeout's and its heartbeat's) for the header timeout's 5 s, and the doubled storage would
+    /// timeout's and its heartbeat's) for the header timeout's 5 s, and the grown storage would
     /// stay (docs/benchmarks.md, M1).
     public var isStale: ((TimerEntry) -> Bool)?
 
     public func schedule(at deadline: Int64, key: UInt64, kind: UInt8, owner: UInt32 = 0) {
         if heap.count == heap.capacity, let isStale {
             dropStale(isStale)
-            // Less than a quarter came free: grow as before, so that a scan (O(n)) comes only
-            // after n/4 pushes at least — amortised O(1), however few entries go stale.
-            if heap.count > heap.capacity / 4 * 3 { heap.reserveCapacity(heap.capacity * 2) }
+            // Less than a quarter came free: grow (by a quarter), so that a scan (O(n)) comes only
+            // after n/5 pushes at least — amortised O(1), however few entries go stale.
+            if heap.count > heap.capacity / 4 * 3 {
+                heap.reserveCapacity([TimerEntry].gentlyGrownCapacity(heap.capacity))
+            }
         }
-        heap.append(TimerEntry(deadline: deadline, key: key, kind: kind, owner: owner))
+        heap.appendGrowingGently(TimerEntry(deadline: deadline, key: key, kind: kind, owner: owner))
         pushes &+= 1
         siftUp(heap.count - 1)
         nextDeadline = heap[0].deadline

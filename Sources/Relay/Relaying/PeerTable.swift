@@ -1,4 +1,5 @@
 import RelayCore
+import RelaySystem
 
 /// A record that knows the handle it was filed under (`PeerTable` checks it on every lookup).
 package protocol HandleOwner: AnyObject {
@@ -33,7 +34,7 @@ package struct PeerTable<Record: HandleOwner> {
             index = Int(i)
         } else {
             index = slots.count
-            slots.append(nil)
+            slots.appendGrowingGently(nil)
         }
         issued += 1
         let record = make(ConnHandle(index: index, sequence: issued))

@@ -70,7 +70,7 @@ extension Connection {
         if !dirtyMarked {
             dirtyMarked = true
             // Borrowed: the reactor outlives every connection, so no retain per message.
-            Unmanaged.passUnretained(context.reactor)._withUnsafeGuaranteedRef { $0.markDirty(token) }
+            Unmanaged.passUnretained(context.reactor)._withUnsafeGuaranteedRef { $0.markDirty(fd: socket.raw) }
         }
     }
 

@@ -38,12 +38,11 @@ public final class Connection: EventHandler {
     // Stored properties, word-sized first, then the rest placed so that each fills the tail of a struct whose size is not a
     // multiple of 8 (`ByteBuffer` 20 B, `WebSocketParser` 36 B, `CloseHandshake` 5 B,
     // `Backpressure` 10 B) or the gap before a 2- or 4-byte field: an idle WebSocket connection
-    // is this object and nothing else, 200 bytes (docs/benchmarks.md, M1; ConnectionFootprintTests).
+    // is this object and nothing else, 184 bytes (docs/benchmarks.md, M1; ConnectionFootprintTests).
     public let context: IOContext
     /// Who hears this connection's events, unretained: the application keeps it alive until
     /// `connectionDidClose`, and each callback borrows it (`toDelegate`), with no retain and release.
     private var delegateRef: Unmanaged<ConnectionDelegate>
-    package var token = Token(raw: 0)
     /// Present on TLS-listener connections; every read and write goes through it.
     package var tls: TLSSession?
     /// Request-head parser, client address and HTTP-phase deadlines, boxed so they exist only
@@ -169,7 +168,7 @@ public final class Connection: EventHandler {
         }
         if http.expectsProxyHeader { preamble = .proxyHeader }
         interest = Reactor.readable | EPOLLRDHUP.rawValue
-        token = try context.reactor.register(fd: fd, events: interest, handler: self)
+        _ = try context.reactor.register(fd: fd, events: interest, handler: self)
         let now = context.reactor.now
         armHTTPDeadline(now + settings.headerTimeoutMs)
         if http.expectsProxyHeader {
@@ -180,6 +179,11 @@ public final class Connection: EventHandler {
     }
 
     public var fd: Int32 { socket.raw }
+    /// The reactor's token for this connection's registration, rebuilt from the fd rather than
+    /// stored (8 bytes per idle connection: docs/benchmarks.md, M1); matches nothing once closed.
+    package var token: Token {
+        @inline(__always) get { context.reactor.token(ofFD: socket.raw) }
+    }
 
     public var queuedBytes: Int { output.count }
 
