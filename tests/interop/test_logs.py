@@ -20,7 +20,7 @@ import time
 import pytest
 
 from conftest import free_port, parse_logfmt
-from relaylib import (RawClient, RunningRelay, binary_headers, http_get, open_binary, open_phone,
+from relaylib import (RawClient, RunningRelay, binary_headers, http_get, open_binary, open_phone, phone_headers,
                       phone_conn_id, recv_json, scrape, start, wait_until)
 
 BURST_PER_CONNECTION = 5  # Limits.logBurstPerConnection
@@ -240,3 +240,32 @@ def test_closed_stderr_is_reopened_on_dev_null_so_logs_never_reach_a_client(rela
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
+
+
+def test_registration_and_claim_lines_name_the_client(relay_bin, start_relay):
+    """`remote` on the line that admits a connection: the peer, or the trusted X-Forwarded-For
+    entry; a claim decided by a probe names the newcomer when the takeover is logged, after the
+    probe (the relay keeps the address until that line, not in the idle record)."""
+    r = start(start_relay, relay_bin, "--trust-x-forwarded-for", "--probe-timeout", "300ms")
+    incumbent = RawClient(r.port, "/v1/server", {**binary_headers("srv-remote"), "X-Forwarded-For": "203.0.113.7"})
+    assert incumbent.status == 101
+    claimed = parse_logfmt(r.proc.wait_for_log(lambda l: "msg=server_claimed" in l))
+    assert (claimed["remote"], claimed["binary_version"]) == ("203.0.113.7", "0.9.0")
+    phone = RawClient(r.port, "/v1/client", {**phone_headers("srv-remote"), "X-Forwarded-For": "2001:db8::5, 192.0.2.1"})
+    assert phone.status == 101
+    registered = parse_logfmt(r.proc.wait_for_log(lambda l: "msg=phone_registered" in l))
+    assert (registered["remote"], registered["device_name"]) == ("2001:db8::5", "Pixel test")
+    # The raw incumbent never answers the probe's ping: the newcomer takes over after 300 ms.
+    newcomer = RawClient(r.port, "/v1/server", {**binary_headers("srv-remote", version="1.2.3"),
+                                                "X-Forwarded-For": "::ffff:198.51.100.9"})
+    assert newcomer.status == 101
+    takeover = parse_logfmt(r.proc.wait_for_log(lambda l: "msg=server_id_takeover" in l))
+    assert (takeover["remote"], takeover["binary_version"]) == ("198.51.100.9", "1.2.3")
+    for c in (incumbent, phone, newcomer):
+        c.close()
+    # Without the header, the peer itself.
+    plain = RawClient(r.port, "/v1/server", binary_headers("srv-direct"))
+    assert plain.status == 101
+    line = parse_logfmt(r.proc.wait_for_log(lambda l: "msg=server_claimed" in l and "srv-direct" in l))
+    assert line["remote"] == "127.0.0.1"
+    plain.close()

@@ -23,6 +23,16 @@ public struct ClientKey: Hashable, Sendable, CustomStringConvertible {
         self.low = low
     }
 
+    /// The key in one word, `isIPv6` saying which half: an IPv4 key's `high` is 0 and an IPv6
+    /// key's `low` is 0, so a record kept per connection stores 8 bytes and a flag
+    /// (`init(word:isIPv6:)`; exact for every key of an IP, not for `unattributed`).
+    package var word: UInt64 { high == 0 ? low : high }
+    package var isIPv6: Bool { high != 0 }
+
+    package init(word: UInt64, isIPv6: Bool) {
+        if isIPv6 { self.init(high: word, low: 0) } else { self.init(high: 0, low: word) }
+    }
+
     public init?(_ address: SocketAddress) {
         guard let (high, low) = address.ipv6Bytes else { return nil }
         self.init(address: high, low)

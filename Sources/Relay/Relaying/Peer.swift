@@ -9,14 +9,13 @@ import RelayCore
 package final class Peer: ConnectionDelegate, HandleOwner {
     package enum Role { case binary, phone }
 
-    // Widest fields first, the small ones together at the end: one record per idle connection
-    // (docs/benchmarks.md, M1). What can be rebuilt when a log line needs it is not stored: the
-    // conn id is the role, the server-id and `idSuffix`; what the client says it is waits in
-    // `RelayService.unloggedLabels` until the one line that names it is written.
+    // Widest fields first, the small ones together at the end: one record per idle connection,
+    // 104 bytes (docs/benchmarks.md, M1). What can be rebuilt when a log line needs it is not
+    // stored: the conn id is the role, the server-id and `idSuffix`; the client's address and
+    // what it says it is wait in `RelayService.unlogged` until the one line that names them is
+    // written. The service is reached through the connection's context (`service(_:)`).
     package let handle: ConnHandle
     package let connection: Connection
-    /// The service outlives every record; unmanaged so that a callback costs no retain and release.
-    private let service: Unmanaged<RelayService>
     package let serverID: String
     /// A registered phone's conn id as escaped JSON string content, for wrapping its messages:
     /// a raw block this record owns (set once, freed in `deinit`), its length in the first 4
@@ -35,22 +34,22 @@ package final class Peer: ConnectionDelegate, HandleOwner {
     package let role: Role
     /// A binary gets its conn id after the upgrade, a phone when the registry accepts it.
     private var hasConnID = false
+    /// Which half of the client's key `clientWord` is (in the tail's spare byte).
+    private let clientIsIPv6: Bool
     /// The 8 hex digits of the conn id (docs/protocol.md §2–§3), once `hasConnID`.
     private var idSuffix: UInt32 = 0
-    /// The client's IP (the peer, or the trusted X-Forwarded-For entry), its two halves as
-    /// `IPEndpoint` holds them: the connection lets go of its address at the upgrade, the record
-    /// keeps it for logs and the per-IP count at close. 16 bytes, so the record is 120.
-    private let addressHigh: UInt64
-    private let addressLow: UInt64
+    /// What the per-IP limits count this connection under, until it closes (`key`): one word and
+    /// which half of the key it is (`ClientKey.word`).
+    private let clientWord: UInt64
 
-    package init(role: Role, handle: ConnHandle, connection: Connection, service: RelayService, serverID: String,
-                 remote: IPEndpoint) {
+    /// `client`: the admitted client's key (an IP's: the peer, or the trusted X-Forwarded-For entry).
+    package init(role: Role, handle: ConnHandle, connection: Connection, serverID: String, client: ClientKey) {
         self.role = role
-        addressHigh = remote.high
-        addressLow = remote.low
+        precondition(client != .unattributed, "a record is made for an admitted IP")
+        clientWord = client.word
+        clientIsIPv6 = client.isIPv6
         self.handle = handle
         self.connection = connection
-        self.service = Unmanaged.passUnretained(service)
         self.serverID = serverID
     }
 
@@ -63,20 +62,13 @@ package final class Peer: ConnectionDelegate, HandleOwner {
         return UnsafeRawBufferPointer(start: b + 4, count: Int(b.load(as: UInt32.self)))
     }
 
-    /// The client (port 0: the record keeps the IP only).
-    package var remote: IPEndpoint { IPEndpoint(ipHigh: addressHigh, low: addressLow) }
-
     /// The conn id, or "" before it has one.
     package var connID: String {
         hasConnID ? ConnectionID.make(role: role == .binary ? .binary : .phone, serverID: serverID, random: idSuffix) : ""
     }
 
-    /// The client IP (the peer, or the trusted X-Forwarded-For entry), for logs.
-    package var ip: String { remote.ipString }
-
-    /// What the per-IP limits count this connection under (an IPv6 client's /64). Admission
-    /// refuses a client whose address is not an IP, so the fallback is never taken.
-    package var key: ClientKey { ClientKey(remote) ?? .unattributed }
+    /// What the per-IP limits count this connection under (an IPv6 client's /64).
+    package var key: ClientKey { ClientKey(word: clientWord, isIPv6: clientIsIPv6) }
 
     /// Gives the binary its conn id (`server-<server-id>-<8 hex>`).
     package func assignBinaryID(_ suffix: UInt32) {
@@ -102,15 +94,21 @@ package final class Peer: ConnectionDelegate, HandleOwner {
 
     // MARK: ConnectionDelegate (from the upgrade on)
 
+    /// The service, unretained: it outlives every record, so a callback costs no retain and release.
+    @inline(__always)
+    private func service(_ c: Connection) -> Unmanaged<RelayService> {
+        Unmanaged.fromOpaque(c.context.application.unsafelyUnwrapped)
+    }
+
     /// Requests end at the upgrade: a WebSocket reads frames only.
     package override func connection(_ c: Connection, request head: HTTPRequestHead) -> HTTPDisposition { .drop }
 
     package override func connectionDidUpgrade(_ c: Connection) {
-        service._withUnsafeGuaranteedRef { $0.peerDidUpgrade(self) }
+        service(c)._withUnsafeGuaranteedRef { $0.peerDidUpgrade(self) }
     }
 
     package override func connection(_ c: Connection, message payload: UnsafeRawBufferPointer, opcode: Opcode) {
-        service._withUnsafeGuaranteedRef { service in
+        service(c)._withUnsafeGuaranteedRef { service in
             switch role {
             case .phone: service.phoneMessage(self, payload, opcode)
             case .binary: service.binaryMessage(self, payload)
@@ -119,19 +117,19 @@ package final class Peer: ConnectionDelegate, HandleOwner {
     }
 
     package override func connectionDidReceivePong(_ c: Connection) {
-        service._withUnsafeGuaranteedRef { $0.peerDidReceivePong(self) }
+        service(c)._withUnsafeGuaranteedRef { $0.peerDidReceivePong(self) }
     }
 
-    package override func connectionDidDrain(_ c: Connection) { service._withUnsafeGuaranteedRef { $0.peerDidDrain(self) } }
+    package override func connectionDidDrain(_ c: Connection) { service(c)._withUnsafeGuaranteedRef { $0.peerDidDrain(self) } }
 
     package override func connection(_ c: Connection, needsBufferRoom bytes: Int) {
-        service._withUnsafeGuaranteedRef { $0.shedLargestHolders(growing: self, by: bytes) }
+        service(c)._withUnsafeGuaranteedRef { $0.shedLargestHolders(growing: self, by: bytes) }
     }
 
     package override func connectionDidClose(_ c: Connection, peerCode: CloseCode?, localCode: CloseCode?) {
         // The service lets go of this record here; it must outlive the call.
         withExtendedLifetime(self) {
-            service._withUnsafeGuaranteedRef { $0.peerDidClose(self, peerCode: peerCode, localCode: localCode) }
+            service(c)._withUnsafeGuaranteedRef { $0.peerDidClose(self, peerCode: peerCode, localCode: localCode) }
         }
     }
 }

@@ -26,20 +26,21 @@ extension RelayService {
             case .registered(let suffix):
                 peer.assignPhoneID(suffix)
                 metrics.upgrade(.client, .accept)
+                let client = takeUnlogged(peer.handle)
                 Log.info("phone_registered", ["server_id": peer.serverID, "conn_id": peer.connID,
-                                              "device_name": takeLabel(peer.handle), "remote": peer.ip])
+                                              "device_name": client.label, "remote": client.remote.ipString])
                 if case .forward(let b) = registry.route(phone: peer.handle), let binary = peers[b],
                     core.phoneJoins(binary.flow) {
                     c.pauseReading()
                 }
             case .rejected(let code, let reason):
-                _ = takeLabel(peer.handle)
+                let remote = takeUnlogged(peer.handle).remote.ipString
                 if code == .noServer {
                     metrics.upgrade(.client, .reject404)
                     metrics.registerFailure(.noServer)
-                    logRepeated(.phoneRegisterNoServer, level: .info, ["server_id": peer.serverID, "remote": peer.ip])
+                    logRepeated(.phoneRegisterNoServer, level: .info, ["server_id": peer.serverID, "remote": remote])
                 } else {
-                    logRepeated(.phoneRegisterAtCap, level: .info, ["server_id": peer.serverID, "remote": peer.ip])
+                    logRepeated(.phoneRegisterAtCap, level: .info, ["server_id": peer.serverID, "remote": remote])
                     metrics.upgrade(.client, .reject429)
                     metrics.registerFailure(.phonesAtCap)
                 }
@@ -187,7 +188,7 @@ extension RelayService {
     package func peerDidClose(_ peer: Peer, peerCode: CloseCode?, localCode: CloseCode?) {
         let c = peer.connection
         peers.remove(peer.handle)
-        if !unloggedLabels.isEmpty { _ = takeLabel(peer.handle) }  // left before its line
+        if !unlogged.isEmpty { _ = takeUnlogged(peer.handle) }  // left before its line
         core.connectionClosed(key: peer.key)
         let wireCode = c.closeInitiatedByPeer ? peerCode : (localCode ?? peerCode)
         metrics.closed(code: wireCode)
@@ -237,10 +238,12 @@ extension RelayService {
                 guard let peer = peers[h] else { continue }
                 metrics.upgrade(.server, .accept)
                 peer.connection.resumeReading()
+                let client = takeUnlogged(h)
                 Log.info(kind == .takeover ? "server_id_takeover" : "server_claimed",
-                         ["server_id": serverID, "conn_id": peer.connID, "binary_version": takeLabel(h), "remote": peer.ip])
+                         ["server_id": serverID, "conn_id": peer.connID, "binary_version": client.label,
+                          "remote": client.remote.ipString])
             case .claimRefused(let h, let serverID):
-                _ = takeLabel(h)
+                _ = takeUnlogged(h)
                 metrics.upgrade(.server, .reject409)
                 metrics.registerFailure(.serverInUse)
                 logRepeated(.serverIDConflict, ["server_id": serverID, "conn_id": peers[h]?.connID ?? ""])

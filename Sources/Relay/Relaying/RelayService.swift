@@ -19,10 +19,17 @@ public final class RelayService: ConnectionDelegate, TimerOwner {
     package let core: ForwardingCore
     /// Every upgraded connection's record, which owns it.
     package var peers = PeerTable<Peer>()
-    /// What a client says it is — X-Pyrycode-Version (binaries), X-Pyrycode-Device-Name (phones,
-    /// truncated) — from its upgrade until the line that names it (`server_claimed`,
-    /// `phone_registered`) is written or it goes: not kept in every idle record.
-    package var unloggedLabels: [ConnHandle: String] = [:]
+    /// Where a client connects from and what it says it is — X-Pyrycode-Version (binaries),
+    /// X-Pyrycode-Device-Name (phones, truncated) — from its upgrade until the line that names
+    /// them (`server_claimed`, `phone_registered`, a refusal) is written or it goes: not kept in
+    /// every idle record.
+    package var unlogged: [ConnHandle: Unlogged] = [:]
+
+    package struct Unlogged {
+        package var label = ""
+        /// The client (the peer, or the trusted X-Forwarded-For entry, port 0); unknown once taken.
+        package var remote = IPEndpoint.unknown
+    }
     package var halfOpen: HalfOpenTable<Connection>
     /// Armed registry deadlines by timer key, until they fire (the registry ignores a stale one):
     /// at most one per disconnect or claim within the last grace / probe window.
@@ -70,6 +77,8 @@ public final class RelayService: ConnectionDelegate, TimerOwner {
         self.startedMs = context.reactor.now
         self.halfOpen = HalfOpenTable(limit: settings.maxHalfOpen, perKeyLimit: settings.maxHalfOpenPerIP)
         super.init()
+        precondition(context.application == nil, "one relay service per loop")
+        context.application = Unmanaged.passUnretained(self).toOpaque()
         timers.schedule(.housekeeping, at: startedMs + RelayService.housekeepingMs)
         scheduleLogInterval(from: startedMs)
         // Large message buffers come and go with every big message: keep glibc from returning
@@ -229,24 +238,24 @@ public final class RelayService: ConnectionDelegate, TimerOwner {
         }
         // Admitted, so the client is an IP; the gate made sure the server-id header is there.
         let peer = peers.insert {
-            Peer(role: endpoint == .server ? .binary : .phone, handle: $0, connection: c, service: self,
-                 serverID: registry.sharedServerID(head.value("x-pyrycode-server")!), remote: client!)
+            Peer(role: endpoint == .server ? .binary : .phone, handle: $0, connection: c,
+                 serverID: registry.sharedServerID(head.value("x-pyrycode-server")!), client: ClientKey(client!)!)
         }
         let label = endpoint == .server
             ? head.value("x-pyrycode-version") ?? ""
             : head.value("x-pyrycode-device-name").map { truncatedUTF8($0, maxBytes: 64) } ?? ""
-        if !label.isEmpty { unloggedLabels[peer.handle] = label }
+        unlogged[peer.handle] = Unlogged(label: label, remote: client!)
         c.delegate = peer
         halfOpen.remove(c)
         return .upgrade(acceptKey: acceptKey, extraHeaders: perMessageDeflateHeader(c, head))
     }
 
-    /// The label of `handle` for its one log line (or "" when it gave none); the table is
-    /// released with its last entry, so a storm's peak is not kept.
-    package func takeLabel(_ handle: ConnHandle) -> String {
-        guard let label = unloggedLabels.removeValue(forKey: handle) else { return "" }
-        if unloggedLabels.isEmpty { unloggedLabels = [:] }
-        return label
+    /// The address and label of `handle` for its one log line (empty when taken already); the
+    /// table is released with its last entry, so a storm's peak is not kept.
+    package func takeUnlogged(_ handle: ConnHandle) -> Unlogged {
+        guard let entry = unlogged.removeValue(forKey: handle) else { return Unlogged() }
+        if unlogged.isEmpty { unlogged = [:] }
+        return entry
     }
 
     package func refuse(_ c: Connection, _ head: HTTPRequestHead, endpoint: Endpoint,

@@ -38,6 +38,11 @@ public final class IOContext {
     public var handshakeStepsPerIteration = 64
     private var budgetIteration: UInt64 = .max
     private var budgetUsed = 0
+    /// The application whose records are the delegates of this loop's WebSockets (the relay
+    /// service), unretained: a delegate reaches it through the connection it is called for rather
+    /// than keeping a reference of its own (8 bytes per idle connection, docs/benchmarks.md M1).
+    /// One per loop; it outlives every connection.
+    public var application: UnsafeMutableRawPointer?
     /// The distinct `ConnectionSettings` of this loop's connections (the relay has one), so a
     /// connection names its own in one byte rather than an 8-byte reference (docs/benchmarks.md, M1).
     private var connectionSettingsTable: [ConnectionSettings] = []
