@@ -166,6 +166,35 @@ import Testing
         }
     }
 
+    /// The ASCII verdict the unmask kernels return (it lets a text payload skip the UTF-8 pass):
+    /// true for all-ASCII output, false with one byte >= 0x80 at any position — inside a vector
+    /// step, at its edges, in the tail.
+    @Test func unmaskReportsWhetherTheOutputIsASCII() {
+        let key: UInt32 = 0x9A3C_5E71
+        for k in levels {
+            for length in [0, 1, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 127, 128, 129, 160, 200, 255, 256, 300] {
+                for offset in 0..<4 {
+                    let plain = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) & 0x7F }
+                    var positions = [Int](0..<min(length, 40))
+                    positions += [Int](stride(from: max(40, length - 40), to: length, by: 1))
+                    for hit in [-1] + positions {
+                        for high: UInt8 in hit < 0 ? [0] : [0x80, 0xFF] {
+                            var want = plain
+                            if hit >= 0 { want[hit] = high }
+                            var wire = want
+                            wire.withUnsafeMutableBytes { Masking.unmaskReference($0, key: key, offset: offset) }
+                            let ascii = wire.withUnsafeMutableBufferPointer {
+                                k.unmask($0.baseAddress, length, Masking.rotated(key, offset: offset))
+                            }
+                            #expect(wire == want && ascii == (hit < 0),
+                                    "\(String(cString: k.name)) length \(length) offset \(offset) byte \(high) at \(hit)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     @Test func copyMovesExactlyTheBytes() {
         #expect(PYRY_COPY_VECTOR_MIN == 256)  // the lengths below straddle it and the 128-byte step
         let source = (0..<70_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 8) }

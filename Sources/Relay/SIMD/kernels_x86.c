@@ -87,24 +87,29 @@ static bool sse2_utf8_valid(const uint8_t *p, size_t n) {
     return scalar_utf8_valid_from(p, 0, n, sse2_ascii_span);
 }
 
-static void sse2_unmask(uint8_t *p, size_t n, uint32_t key) {
+static bool sse2_unmask(uint8_t *p, size_t n, uint32_t key) {
     const __m128i k = _mm_set1_epi32((int)key);
+    __m128i seen = _mm_setzero_si128();  /* OR of the unmasked bytes: their high bits say non-ASCII */
     size_t i = 0;
     for (; n - i >= 64; i += 64) {
         __m128i *q = (__m128i *)(p + i);
-        __m128i a = _mm_loadu_si128(q), b = _mm_loadu_si128(q + 1);
-        __m128i c = _mm_loadu_si128(q + 2), d = _mm_loadu_si128(q + 3);
-        _mm_storeu_si128(q, _mm_xor_si128(a, k));
-        _mm_storeu_si128(q + 1, _mm_xor_si128(b, k));
-        _mm_storeu_si128(q + 2, _mm_xor_si128(c, k));
-        _mm_storeu_si128(q + 3, _mm_xor_si128(d, k));
+        __m128i a = _mm_xor_si128(_mm_loadu_si128(q), k), b = _mm_xor_si128(_mm_loadu_si128(q + 1), k);
+        __m128i c = _mm_xor_si128(_mm_loadu_si128(q + 2), k), d = _mm_xor_si128(_mm_loadu_si128(q + 3), k);
+        _mm_storeu_si128(q, a);
+        _mm_storeu_si128(q + 1, b);
+        _mm_storeu_si128(q + 2, c);
+        _mm_storeu_si128(q + 3, d);
+        seen = _mm_or_si128(seen, _mm_or_si128(_mm_or_si128(a, b), _mm_or_si128(c, d)));
     }
     for (; n - i >= 16; i += 16) {
         __m128i *q = (__m128i *)(p + i);
-        _mm_storeu_si128(q, _mm_xor_si128(_mm_loadu_si128(q), k));
+        __m128i a = _mm_xor_si128(_mm_loadu_si128(q), k);
+        _mm_storeu_si128(q, a);
+        seen = _mm_or_si128(seen, a);
     }
     /* i is a multiple of 16, so the key phase is unchanged. */
-    scalar_unmask(p + i, n - i, key);
+    bool tail_ascii = scalar_unmask(p + i, n - i, key);
+    return tail_ascii && _mm_movemask_epi8(seen) == 0;
 }
 
 static void sse2_copy_large(void *dst, const void *src, size_t n) {
@@ -134,9 +139,10 @@ static void sse2_copy_large(void *dst, const void *src, size_t n) {
    once, then 16-byte steps, the last one a load ending at p[n-1] (stored over the zeros behind
    the copy); an input under 16 bytes by memcpy. */
 static inline bool sse2_json_small_prepare(const uint8_t *p, size_t n, uint8_t *copy, uint64_t *special) {
-    const __m128i space = _mm_set1_epi8(' ');
-    __m128i blanks = _mm_setzero_si128();  /* bytes <= 0x20 (min(v, 0x20) == v) */
-#define SSE2_BLANKS(v) blanks = _mm_or_si128(blanks, _mm_cmpeq_epi8(_mm_min_epu8((v), space), (v)))
+    /* The smallest byte seen, per lane: one instruction per vector; whether any byte is <= 0x20
+       is asked once, at the end. */
+    __m128i least = _mm_set1_epi8((char)0xFF);
+#define SSE2_BLANKS(v) least = _mm_min_epu8(least, (v))
     size_t i = 0;
     for (; n - i >= 64; i += 64) {
         const __m128i *q = (const __m128i *)(p + i);
@@ -184,7 +190,7 @@ static inline bool sse2_json_small_prepare(const uint8_t *p, size_t n, uint8_t *
 #undef SSE2_BLANKS
     special[n >> 6] = last;
     json_small_seal(special, n);
-    return _mm_movemask_epi8(blanks) != 0;
+    return _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(least, _mm_set1_epi8(' ')), least)) != 0;
 }
 
 static bool sse2_json_valid_small(const uint8_t *p, size_t n, size_t max_depth, bool utf8_validated) {
@@ -362,30 +368,37 @@ AVX2 static bool avx2_utf8_valid(const uint8_t *p, size_t n) {
     return _mm256_testz_si256(error, error);
 }
 
-AVX2 static void avx2_unmask(uint8_t *p, size_t n, uint32_t key) {
+AVX2 static bool avx2_unmask(uint8_t *p, size_t n, uint32_t key) {
     const __m256i k = _mm256_set1_epi32((int)key);
+    __m256i seen = _mm256_setzero_si256();  /* OR of the unmasked bytes: their high bits say non-ASCII */
     size_t i = 0;
     for (; n - i >= 128; i += 128) {
         __m256i *q = (__m256i *)(p + i);
-        __m256i a = _mm256_loadu_si256(q), b = _mm256_loadu_si256(q + 1);
-        __m256i c = _mm256_loadu_si256(q + 2), d = _mm256_loadu_si256(q + 3);
-        _mm256_storeu_si256(q, _mm256_xor_si256(a, k));
-        _mm256_storeu_si256(q + 1, _mm256_xor_si256(b, k));
-        _mm256_storeu_si256(q + 2, _mm256_xor_si256(c, k));
-        _mm256_storeu_si256(q + 3, _mm256_xor_si256(d, k));
+        __m256i a = _mm256_xor_si256(_mm256_loadu_si256(q), k), b = _mm256_xor_si256(_mm256_loadu_si256(q + 1), k);
+        __m256i c = _mm256_xor_si256(_mm256_loadu_si256(q + 2), k), d = _mm256_xor_si256(_mm256_loadu_si256(q + 3), k);
+        _mm256_storeu_si256(q, a);
+        _mm256_storeu_si256(q + 1, b);
+        _mm256_storeu_si256(q + 2, c);
+        _mm256_storeu_si256(q + 3, d);
+        seen = _mm256_or_si256(seen, _mm256_or_si256(_mm256_or_si256(a, b), _mm256_or_si256(c, d)));
     }
     for (; n - i >= 32; i += 32) {
         __m256i *q = (__m256i *)(p + i);
-        _mm256_storeu_si256(q, _mm256_xor_si256(_mm256_loadu_si256(q), k));
+        __m256i a = _mm256_xor_si256(_mm256_loadu_si256(q), k);
+        _mm256_storeu_si256(q, a);
+        seen = _mm256_or_si256(seen, a);
     }
     if (n - i >= 16) {
         __m128i *q = (__m128i *)(p + i);
-        _mm_storeu_si128(q, _mm_xor_si128(_mm_loadu_si128(q), _mm256_castsi256_si128(k)));
+        __m128i a = _mm_xor_si128(_mm_loadu_si128(q), _mm256_castsi256_si128(k));
+        _mm_storeu_si128(q, a);
+        seen = _mm256_or_si256(seen, _mm256_zextsi128_si256(a));  /* upper half zero */
         i += 16;
     }
-    if (i == n) return;  /* a multiple of 16 bytes: no tail set-up */
+    bool ascii = _mm256_movemask_epi8(seen) == 0;
+    if (i == n) return ascii;  /* a multiple of 16 bytes: no tail set-up */
     /* i is a multiple of 16, so the key phase is unchanged. */
-    scalar_unmask(p + i, n - i, key);
+    return scalar_unmask(p + i, n - i, key) && ascii;
 }
 
 AVX2 static void avx2_copy_large(void *dst, const void *src, size_t n) {
@@ -415,9 +428,8 @@ AVX2 static void avx2_copy_large(void *dst, const void *src, size_t n) {
 /* sse2_json_small_prepare 32 bytes per step; inputs under 32 bytes go to it. */
 AVX2 static inline bool avx2_json_small_prepare(const uint8_t *p, size_t n, uint8_t *copy, uint64_t *special) {
     if (n < 32) return sse2_json_small_prepare(p, n, copy, special);
-    const __m256i space = _mm256_set1_epi8(' ');
-    __m256i blanks = _mm256_setzero_si256();
-#define AVX2_BLANKS(v) blanks = _mm256_or_si256(blanks, _mm256_cmpeq_epi8(_mm256_min_epu8((v), space), (v)))
+    __m256i least = _mm256_set1_epi8((char)0xFF);  /* as in sse2_json_small_prepare */
+#define AVX2_BLANKS(v) least = _mm256_min_epu8(least, (v))
     size_t i = 0;
     for (; n - i >= 64; i += 64) {
         __m256i a = _mm256_loadu_si256((const __m256i *)(p + i)), b = _mm256_loadu_si256((const __m256i *)(p + i + 32));
@@ -446,7 +458,7 @@ AVX2 static inline bool avx2_json_small_prepare(const uint8_t *p, size_t n, uint
 #undef AVX2_BLANKS
     special[n >> 6] = last;
     json_small_seal(special, n);
-    return _mm256_movemask_epi8(blanks) != 0;
+    return _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_min_epu8(least, _mm256_set1_epi8(' ')), least)) != 0;
 }
 
 AVX2 static bool avx2_json_valid_small(const uint8_t *p, size_t n, size_t max_depth, bool utf8_validated) {
