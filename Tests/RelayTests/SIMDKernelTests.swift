@@ -133,6 +133,30 @@ import Testing
         }
     }
 
+    /// Runs long enough for the 128-byte steps: each special byte at every position (both halves
+    /// of a step, the 64- and 32-byte steps after it, the tail), and the bytes that share a low
+    /// nibble with '"' or '\\' or sit next to a class edge, which are plain everywhere.
+    @Test func jsonPlainSpanInLongRunsAndNearMisses() {
+        let nearMisses: [UInt8] = [0x20, 0x21, 0x23, 0x2C, 0x32, 0x42, 0x4C, 0x52, 0x5B, 0x5D, 0x62, 0x6C, 0x72, 0x7C, 0x7F]
+        for length in [159, 160, 161, 192, 200, 287, 288, 289, 300, 420] {
+            for k in levels {
+                for plain in nearMisses {
+                    let bytes = [UInt8](repeating: plain, count: length)
+                    let got = bytes.withUnsafeBufferPointer { k.json_plain_span($0.baseAddress, $0.count) }
+                    #expect(got == length, "\(String(cString: k.name)) run of \(plain) × \(length)")
+                }
+                for special: UInt8 in [UInt8(ascii: "\""), UInt8(ascii: "\\"), 0x00, 0x1F, 0x80, 0xFF] {
+                    for position in 0..<length {
+                        var bytes = (0..<length).map { nearMisses[$0 % nearMisses.count] }
+                        bytes[position] = special
+                        let got = bytes.withUnsafeBufferPointer { k.json_plain_span($0.baseAddress, $0.count) }
+                        #expect(got == position, "\(String(cString: k.name)) \(special) at \(position)/\(length)")
+                    }
+                }
+            }
+        }
+    }
+
     /// Escapes and raw control characters inside a string at every offset around the block edges,
     /// through the whole JSON validator.
     @Test func jsonStringsWithEscapesAndControlsAtBlockEdges() {
