@@ -449,21 +449,60 @@ AVX2 static void avx2_copy_large(void *dst, const void *src, size_t n) {
     }
 }
 
+/* One 64-byte word of avx2_json_small_prepare: its copy, its blanks, its mask word. */
+AVX2 static inline uint64_t avx2_json_small_word(const uint8_t *p, uint8_t *copy, __m256i *least) {
+    __m256i a = _mm256_loadu_si256((const __m256i *)p), b = _mm256_loadu_si256((const __m256i *)(p + 32));
+    _mm256_store_si256((__m256i *)copy, a);
+    _mm256_store_si256((__m256i *)(copy + 32), b);
+    *least = _mm256_min_epu8(*least, _mm256_min_epu8(a, b));
+    return (uint64_t)(uint32_t)AVX2_JSON_MASK(a) | (uint64_t)(uint32_t)AVX2_JSON_MASK(b) << 32;
+}
+
 /* sse2_json_small_prepare 32 bytes per step; inputs under 32 bytes go to it. */
 AVX2 static inline bool avx2_json_small_prepare(const uint8_t *p, size_t n, uint8_t *copy, uint64_t *special) {
     if (n < 32) return sse2_json_small_prepare(p, n, copy, special);
     __m256i least = _mm256_set1_epi8((char)0xFF);  /* as in sse2_json_small_prepare */
 #define AVX2_BLANKS(v) least = _mm256_min_epu8(least, (v))
     size_t i = 0;
-    /* Two 64-byte words per turn of the loop: its bookkeeping is a fifth of the step. */
-#pragma clang loop unroll_count(2)
-    for (; n - i >= 64; i += 64) {
-        __m256i a = _mm256_loadu_si256((const __m256i *)(p + i)), b = _mm256_loadu_si256((const __m256i *)(p + i + 32));
-        _mm256_store_si256((__m256i *)(copy + i), a);
-        _mm256_store_si256((__m256i *)(copy + i + 32), b);
-        AVX2_BLANKS(a);
-        AVX2_BLANKS(b);
-        special[i >> 6] = (uint64_t)(uint32_t)AVX2_JSON_MASK(a) | (uint64_t)(uint32_t)AVX2_JSON_MASK(b) << 32;
+    for (;;) {
+        /* Two words per turn while they hold special bytes (most words of most messages). */
+        uint64_t word = 1;
+        while (n - i >= 128) {
+            special[i >> 6] = avx2_json_small_word(p + i, copy + i, &least);
+            word = avx2_json_small_word(p + i + 64, copy + i + 64, &least);
+            special[(i >> 6) + 1] = word;
+            i += 128;
+            if (word == 0) break;
+        }
+        if (word != 0) {  /* fewer than 128 bytes left */
+            if (n - i >= 64) {
+                special[i >> 6] = avx2_json_small_word(p + i, copy + i, &least);
+                i += 64;
+            }
+            break;
+        }
+        /* Inside a long plain run (a base64 blob, a long text): 128 bytes at a time, asking
+           only whether a special byte is among them, as avx2_json_plain_span does; the block
+           that has one goes word by word. With no special byte every byte is in 0x20..0x7F,
+           where the signed minimum is the unsigned one the blank test wants. */
+        while (n - i >= 128) {
+            const __m256i *q = (const __m256i *)(p + i);
+            __m256i a = _mm256_loadu_si256(q), b = _mm256_loadu_si256(q + 1);
+            __m256i c = _mm256_loadu_si256(q + 2), d = _mm256_loadu_si256(q + 3);
+            __m256i quotes = _mm256_or_si256(_mm256_or_si256(avx2_quote_or_backslash(a), avx2_quote_or_backslash(b)),
+                                             _mm256_or_si256(avx2_quote_or_backslash(c), avx2_quote_or_backslash(d)));
+            __m256i low = _mm256_min_epi8(_mm256_min_epi8(a, b), _mm256_min_epi8(c, d));
+            __m256i any = _mm256_or_si256(quotes, _mm256_cmpgt_epi8(_mm256_set1_epi8(0x20), low));
+            if (!_mm256_testz_si256(any, any)) break;
+            __m256i *to = (__m256i *)(copy + i);
+            _mm256_store_si256(to, a);
+            _mm256_store_si256(to + 1, b);
+            _mm256_store_si256(to + 2, c);
+            _mm256_store_si256(to + 3, d);
+            AVX2_BLANKS(low);
+            _mm_storeu_si128((__m128i *)(special + (i >> 6)), _mm_setzero_si128());
+            i += 128;
+        }
     }
     uint64_t last = 0;
     if (n - i >= 32) {  /* i is a multiple of 64: these are the word's low 32 bits */
