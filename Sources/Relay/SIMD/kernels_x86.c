@@ -257,33 +257,49 @@ AVX2 static size_t avx2_ascii_span(const uint8_t *p, size_t n) {
     AVX2_TAIL(p, i, n, AVX2_ASCII_MASK);
 }
 
+/* Whether none of the 128 bytes a..d is one avx2_json_special flags, asked once: '"' and '\\'
+   by the table, control and non-ASCII bytes on the bytes' signed minimum (both are below 0x20
+   as signed bytes), which lands in *low. */
+AVX2 static inline bool avx2_json_plain_block(__m256i a, __m256i b, __m256i c, __m256i d, __m256i *low) {
+    __m256i quotes = _mm256_or_si256(_mm256_or_si256(avx2_quote_or_backslash(a), avx2_quote_or_backslash(b)),
+                                     _mm256_or_si256(avx2_quote_or_backslash(c), avx2_quote_or_backslash(d)));
+    *low = _mm256_min_epi8(_mm256_min_epi8(a, b), _mm256_min_epi8(c, d));
+    __m256i any = _mm256_or_si256(quotes, _mm256_cmpgt_epi8(_mm256_set1_epi8(0x20), *low));
+    return _mm256_testz_si256(any, any);
+}
+
+/* The first special byte among the 64 at p + i, returned from the enclosing function. */
+#define AVX2_SPAN_STEP64(p, i)                                                                         \
+    do {                                                                                               \
+        __m256i a_ = avx2_json_special(_mm256_loadu_si256((const __m256i *)((p) + (i))));              \
+        __m256i b_ = avx2_json_special(_mm256_loadu_si256((const __m256i *)((p) + (i) + 32)));         \
+        if (_mm256_movemask_epi8(_mm256_or_si256(a_, b_)) != 0) {                                      \
+            uint64_t m_ = (uint32_t)_mm256_movemask_epi8(a_) | (uint64_t)(uint32_t)_mm256_movemask_epi8(b_) << 32; \
+            return (i) + (size_t)__builtin_ctzll(m_);                                                  \
+        }                                                                                              \
+    } while (0)
+
 AVX2 static size_t avx2_json_plain_span(const uint8_t *p, size_t n) {
     if (n < 32) return sse2_json_plain_span(p, n);
     /* The first 32 bytes alone: most JSON strings (and frames) end in them. */
     unsigned first = (unsigned)AVX2_JSON_MASK(_mm256_loadu_si256((const __m256i *)p));
     if (first != 0) return (size_t)__builtin_ctz(first);
     size_t i = 32;
-    /* Long runs 128 bytes per step, asking only whether a special byte is among them: the
-       control and non-ASCII test once, on the bytes' signed minimum (both are below 0x20 as
-       signed bytes); where one is, the 64-byte steps below find it. */
+    /* Then 64: most of the other strings of a document end in them. */
+    if (n - i >= 64) {
+        AVX2_SPAN_STEP64(p, i);
+        i += 64;
+    }
+    /* A long run: 128 bytes per step, asking only whether a special byte is among them; the
+       64-byte steps below find it in the block that has one. */
     for (; n - i >= 128; i += 128) {
         const __m256i *q = (const __m256i *)(p + i);
-        __m256i a = _mm256_loadu_si256(q), b = _mm256_loadu_si256(q + 1);
-        __m256i c = _mm256_loadu_si256(q + 2), d = _mm256_loadu_si256(q + 3);
-        __m256i quotes = _mm256_or_si256(_mm256_or_si256(avx2_quote_or_backslash(a), avx2_quote_or_backslash(b)),
-                                         _mm256_or_si256(avx2_quote_or_backslash(c), avx2_quote_or_backslash(d)));
-        __m256i least = _mm256_min_epi8(_mm256_min_epi8(a, b), _mm256_min_epi8(c, d));
-        __m256i any = _mm256_or_si256(quotes, _mm256_cmpgt_epi8(_mm256_set1_epi8(0x20), least));
-        if (!_mm256_testz_si256(any, any)) break;
+        __m256i low;
+        if (!avx2_json_plain_block(_mm256_loadu_si256(q), _mm256_loadu_si256(q + 1), _mm256_loadu_si256(q + 2),
+                                   _mm256_loadu_si256(q + 3), &low))
+            break;
     }
-    for (; n - i >= 64; i += 64) {
-        __m256i a = avx2_json_special(_mm256_loadu_si256((const __m256i *)(p + i)));
-        __m256i b = avx2_json_special(_mm256_loadu_si256((const __m256i *)(p + i + 32)));
-        if (_mm256_movemask_epi8(_mm256_or_si256(a, b)) != 0) {
-            uint64_t m = (uint32_t)_mm256_movemask_epi8(a) | (uint64_t)(uint32_t)_mm256_movemask_epi8(b) << 32;
-            return i + (size_t)__builtin_ctzll(m);
-        }
-    }
+    for (; n - i >= 64; i += 64) AVX2_SPAN_STEP64(p, i);
     if (n - i >= 32) {
         unsigned m = (unsigned)AVX2_JSON_MASK(_mm256_loadu_si256((const __m256i *)(p + i)));
         if (m != 0) return i + (size_t)__builtin_ctz(m);
@@ -482,18 +498,15 @@ AVX2 static inline bool avx2_json_small_prepare(const uint8_t *p, size_t n, uint
             break;
         }
         /* Inside a long plain run (a base64 blob, a long text): 128 bytes at a time, asking
-           only whether a special byte is among them, as avx2_json_plain_span does; the block
-           that has one goes word by word. With no special byte every byte is in 0x20..0x7F,
+           only whether a special byte is among them (avx2_json_plain_block); the block that
+           has one goes word by word. With no special byte every byte is in 0x20..0x7F,
            where the signed minimum is the unsigned one the blank test wants. */
         while (n - i >= 128) {
             const __m256i *q = (const __m256i *)(p + i);
             __m256i a = _mm256_loadu_si256(q), b = _mm256_loadu_si256(q + 1);
             __m256i c = _mm256_loadu_si256(q + 2), d = _mm256_loadu_si256(q + 3);
-            __m256i quotes = _mm256_or_si256(_mm256_or_si256(avx2_quote_or_backslash(a), avx2_quote_or_backslash(b)),
-                                             _mm256_or_si256(avx2_quote_or_backslash(c), avx2_quote_or_backslash(d)));
-            __m256i low = _mm256_min_epi8(_mm256_min_epi8(a, b), _mm256_min_epi8(c, d));
-            __m256i any = _mm256_or_si256(quotes, _mm256_cmpgt_epi8(_mm256_set1_epi8(0x20), low));
-            if (!_mm256_testz_si256(any, any)) break;
+            __m256i low;
+            if (!avx2_json_plain_block(a, b, c, d, &low)) break;
             __m256i *to = (__m256i *)(copy + i);
             _mm256_store_si256(to, a);
             _mm256_store_si256(to + 1, b);
