@@ -41,12 +41,13 @@ static inline size_t pyry_json_plain_span(const uint8_t *p, size_t n) {
 
 /* Up to this size a JSON message is validated by `pyry_json_valid_small`, larger ones by the
    Swift scanner: where the one pass stops beating the scanner at the active level. The pass
-   pays for its copy and mask up front (AVX2 ~0.4 Ir per byte, where the scanner's string
-   kernel costs ~0.2) and saves the scanner's fixed costs per token and per string. Measured
-   with scripts/callgrind-bytes.sh on a message of one long string (the worst case; many short
-   strings gain at every size), the break-even is near 2.5 KiB with AVX2 (the limit: 2 KiB,
-   PYRY_JSON_SMALL_MAX), 1 KiB with SSE2 and 150 bytes for the portable level (SWAR, 8 bytes a
-   step; the limit rounded down to 128). */
+   pays for its copy and mask up front (AVX2 ~0.36 Ir per byte of strings that end often, ~0.25
+   in long plain runs, where the scanner's string kernel costs ~0.2) and saves the scanner's
+   fixed costs per token and per string. Measured with scripts/callgrind-bytes.sh on a message
+   of one long string (the worst case; many short strings gain at every size), the pass still
+   wins at 2 KiB with AVX2 (2,217 against 2,361 Ir per message; the limit: 2 KiB,
+   PYRY_JSON_SMALL_MAX), breaks even near 1 KiB with SSE2 and 150 bytes for the portable level
+   (SWAR, 8 bytes a step; the limit rounded down to 128). */
 #define PYRY_JSON_SMALL_MAX_SSE2 1024
 #define PYRY_JSON_SMALL_MAX_SCALAR 128
 static inline size_t pyry_json_small_max(void) { return pyry_simd_active->json_small_max; }
