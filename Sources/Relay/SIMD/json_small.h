@@ -55,7 +55,8 @@ static inline bool scalar_json_small_prepare(const uint8_t *p, size_t n, uint8_t
 static inline size_t json_small_next(const uint64_t *special, size_t i) {
     size_t w = i >> 6;
     uint64_t m = special[w] >> (i & 63);
-    if (m != 0) return i + (size_t)__builtin_ctzll(m);  /* most strings end in the word they start in */
+    /* Most strings end in the word they start in. */
+    if (__builtin_expect(m != 0, 1)) return i + (size_t)__builtin_ctzll(m);
     /* A long run: two words per step (the seal makes the pair after the word holding bit n
        readable and nonzero). */
     do w += 2; while ((special[w - 1] | special[w]) == 0);
