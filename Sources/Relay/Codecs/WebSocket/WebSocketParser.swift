@@ -259,7 +259,9 @@ public struct WebSocketParser: ~Copyable {
                 // ASCII after a complete code point leaves the UTF-8 state as it is (accept).
                 let ascii = masked && Masking.unmask(fresh, key: key, offset: textPayloadUnmasked)
                 textPayloadUnmasked = available
-                if !(ascii && utf8.isComplete) && !utf8.feed(UnsafeRawBufferPointer(fresh)) { return fail(.invalidPayload) }
+                if !(ascii && utf8.isComplete) && !utf8.feed(UnsafeRawBufferPointer(fresh)) {
+                    return fail(.invalidPayload)
+                }
             }
             return .needMore
         }
