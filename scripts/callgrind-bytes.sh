@@ -13,7 +13,8 @@
 # Usage: scripts/callgrind-bytes.sh
 # Env:   SCRATCH (build dir, default .build), BEFORE (a second relay-bench binary),
 #        PAYLOAD (x | pyry | text, default x: the gate's JSON filler), SIZES (default "64 1024 65536"),
-#        SIMD (scalar | sse2 | avx2: the kernel level of this build; default the best the CPU has).
+#        SIMD (scalar | sse2 | avx2: the kernel level, of both builds with BEFORE; default the best
+#        the CPU has).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,7 +31,6 @@ bins=("$AFTER")
 labels=("this build")
 if [[ -n "${BEFORE:-}" ]]; then
   [[ -x "$BEFORE" ]] || { echo "callgrind-bytes: BEFORE=$BEFORE is not an executable" >&2; exit 1; }
-  [[ -z "${SIMD:-}" ]] || { echo "callgrind-bytes: SIMD applies to this build only; run without BEFORE" >&2; exit 1; }
   bins=("$BEFORE" "$AFTER")
   labels=("before ($BEFORE)" "after (this build)")
 fi

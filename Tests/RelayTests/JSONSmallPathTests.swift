@@ -114,6 +114,39 @@ import Testing
         }
     }
 
+    /// Long plain runs take the AVX2 pass's 128-byte blocks: each error class after a run of
+    /// every length that puts it at every offset of a block and of the words after it.
+    @Test func errorClassesAfterLongPlainRuns() {
+        let cases: [(String, [UInt8], Bool)] = [
+            ("control character", [0x1F], false), ("quote", Array("\"".utf8), false), ("short escape", Array("\\n".utf8), true),
+            ("bad escape", Array("\\x".utf8), false), ("2-byte UTF-8", [0xC3, 0xA9], true), ("stray continuation", [0x80], false),
+            ("DEL", [0x7F], true), ("space", [0x20], true),
+        ]
+        for run in 120...420 {
+            for (name, bytes, valid) in cases {
+                let doc = Array("{\"k\":\"".utf8) + [UInt8](repeating: UInt8(ascii: "Q"), count: run) + bytes
+                    + Array("\",\"n\":-1.5e3}".utf8)
+                expectVerdict(doc, valid, "\(name) after \(run)")
+            }
+        }
+    }
+
+    /// A long array of numbers has no special byte, so its blocks take the plain-run way too:
+    /// its blanks (between tokens) must still switch to the walk that skips them.
+    @Test func longRunsWithoutStringsKeepTheirBlanks() {
+        let numbers = (100...199).map(String.init)  // 100 × 3 digits: a 401-byte compact array
+        expectVerdict(Array(("[" + numbers.joined(separator: ",") + "]").utf8), true, "compact")
+        for at in 1..<numbers.count {
+            for blank in [" ", "\t", "\r\n"] {
+                // One blank in the middle of the array, after comma `at`: alone in its block.
+                let doc = "[" + numbers[..<at].joined(separator: ",") + "," + blank + numbers[at...].joined(separator: ",") + "]"
+                expectVerdict(Array(doc.utf8), true, "blank \(blank.utf8.map { $0 }) after comma \(at)")
+            }
+            let missing = "[" + numbers[..<at].joined(separator: ",") + " " + numbers[at...].joined(separator: ",") + "]"
+            expectVerdict(Array(missing.utf8), false, "a blank for comma \(at)")
+        }
+    }
+
     /// Input without a byte <= 0x20 takes a walk that skips no whitespace: one blank (or a
     /// control character) anywhere switches to the full walk, between tokens or inside them.
     @Test func oneBlankAtEveryPosition() {

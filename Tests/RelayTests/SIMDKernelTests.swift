@@ -133,6 +133,30 @@ import Testing
         }
     }
 
+    /// Runs long enough for the 128-byte steps: each special byte at every position (both halves
+    /// of a step, the 64- and 32-byte steps after it, the tail), and the bytes that share a low
+    /// nibble with '"' or '\\' or sit next to a class edge, which are plain everywhere.
+    @Test func jsonPlainSpanInLongRunsAndNearMisses() {
+        let nearMisses: [UInt8] = [0x20, 0x21, 0x23, 0x2C, 0x32, 0x42, 0x4C, 0x52, 0x5B, 0x5D, 0x62, 0x6C, 0x72, 0x7C, 0x7F]
+        for length in [159, 160, 161, 192, 200, 287, 288, 289, 300, 420] {
+            for k in levels {
+                for plain in nearMisses {
+                    let bytes = [UInt8](repeating: plain, count: length)
+                    let got = bytes.withUnsafeBufferPointer { k.json_plain_span($0.baseAddress, $0.count) }
+                    #expect(got == length, "\(String(cString: k.name)) run of \(plain) × \(length)")
+                }
+                for special: UInt8 in [UInt8(ascii: "\""), UInt8(ascii: "\\"), 0x00, 0x1F, 0x80, 0xFF] {
+                    for position in 0..<length {
+                        var bytes = (0..<length).map { nearMisses[$0 % nearMisses.count] }
+                        bytes[position] = special
+                        let got = bytes.withUnsafeBufferPointer { k.json_plain_span($0.baseAddress, $0.count) }
+                        #expect(got == position, "\(String(cString: k.name)) \(special) at \(position)/\(length)")
+                    }
+                }
+            }
+        }
+    }
+
     /// Escapes and raw control characters inside a string at every offset around the block edges,
     /// through the whole JSON validator.
     @Test func jsonStringsWithEscapesAndControlsAtBlockEdges() {
@@ -161,6 +185,35 @@ import Testing
                     want.withUnsafeMutableBytes { Masking.unmaskReference($0, key: key, offset: offset) }
                     #expect(Array(got[..<length]) == want && got[length] == 0xEE,
                             "\(String(cString: k.name)) length \(length) offset \(offset)")
+                }
+            }
+        }
+    }
+
+    /// The ASCII verdict the unmask kernels return (it lets a text payload skip the UTF-8 pass):
+    /// true for all-ASCII output, false with one byte >= 0x80 at any position — inside a vector
+    /// step, at its edges, in the tail.
+    @Test func unmaskReportsWhetherTheOutputIsASCII() {
+        let key: UInt32 = 0x9A3C_5E71
+        for k in levels {
+            for length in [0, 1, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 127, 128, 129, 160, 200, 255, 256, 300] {
+                for offset in 0..<4 {
+                    let plain = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) & 0x7F }
+                    var positions = [Int](0..<min(length, 40))
+                    positions += [Int](stride(from: max(40, length - 40), to: length, by: 1))
+                    for hit in [-1] + positions {
+                        for high: UInt8 in hit < 0 ? [0] : [0x80, 0xFF] {
+                            var want = plain
+                            if hit >= 0 { want[hit] = high }
+                            var wire = want
+                            wire.withUnsafeMutableBytes { Masking.unmaskReference($0, key: key, offset: offset) }
+                            let ascii = wire.withUnsafeMutableBufferPointer {
+                                k.unmask($0.baseAddress, length, Masking.rotated(key, offset: offset))
+                            }
+                            #expect(wire == want && ascii == (hit < 0),
+                                    "\(String(cString: k.name)) length \(length) offset \(offset) byte \(high) at \(hit)")
+                        }
+                    }
                 }
             }
         }

@@ -286,6 +286,38 @@ private let violationCases: [ViolationCase] = {
         }
     }
 
+    /// A whole masked text or binary frame with a 16-bit length goes the one-frame path (and the
+    /// verdicts match the general path's, byte at a time): ASCII text skips the UTF-8 pass, other
+    /// text is validated, the limit still holds, the frame is consumed exactly.
+    @Test func sixteenBitFramesWholeAndByteAtATime() {
+        let ascii = [UInt8](repeating: 0x61, count: 1000)
+        let accented = [UInt8](repeating: 0x61, count: 998) + [0xC3, 0xA9]  // "…aé"
+        let cases: [(name: String, frame: [UInt8], limit: Int, want: Recorded)] = [
+            ("ASCII 126", masked(.text, [UInt8](repeating: 0x7E, count: 126)), 1 << 20,
+             .message(.text, [UInt8](repeating: 0x7E, count: 126))),
+            ("ASCII 1000", masked(.text, ascii), 1 << 20, .message(.text, ascii)),
+            ("ASCII 65535", masked(.text, [UInt8](repeating: 0x20, count: 65535)), 1 << 20,
+             .message(.text, [UInt8](repeating: 0x20, count: 65535))),
+            ("UTF-8 text", masked(.text, accented), 1 << 20, .message(.text, accented)),
+            ("binary with high bytes", masked(.binary, accented), 1 << 20, .message(.binary, accented)),
+            ("invalid last byte", masked(.text, Array(ascii.dropLast()) + [0xFF]), 1 << 20, .violation(1007)),
+            ("ends mid code point", masked(.text, Array(ascii.dropLast()) + [0xC3]), 1 << 20, .violation(1007)),
+            ("one over the limit", masked(.text, ascii), 999, .violation(1009)),
+            ("at the limit", masked(.text, ascii), 1000, .message(.text, ascii)),
+        ]
+        for c in cases {
+            #expect(Array(c.frame[1...1]) == [0xFE], "\(c.name): a 16-bit length")
+            var whole = WebSocketParser(maxMessageBytes: c.limit)
+            let r = drive(c.frame + masked(.binary, [7]), parser: &whole)
+            // After a message the next frame follows; a violation ends the stream.
+            var want = [c.want]
+            if case .message = c.want { want.append(.message(.binary, [7])) }
+            #expect(r.events == want, "\(c.name) in one read")
+            var bytewise = WebSocketParser(maxMessageBytes: c.limit)
+            #expect(drive(c.frame, chunks: [1], parser: &bytewise).events == [c.want], "\(c.name) byte at a time")
+        }
+    }
+
     /// Every connection embeds a parser for its lifetime; its small fields stay packed at the
     /// end, so a `Connection` can fill the parser's tail padding (docs/benchmarks.md, M1).
     @Test func parserStaysCompact() {

@@ -8,16 +8,21 @@
 #include "CRelaySIMD.h"
 #include "scalar.h"
 
-/* Mask words: one bit per input byte, plus the word holding bit n. */
-#define JSON_SMALL_WORDS (PYRY_JSON_SMALL_MAX / 64 + 1)
+/* Mask words: one bit per input byte, plus the word holding bit n and the one after it (see
+   json_small_seal). */
+#define JSON_SMALL_WORDS (PYRY_JSON_SMALL_MAX / 64 + 2)
 /* The walk reads a copy of the input followed by at least 16 zero bytes (room for 64, aligned
    for 32-byte stores): a zero is valid nowhere a token is expected, so no read needs a bounds
    check. */
 #define JSON_SMALL_COPY (PYRY_JSON_SMALL_MAX + 64)
 
 /* Sets every bit from n to the end of its word: a search for the next set bit from any i <= n
-   stops at n at the latest, so a string cut by the end of the input ends there. */
-static inline void json_small_seal(uint64_t *special, size_t n) { special[n >> 6] |= ~0ULL << (n & 63); }
+   stops at n at the latest, so a string cut by the end of the input ends there. The word after
+   it is set too, so the search may read words in pairs (json_small_next). */
+static inline void json_small_seal(uint64_t *special, size_t n) {
+    special[n >> 6] |= ~0ULL << (n & 63);
+    special[(n >> 6) + 1] = ~0ULL;
+}
 
 /* The portable level's copy and mask: 8 bytes per step in a word (SWAR), whose flags may
    include plain bytes above a true hit (see BYTES_BELOW); the walk looks at every byte it stops
@@ -50,9 +55,13 @@ static inline bool scalar_json_small_prepare(const uint8_t *p, size_t n, uint8_t
 static inline size_t json_small_next(const uint64_t *special, size_t i) {
     size_t w = i >> 6;
     uint64_t m = special[w] >> (i & 63);
-    if (m != 0) return i + (size_t)__builtin_ctzll(m);  /* most strings end in the word they start in */
-    do m = special[++w]; while (m == 0);
-    return (w << 6) + (size_t)__builtin_ctzll(m);
+    /* Most strings end in the word they start in. */
+    if (__builtin_expect(m != 0, 1)) return i + (size_t)__builtin_ctzll(m);
+    /* A long run: two words per step (the seal makes the pair after the word holding bit n
+       readable and nonzero). */
+    do w += 2; while ((special[w - 1] | special[w]) == 0);
+    if (special[w - 1] != 0) w--;
+    return (w << 6) + (size_t)__builtin_ctzll(special[w]);
 }
 
 static inline bool json_small_hex(uint8_t c) {

@@ -7,7 +7,7 @@
 static size_t ascii_span(const uint8_t *p, size_t n) { return scalar_ascii_span(p, n); }
 static size_t json_plain_span(const uint8_t *p, size_t n) { return scalar_json_plain_span(p, n); }
 static bool utf8_valid(const uint8_t *p, size_t n) { return scalar_utf8_valid_from(p, 0, n, scalar_ascii_span); }
-static void unmask(uint8_t *p, size_t n, uint32_t key) { scalar_unmask(p, n, key); }
+static bool unmask(uint8_t *p, size_t n, uint32_t key) { return scalar_unmask(p, n, key); }
 static void copy_large(void *dst, const void *src, size_t n) { memcpy(dst, src, n); }
 static bool json_valid_small(const uint8_t *p, size_t n, size_t max_depth, bool utf8_validated) {
     uint8_t copy[JSON_SMALL_COPY];

@@ -87,24 +87,29 @@ static bool sse2_utf8_valid(const uint8_t *p, size_t n) {
     return scalar_utf8_valid_from(p, 0, n, sse2_ascii_span);
 }
 
-static void sse2_unmask(uint8_t *p, size_t n, uint32_t key) {
+static bool sse2_unmask(uint8_t *p, size_t n, uint32_t key) {
     const __m128i k = _mm_set1_epi32((int)key);
+    __m128i seen = _mm_setzero_si128();  /* OR of the unmasked bytes: their high bits say non-ASCII */
     size_t i = 0;
     for (; n - i >= 64; i += 64) {
         __m128i *q = (__m128i *)(p + i);
-        __m128i a = _mm_loadu_si128(q), b = _mm_loadu_si128(q + 1);
-        __m128i c = _mm_loadu_si128(q + 2), d = _mm_loadu_si128(q + 3);
-        _mm_storeu_si128(q, _mm_xor_si128(a, k));
-        _mm_storeu_si128(q + 1, _mm_xor_si128(b, k));
-        _mm_storeu_si128(q + 2, _mm_xor_si128(c, k));
-        _mm_storeu_si128(q + 3, _mm_xor_si128(d, k));
+        __m128i a = _mm_xor_si128(_mm_loadu_si128(q), k), b = _mm_xor_si128(_mm_loadu_si128(q + 1), k);
+        __m128i c = _mm_xor_si128(_mm_loadu_si128(q + 2), k), d = _mm_xor_si128(_mm_loadu_si128(q + 3), k);
+        _mm_storeu_si128(q, a);
+        _mm_storeu_si128(q + 1, b);
+        _mm_storeu_si128(q + 2, c);
+        _mm_storeu_si128(q + 3, d);
+        seen = _mm_or_si128(seen, _mm_or_si128(_mm_or_si128(a, b), _mm_or_si128(c, d)));
     }
     for (; n - i >= 16; i += 16) {
         __m128i *q = (__m128i *)(p + i);
-        _mm_storeu_si128(q, _mm_xor_si128(_mm_loadu_si128(q), k));
+        __m128i a = _mm_xor_si128(_mm_loadu_si128(q), k);
+        _mm_storeu_si128(q, a);
+        seen = _mm_or_si128(seen, a);
     }
     /* i is a multiple of 16, so the key phase is unchanged. */
-    scalar_unmask(p + i, n - i, key);
+    bool tail_ascii = scalar_unmask(p + i, n - i, key);
+    return tail_ascii && _mm_movemask_epi8(seen) == 0;
 }
 
 static void sse2_copy_large(void *dst, const void *src, size_t n) {
@@ -134,9 +139,10 @@ static void sse2_copy_large(void *dst, const void *src, size_t n) {
    once, then 16-byte steps, the last one a load ending at p[n-1] (stored over the zeros behind
    the copy); an input under 16 bytes by memcpy. */
 static inline bool sse2_json_small_prepare(const uint8_t *p, size_t n, uint8_t *copy, uint64_t *special) {
-    const __m128i space = _mm_set1_epi8(' ');
-    __m128i blanks = _mm_setzero_si128();  /* bytes <= 0x20 (min(v, 0x20) == v) */
-#define SSE2_BLANKS(v) blanks = _mm_or_si128(blanks, _mm_cmpeq_epi8(_mm_min_epu8((v), space), (v)))
+    /* The smallest byte seen, per lane: one instruction per vector; whether any byte is <= 0x20
+       is asked once, at the end. */
+    __m128i least = _mm_set1_epi8((char)0xFF);
+#define SSE2_BLANKS(v) least = _mm_min_epu8(least, (v))
     size_t i = 0;
     for (; n - i >= 64; i += 64) {
         const __m128i *q = (const __m128i *)(p + i);
@@ -184,7 +190,7 @@ static inline bool sse2_json_small_prepare(const uint8_t *p, size_t n, uint8_t *
 #undef SSE2_BLANKS
     special[n >> 6] = last;
     json_small_seal(special, n);
-    return _mm_movemask_epi8(blanks) != 0;
+    return _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(least, _mm_set1_epi8(' ')), least)) != 0;
 }
 
 static bool sse2_json_valid_small(const uint8_t *p, size_t n, size_t max_depth, bool utf8_validated) {
@@ -201,10 +207,21 @@ const pyry_simd_kernels pyry_simd_sse2 = {
 
 /* ---- AVX2 ---- */
 
+/* '"' (0x22) and '\\' (0x5C) in one table lookup by the low nibble: the table holds each at its
+   own nibble (2, 12) and 0x80 elsewhere, which no byte < 0x80 equals; a byte >= 0x80 looks up 0
+   (the shuffle's rule), which it does not equal either. Two instructions where two compares
+   and an OR take three. */
+#define QUOTE_BACKSLASH_ROW \
+    (char)0x80, (char)0x80, '"', (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, \
+    (char)0x80, (char)0x80, (char)0x80, (char)0x80, '\\', (char)0x80, (char)0x80, (char)0x80
+AVX2 static inline __m256i avx2_quote_or_backslash(__m256i v) {
+    const __m256i table = _mm256_setr_epi8(QUOTE_BACKSLASH_ROW, QUOTE_BACKSLASH_ROW);
+    return _mm256_cmpeq_epi8(_mm256_shuffle_epi8(table, v), v);
+}
+
+/* Bytes of `v` that end a JSON plain run, as sse2_json_special. */
 AVX2 static inline __m256i avx2_json_special(__m256i v) {
-    return _mm256_or_si256(
-        _mm256_or_si256(_mm256_cmpeq_epi8(v, _mm256_set1_epi8('"')), _mm256_cmpeq_epi8(v, _mm256_set1_epi8('\\'))),
-        _mm256_cmpgt_epi8(_mm256_set1_epi8(0x20), v));
+    return _mm256_or_si256(avx2_quote_or_backslash(v), _mm256_cmpgt_epi8(_mm256_set1_epi8(0x20), v));
 }
 
 #define AVX2_TAIL(p, i, n, mask_of)                                                       \
@@ -240,20 +257,49 @@ AVX2 static size_t avx2_ascii_span(const uint8_t *p, size_t n) {
     AVX2_TAIL(p, i, n, AVX2_ASCII_MASK);
 }
 
+/* Whether none of the 128 bytes a..d is one avx2_json_special flags, asked once: '"' and '\\'
+   by the table, control and non-ASCII bytes on the bytes' signed minimum (both are below 0x20
+   as signed bytes), which lands in *low. */
+AVX2 static inline bool avx2_json_plain_block(__m256i a, __m256i b, __m256i c, __m256i d, __m256i *low) {
+    __m256i quotes = _mm256_or_si256(_mm256_or_si256(avx2_quote_or_backslash(a), avx2_quote_or_backslash(b)),
+                                     _mm256_or_si256(avx2_quote_or_backslash(c), avx2_quote_or_backslash(d)));
+    *low = _mm256_min_epi8(_mm256_min_epi8(a, b), _mm256_min_epi8(c, d));
+    __m256i any = _mm256_or_si256(quotes, _mm256_cmpgt_epi8(_mm256_set1_epi8(0x20), *low));
+    return _mm256_testz_si256(any, any);
+}
+
+/* The first special byte among the 64 at p + i, returned from the enclosing function. */
+#define AVX2_SPAN_STEP64(p, i)                                                                         \
+    do {                                                                                               \
+        __m256i a_ = avx2_json_special(_mm256_loadu_si256((const __m256i *)((p) + (i))));              \
+        __m256i b_ = avx2_json_special(_mm256_loadu_si256((const __m256i *)((p) + (i) + 32)));         \
+        if (_mm256_movemask_epi8(_mm256_or_si256(a_, b_)) != 0) {                                      \
+            uint64_t m_ = (uint32_t)_mm256_movemask_epi8(a_) | (uint64_t)(uint32_t)_mm256_movemask_epi8(b_) << 32; \
+            return (i) + (size_t)__builtin_ctzll(m_);                                                  \
+        }                                                                                              \
+    } while (0)
+
 AVX2 static size_t avx2_json_plain_span(const uint8_t *p, size_t n) {
     if (n < 32) return sse2_json_plain_span(p, n);
     /* The first 32 bytes alone: most JSON strings (and frames) end in them. */
     unsigned first = (unsigned)AVX2_JSON_MASK(_mm256_loadu_si256((const __m256i *)p));
     if (first != 0) return (size_t)__builtin_ctz(first);
     size_t i = 32;
-    for (; n - i >= 64; i += 64) {
-        __m256i a = avx2_json_special(_mm256_loadu_si256((const __m256i *)(p + i)));
-        __m256i b = avx2_json_special(_mm256_loadu_si256((const __m256i *)(p + i + 32)));
-        if (_mm256_movemask_epi8(_mm256_or_si256(a, b)) != 0) {
-            uint64_t m = (uint32_t)_mm256_movemask_epi8(a) | (uint64_t)(uint32_t)_mm256_movemask_epi8(b) << 32;
-            return i + (size_t)__builtin_ctzll(m);
-        }
+    /* Then 64: most of the other strings of a document end in them. */
+    if (n - i >= 64) {
+        AVX2_SPAN_STEP64(p, i);
+        i += 64;
     }
+    /* A long run: 128 bytes per step, asking only whether a special byte is among them; the
+       64-byte steps below find it in the block that has one. */
+    for (; n - i >= 128; i += 128) {
+        const __m256i *q = (const __m256i *)(p + i);
+        __m256i low;
+        if (!avx2_json_plain_block(_mm256_loadu_si256(q), _mm256_loadu_si256(q + 1), _mm256_loadu_si256(q + 2),
+                                   _mm256_loadu_si256(q + 3), &low))
+            break;
+    }
+    for (; n - i >= 64; i += 64) AVX2_SPAN_STEP64(p, i);
     if (n - i >= 32) {
         unsigned m = (unsigned)AVX2_JSON_MASK(_mm256_loadu_si256((const __m256i *)(p + i)));
         if (m != 0) return i + (size_t)__builtin_ctz(m);
@@ -362,30 +408,37 @@ AVX2 static bool avx2_utf8_valid(const uint8_t *p, size_t n) {
     return _mm256_testz_si256(error, error);
 }
 
-AVX2 static void avx2_unmask(uint8_t *p, size_t n, uint32_t key) {
+AVX2 static bool avx2_unmask(uint8_t *p, size_t n, uint32_t key) {
     const __m256i k = _mm256_set1_epi32((int)key);
+    __m256i seen = _mm256_setzero_si256();  /* OR of the unmasked bytes: their high bits say non-ASCII */
     size_t i = 0;
     for (; n - i >= 128; i += 128) {
         __m256i *q = (__m256i *)(p + i);
-        __m256i a = _mm256_loadu_si256(q), b = _mm256_loadu_si256(q + 1);
-        __m256i c = _mm256_loadu_si256(q + 2), d = _mm256_loadu_si256(q + 3);
-        _mm256_storeu_si256(q, _mm256_xor_si256(a, k));
-        _mm256_storeu_si256(q + 1, _mm256_xor_si256(b, k));
-        _mm256_storeu_si256(q + 2, _mm256_xor_si256(c, k));
-        _mm256_storeu_si256(q + 3, _mm256_xor_si256(d, k));
+        __m256i a = _mm256_xor_si256(_mm256_loadu_si256(q), k), b = _mm256_xor_si256(_mm256_loadu_si256(q + 1), k);
+        __m256i c = _mm256_xor_si256(_mm256_loadu_si256(q + 2), k), d = _mm256_xor_si256(_mm256_loadu_si256(q + 3), k);
+        _mm256_storeu_si256(q, a);
+        _mm256_storeu_si256(q + 1, b);
+        _mm256_storeu_si256(q + 2, c);
+        _mm256_storeu_si256(q + 3, d);
+        seen = _mm256_or_si256(seen, _mm256_or_si256(_mm256_or_si256(a, b), _mm256_or_si256(c, d)));
     }
     for (; n - i >= 32; i += 32) {
         __m256i *q = (__m256i *)(p + i);
-        _mm256_storeu_si256(q, _mm256_xor_si256(_mm256_loadu_si256(q), k));
+        __m256i a = _mm256_xor_si256(_mm256_loadu_si256(q), k);
+        _mm256_storeu_si256(q, a);
+        seen = _mm256_or_si256(seen, a);
     }
     if (n - i >= 16) {
         __m128i *q = (__m128i *)(p + i);
-        _mm_storeu_si128(q, _mm_xor_si128(_mm_loadu_si128(q), _mm256_castsi256_si128(k)));
+        __m128i a = _mm_xor_si128(_mm_loadu_si128(q), _mm256_castsi256_si128(k));
+        _mm_storeu_si128(q, a);
+        seen = _mm256_or_si256(seen, _mm256_zextsi128_si256(a));  /* upper half zero */
         i += 16;
     }
-    if (i == n) return;  /* a multiple of 16 bytes: no tail set-up */
+    bool ascii = _mm256_movemask_epi8(seen) == 0;
+    if (i == n) return ascii;  /* a multiple of 16 bytes: no tail set-up */
     /* i is a multiple of 16, so the key phase is unchanged. */
-    scalar_unmask(p + i, n - i, key);
+    return scalar_unmask(p + i, n - i, key) && ascii;
 }
 
 AVX2 static void avx2_copy_large(void *dst, const void *src, size_t n) {
@@ -412,20 +465,57 @@ AVX2 static void avx2_copy_large(void *dst, const void *src, size_t n) {
     }
 }
 
+/* One 64-byte word of avx2_json_small_prepare: its copy, its blanks, its mask word. */
+AVX2 static inline uint64_t avx2_json_small_word(const uint8_t *p, uint8_t *copy, __m256i *least) {
+    __m256i a = _mm256_loadu_si256((const __m256i *)p), b = _mm256_loadu_si256((const __m256i *)(p + 32));
+    _mm256_store_si256((__m256i *)copy, a);
+    _mm256_store_si256((__m256i *)(copy + 32), b);
+    *least = _mm256_min_epu8(*least, _mm256_min_epu8(a, b));
+    return (uint64_t)(uint32_t)AVX2_JSON_MASK(a) | (uint64_t)(uint32_t)AVX2_JSON_MASK(b) << 32;
+}
+
 /* sse2_json_small_prepare 32 bytes per step; inputs under 32 bytes go to it. */
 AVX2 static inline bool avx2_json_small_prepare(const uint8_t *p, size_t n, uint8_t *copy, uint64_t *special) {
     if (n < 32) return sse2_json_small_prepare(p, n, copy, special);
-    const __m256i space = _mm256_set1_epi8(' ');
-    __m256i blanks = _mm256_setzero_si256();
-#define AVX2_BLANKS(v) blanks = _mm256_or_si256(blanks, _mm256_cmpeq_epi8(_mm256_min_epu8((v), space), (v)))
+    __m256i least = _mm256_set1_epi8((char)0xFF);  /* as in sse2_json_small_prepare */
+#define AVX2_BLANKS(v) least = _mm256_min_epu8(least, (v))
     size_t i = 0;
-    for (; n - i >= 64; i += 64) {
-        __m256i a = _mm256_loadu_si256((const __m256i *)(p + i)), b = _mm256_loadu_si256((const __m256i *)(p + i + 32));
-        _mm256_store_si256((__m256i *)(copy + i), a);
-        _mm256_store_si256((__m256i *)(copy + i + 32), b);
-        AVX2_BLANKS(a);
-        AVX2_BLANKS(b);
-        special[i >> 6] = (uint64_t)(uint32_t)AVX2_JSON_MASK(a) | (uint64_t)(uint32_t)AVX2_JSON_MASK(b) << 32;
+    for (;;) {
+        /* Two words per turn while they hold special bytes (most words of most messages). */
+        uint64_t word = 1;
+        while (n - i >= 128) {
+            special[i >> 6] = avx2_json_small_word(p + i, copy + i, &least);
+            word = avx2_json_small_word(p + i + 64, copy + i + 64, &least);
+            special[(i >> 6) + 1] = word;
+            i += 128;
+            if (word == 0) break;
+        }
+        if (word != 0) {  /* fewer than 128 bytes left */
+            if (n - i >= 64) {
+                special[i >> 6] = avx2_json_small_word(p + i, copy + i, &least);
+                i += 64;
+            }
+            break;
+        }
+        /* Inside a long plain run (a base64 blob, a long text): 128 bytes at a time, asking
+           only whether a special byte is among them (avx2_json_plain_block); the block that
+           has one goes word by word. With no special byte every byte is in 0x20..0x7F,
+           where the signed minimum is the unsigned one the blank test wants. */
+        while (n - i >= 128) {
+            const __m256i *q = (const __m256i *)(p + i);
+            __m256i a = _mm256_loadu_si256(q), b = _mm256_loadu_si256(q + 1);
+            __m256i c = _mm256_loadu_si256(q + 2), d = _mm256_loadu_si256(q + 3);
+            __m256i low;
+            if (!avx2_json_plain_block(a, b, c, d, &low)) break;
+            __m256i *to = (__m256i *)(copy + i);
+            _mm256_store_si256(to, a);
+            _mm256_store_si256(to + 1, b);
+            _mm256_store_si256(to + 2, c);
+            _mm256_store_si256(to + 3, d);
+            AVX2_BLANKS(low);
+            _mm_storeu_si128((__m128i *)(special + (i >> 6)), _mm_setzero_si128());
+            i += 128;
+        }
     }
     uint64_t last = 0;
     if (n - i >= 32) {  /* i is a multiple of 64: these are the word's low 32 bits */
@@ -446,7 +536,7 @@ AVX2 static inline bool avx2_json_small_prepare(const uint8_t *p, size_t n, uint
 #undef AVX2_BLANKS
     special[n >> 6] = last;
     json_small_seal(special, n);
-    return _mm256_movemask_epi8(blanks) != 0;
+    return _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_min_epu8(least, _mm256_set1_epi8(' ')), least)) != 0;
 }
 
 AVX2 static bool avx2_json_valid_small(const uint8_t *p, size_t n, size_t max_depth, bool utf8_validated) {

@@ -95,18 +95,26 @@ static inline bool scalar_utf8_valid_from(const uint8_t *p, size_t i, size_t n,
     return true;
 }
 
-/* XORs 8 bytes per step, then the tail byte by byte; `key` applies its low byte to p[0]. */
-static inline void scalar_unmask(uint8_t *p, size_t n, uint32_t key) {
+/* XORs 8 bytes per step, then the tail byte by byte; `key` applies its low byte to p[0].
+   Returns whether every unmasked byte is ASCII (< 0x80): the OR of the results is at hand, and
+   an ASCII text payload needs no UTF-8 pass after it (RFC 3629 §4: ASCII is UTF-8). */
+static inline bool scalar_unmask(uint8_t *p, size_t n, uint32_t key) {
     size_t i = 0;
+    uint64_t seen = 0;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     uint64_t k64 = (uint64_t)key | ((uint64_t)key << 32);
     for (; i + 8 <= n; i += 8) {
         uint64_t w;
         memcpy(&w, p + i, 8);
         w ^= k64;  /* little-endian hosts: byte j of k64 is key byte j mod 4 */
+        seen |= w;
         memcpy(p + i, &w, 8);
     }
 #endif
-    for (uint32_t k = key; i < n; i++, k = (k >> 8) | (k << 24)) p[i] ^= (uint8_t)k;
+    for (uint32_t k = key; i < n; i++, k = (k >> 8) | (k << 24)) {
+        p[i] ^= (uint8_t)k;
+        seen |= p[i];
+    }
+    return (seen & 0x8080808080808080ULL) == 0;
 }
 #endif

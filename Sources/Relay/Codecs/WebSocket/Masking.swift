@@ -12,10 +12,13 @@ public enum Masking {
     ///
     /// XOR is its own inverse, so this both masks and unmasks. 16 or 32 bytes per step in the
     /// CRelaySIMD kernel of the CPU's level.
-    @inline(__always)
-    public static func unmask(_ p: UnsafeMutableRawBufferPointer, key: UInt32, offset: Int = 0) {
-        guard let base = p.baseAddress else { return }
-        pyry_unmask(base.assumingMemoryBound(to: UInt8.self), p.count, rotated(key, offset: offset))
+    ///
+    /// - Returns: whether every byte of `p` is ASCII (< 0x80) once unmasked, found in the same
+    ///   pass: such a text payload is valid UTF-8 without a second pass (RFC 3629 §4).
+    @inline(__always) @discardableResult
+    public static func unmask(_ p: UnsafeMutableRawBufferPointer, key: UInt32, offset: Int = 0) -> Bool {
+        guard let base = p.baseAddress else { return true }
+        return pyry_unmask(base.assumingMemoryBound(to: UInt8.self), p.count, rotated(key, offset: offset))
     }
 
     /// `key` rotated so that its low byte (little-endian) is the key byte for payload byte `offset`.

@@ -67,9 +67,10 @@ public enum SIMDDifferential {
             a.copyMemory(from: bytes)
             b.copyMemory(from: bytes)
             let rotated = Masking.rotated(key, offset: offset)
-            k.unmask(a.baseAddress?.assumingMemoryBound(to: UInt8.self), n, rotated)
+            let ascii = k.unmask(a.baseAddress?.assumingMemoryBound(to: UInt8.self), n, rotated)
             Masking.unmaskReference(b, key: key, offset: offset)
             precondition(a.elementsEqual(b), "\(level) unmask")
+            precondition(ascii == b.allSatisfy { $0 < 0x80 }, "\(level) unmask's ASCII verdict")
             if let src = bytes.baseAddress, n >= PYRY_COPY_VECTOR_MIN {
                 k.copy_large(a.baseAddress, src, n)
                 precondition(a.elementsEqual(bytes), "\(level) copy")

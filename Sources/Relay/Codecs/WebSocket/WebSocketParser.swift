@@ -138,31 +138,39 @@ public struct WebSocketParser: ~Copyable {
         return nextFrame(input)
     }
 
-    /// The common frame on its own: a whole, final, masked text or binary frame of ≤ 125 bytes
-    /// outside a fragmented message, no RSV bit (RFC 6455 §5.2). Every rule `nextFrame` checks
-    /// holds for it by construction, except the size limit and UTF-8, checked here; anything
-    /// else (or nil) goes the general way.
+    /// The common frame on its own: a whole, final, masked text or binary frame of ≤ 65,535
+    /// bytes (a 7- or 16-bit length) outside a fragmented message, no RSV bit (RFC 6455 §5.2).
+    /// Every rule `nextFrame` checks holds for it by construction, except the size limit and
+    /// UTF-8, checked here; anything else (or nil) goes the general way.
     @inline(__always)
     private mutating func nextSmallMessage(_ input: UnsafeMutableRawBufferPointer) -> WebSocketEvent? {
         guard input.count >= 6, let base = input.baseAddress, assemblingOpcode == nil,
               !releaseAssemblyOnNextCall, textPayloadUnmasked == 0, failure16 == 0 else { return nil }
         let b0 = base.load(as: UInt8.self)
         let b1 = base.load(fromByteOffset: 1, as: UInt8.self)
-        // FIN + text (0x81) or FIN + binary (0x82); MASK + 7-bit length < 126.
-        guard b0 == 0x81 || b0 == 0x82, b1 & 0x80 != 0, b1 < 0x80 | 126 else { return nil }
-        let length = Int(b1 & 0x7F)
-        guard length <= maxMessageBytes, input.count >= 6 + length else { return nil }
-        let key = UInt32(littleEndian: base.loadUnaligned(fromByteOffset: 2, as: UInt32.self))
-        let payload = UnsafeMutableRawBufferPointer(start: base + 6, count: length)
-        Masking.unmask(payload, key: key)
+        // FIN + text (0x81) or FIN + binary (0x82); MASK + a 7-bit length < 126, or 126 and a
+        // 16-bit length (§5.2: a 64-bit one goes the general way).
+        guard b0 == 0x81 || b0 == 0x82, b1 & 0x80 != 0, b1 <= 0x80 | 126 else { return nil }
+        var length = Int(b1 & 0x7F)
+        var header = 6
+        if length == 126 {
+            length = Int(UInt16(bigEndian: base.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
+            header = 8
+        }
+        guard length <= maxMessageBytes, input.count >= header + length else { return nil }
+        let key = UInt32(littleEndian: base.loadUnaligned(fromByteOffset: header - 4, as: UInt32.self))
+        let payload = UnsafeMutableRawBufferPointer(start: base + header, count: length)
+        let ascii = Masking.unmask(payload, key: key)
         currentFrameTotal = -1
         lastMessageCompressed = false
         if b0 == 0x81 {
-            // RFC 6455 §8.1: a text message is valid UTF-8 that ends on a code point.
-            guard utf8.feed(UnsafeRawBufferPointer(payload)), utf8.isComplete else { return fail(.invalidPayload) }
-            return .message(opcode: .text, payload: UnsafeRawBufferPointer(payload), consumed: 6 + length)
+            // RFC 6455 §8.1: a text message is valid UTF-8 that ends on a code point; ASCII is.
+            guard ascii || (utf8.feed(UnsafeRawBufferPointer(payload)) && utf8.isComplete) else {
+                return fail(.invalidPayload)
+            }
+            return .message(opcode: .text, payload: UnsafeRawBufferPointer(payload), consumed: header + length)
         }
-        return .message(opcode: .binary, payload: UnsafeRawBufferPointer(payload), consumed: 6 + length)
+        return .message(opcode: .binary, payload: UnsafeRawBufferPointer(payload), consumed: header + length)
     }
 
     private mutating func nextFrame(_ input: UnsafeMutableRawBufferPointer) -> WebSocketEvent {
@@ -248,9 +256,12 @@ public struct WebSocketParser: ~Copyable {
             if isText && available > textPayloadUnmasked {
                 let fresh = UnsafeMutableRawBufferPointer(
                     start: payloadBase + textPayloadUnmasked, count: available - textPayloadUnmasked)
-                if masked { Masking.unmask(fresh, key: key, offset: textPayloadUnmasked) }
+                // ASCII after a complete code point leaves the UTF-8 state as it is (accept).
+                let ascii = masked && Masking.unmask(fresh, key: key, offset: textPayloadUnmasked)
                 textPayloadUnmasked = available
-                if !utf8.feed(UnsafeRawBufferPointer(fresh)) { return fail(.invalidPayload) }
+                if !(ascii && utf8.isComplete) && !utf8.feed(UnsafeRawBufferPointer(fresh)) {
+                    return fail(.invalidPayload)
+                }
             }
             return .needMore
         }
@@ -261,7 +272,7 @@ public struct WebSocketParser: ~Copyable {
         currentFrameTotal = -1
         textPayloadUnmasked = 0
         let rest = UnsafeMutableRawBufferPointer(start: payloadBase + done, count: payloadLength - done)
-        if masked { Masking.unmask(rest, key: key, offset: done) }
+        let ascii = masked && Masking.unmask(rest, key: key, offset: done)
         let payload = UnsafeRawBufferPointer(start: payloadBase, count: payloadLength)
 
         switch opcode {
@@ -275,7 +286,9 @@ public struct WebSocketParser: ~Copyable {
             break
         }
 
-        if isText && !utf8.feed(UnsafeRawBufferPointer(rest)) { return fail(.invalidPayload) }
+        if isText && !(ascii && utf8.isComplete) && !utf8.feed(UnsafeRawBufferPointer(rest)) {
+            return fail(.invalidPayload)
+        }
         if fin && isText && !utf8.isComplete { return fail(.invalidPayload) }  // ends mid code point
 
         if let messageOpcode = assemblingOpcode {

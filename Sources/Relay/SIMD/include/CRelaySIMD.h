@@ -18,7 +18,7 @@ typedef struct {
     size_t (*ascii_span)(const uint8_t *p, size_t n);
     size_t (*json_plain_span)(const uint8_t *p, size_t n);
     bool (*utf8_valid)(const uint8_t *p, size_t n);
-    void (*unmask)(uint8_t *p, size_t n, uint32_t key);
+    bool (*unmask)(uint8_t *p, size_t n, uint32_t key);
     void (*copy_large)(void *dst, const void *src, size_t n);  /* n >= PYRY_COPY_VECTOR_MIN */
     bool (*json_valid_small)(const uint8_t *p, size_t n, size_t max_depth, bool utf8_validated);
     size_t json_small_max;  /* the size up to which json_valid_small is used, see pyry_json_small_max */
@@ -41,12 +41,13 @@ static inline size_t pyry_json_plain_span(const uint8_t *p, size_t n) {
 
 /* Up to this size a JSON message is validated by `pyry_json_valid_small`, larger ones by the
    Swift scanner: where the one pass stops beating the scanner at the active level. The pass
-   pays for its copy and mask up front (AVX2 ~0.4 Ir per byte, where the scanner's string
-   kernel costs ~0.2) and saves the scanner's fixed costs per token and per string. Measured
-   with scripts/callgrind-bytes.sh on a message of one long string (the worst case; many short
-   strings gain at every size), the break-even is near 2.5 KiB with AVX2 (the limit: 2 KiB,
-   PYRY_JSON_SMALL_MAX), 1 KiB with SSE2 and 150 bytes for the portable level (SWAR, 8 bytes a
-   step; the limit rounded down to 128). */
+   pays for its copy and mask up front (AVX2 ~0.36 Ir per byte of strings that end often, ~0.25
+   in long plain runs, where the scanner's string kernel costs ~0.2) and saves the scanner's
+   fixed costs per token and per string. Measured with scripts/callgrind-bytes.sh on a message
+   of one long string (the worst case; many short strings gain at every size), the pass still
+   wins at 2 KiB with AVX2 (2,217 against 2,361 Ir per message; the limit: 2 KiB,
+   PYRY_JSON_SMALL_MAX), breaks even near 1 KiB with SSE2 and 150 bytes for the portable level
+   (SWAR, 8 bytes a step; the limit rounded down to 128). */
 #define PYRY_JSON_SMALL_MAX_SSE2 1024
 #define PYRY_JSON_SMALL_MAX_SCALAR 128
 static inline size_t pyry_json_small_max(void) { return pyry_simd_active->json_small_max; }
@@ -67,8 +68,10 @@ static inline bool pyry_json_valid_small(const uint8_t *p, size_t n, size_t max_
 static inline bool pyry_utf8_valid(const uint8_t *p, size_t n) { return pyry_simd_active->utf8_valid(p, n); }
 
 /* XORs p[0..n) in place with the 4-byte mask `key`, loaded little-endian so that its low byte
-   applies to p[0] (RFC 6455 §5.3: the caller rotates it for a payload offset). */
-static inline void pyry_unmask(uint8_t *p, size_t n, uint32_t key) { pyry_simd_active->unmask(p, n, key); }
+   applies to p[0] (RFC 6455 §5.3: the caller rotates it for a payload offset). Returns whether
+   every unmasked byte is ASCII (< 0x80), gathered in the same pass: a text payload that is
+   needs no UTF-8 validation (RFC 3629 §4). */
+static inline bool pyry_unmask(uint8_t *p, size_t n, uint32_t key) { return pyry_simd_active->unmask(p, n, key); }
 
 /* From this size on the copy is the kernel's vector loop: glibc moves large buffers with
    `rep movsb`, which callgrind (the regression gate) counts as one instruction per byte. */
