@@ -149,13 +149,16 @@ def median(xs):
 l1r, l1f = l1_levels("relay"), l1_levels("floor")
 # Latency is the figure other load spoils first: a run the generator judged busy voids the verdict.
 l1_busy = sum(1 for r in l1_runs("relay") + l1_runs("floor") if r.get("machine_busy"))
+# scripts/bench.sh loads the relay at the floor's rates (`--load-base`): the same offered load.
+l1_rates = ", both at the floor's rates" if l1_runs("relay") and all(
+    r.get("load_base_round_trips_per_s") not in (None, r.get("capacity_round_trips_per_s")) for r in l1_runs("relay")) else ""
 for pct in sorted(set(l1r) & set(l1f)):
     r = {k: median([lv[k] for lv in l1r[pct]]) for k in ("p50", "p99", "p99_9")}
     f = {k: median([lv[k] for lv in l1f[pct]]) for k in ("p50", "p99", "p99_9")}
     ok50 = r["p50"] <= f["p50"] + 5
     ok99 = r["p99"] <= 1.2 * f["p99"]
     runs = min(len(l1r[pct]), len(l1f[pct]))
-    row(f"L1 {pct}% load p50 / p99 / p99.9 µs (median of {runs} runs each)",
+    row(f"L1 {pct}% load p50 / p99 / p99.9 µs (median of {runs} runs each{l1_rates})",
         f"{r['p50']:.0f} / {r['p99']:.0f} / {r['p99_9']:.0f}", f"floor {f['p50']:.0f} / {f['p99']:.0f} / {f['p99_9']:.0f}",
         f"{r['p50'] - f['p50']:+.0f} µs / {r['p99'] / f['p99']:.2f}× / {r['p99_9'] / f['p99_9']:.2f}×",
         "p50 ≤ floor + 5 µs, p99 ≤ 1.2×" + (f" — {l1_busy} runs on a BUSY machine: not comparable" if l1_busy else ""),

@@ -17,8 +17,9 @@
 #      M1_PAIRS (default "1000 5000 9000"), M1_TLS_PAIRS (default "1000 5000"),
 #      M1_WARMUP_PAIRS (default 100; 0 = measure from a cold process: see warm_up), S7_RUNS (default 5: relay
 #      and nginx runs of the TLS handshake comparison, scripts/tls-handshake-bench.sh),
-#      L1_RUNS (default 5: L1 runs floor, relay, floor, … this many times each; the summary
-#      takes the median per load level — the latency tail varies more from run to run than rates),
+#      L1_RUNS (default 5: L1 runs floor, relay, floor, … this many times each, the relay at the
+#      rates of the floor run before it; the summary takes the median per load level — the
+#      latency tail varies more from run to run than rates),
 #      RELAY_PORT/FLOOR_PORT/TLS_PORT (default 18080/18090/18443),
 #      QUIET_TRIES (default 5: wait up to this many × 20 s for /proc/stat idle ≥ 85%).
 set -euo pipefail
@@ -185,7 +186,15 @@ for s in $SCENARIOS; do
     M1TLS)
       for n in $M1_TLS_PAIRS; do start_tls_relay; warm_up tls; run M1 tls --label "make-bench warm-up $M1_WARMUP_PAIRS" --pairs "$n"; openssl_idle_ssl "$n"; done
       start_targets ;;
-    L1) for _ in $(seq "$L1_RUNS"); do run L1 floor; run L1 relay; done ;;
+    # Both at the same offered load: each relay run's open-loop rates are the percents of the
+    # capacity the floor run just before it measured (the relay's own capacity is still reported).
+    L1) for _ in $(seq "$L1_RUNS"); do
+          run L1 floor
+          base=$(tail -n 1 "$RESULTS" | python3 -c 'import json, sys
+d = json.loads(sys.stdin.read() or "{}")
+print(d["capacity_round_trips_per_s"] if (d.get("scenario"), d.get("target_kind")) == ("L1", "floor") else "")')
+          if [[ -n $base ]]; then run L1 relay --load-base "$base"; else run L1 relay; fi
+        done ;;
     S4|S8) run "$s" relay ;;             # fan-in / backpressure: no 1:1 floor equivalent
     S5) start_targets; run S5 relay --workers 2; start_targets ;;
     S6)                                  # TLS on both legs vs plain, back to back

@@ -63,6 +63,8 @@ struct RunOptions {
     var repeats = 3
     var idlePairs = 9000           // S5
     var loadPercents = [10.0, 50, 75]  // L1
+    /// L1: the round trips/s the load percents are of (nil: the target's own closed-loop capacity).
+    var loadBase: Double?
     var quiet = false
     var svgPath: String?
     var label: String?
@@ -439,12 +441,16 @@ final class ScenarioRunner {
         table.append(("capacity (closed loop) round trips/s", formatNumber(capacity, decimals: 0)))
         json.append(("capacity_round_trips_per_s", .num(capacity)))
         histograms.append(("closed loop", run.latency))
+        // Two targets compared at the same offered load are both given the same base (make bench:
+        // the floor's capacity); without one, each is loaded relative to its own capacity.
+        let base = o.loadBase ?? capacity
+        json.append(("load_base_round_trips_per_s", .num(base)))
         var levels: [JSONValue] = []
         for pct in o.loadPercents {
             run.stopTraffic()
             // Drain what is in flight before switching to the open-loop schedule.
             run.loop(until: monotonicNs() + 200_000_000)
-            run.plan.openLoopRate = capacity * pct / 100
+            run.plan.openLoopRate = base * pct / 100
             for g in run.groups { for p in g.phones { p.nextSendNs = 0; p.inflight = 0 } }
             run.latency.reset()
             run.running = true

@@ -41,6 +41,8 @@ struct Run: ParsableCommand {
     @Option(help: "Warm-up seconds before measuring.") var warmup: Double = 1
     @Option(help: "Measurement windows (median and range are reported).") var repeats: Int = 3
     @Option(help: "S5: idle pairs added after the baseline.") var idlePairs: Int = 9000
+    @Option(help: "L1: the open-loop rates are 10/50/75% of this many round trips/s (default: the target's own closed-loop capacity; make bench gives both targets the floor's).")
+    var loadBase: Double?
     @Option(help: "Client addressing: many-ips (127.B.x.y source addresses, IP_BIND_ADDRESS_NO_PORT), xff (X-Forwarded-For per connection; relay needs --trust-x-forwarded-for), single.")
     var addressing = "many-ips"
     @Option(help: "Connections per source IP / X-Forwarded-For value (docs/protocol.md §3.3 burst is 20).") var perIp = 16
@@ -93,6 +95,10 @@ struct Run: ParsableCommand {
         o.warmupSeconds = warmup
         o.repeats = max(1, repeats)
         o.idlePairs = idlePairs
+        if let loadBase {
+            guard id == .L1, loadBase > 0 else { throw ValidationError("--load-base takes a positive rate and applies to L1 only") }
+            o.loadBase = loadBase
+        }
         o.stormPhases = stormPhases.map { $0.split(separator: ",").map(String.init) }
         o.quiet = quiet || isatty(2) == 0
         o.svgPath = svg
