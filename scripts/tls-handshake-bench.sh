@@ -2,8 +2,9 @@
 # TLS full handshakes: the relay beside nginx, same machine, OpenSSL, certificate and TLS settings
 # (docs/benchmarks.md "TLS handshakes beside nginx"). Both servers run on CPU0, relay-bench on CPU1
 # keeps 64 handshakes in flight (S7 "full" phase: no resumption, the connection is dropped
-# after the answer). The relay answers the WebSocket upgrade (its real work); nginx (Debian's
-# package, one worker) answers `GET /healthz` with 200. The yardstick is the server's CPU per
+# after the answer). The relay answers the WebSocket upgrade (its real work: the accept key, a
+# claim in the registry, its log lines), or with RELAY_REQUEST=healthz the request nginx gets;
+# nginx (Debian's package, one worker) answers `GET /healthz` with 200. The yardstick is the server's CPU per
 # handshake (utime + stime of its process from /proc/PID/stat over the window), because the
 # generator, which verifies every signature, saturates its core first. Runs alternate relay,
 # nginx, relay, nginx … so a neighbour's load hits both alike; the ratio is taken per run.
@@ -25,6 +26,8 @@
 #      RELAY_PORT (18453), NGINX_PORT (18454), RESULTS (append relay-bench's JSON lines here too),
 #      LOGS (1; 0 = a diagnosis: the relay's stderr to /dev/null, nginx's access log off, so the
 #      log writes of both leave the comparison; not with CALLGRIND or STRACE, which count log lines),
+#      RELAY_REQUEST (upgrade; healthz = `GET /healthz` as nginx gets it, the handshakes alike on
+#      both sides; CPU runs only — CALLGRIND and STRACE count the relay's `server_claimed` lines),
 #      CALLGRIND (0), STRACE (0), NGINX_TICKETS (TLS 1.3 tickets nginx sends per full handshake: 2, its stock
 #      behaviour (OpenSSL's default; nginx has no directive for it); 1 = as many as the relay sends).
 set -euo pipefail
@@ -40,6 +43,13 @@ CALLGRIND=${CALLGRIND:-0}
 STRACE=${STRACE:-0}
 NGINX_TICKETS=${NGINX_TICKETS:-2}
 LOGS=${LOGS:-1}
+RELAY_REQUEST=${RELAY_REQUEST:-upgrade}
+RELAY_GET=()
+case $RELAY_REQUEST in
+  upgrade) ;;
+  healthz) RELAY_GET=(--storm-get /healthz) ;;
+  *) echo "tls-handshake-bench: RELAY_REQUEST is upgrade or healthz" >&2; exit 1 ;;
+esac
 command -v nginx >/dev/null || { echo "tls-handshake-bench: nginx is not installed (apt-get install -y nginx-light)" >&2; exit 1; }
 [[ -x $BIN/pyrycode-relay && -x $BIN/relay-bench ]] || swift build -c release 2>&1 | tail -n 1
 
@@ -194,7 +204,7 @@ print(v("full_target_cpu_us_per_msg") or 0, v("full_msgs_per_s") or 0, v("full_t
 
 relay_us=() nginx_us=()
 for i in $(seq "$RUNS"); do
-  read -r r rw rp < <(one relay "$RELAY_PID" --target "wss://127.0.0.1:$RELAY_PORT")
+  read -r r rw rp < <(one relay "$RELAY_PID" --target "wss://127.0.0.1:$RELAY_PORT" "${RELAY_GET[@]}")
   read -r n nw np < <(one nginx "$WORKER" --target "wss://127.0.0.1:$NGINX_PORT" --storm-get /healthz)
   relay_us+=("$r") nginx_us+=("$n")
   python3 -c 'import sys
