@@ -190,9 +190,16 @@ for s in $SCENARIOS; do
     # capacity the floor run just before it measured (the relay's own capacity is still reported).
     L1) for _ in $(seq "$L1_RUNS"); do
           run L1 floor
+          # Only a floor run that measured a capacity gives one; otherwise the relay uses its own.
           base=$(tail -n 1 "$RESULTS" | python3 -c 'import json, sys
-d = json.loads(sys.stdin.read() or "{}")
-print(d["capacity_round_trips_per_s"] if (d.get("scenario"), d.get("target_kind")) == ("L1", "floor") else "")')
+s = sys.stdin.read().strip()
+try:
+    d = json.loads(s) if s else {}
+except ValueError:
+    d = {}
+v = d.get("capacity_round_trips_per_s")
+ok = (d.get("scenario"), d.get("target_kind")) == ("L1", "floor") and isinstance(v, (int, float)) and v > 0
+print(v if ok else "")') || base=""
           if [[ -n $base ]]; then run L1 relay --load-base "$base"; else run L1 relay; fi
         done ;;
     S4|S8) run "$s" relay ;;             # fan-in / backpressure: no 1:1 floor equivalent

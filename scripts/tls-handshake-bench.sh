@@ -50,6 +50,8 @@ case $RELAY_REQUEST in
   healthz) RELAY_GET=(--storm-get /healthz) ;;
   *) echo "tls-handshake-bench: RELAY_REQUEST is upgrade or healthz" >&2; exit 1 ;;
 esac
+[[ $RELAY_REQUEST == upgrade || ($CALLGRIND != 1 && $STRACE != 1) ]] \
+  || { echo "tls-handshake-bench: RELAY_REQUEST=healthz is for CPU runs (CALLGRIND and STRACE count server_claimed lines)" >&2; exit 1; }
 command -v nginx >/dev/null || { echo "tls-handshake-bench: nginx is not installed (apt-get install -y nginx-light)" >&2; exit 1; }
 [[ -x $BIN/pyrycode-relay && -x $BIN/relay-bench ]] || swift build -c release 2>&1 | tail -n 1
 
@@ -194,7 +196,8 @@ one() { # KIND PID [args]: server CPU µs per full handshake, and handshakes/s o
   local out=$DIR/$kind.jsonl
   : >"$out"
   taskset -c 1 "$BIN/relay-bench" run S7 --storm-phases full --repeats 1 --warmup 1 --duration "$DURATION" \
-    --relay-pid "$pid" --label "tls-handshake-$kind" --json-out "$out" --quiet "$@" 2>/dev/null || true
+    --relay-pid "$pid" --label "tls-handshake-$kind$([[ $kind == relay && $RELAY_REQUEST == healthz ]] && echo -healthz)" \
+    --json-out "$out" --quiet "$@" 2>/dev/null || true
   [[ -n $RESULTS ]] && cat "$out" >>"$RESULTS"
   python3 -c 'import json,sys
 j = json.loads(open(sys.argv[1]).read().splitlines()[-1])

@@ -31,13 +31,13 @@ import Testing
         for ip in ["203.0.113.7", "0.0.0.0", "255.255.255.255", "2001:db8:1:2::1", "::1", "::203.0.113.7",
                    "::ffff:198.51.100.1", "ffff:ffff:ffff:ffff::"] {
             let k = key(ip)!
-            #expect(ClientKey(word: k.word, isIPv6: k.isIPv6) == k, "\(ip)")
+            #expect(ClientKey(word: k.word, wordIsHigh: k.wordIsHigh) == k, "\(ip)")
         }
         #expect(key("203.0.113.7")!.word != key("2001:db8:1:2::1")!.word)
-        #expect(!key("203.0.113.7")!.isIPv6 && key("2001:db8:1:2::1")!.isIPv6)
+        #expect(!key("203.0.113.7")!.wordIsHigh && key("2001:db8:1:2::1")!.wordIsHigh)
         // An IPv4 key and the IPv6 /64 whose prefix has the same 64 bits stay apart.
         let v4 = key("203.0.113.7")!
-        #expect(ClientKey(word: v4.word, isIPv6: true) != v4)
+        #expect(ClientKey(word: v4.word, wordIsHigh: true) != v4)
     }
 
     @Test func ipv4MappedIsTheIPv4Address() {

@@ -109,7 +109,7 @@ import Testing
         let marked = Counter(fd: a[0]), closer = Counter(fd: b[0])
         let markedToken = try reactor.register(fd: a[0], events: Reactor.readable, handler: marked)
         _ = try reactor.register(fd: b[0], events: Reactor.readable, handler: closer)
-        closer.onEvent = {
+        closer.onEvent = { [unowned reactor] in
             reactor.markDirty(fd: a[0])
             reactor.markDirty(fd: b[0])
             reactor.deregisterBeforeClose(token: markedToken)
@@ -118,6 +118,10 @@ import Testing
         reactor.runOnce(timeoutMs: 1000)
         #expect(closer.events == 1 && closer.flushes == 1)
         #expect(marked.flushes == 0)
+        // A connection marks itself with its fd, -1 once closed: nothing to flush, no trap.
+        reactor.markDirty(fd: -1)
+        reactor.runOnce(timeoutMs: 0)
+        #expect(closer.flushes == 1)
     }
 }
 

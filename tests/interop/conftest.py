@@ -25,6 +25,7 @@ condition variable that the reader threads signal on every new line and at end o
 """
 
 import os
+import random
 import shlex
 import signal
 import socket
@@ -41,12 +42,33 @@ PORT_POLL_INTERVAL = 0.01  # seconds between connect attempts while waiting for 
 STOP_GRACE = 5.0           # seconds between SIGTERM and SIGKILL at teardown
 
 
-def free_port(host="127.0.0.1"):
-    """Return a TCP port on `host` that the kernel just handed out and that is closed again.
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
-    A small race remains (another process may take it before the relay binds); binding with
-    port 0 in the relay itself would avoid it, but the relay's flags require a real port.
+
+def free_port(host="127.0.0.1"):
+    """Return a TCP port on `host` that is free now, below the kernel's ephemeral range.
+
+    A port the kernel hands out for port 0 is also one it hands out as the local port of an
+    outgoing connection, and this suite opens thousands of those: one could take the port
+    before the relay binds it (`address already in use`). Below the range only another
+    listener can, and a random pick makes that unlikely. (Binding port 0 in the relay itself
+    would close the race, but the relay's flags take a real port.)
     """
+    low = _ephemeral_low()
+    if low > 12000:
+        for _ in range(100):
+            port = random.randint(10000, low - 1)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]

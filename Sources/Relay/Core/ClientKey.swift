@@ -23,14 +23,15 @@ public struct ClientKey: Hashable, Sendable, CustomStringConvertible {
         self.low = low
     }
 
-    /// The key in one word, `isIPv6` saying which half: an IPv4 key's `high` is 0 and an IPv6
-    /// key's `low` is 0, so a record kept per connection stores 8 bytes and a flag
-    /// (`init(word:isIPv6:)`; exact for every key of an IP, not for `unattributed`).
+    /// The key in one word, `wordIsHigh` saying which half: an IPv4 key's `high` is 0 and an
+    /// IPv6 key's `low` is 0 (the ::/64 key's both), so a record kept per connection stores 8
+    /// bytes and a flag (`init(word:wordIsHigh:)`; exact for every key of an IP, not for
+    /// `unattributed`). Not an address family: the ::/64 key's word is its low half.
     package var word: UInt64 { high == 0 ? low : high }
-    package var isIPv6: Bool { high != 0 }
+    package var wordIsHigh: Bool { high != 0 }
 
-    package init(word: UInt64, isIPv6: Bool) {
-        if isIPv6 { self.init(high: word, low: 0) } else { self.init(high: 0, low: word) }
+    package init(word: UInt64, wordIsHigh: Bool) {
+        if wordIsHigh { self.init(high: word, low: 0) } else { self.init(high: 0, low: word) }
     }
 
     public init?(_ address: SocketAddress) {

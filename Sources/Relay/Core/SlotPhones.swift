@@ -56,8 +56,8 @@ package struct SlotPhones {
     }
 
     /// The key `phone` is listed under: a compare for the one phone most server-ids have, a walk
-    /// over at most `Limits.phonesPerServerID` entries otherwise — asked when a phone leaves, not
-    /// per message, so the registry keeps no copy of the key per phone.
+    /// over the id's phones otherwise (at most `--phones-per-server`, 16 by default) — asked when
+    /// a phone leaves, not per message, so the registry keeps no copy of the key per phone.
     package func key(of phone: ConnHandle) -> UInt32? {
         switch storage {
         case .none: nil

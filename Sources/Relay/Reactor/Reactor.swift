@@ -14,7 +14,7 @@ open class EventHandler {
     /// drop it unfired (only when its heap is full). A handler that keeps its own "entry pending"
     /// flag for a kind must answer false for that kind.
     open func timerIsStale(kind: UInt8) -> Bool { false }
-    /// Called once after `Reactor.markDirty(_:)`: right after the current event in a small
+    /// Called once after `Reactor.markDirty(fd:)`: right after the current event in a small
     /// batch, else at the end of the loop iteration (write coalescing).
     open func flushTick() {}
 }
@@ -334,7 +334,7 @@ public final class Reactor {
         // A flush may mark more handlers dirty (a close answered by another close): loop until quiet.
         var i = 0
         while i < dirtyCount {
-            let slot = Int(dirty[i])
+            let slot = Int(UInt32(bitPattern: dirty[i]))  // a closed connection's -1 is past the end
             if slot < slots.count, let h = slots[slot].handler { h._withUnsafeGuaranteedRef { $0.flushTick() } }
             i += 1
         }

@@ -35,7 +35,7 @@ package final class Peer: ConnectionDelegate, HandleOwner {
     /// A binary gets its conn id after the upgrade, a phone when the registry accepts it.
     private var hasConnID = false
     /// Which half of the client's key `clientWord` is (in the tail's spare byte).
-    private let clientIsIPv6: Bool
+    private let clientWordIsHigh: Bool
     /// The 8 hex digits of the conn id (docs/protocol.md §2–§3), once `hasConnID`.
     private var idSuffix: UInt32 = 0
     /// What the per-IP limits count this connection under, until it closes (`key`): one word and
@@ -47,7 +47,7 @@ package final class Peer: ConnectionDelegate, HandleOwner {
         self.role = role
         precondition(client != .unattributed, "a record is made for an admitted IP")
         clientWord = client.word
-        clientIsIPv6 = client.isIPv6
+        clientWordIsHigh = client.wordIsHigh
         self.handle = handle
         self.connection = connection
         self.serverID = serverID
@@ -68,7 +68,7 @@ package final class Peer: ConnectionDelegate, HandleOwner {
     }
 
     /// What the per-IP limits count this connection under (an IPv6 client's /64).
-    package var key: ClientKey { ClientKey(word: clientWord, isIPv6: clientIsIPv6) }
+    package var key: ClientKey { ClientKey(word: clientWord, wordIsHigh: clientWordIsHigh) }
 
     /// Gives the binary its conn id (`server-<server-id>-<8 hex>`).
     package func assignBinaryID(_ suffix: UInt32) {

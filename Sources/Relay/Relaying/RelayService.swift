@@ -93,6 +93,8 @@ public final class RelayService: ConnectionDelegate, TimerOwner {
         context.onLargeRelease = { [unowned self] in self.noteLargeRelease() }
     }
 
+    deinit { context.application = nil }  // a later service may serve this loop
+
     public var connectedBinaries: Int { registry.connectedBinaries }
     public var connectedPhones: Int { registry.connectedPhones }
     public var liveConnectionCount: Int { core.liveConnections }
