@@ -37,6 +37,24 @@ import Testing
         }
     }
 
+    /// Values past what the relay can hold are refused by name, not lowered unseen where they
+    /// are used: the message limit past 1 GiB, a connection's heartbeat past 24.8 days.
+    @Test func ceilingsAreRefusedNotLowered() throws {
+        let base = ["--insecure-listen", "127.0.0.1:8080"]
+        let atCeiling = try #require(run(base + ["--max-message-bytes", "1073741824", "--heartbeat-interval", "2147483647ms",
+                                                 "--heartbeat-timeout", "596h31m23.647s"]))
+        #expect(atCeiling.connection.maxMessageBytes == Limits.maxMessageBytesCeiling)
+        #expect(atCeiling.connection.heartbeatIntervalMs == ShortDeadline.maxSpanMs)
+        #expect(atCeiling.connection.heartbeatTimeoutMs == ShortDeadline.maxSpanMs)
+        for (flag, value) in [("max-message-bytes", "1073741825"), ("heartbeat-interval", "2147483648ms"),
+                              ("heartbeat-timeout", "600h")] {
+            let text = try #require(refusal(base + ["--\(flag)", value]), "--\(flag) \(value) was accepted")
+            #expect(text.hasPrefix("invalid value \"\(value)\" for --\(flag): at most "), "\(text)")
+        }
+        // Durations the relay keeps in 64 bits (grace) have no such ceiling.
+        #expect(try #require(run(base + ["--grace", "8760h"])).graceMs == 8760 * 3_600_000)
+    }
+
     @Test func emptyMetricsListenDisablesAndTheLastValueWins() throws {
         let c = try #require(run(["--insecure-listen=127.0.0.1:1", "--metrics-listen", "127.0.0.1:9", "--metrics-listen="]))
         #expect(c.metricsListen == nil)

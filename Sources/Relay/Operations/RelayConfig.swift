@@ -1,5 +1,6 @@
 import RelaySystem
 import RelayCodecs
+import RelayReactor
 import RelayTransport
 import RelayCore
 
@@ -73,11 +74,11 @@ public struct RelayConfig {
         f.string("max-half-open-per-ip", default: String(Limits.maxHalfOpenPerIP), "connections not yet upgraded per client IP (IPv6: per /64); its oldest is closed beyond")
         f.string("runtime-dir", default: "", "directory for instance.lock, the same-host single-instance lock; created (0700) when missing (default $RUNTIME_DIRECTORY, else /run/pyrycode-relay)")
         f.string("grace", default: "30s", "how long a binary's server-id stays reserved after it disconnects")
-        f.string("heartbeat-interval", default: "30s", "interval between pings to each connection")
-        f.string("heartbeat-timeout", default: "30s", "pong deadline after a ping; then close 1011")
+        f.string("heartbeat-interval", default: "30s", "interval between pings to each connection (at most 24.8 days)")
+        f.string("heartbeat-timeout", default: "30s", "pong deadline after a ping; then close 1011 (at most 24.8 days)")
         f.string("probe-timeout", default: "10s", "liveness probe of an incumbent binary before a takeover")
         f.string("phones-per-server", default: String(Limits.phonesPerServerID), "phones per server-id (4429 beyond)")
-        f.string("max-message-bytes", default: String(Limits.maxMessageBytes), "largest WebSocket message accepted (1009 beyond)")
+        f.string("max-message-bytes", default: String(Limits.maxMessageBytes), "largest WebSocket message accepted (1009 beyond; at most 1 GiB)")
         f.string("outbox-budget", default: String(Limits.phoneOutboxBudget), "bytes queued per phone before it is closed 1011")
         f.string("max-buffered-bytes", default: String(Limits.maxBufferedBytes), "bytes queued plus bytes of unfinished messages, all connections together; over it the largest holder is closed 1011")
         f.string("drain-deadline", default: "10s", "how long shutdown waits for connections to close")
@@ -114,21 +115,32 @@ public struct RelayConfig {
         }
     }
 
-    private static func positive(_ flags: FlagSet, _ name: String) throws(Refusal) -> Int {
+    /// `atMost`: a ceiling the value is refused above (`why` says whose), rather than lowered to it
+    /// unseen where it is used.
+    private static func positive(_ flags: FlagSet, _ name: String, atMost limit: Int = .max, _ why: String = "") throws(Refusal) -> Int {
         let text = flags.string(name)
         guard let v = Int(text), v > 0 else {
             throw Refusal(description: "invalid value \"\(text)\" for --\(name): want a positive integer")
         }
+        guard v <= limit else {
+            throw Refusal(description: "invalid value \"\(text)\" for --\(name): at most \(limit) (\(why))")
+        }
         return v
     }
 
-    package static func duration(_ flags: FlagSet, _ name: String) throws(Refusal) -> Int64 {
+    package static func duration(_ flags: FlagSet, _ name: String, atMostMs limit: Int64 = .max, _ why: String = "") throws(Refusal) -> Int64 {
         let text = flags.string(name)
         guard let v = parseGoDuration(text), v > 0 else {
             throw Refusal(description: "invalid value \"\(text)\" for --\(name): want a duration such as 30s or 500ms")
         }
+        guard v <= limit else {
+            throw Refusal(description: "invalid value \"\(text)\" for --\(name): at most \(limit)ms (\(why))")
+        }
         return v
     }
+
+    /// Why a connection's heartbeat has a ceiling: its deadlines are 32-bit milliseconds (`ShortDeadline`).
+    private static let connectionDeadlineCeiling = "a connection's deadlines reach 24.8 days ahead at most"
 
     private static func shard(_ flags: FlagSet) throws(Refusal) -> ShardAssignment? {
         let text = flags.string(ShardAssignment.flagName)
@@ -186,11 +198,14 @@ public struct RelayConfig {
         let rd = flags.string("runtime-dir")
         c.runtimeDir = rd.isEmpty ? nil : rd
         c.graceMs = try duration(flags, "grace")
-        c.connection.heartbeatIntervalMs = try duration(flags, "heartbeat-interval")
-        c.connection.heartbeatTimeoutMs = try duration(flags, "heartbeat-timeout")
+        c.connection.heartbeatIntervalMs = try duration(flags, "heartbeat-interval", atMostMs: ShortDeadline.maxSpanMs,
+                                                        connectionDeadlineCeiling)
+        c.connection.heartbeatTimeoutMs = try duration(flags, "heartbeat-timeout", atMostMs: ShortDeadline.maxSpanMs,
+                                                       connectionDeadlineCeiling)
         c.probeTimeoutMs = try duration(flags, "probe-timeout")
         c.phonesPerServer = try positive(flags, "phones-per-server")
-        c.connection.maxMessageBytes = try positive(flags, "max-message-bytes")
+        c.connection.maxMessageBytes = try positive(flags, "max-message-bytes", atMost: Limits.maxMessageBytesCeiling,
+                                                    "1 GiB: a message's length and offsets are 32-bit")
         c.outboxBudget = try positive(flags, "outbox-budget")
         c.maxBufferedBytes = try positive(flags, "max-buffered-bytes")
         c.drainDeadlineMs = try duration(flags, "drain-deadline")
