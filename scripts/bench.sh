@@ -214,9 +214,13 @@ print(v if ok else "")') || base=""
       start_tls_relay; run S7 tls
       stop_targets
       # The yardstick: nginx on the same OpenSSL, certificate and settings, runs interleaved.
-      echo "bench: S7 TLS handshakes, relay beside nginx (scripts/tls-handshake-bench.sh)"
-      RESULTS=$RESULTS RUNS=$S7_RUNS DURATION=$DURATION BIN=$BIN bash scripts/tls-handshake-bench.sh \
-        || echo "bench: S7 beside nginx FAILED"
+      # Twice: both answering `GET /healthz` (the handshakes alike: the target's reading), then the
+      # relay answering its WebSocket upgrade (what a connection costs it in all).
+      for request in healthz upgrade; do
+        echo "bench: S7 TLS handshakes, relay ($request) beside nginx (scripts/tls-handshake-bench.sh)"
+        RESULTS=$RESULTS RUNS=$S7_RUNS DURATION=$DURATION BIN=$BIN RELAY_REQUEST=$request bash scripts/tls-handshake-bench.sh \
+          || echo "bench: S7 beside nginx ($request) FAILED"
+      done
       start_targets ;;
     *) run "$s" floor; run "$s" relay ;;
   esac

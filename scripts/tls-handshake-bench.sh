@@ -196,7 +196,7 @@ one() { # KIND PID [args]: server CPU µs per full handshake, and handshakes/s o
   local out=$DIR/$kind.jsonl
   : >"$out"
   taskset -c 1 "$BIN/relay-bench" run S7 --storm-phases full --repeats 1 --warmup 1 --duration "$DURATION" \
-    --relay-pid "$pid" --label "tls-handshake-$kind$([[ $kind == relay && $RELAY_REQUEST == healthz ]] && echo -healthz)" \
+    --relay-pid "$pid" --label "tls-handshake-$kind$([[ $RELAY_REQUEST == healthz ]] && echo @healthz)" \
     --json-out "$out" --quiet "$@" 2>/dev/null || true
   [[ -n $RESULTS ]] && cat "$out" >>"$RESULTS"
   python3 -c 'import json,sys
