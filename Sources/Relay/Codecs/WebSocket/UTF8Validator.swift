@@ -34,6 +34,14 @@ public struct UTF8Validator: Sendable {
         feed(b, validate: pyry_utf8_valid)
     }
 
+    /// `feed` for bytes already known to be ASCII (the unmask pass said so, `Masking.unmask`):
+    /// after a complete code point they change nothing (RFC 3629 §4), so no pass is made; inside
+    /// one they are checked as any bytes are.
+    @inline(__always)
+    public mutating func feed(_ b: UnsafeRawBufferPointer, knownASCII: Bool) -> Bool {
+        (knownASCII && state == Self.accept) || feed(b)
+    }
+
     /// `feed` with the bulk of the bytes checked by `validate`, a complete-buffer validator (the
     /// CRelaySIMD kernel of the level the CPU offers; tests pass each level's).
     @inline(__always)

@@ -256,12 +256,9 @@ public struct WebSocketParser: ~Copyable {
             if isText && available > textPayloadUnmasked {
                 let fresh = UnsafeMutableRawBufferPointer(
                     start: payloadBase + textPayloadUnmasked, count: available - textPayloadUnmasked)
-                // ASCII after a complete code point leaves the UTF-8 state as it is (accept).
                 let ascii = masked && Masking.unmask(fresh, key: key, offset: textPayloadUnmasked)
                 textPayloadUnmasked = available
-                if !(ascii && utf8.isComplete) && !utf8.feed(UnsafeRawBufferPointer(fresh)) {
-                    return fail(.invalidPayload)
-                }
+                if !utf8.feed(UnsafeRawBufferPointer(fresh), knownASCII: ascii) { return fail(.invalidPayload) }
             }
             return .needMore
         }
@@ -286,9 +283,7 @@ public struct WebSocketParser: ~Copyable {
             break
         }
 
-        if isText && !(ascii && utf8.isComplete) && !utf8.feed(UnsafeRawBufferPointer(rest)) {
-            return fail(.invalidPayload)
-        }
+        if isText && !utf8.feed(UnsafeRawBufferPointer(rest), knownASCII: ascii) { return fail(.invalidPayload) }
         if fin && isText && !utf8.isComplete { return fail(.invalidPayload) }  // ends mid code point
 
         if let messageOpcode = assemblingOpcode {
