@@ -61,6 +61,23 @@ import Testing
         #expect(conflict.description == "--shard 0/2 and PYRYCODE_RELAY_SHARD name different shards; give one of them")
     }
 
+    // Every shard would order the certificate, and the CA's challenge reaches any of them.
+    @Test func aShardRefusesACMEButTakesACertificate() throws {
+        let shard = ShardAssignment(index: 1, count: 3)
+        #expect(ShardAssignment.refusal(shard, acme: true)?.description.hasPrefix(
+            "shard 1/3 cannot run ACME (--domain without --tls-cert): ") == true)
+        #expect(ShardAssignment.refusal(shard, acme: false) == nil)
+        #expect(ShardAssignment.refusal(nil, acme: true) == nil)
+        // What the boot step reads: ACME mode is --domain without a certificate.
+        guard case .success(.run(let acme)) = RelayConfig.parse(["--domain", "relay.example.com", "--shard", "1/3"]),
+              case .success(.run(let files)) = RelayConfig.parse(["--domain", "relay.example.com", "--shard", "1/3",
+                                                                  "--tls-cert", "c.pem", "--tls-key", "k.pem"]) else {
+            Issue.record("flags refused"); return
+        }
+        #expect(ShardAssignment.refusal(acme.shard, acme: acme.acmeDirectory != nil) != nil)
+        #expect(ShardAssignment.refusal(files.shard, acme: files.acmeDirectory != nil) == nil)
+    }
+
     @Test func theSameHostLockIsPerShard() {
         let dir = TempDir()
         let one = ShardAssignment(index: 1, count: 3)!

@@ -393,6 +393,22 @@ def test_one_process_per_shard_on_a_host(relay_bin, start_relay):
     assert warn["level"] == "warn" and warn["shard"] == "2/4"
 
 
+def test_a_shard_refuses_acme(relay_bin, start_relay, tmp_path):
+    """A shard in ACME mode exits 2 before any socket, by flag or by PYRYCODE_RELAY_SHARD: every
+    shard would order the certificate and the CA's challenge would reach a random shard."""
+    args = ["--domain", "relay.example.com", "--cert-cache", str(tmp_path / "certs"),
+            "--https-listen", f"127.0.0.1:{free_port()}", "--http-listen", f"127.0.0.1:{free_port()}",
+            "--metrics-listen", "", "--runtime-dir", str(tmp_path / "run")]
+    for extra, env in [(["--shard", "0/2"], None), ([], {"PYRYCODE_RELAY_SHARD": "1/2"})]:
+        r = start_relay(relay_bin, args + extra, env=env)
+        assert r.wait(10) == 2
+        err = r.stderr_text()
+        shard = "0/2" if extra else "1/2"
+        assert f"pyrycode-relay: shard {shard} cannot run ACME (--domain without --tls-cert)" in err, err
+        assert "relay_started" not in err and "single_instance_check" not in err
+    assert not (tmp_path / "certs").exists()
+
+
 # -- deploy files --------------------------------------------------------------------------------
 
 TEMPLATE_UNIT = REPO / "deploy" / "pyrycode-relay@.service"

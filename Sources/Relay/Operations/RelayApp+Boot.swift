@@ -95,6 +95,9 @@ extension RelayApp {
         case .success(let shard): config.shard = shard
         case .failure(let refusal): throw .refused("pyrycode-relay: \(refusal.description)")
         }
+        if let refusal = ShardAssignment.refusal(config.shard, acme: config.acmeDirectory != nil) {
+            throw .refused("pyrycode-relay: \(refusal.description)")
+        }
         var pushKey: ServiceAccountKey?
         if let json = env.fcmCredentials {
             switch ServiceAccountKey.parse(json) {

@@ -1,6 +1,6 @@
 import RelayCore
 
-/// How an operator names the shard (docs/operations.md § Sharding).
+/// How an operator names the shard (docs/operations.md § Sharded deployment).
 extension ShardAssignment {
     /// `--shard` / `PYRYCODE_RELAY_SHARD`.
     public static let flagName = "shard"
@@ -16,5 +16,17 @@ extension ShardAssignment {
                 description: "--\(flagName) \(flag) and \(environmentVariable) name different shards; give one of them"))
         }
         return .success(flag ?? environment)
+    }
+
+    /// A shard cannot run ACME (docs/operations.md § Sharded deployment): every shard would order the same
+    /// certificate, each order counting against the CA's rate limits, and the CA's challenge
+    /// request carries no server-id, so the proxy may send it to a shard that does not hold the
+    /// token. Sharded relays sit behind a proxy that terminates TLS; a shard may still be given
+    /// a certificate (`--tls-cert`) for a proxy that re-encrypts.
+    public static func refusal(_ shard: ShardAssignment?, acme: Bool) -> RelayConfig.Refusal? {
+        guard let shard, acme else { return nil }
+        return RelayConfig.Refusal(description: "shard \(shard) cannot run ACME (--domain without --tls-cert): every shard "
+            + "would order the certificate and the CA's challenge reaches whichever shard the proxy picks; "
+            + "terminate TLS at the proxy (docs/operations.md, Sharded deployment)")
     }
 }
