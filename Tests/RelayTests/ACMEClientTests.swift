@@ -207,6 +207,35 @@ import Testing
         #expect(ca.log.filter { $0.path == "/acct" }.count == Limits.acmeBadNonceRetries + 1)
     }
 
+    // RFC 8555 §6.7: a CA that forgot the account answers accountDoesNotExist to its kid; the
+    // order fails, and the next one registers the key again and signs with the new kid.
+    @Test func anAccountTheCAForgotIsRegisteredAgain() throws {
+        script()  // its authorization is valid once the first order is done
+        #expect(try runOrder().map { (try? $0.get()) != nil } == true)
+        let scripted = ca.handle
+        var known: Set<String> = []  // the CA was reset: acct/7 is gone
+        ca.handle = { [ca] req, protected, payload in
+            if req.url.path == "/acct" {
+                known.insert("https://ca.test/acct/8")
+                return Self.json(201, "{}", [(name: "replay-nonce", value: ca.freshNonce()),
+                                             (name: "location", value: "https://ca.test/acct/8")])
+            }
+            if let kid = protected["kid"], !known.contains(kid) {
+                return Self.json(400, #"{"type":"urn:ietf:params:acme:error:accountDoesNotExist","detail":"no such account"}"#,
+                                 [(name: "replay-nonce", value: ca.freshNonce())])
+            }
+            return scripted(req, protected, payload)
+        }
+        guard case .failure(.problem(let type, _))? = try runOrder() else { Issue.record("must fail"); return }
+        #expect(type == "urn:ietf:params:acme:error:accountDoesNotExist")
+        ca.log.removeAll()
+        let again = try #require(try runOrder())
+        #expect((try? again.get()) != nil, "\(again) after \(ca.log.map(\.path))")
+        let posts = ca.log.filter { !$0.protected.isEmpty }
+        #expect(posts.first?.path == "/acct" && posts.first?.protected["jwk"] == "present")
+        for p in posts.dropFirst() { #expect(p.protected["kid"] == "https://ca.test/acct/8") }
+    }
+
     @Test func retryAfterIsBoundedWhateverTheCASays() {
         #expect(ACMEClient.pollDelayMs(retryAfter: nil) == Limits.acmePollMinMs)
         #expect(ACMEClient.pollDelayMs(retryAfter: "3") == 3_000)

@@ -305,6 +305,12 @@ package final class ACMEClient: TimerOwner {
                         Log.info("acme_bad_nonce_retried", ["count": String(attempt + 1)])
                         return post(url, payload: payload, useJWK: useJWK, accept: accept, attempt: attempt + 1, done)
                     }
+                    // §6.7: the CA no longer knows the account this request named (a reset
+                    // staging CA, a purge): the next order registers the key again instead of
+                    // failing with the same kid until the process restarts.
+                    if case .problem(let t, _) = problem, t == "urn:ietf:params:acme:error:accountDoesNotExist", !useJWK {
+                        kid = nil
+                    }
                     done(.failure(problem))
                 }
             }
