@@ -284,6 +284,21 @@ private let upgradeRequest = bytes(
         #expect(h.count("connection") == 2)
         #expect(h.values("connection") == ["keep-alive ,, UpGrade", "te"])
     }
+
+    // RFC 9110 §5.6.1: elements between commas, OWS (space, tab) around them, empty ones skipped;
+    // whole elements only, ASCII case-insensitive.
+    @Test func listElementsAreFoundWhole() {
+        func has(_ list: String, _ token: String) -> Bool {
+            var l = list, t = token
+            return l.withUTF8 { a in t.withUTF8 { b in HTTPGrammar.listContains(a, b) } }
+        }
+        for list in ["upgrade", "Upgrade", " \tUPGRADE\t ", "a,upgrade", "upgrade,a", "a , upgrade , b", ",,upgrade,,", "x,\tupgrade"] {
+            #expect(has(list, "upgrade"), "\(list)")
+        }
+        for list in ["", ",", " , ", "upgrades", "xupgrade", "up grade", "upgrade2,a", "a,pgrade", "upgrad", "\"upgrade\""] {
+            #expect(!has(list, "upgrade"), "\(list)")
+        }
+    }
 }
 
 @Suite struct HTTPResponseTests {

@@ -153,10 +153,65 @@ import Testing
             == "ts=T level=info msg=x path=\"/a b\"")
     }
 
+    /// The quoting rules as written before the byte fast path: every value through its scalars.
+    static func referenceQuote(_ value: String) -> String {
+        let needs = value.isEmpty || value.unicodeScalars.contains {
+            $0 == " " || $0 == "\"" || $0 == "=" || $0 == "\\" || Logfmt.mustEscape($0)
+        }
+        guard needs else { return value }
+        var out = "\""
+        for u in value.unicodeScalars {
+            switch u {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default: out += Logfmt.mustEscape(u) ? "\\u" + String(u.value, radix: 16).leftPadded(to: 4) : String(u)
+            }
+        }
+        return out + "\""
+    }
+
+    // The fast path for plain ASCII and the per-character path agree with the reference on
+    // every mix: each ASCII byte, C1 and line-ending characters, bidi controls, other non-ASCII.
+    @Test func quotingMatchesTheReferenceOnEveryMix() {
+        let pieces: [String] = (0..<128).map { String(UnicodeScalar(UInt8($0))) }
+            + ["é", "§", "\u{85}", "\u{9F}", "\u{A0}", "\u{2028}", "\u{2029}", "\u{202E}", "\u{61C}", "\u{1F600}", "ab", "0123456789abcdef"]
+        var seed: UInt64 = 0x9E37_79B9_7F4A_7C15
+        for _ in 0..<5_000 {
+            var value = ""
+            seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17
+            for k in 0..<Int(seed % 6) { value += pieces[Int((seed >> (8 * UInt64(k) + 3)) % UInt64(pieces.count))] }
+            #expect(Logfmt.quote(value) == Self.referenceQuote(value), "\(Array(value.unicodeScalars.map(\.value)))")
+        }
+        for p in pieces { #expect(Logfmt.quote("x" + p + "y") == Self.referenceQuote("x" + p + "y")) }
+    }
+
+    // The digits written by hand agree with libc's strftime for any second from 1970 to 2200.
+    @Test func timestampsMatchStrftime() {
+        var seed: UInt64 = 0x2545_F491_4F6C_DD1D
+        for i in 0..<2_000 {
+            seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17
+            let seconds = Int64(seed % 7_258_118_400), ms = i % 1000
+            var t = time_t(seconds)
+            var civil = tm()
+            var text = [CChar](repeating: 0, count: 32)
+            _ = gmtime_r(&t, &civil)
+            _ = strftime(&text, text.count, "%Y-%m-%dT%H:%M:%S", &civil)
+            let expected = String(cString: text) + "." + String(ms).leftPadded(to: 3) + "Z"
+            #expect(Logfmt.format(epochSeconds: seconds, milliseconds: ms) == expected)
+        }
+    }
+
     @Test func rfc3339() {
         #expect(Logfmt.format(epochSeconds: 0, milliseconds: 0) == "1970-01-01T00:00:00.000Z")
         #expect(Logfmt.format(epochSeconds: 951_782_400, milliseconds: 7) == "2000-02-29T00:00:00.007Z")
         #expect(Logfmt.format(epochSeconds: 1_700_000_000, milliseconds: 123) == "2023-11-14T22:13:20.123Z")
         #expect(Logfmt.format(epochSeconds: 4_107_542_399, milliseconds: 999) == "2100-02-28T23:59:59.999Z")
     }
+}
+
+private extension String {
+    func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }

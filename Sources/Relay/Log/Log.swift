@@ -33,6 +33,10 @@ public enum Log {
     /// make every line it appears in kilobytes long.
     package static let peerChosenKeys: Set<String> = ["server_id", "conn_id", "binary_conn_id", "device_name", "binary_version", "path"]
 
+    /// Each allowed key, and whether its value is clipped: one lookup per field.
+    private static let clippedByKey: [String: Bool] = Dictionary(
+        uniqueKeysWithValues: allowedKeys.map { ($0, peerChosenKeys.contains($0)) })
+
     /// Where lines go while the loop runs (`LogOutput`: non-blocking, bounded). nil — at boot,
     /// after the loop, and in tests — means one blocking write(2) to fd 2 per line.
     ///
@@ -44,19 +48,17 @@ public enum Log {
 
     /// One line through `Logfmt` (the single encoder: quoting rules and timestamp live there).
     public static func write(_ level: Level, _ msg: String, _ fields: KeyValuePairs<String, String> = [:]) {
-        var kept: [(key: String, value: String)] = []
-        kept.reserveCapacity(fields.count)
+        var line = Logfmt.Line(level: level.rawValue, msg: msg)
         for (k, v) in fields {
-            guard allowedKeys.contains(k) else {
+            guard let clipped = clippedByKey[k] else {
                 assertionFailure("log key \(k) is not allow-listed")
                 continue
             }
-            kept.append((k, peerChosenKeys.contains(k) ? Logfmt.clip(v) : v))
+            line.add(k, clipped ? Logfmt.clip(v) : v)
         }
-        var line = Logfmt.line(level: level.rawValue, msg: msg, kept)
-        line += "\n"
-        line.withUTF8 { p in
-            if let output { output.write(UnsafeRawBufferPointer(p)) } else { _ = CEpoll.write(2, p.baseAddress, p.count) }
+        line.endLine()
+        line.bytes.withUnsafeBytes { p in
+            if let output { output.write(p) } else { _ = CEpoll.write(2, p.baseAddress, p.count) }
         }
     }
 

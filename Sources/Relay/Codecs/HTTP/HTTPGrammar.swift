@@ -46,6 +46,23 @@ package enum HTTPGrammar {
         (b >= UInt8(ascii: "A") && b <= UInt8(ascii: "Z")) ? b | 0x20 : b
     }
 
+    /// Whether the comma-separated list `list` (RFC 9110 §5.6.1: elements between commas, OWS
+    /// around them, empty elements ignored) has an element equal to `token`, ASCII
+    /// case-insensitively. One pass over the bytes, nothing allocated: it runs on every upgrade.
+    package static func listContains(_ list: UnsafeBufferPointer<UInt8>, _ token: UnsafeBufferPointer<UInt8>) -> Bool {
+        var start = 0
+        while start <= list.count {
+            var end = start
+            while end < list.count && list[end] != comma { end += 1 }
+            var lo = start, hi = end
+            while lo < hi && isOWS(list[lo]) { lo += 1 }
+            while hi > lo && isOWS(list[hi - 1]) { hi -= 1 }
+            if hi - lo == token.count && equalsIgnoringASCIICase(list[lo..<hi], token) { return true }
+            start = end + 1
+        }
+        return false
+    }
+
     /// ASCII case-insensitive equality of two UTF-8 sequences (tokens are ASCII, RFC 9110 §5.6.2).
     package static func equalsIgnoringASCIICase<A: Collection<UInt8>, B: Collection<UInt8>>(_ a: A, _ b: B) -> Bool {
         guard a.count == b.count else { return false }

@@ -59,13 +59,14 @@ public struct HTTPRequestHead: Sendable {
     /// contain `token`, ASCII case-insensitively (RFC 9110 §7.6.1 connection options and §7.8
     /// protocol names are case-insensitive).
     public func hasToken(_ lowercasedName: String, _ token: String) -> Bool {
-        for h in headers where h.name == lowercasedName {
-            for element in h.value.split(separator: ",", omittingEmptySubsequences: true)
-            where HTTPGrammar.equalsIgnoringASCIICase(element.trimmingASCIISpaces().utf8, token.utf8) {
-                return true
+        var token = token
+        return token.withUTF8 { t in
+            for h in headers where h.name == lowercasedName {
+                var value = h.value
+                if value.withUTF8({ HTTPGrammar.listContains($0, t) }) { return true }
             }
+            return false
         }
-        return false
     }
 
     /// Persistence per RFC 9112 §9.3: HTTP/1.1 persists unless `Connection: close`; HTTP/1.0 only

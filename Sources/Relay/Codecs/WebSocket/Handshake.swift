@@ -47,6 +47,11 @@ public enum WebSocketHandshake {
         return .accept(acceptKey: acceptKey(for: key))
     }
 
+    /// SHA-1 fetched from the default provider once: with `EVP_sha1()` every `EVP_Digest` looks
+    /// the algorithm up again (OpenSSL 3), ~2 k instructions per upgrade (docs/benchmarks.md
+    /// "What a connection costs"). A fetched `EVP_MD` is immutable: any thread may use it.
+    nonisolated(unsafe) private static let sha1: OpaquePointer? = EVP_MD_fetch(nil, "SHA1", nil)
+
     /// RFC 6455 §4.2.2 item 5.4: base64(SHA-1(key ‖ GUID)). The key is used as received (trimmed).
     public static func acceptKey(for clientKey: String) -> String {
         let input = Array((clientKey + guid).utf8)
@@ -54,7 +59,7 @@ public enum WebSocketHandshake {
         var length: UInt32 = 0
         let ok = input.withUnsafeBytes { inp in
             digest.withUnsafeMutableBufferPointer { out in
-                EVP_Digest(inp.baseAddress, inp.count, out.baseAddress, &length, EVP_sha1(), nil)
+                EVP_Digest(inp.baseAddress, inp.count, out.baseAddress, &length, sha1, nil)
             }
         }
         // EVP_Digest over memory fails only without a default provider or on allocation failure:
