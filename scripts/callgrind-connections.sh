@@ -11,7 +11,8 @@
 #   bash scripts/callgrind-connections.sh                 # this build
 #   BEFORE=/path/to/old/pyrycode-relay bash scripts/callgrind-connections.sh   # both, side by side
 #
-# Env: FEW (50), MANY (350), PORT (18760), BEFORE (a second relay binary), SCRATCH (.build).
+# Env: FEW (50), MANY (350), PORT (18760), BEFORE (a second relay binary), SCRATCH (.build),
+#      BIN (the relay binary to measure; default: a release build, made first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,8 +26,11 @@ command -v valgrind >/dev/null || { echo "callgrind-connections: valgrind not in
 [[ -x .venv-test/bin/python ]] || bash scripts/python-venv.sh
 (( MANY > FEW && MANY <= 60000 )) || { echo "callgrind-connections: want FEW < MANY <= 60000" >&2; exit 2; }
 
-swift build -c release --scratch-path "$SCRATCH" --product pyrycode-relay 2>&1 | tail -n 1
-bins=("$SCRATCH/release/pyrycode-relay")
+if [[ -z "${BIN:-}" ]]; then
+  swift build -c release --scratch-path "$SCRATCH" --product pyrycode-relay 2>&1 | tail -n 1
+  BIN="$SCRATCH/release/pyrycode-relay"
+fi
+bins=("$BIN")
 labels=("this build")
 if [[ -n "${BEFORE:-}" ]]; then
   [[ -x "$BEFORE" ]] || { echo "callgrind-connections: BEFORE=$BEFORE is not an executable" >&2; exit 1; }
