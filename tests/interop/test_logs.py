@@ -269,3 +269,34 @@ def test_registration_and_claim_lines_name_the_client(relay_bin, start_relay):
     line = parse_logfmt(r.proc.wait_for_log(lambda l: "msg=server_claimed" in l and "srv-direct" in l))
     assert line["remote"] == "127.0.0.1"
     plain.close()
+
+
+def test_half_open_evictions_are_logged_with_the_cap_and_the_client(relay_bin, start_relay):
+    """An eviction names the newcomer's address and the cap that was full: its own (`per-client
+    cap`, one address flooding idle connections) or the relay's (`global cap`); the metric counts
+    every closed connection. Budgeted like the other repeated lines (at most 100 per 10 s)."""
+    r = start(start_relay, relay_bin, "--max-half-open", "6", "--max-half-open-per-ip", "2")
+    idle = []
+
+    def open_from(source):
+        s = socket.socket()
+        s.bind((source, 0))
+        s.connect(("127.0.0.1", r.port))
+        idle.append(s)
+
+    try:
+        for _ in range(3):  # the third from 127.0.0.2 evicts its first
+            open_from("127.0.0.2")
+        line = parse_logfmt(r.proc.wait_for_log(lambda l: "msg=half_open_evicted" in l))
+        assert (line["level"], line["remote"], line["reason"], line["count"]) == ("warn", "127.0.0.2", "per-client cap", "1")
+        half_open = ("pyrycode_relay_half_open_connections", ())
+        wait_until(lambda: scrape(r)[half_open] == 2)  # the start's port probe has gone too
+        for i in range(3, 8):  # 2 + 5 from other addresses: the seventh needs room in all
+            open_from(f"127.0.0.{i}")
+        line = parse_logfmt(r.proc.wait_for_log(lambda l: "msg=half_open_evicted" in l and "global cap" in l))
+        assert (line["remote"], line["count"]) == ("127.0.0.7", "1")
+        metrics = scrape(r)
+        assert metrics[("pyrycode_relay_half_open_evictions_total", ())] == 2 and metrics[half_open] == 6
+    finally:
+        for s in idle:
+            s.close()

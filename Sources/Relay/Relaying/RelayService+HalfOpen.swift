@@ -17,19 +17,33 @@ extension RelayService {
         return ClientKey(remote) ?? .unattributed
     }
 
-    package func makeHalfOpenRoom(for key: ClientKey) {
-        for c in halfOpen.makeRoom(for: key) {
-            metrics.halfOpenEvictions += 1
-            c.abort()
-        }
+    /// `remote`: the newcomer's address, named in the log line when room is made for it.
+    package func makeHalfOpenRoom(for key: ClientKey, remote: SocketAddress) {
+        let atClientCap = halfOpen.count(of: key) >= settings.maxHalfOpenPerIP && key != .unattributed
+        evict(halfOpen.makeRoom(for: key), for: key, remote: remote, atClientCap: atClientCap)
     }
 
     /// The PROXY v2 header named the client of a connection not yet upgraded: it counts under that client now.
     package func connection(_ c: Connection, wasProxiedFrom source: SocketAddress) {
         guard let key = ClientKey(source) else { return }
-        for evicted in halfOpen.rekey(c, to: key) {
+        evict(halfOpen.rekey(c, to: key), for: key, remote: source, atClientCap: true)
+    }
+
+    /// Closes what made room, counts it, and says so in a budgeted line (docs/operations.md, "Log
+    /// volume": a flood evicts again and again): whose arrival evicted, and which cap was full —
+    /// the client's own (`per-client cap`, the flooder named) or the relay's (`global cap`). A
+    /// client behind a trusted X-Forwarded-For proxy is not known yet: no address then.
+    private func evict(_ evicted: [Connection], for key: ClientKey, remote: SocketAddress, atClientCap: Bool) {
+        guard !evicted.isEmpty else { return }
+        for c in evicted {
             metrics.halfOpenEvictions += 1
-            evicted.abort()
+            c.abort()
+        }
+        let reason = atClientCap ? "per-client cap" : "global cap"
+        if key == .unattributed {
+            logRepeated(.halfOpenEvicted, ["reason": reason, "count": String(evicted.count)])
+        } else {
+            logRepeated(.halfOpenEvicted, ["remote": remote.ipString, "reason": reason, "count": String(evicted.count)])
         }
     }
 }

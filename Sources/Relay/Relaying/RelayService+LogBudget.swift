@@ -11,7 +11,7 @@ import RelayCore
 /// admission already limits how often they can happen.
 package enum RepeatedLogEvent: CaseIterable {
     case binaryForwarderUnmarshalErr, binaryForwarderPushWakeDropped, binaryForwarderUnknownConnID
-    case ratelimitRejected, connCapReached, ipConnCapReached
+    case ratelimitRejected, connCapReached, ipConnCapReached, halfOpenEvicted
     case phoneRegisterNoServer, phoneRegisterAtCap, serverIDConflict
     case upgradeMisrouted
 
@@ -24,6 +24,7 @@ package enum RepeatedLogEvent: CaseIterable {
         case .ratelimitRejected: "ratelimit_rejected"
         case .connCapReached: "conn_cap_reached"
         case .ipConnCapReached: "ip_conn_cap_reached"
+        case .halfOpenEvicted: "half_open_evicted"
         case .phoneRegisterNoServer: "phone_register_no_server"
         case .phoneRegisterAtCap: "phone_register_at_cap"
         case .serverIDConflict: "server_id_conflict"

@@ -127,7 +127,7 @@ public final class RelayService: ConnectionDelegate, TimerOwner {
         Socket.setNoDelay(fd.raw)
         noteAccept()
         let key = halfOpenKey(remote: remote, proxyHeader: proxyHeader)
-        makeHalfOpenRoom(for: key)
+        makeHalfOpenRoom(for: key, remote: remote)
         let c = Connection(fd: fd, remote: remote, context: context, settings: settings.connection, delegate: self,
                            tls: tls, proxyHeader: proxyHeader)
         do { try c.start() } catch { return }
