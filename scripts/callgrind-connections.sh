@@ -56,6 +56,7 @@ measure() {
   local bin=$1 count=$2 tag=$3 file="$OUT/callgrind.connections.$3.$2.out" log="$OUT/relay.connections.$3.$2.log"
   local rundir pid total
   rundir=$(mktemp -d)
+  : >"$log"  # emptied here, not by the child's redirection: the wait below must not read an older run
   valgrind --tool=callgrind --callgrind-out-file="$file" "$bin" --insecure-listen "127.0.0.1:$PORT" \
     --metrics-listen "" --runtime-dir "$rundir" 2>"$log" &
   pid=$!
