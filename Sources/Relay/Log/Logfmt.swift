@@ -52,7 +52,7 @@ public enum Logfmt {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// `quote`, appended to `out`. Printable ASCII without ` `, `"`, `=`, `\\` — every value the
+    /// `quote`, appended to `out`. Printable ASCII without ` `, `"`, `=`, `\` — every value the
     /// relay chooses and most a peer sends — is copied as it is after one pass over its bytes;
     /// anything else takes the per-character path.
     package static func appendQuoted(_ value: String, to out: inout [UInt8]) {
@@ -136,6 +136,7 @@ public enum Logfmt {
         return format(epochSeconds: Int64(seconds), milliseconds: millis)
     }
 
+    /// `appendTimestamp` as a String.
     public static func format(epochSeconds: Int64, milliseconds: Int) -> String {
         var out: [UInt8] = []
         appendTimestamp(epochSeconds: epochSeconds, milliseconds: milliseconds, to: &out)
