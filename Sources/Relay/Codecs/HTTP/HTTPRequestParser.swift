@@ -196,14 +196,17 @@ public struct HTTPRequestParser: Sendable {
     }
 
     private mutating func fieldEnded(valueEnd: Int, _ buffered: UnsafeRawBufferPointer) {
-        var name = [UInt8]()
-        name.reserveCapacity(colon - lineStart)
-        for j in lineStart..<colon { name.append(HTTPGrammar.lowercased(buffered[j])) }
+        // Lowercased straight into the String's storage (a name of up to 15 bytes, as most are,
+        // is stored inline: no allocation). Token characters only (checked before): ASCII.
+        let name = String(unsafeUninitializedCapacity: colon - lineStart) { out in
+            for j in lineStart..<colon { out[j - lineStart] = HTTPGrammar.lowercased(buffered[j]) }
+            return colon - lineStart
+        }
         var vs = colon + 1
         var ve = valueEnd
         while vs < ve, HTTPGrammar.isOWS(buffered[vs]) { vs += 1 }
         while ve > vs, HTTPGrammar.isOWS(buffered[ve - 1]) { ve -= 1 }
-        headers.append((name: String(decoding: name, as: UTF8.self), value: Self.string(buffered, vs, ve)))
+        headers.append((name: name, value: Self.string(buffered, vs, ve)))
         state = .fieldStart
     }
 
