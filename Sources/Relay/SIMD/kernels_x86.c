@@ -199,7 +199,7 @@ __attribute__((always_inline)) static inline bool sse2_json_small_prepare(const 
     return _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(least, _mm_set1_epi8(' ')), least)) != 0;
 }
 
-static bool sse2_json_valid_small(const uint8_t *p, size_t n, size_t max_depth, bool utf8_validated) {
+NOINLINE static bool sse2_json_valid_small(const uint8_t *p, size_t n, size_t max_depth, bool utf8_validated) {
     uint64_t special[JSON_SMALL_WORDS];
     if (json_small_in_place(p, n)) {
         bool blanks = sse2_json_small_prepare(p, n, NULL, special);
@@ -595,10 +595,14 @@ AVX2 __attribute__((always_inline)) static inline bool avx2_json_small_prepare(c
 
 AVX2 static bool avx2_json_valid_small(const uint8_t *p, size_t n, size_t max_depth, bool utf8_validated) {
     uint64_t special[JSON_SMALL_WORDS];
-    if (json_small_in_place(p, n)) {
-        bool blanks = avx2_json_small_prepare(p, n, NULL, special);
-        json_small_seal_in_place(special, n);
-        return JSON_SMALL_WALK_IN_PLACE(p, n, special, max_depth, utf8_validated, blanks);
+    /* One test sends the usual message (32 to 255 bytes) to the copy below. */
+    if (n - 32 >= JSON_SMALL_IN_PLACE_MIN - 32) {
+        if (json_small_in_place(p, n)) {
+            bool blanks = avx2_json_small_prepare(p, n, NULL, special);
+            json_small_seal_in_place(special, n);
+            return JSON_SMALL_WALK_IN_PLACE(p, n, special, max_depth, utf8_validated, blanks);
+        }
+        if (n < 32) return sse2_json_valid_small(p, n, max_depth, utf8_validated);
     }
     uint8_t copy[JSON_SMALL_COPY] __attribute__((aligned(32)));
     bool blanks = avx2_json_small_prepare(p, n, copy, special);
