@@ -87,6 +87,33 @@ static bool sse2_utf8_valid(const uint8_t *p, size_t n) {
     return scalar_utf8_valid_from(p, 0, n, sse2_ascii_span);
 }
 
+/* 32 zero bytes, then 32 0xFF: the 32 bytes at tail_lanes + k (the 16 at tail_lanes + 16 + k)
+   are zeros but for their last k, the lanes of a vector ending at a buffer's last byte that hold
+   its last k bytes. */
+static const uint8_t tail_lanes[64] __attribute__((aligned(32))) = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+    0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+};
+
+/* `key` for a vector that starts at p[x] with x = 4m + phase (RFC 6455 §5.3: byte x takes key
+   byte x mod 4): its low byte is key byte `phase`. */
+static inline uint32_t key_at(uint32_t key, size_t phase) {
+    unsigned shift = (unsigned)(phase & 3) * 8;
+    return shift == 0 ? key : (key >> shift) | (key << (32 - shift));
+}
+
+/* Unmasks the last k (< 16) bytes of p[0..n) (n >= 16) with one vector ending at p[n-1]: the
+   lanes before them are already unmasked and XOR with zero. Returns the vector, for the ASCII
+   verdict (its other lanes are unmasked bytes too). */
+static inline __m128i sse2_unmask_tail(uint8_t *p, size_t n, size_t k, uint32_t key) {
+    __m128i *q = (__m128i *)(p + n - 16);
+    __m128i lanes = _mm_loadu_si128((const __m128i *)(tail_lanes + 16 + k));
+    __m128i v = _mm_xor_si128(_mm_loadu_si128(q), _mm_and_si128(_mm_set1_epi32((int)key_at(key, n)), lanes));
+    _mm_storeu_si128(q, v);
+    return v;
+}
+
 static bool sse2_unmask(uint8_t *p, size_t n, uint32_t key) {
     const __m128i k = _mm_set1_epi32((int)key);
     __m128i seen = _mm_setzero_si128();  /* OR of the unmasked bytes: their high bits say non-ASCII */
@@ -108,6 +135,10 @@ static bool sse2_unmask(uint8_t *p, size_t n, uint32_t key) {
         seen = _mm_or_si128(seen, a);
     }
     /* i is a multiple of 16, so the key phase is unchanged. */
+    if (i < n && n >= 16) {
+        seen = _mm_or_si128(seen, sse2_unmask_tail(p, n, n - i, key));
+        i = n;
+    }
     bool tail_ascii = scalar_unmask(p + i, n - i, key);
     return tail_ascii && _mm_movemask_epi8(seen) == 0;
 }
@@ -458,8 +489,19 @@ AVX2 static bool avx2_unmask(uint8_t *p, size_t n, uint32_t key) {
         seen = _mm256_or_si256(seen, _mm256_zextsi128_si256(a));  /* upper half zero */
         i += 16;
     }
+    if (i == n) return _mm256_movemask_epi8(seen) == 0;  /* a multiple of 16 bytes: no tail */
+    if (n >= 32) {
+        /* The last n - i (< 16) bytes: one vector ending at p[n-1], whose lanes before them are
+           already unmasked and XOR with zero (sse2_unmask_tail, 32 bytes wide). */
+        __m256i *q = (__m256i *)(p + n - 32);
+        __m256i lanes = _mm256_loadu_si256((const __m256i *)(tail_lanes + (n - i)));
+        __m256i v = _mm256_xor_si256(_mm256_loadu_si256(q), _mm256_and_si256(_mm256_set1_epi32((int)key_at(key, n)), lanes));
+        _mm256_storeu_si256(q, v);
+        seen = _mm256_or_si256(seen, v);
+        return _mm256_movemask_epi8(seen) == 0;
+    }
     bool ascii = _mm256_movemask_epi8(seen) == 0;
-    if (i == n) return ascii;  /* a multiple of 16 bytes: no tail set-up */
+    if (n >= 16) return _mm_movemask_epi8(sse2_unmask_tail(p, n, n - i, key)) == 0 && ascii;
     /* i is a multiple of 16, so the key phase is unchanged. */
     return scalar_unmask(p + i, n - i, key) && ascii;
 }
