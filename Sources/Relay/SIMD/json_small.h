@@ -28,18 +28,19 @@ static inline void json_small_seal(uint64_t *special, size_t n) {
     special[(n >> 6) + 1] = ~0ULL;
 }
 
-/* From this size on an input that ends in '}' or ']' is walked where it lies, without a copy:
-   below it the copy costs less than the walk's extra test at each closing bracket. */
+/* From this size on an input that ends in '}' or ']' is walked where it lies, without a copy
+   (below it the copy is a few vector stores, and the usual phone message keeps its path). */
 #define JSON_SMALL_IN_PLACE_MIN 256
 
-/* Whether the walk may read p[0..n) itself instead of a padded copy. Every read of the walk
-   past a byte depends on that byte being something other than a closing bracket (a token
-   continues, a string has not ended), except the whitespace skip after the outermost closer and
-   the string search, which stops at the next mask bit: so when the last byte is '}' or ']', no
-   read goes past it as long as the walk stops at the outermost closer (json_small_walk's
-   `in_place`) and the mask flags p[n-1], where a string still open at the end is invalid
-   (json_small_seal_in_place). Literals and escapes are compared byte by byte (short-circuit),
-   never by a wider load. */
+/* Whether the walk may read p[0..n) itself instead of a padded copy (no zeros after the input
+   to stop it). Each read of the walk past a position follows from the byte there being other
+   than a closing bracket: a literal, number, escape or UTF-8 sequence goes on, a ',', ':' or
+   opening bracket needs what comes next. When the last byte is '}' or ']' that leaves two ways
+   past it, both closed in place: the string search, which stops at the next mask bit (p[n-1]
+   is flagged, where a string still open is invalid: json_small_seal_in_place,
+   json_small_string), and what follows a closer that is p[n-1] itself (json_small_walk stops
+   there). Literals are compared byte by byte, each read after a byte that matched, never by a
+   wider load. */
 static inline bool json_small_in_place(const uint8_t *p, size_t n) {
     return n >= JSON_SMALL_IN_PLACE_MIN && (p[n - 1] == '}' || p[n - 1] == ']');
 }

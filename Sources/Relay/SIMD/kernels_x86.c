@@ -135,12 +135,9 @@ static bool sse2_unmask(uint8_t *p, size_t n, uint32_t key) {
         seen = _mm_or_si128(seen, a);
     }
     /* i is a multiple of 16, so the key phase is unchanged. */
-    if (i < n && n >= 16) {
-        seen = _mm_or_si128(seen, sse2_unmask_tail(p, n, n - i, key));
-        i = n;
-    }
-    bool tail_ascii = scalar_unmask(p + i, n - i, key);
-    return tail_ascii && _mm_movemask_epi8(seen) == 0;
+    if (i == n) return _mm_movemask_epi8(seen) == 0;  /* a multiple of 16 bytes: no tail */
+    if (n >= 16) return _mm_movemask_epi8(_mm_or_si128(seen, sse2_unmask_tail(p, n, n - i, key))) == 0;
+    return scalar_unmask(p, n, key);  /* under 16 bytes: nothing unmasked above */
 }
 
 static void sse2_copy_large(void *dst, const void *src, size_t n) {
