@@ -530,16 +530,21 @@ AVX2 static void avx2_copy_large(void *dst, const void *src, size_t n) {
     if (i < n) avx2_copy128((__m256i *)(d + n - 128), (const __m256i *)(s + n - 128));
 }
 
-/* One 64-byte word of avx2_json_small_prepare: its copy (unless `copy` is NULL), its blanks,
-   its mask word. */
-AVX2 static inline uint64_t avx2_json_small_word(const uint8_t *p, uint8_t *copy, __m256i *least) {
-    __m256i a = _mm256_loadu_si256((const __m256i *)p), b = _mm256_loadu_si256((const __m256i *)(p + 32));
+/* One 64-byte word of avx2_json_small_prepare from its two vectors: its copy (unless `copy`
+   is NULL), its blanks, its mask word. */
+AVX2 static inline uint64_t avx2_json_small_word_of(__m256i a, __m256i b, uint8_t *copy, __m256i *least) {
     if (copy) {
         _mm256_store_si256((__m256i *)copy, a);
         _mm256_store_si256((__m256i *)(copy + 32), b);
     }
     *least = _mm256_min_epu8(*least, _mm256_min_epu8(a, b));
     return (uint64_t)(uint32_t)AVX2_JSON_MASK(a) | (uint64_t)(uint32_t)AVX2_JSON_MASK(b) << 32;
+}
+
+/* avx2_json_small_word_of the 64 bytes at p. */
+AVX2 static inline uint64_t avx2_json_small_word(const uint8_t *p, uint8_t *copy, __m256i *least) {
+    return avx2_json_small_word_of(_mm256_loadu_si256((const __m256i *)p), _mm256_loadu_si256((const __m256i *)(p + 32)),
+                                   copy, least);
 }
 
 /* sse2_json_small_prepare 32 bytes per step; inputs under 32 bytes go to it. `copy` NULL (a
@@ -577,7 +582,14 @@ AVX2 __attribute__((always_inline)) static inline bool avx2_json_small_prepare(c
             __m256i a = _mm256_loadu_si256(q), b = _mm256_loadu_si256(q + 1);
             __m256i c = _mm256_loadu_si256(q + 2), d = _mm256_loadu_si256(q + 3);
             __m256i low;
-            if (!avx2_json_plain_block(a, b, c, d, &low)) break;
+            if (!avx2_json_plain_block(a, b, c, d, &low)) {
+                /* The run ends in this block: its two words from the vectors at hand, then
+                   word by word again. */
+                special[i >> 6] = avx2_json_small_word_of(a, b, copy ? copy + i : NULL, &least);
+                special[(i >> 6) + 1] = avx2_json_small_word_of(c, d, copy ? copy + i + 64 : NULL, &least);
+                i += 128;
+                break;
+            }
             if (copy) {
                 __m256i *to = (__m256i *)(copy + i);
                 _mm256_store_si256(to, a);
