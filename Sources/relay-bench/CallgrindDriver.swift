@@ -19,7 +19,8 @@ import RelayOperations
 ///   read, parse, unmask, validate, route, wrap, frame, write. Counted: everything inside
 ///   `measuredStep` (the relay's user-space instructions up to each syscall).
 /// - `path`: only the per-message user-space work, no syscalls (`forwardOne`): parse + unmask a
-///   masked 64 B frame, `JSON.isValid`, header + `Envelope.wrap` into an output buffer.
+///   masked 64 B frame (or the `payload` of `size`), `JSON.isValid`, header + `Envelope.wrap`
+///   into an output buffer.
 /// - `service-deflate`: `service` with `--permessage-deflate` and both legs negotiating it: the
 ///   phone sends deflated frames, the relay inflates, validates, wraps and deflates for the binary
 ///   (docs/benchmarks.md, "permessage-deflate"). `payload` picks the message: `x` (the gate's
@@ -35,7 +36,7 @@ enum CallgrindDriver {
             return 2
         }
         switch mode {
-        case "path": return runPath(messages: messages, size: size)
+        case "path": return runPath(messages: messages, message: message)
         case "service": return runService(messages: messages, message: message, deflate: false)
         case "service-deflate": return runService(messages: messages, message: message, deflate: true)
         case "service-reverse": return runServiceReverse(messages: messages, message: message)
@@ -115,8 +116,9 @@ enum CallgrindDriver {
 
     // MARK: path
 
-    static func runPath(messages: Int, size: Int) -> Int32 {
-        let frame = FrameEncoder.maskedFrame(opcode: .text, payload: payload(size: size), maskKey: 0x1234_5678)
+    static func runPath(messages: Int, message: [UInt8]) -> Int32 {
+        let size = message.count
+        let frame = FrameEncoder.maskedFrame(opcode: .text, payload: message, maskKey: 0x1234_5678)
         let input = UnsafeMutableRawBufferPointer.allocate(byteCount: frame.count, alignment: 16)
         let output = UnsafeMutableRawPointer.allocate(byteCount: size + 1024, alignment: 16)
         defer { input.deallocate(); output.deallocate() }
@@ -128,7 +130,8 @@ enum CallgrindDriver {
             frame.withUnsafeBytes { input.copyMemory(from: $0) }
             total &+= forwardOne(&parser, input, connID, output)
         }
-        guard total == messages * (Envelope.wrappedLength(connIDLength: connID.count, frameLength: size) + 2) else {
+        let wrapped = Envelope.wrappedLength(connIDLength: connID.count, frameLength: size)
+        guard total == messages * (FrameEncoder.headerLength(payloadLength: wrapped) + wrapped) else {
             eprint("callgrind-driver: path produced \(total) bytes, expected more\n")
             return 1
         }

@@ -1,4 +1,5 @@
 import CRelaySIMD
+import Glibc
 import Testing
 @testable import RelayCodecs
 
@@ -171,6 +172,73 @@ import Testing
         for doc in ["tru", "fals", "nul", "nulL", "truefalse", "-", "1.", "1e", "2.e1", "[1,]", "{\"a\":1,}", "{\"a\"}", "\u{0}"] {
             expectVerdict(Array(doc.utf8), false, doc)
         }
+    }
+
+    /// Every level's verdict on `doc` placed so that its last byte is the last readable byte
+    /// before a page the process may not touch (PROT_NONE): a read past the input traps. The
+    /// in-place walk (documents of `JSON_SMALL_IN_PLACE_MIN` bytes or more ending in `}` or
+    /// `]`) reads the input itself, with no zero padding after it.
+    private func expectVerdictBeforeAGuardPage(_ doc: [UInt8], _ note: String,
+                                               sourceLocation: SourceLocation = #_sourceLocation) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        precondition(doc.count <= page)
+        guard let region = mmap(nil, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+              region != MAP_FAILED else {
+            Issue.record("mmap failed", sourceLocation: sourceLocation)
+            return
+        }
+        defer { munmap(region, 2 * page) }
+        #expect(mprotect(region + page, page, PROT_NONE) == 0, sourceLocation: sourceLocation)
+        let start = region + page - doc.count
+        doc.withUnsafeBytes { start.copyMemory(from: $0.baseAddress!, byteCount: doc.count) }
+        let input = UnsafeRawBufferPointer(start: start, count: doc.count)
+        let expected = JSON.isValidReference(input)
+        var utf8 = UTF8Validator()
+        let isUTF8 = utf8.feedReference(input) && utf8.isComplete
+        let p = start.assumingMemoryBound(to: UInt8.self)
+        for k in levels {
+            #expect(k.json_valid_small(p, doc.count, JSON.defaultMaxDepth, false) == expected,
+                    "\(String(cString: k.name)): \(note)", sourceLocation: sourceLocation)
+            if isUTF8 {
+                #expect(k.json_valid_small(p, doc.count, JSON.defaultMaxDepth, true) == expected,
+                        "\(String(cString: k.name)) (UTF-8 validated): \(note)", sourceLocation: sourceLocation)
+            }
+        }
+    }
+
+    /// Endings that make the walk look past a byte (a literal, an escape, a number, a string
+    /// still open, a closer that is not the outermost one), at the end of documents of 250 to
+    /// 330 bytes (below and above the in-place limit, the end at every offset of a 64-byte mask
+    /// word) and of the kernel's largest input, each before a guard page.
+    @Test func inPlaceWalkReadsNothingPastTheInput() {
+        let inPlaceMin = 256  // JSON_SMALL_IN_PLACE_MIN (json_small.h)
+        let endings = [
+            "1]", "tru]", "true]", "fals]", "false]", "nul]", "null]", "\"x]", "\"x\"]", "\"\\]", "\"\\\"]",
+            "\"\\u12]", "\"\\u12ab\"]", "1.]", "1e]", "1e+]", "-]", "-0]", "[1]", "[1]]", "[[1]", "{}]", "{\"a\"}]",
+            "\"\u{e9}]", "\"\u{e9}\"]", " ]", "\t]", "1 ]", "1}", "{\"a\":1}}", "{\"a\":1}", "{\"a\":tru}",
+            "{\"a\":\"x}", "{\"a\":\"x\"}", "{\"a\":[]}", "{\"a\":[}",
+        ]
+        var docs: [(String, [UInt8])] = []
+        for ending in endings {
+            let tail = Array(ending.utf8)
+            for length in Array((inPlaceMin - 6)...(inPlaceMin + 74)) + [cutoff - 1, cutoff] {
+                // `[` + a string of x that fills the document up to the ending + `,` + the ending
+                // (which closes the array itself when it ends in `]`).
+                let fill = length - 4 - tail.count
+                guard fill >= 0 else { continue }
+                let doc = Array("[\"".utf8) + [UInt8](repeating: UInt8(ascii: "x"), count: fill) + Array("\",".utf8) + tail
+                docs.append(("\(ending) at \(length) bytes", doc))
+            }
+        }
+        // A long string still open at the end: the mask search must stop at the last byte,
+        // also when the whole last block is plain.
+        for length in [inPlaceMin, inPlaceMin + 63, inPlaceMin + 64, 384, 512, cutoff] {
+            docs.append(("open string of \(length) bytes", Array("[\"".utf8) + [UInt8](repeating: 0x61, count: length - 3) + Array("]".utf8)))
+            docs.append(("open key of \(length) bytes", Array("{\"".utf8) + [UInt8](repeating: 0x61, count: length - 3) + Array("}".utf8)))
+            let numbers = "[" + String(repeating: "7,", count: (length - 2) / 2) + "7"
+            docs.append(("numbers to \(length) bytes", Array((numbers + "]").utf8)))
+        }
+        for (note, doc) in docs { expectVerdictBeforeAGuardPage(doc, note) }
     }
 
     /// Random near-JSON (valid documents with one byte changed, cut or doubled) through the

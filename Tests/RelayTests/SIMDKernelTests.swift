@@ -174,10 +174,13 @@ import Testing
     }
 
     @Test func unmaskMatchesReferenceAtEveryLengthAndOffset() {
-        let data = (0..<300).map { UInt8(truncatingIfNeeded: $0 &* 151 &+ 7) }
+        let data = (0..<700).map { UInt8(truncatingIfNeeded: $0 &* 151 &+ 7) }
         let key: UInt32 = 0x9A3C_5E71
         for k in levels {
-            for length in [0, 1, 3, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 200, 255, 256, 299] {
+            // Every length up to 300 (each tail of 1 to 15 bytes after each step, unmasked by a
+            // vector that ends at the last byte from 16 bytes on), then around the 128- and
+            // 256-byte steps and their sums (256 + 128 + 32 + 16 + tail).
+            for length in Array(0...300) + [383, 384, 385, 431, 433, 511, 512, 513, 639, 640, 641, 699] {
                 for offset in 0..<4 {
                     var got = [UInt8](data[..<length]) + [0xEE]
                     var want = [UInt8](data[..<length])
@@ -196,11 +199,14 @@ import Testing
     @Test func unmaskReportsWhetherTheOutputIsASCII() {
         let key: UInt32 = 0x9A3C_5E71
         for k in levels {
-            for length in [0, 1, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 127, 128, 129, 160, 200, 255, 256, 300] {
+            for length in [0, 1, 3, 7, 8, 9, 15, 16, 17, 20, 31, 32, 33, 47, 48, 63, 64, 65, 127, 128, 129, 160, 200, 255, 256,
+                           300, 384, 511, 512, 513] {
                 for offset in 0..<4 {
                     let plain = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) & 0x7F }
+                    // Every position of the 256-byte step's two halves, the first and last 40 elsewhere.
                     var positions = [Int](0..<min(length, 40))
-                    positions += [Int](stride(from: max(40, length - 40), to: length, by: 1))
+                    if length >= 384 { positions = [Int](0..<length) }
+                    positions += [Int](stride(from: max(positions.count, length - 40), to: length, by: 1))
                     for hit in [-1] + positions {
                         for high: UInt8 in hit < 0 ? [0] : [0x80, 0xFF] {
                             var want = plain
@@ -220,10 +226,10 @@ import Testing
     }
 
     @Test func copyMovesExactlyTheBytes() {
-        #expect(PYRY_COPY_VECTOR_MIN == 256)  // the lengths below straddle it and the 128-byte step
+        #expect(PYRY_COPY_VECTOR_MIN == 256)  // the lengths below straddle it and the 128- and 256-byte steps
         let source = (0..<70_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 8) }
         for k in levels {
-            for length in [256, 257, 383, 384, 385, 1000, 65_536, 69_999] {
+            for length in [256, 257, 383, 384, 385, 511, 512, 513, 639, 640, 641, 767, 1000, 65_536, 69_999] {
                 var dst = [UInt8](repeating: 0xAA, count: length + 2)
                 source.withUnsafeBytes { s in
                     dst.withUnsafeMutableBytes { d in k.copy_large(d.baseAddress! + 1, s.baseAddress!, length) }

@@ -2,7 +2,11 @@
    builds the mask of string-run ends its own way and hands it to `json_small_walk`. The rules
    are those of the Swift scanner (JSONScanner.swift), the reference: same whitespace set, same
    depth rule, `\u` escapes of any code unit, raw bytes >= 0x80 in strings as well-formed UTF-8
-   (RFC 3629 §4) unless the caller validated them. */
+   (RFC 3629 §4) unless the caller validated them.
+
+   The walk reads either a padded copy of the input (zeros after it stop every read) or, for an
+   input that ends in a closing bracket, the input itself (see json_small_in_place): no copy, so
+   the only pass over a long plain run is the one that builds its (empty) mask words. */
 #ifndef PYRY_JSON_SMALL_H
 #define PYRY_JSON_SMALL_H
 #include "CRelaySIMD.h"
@@ -22,6 +26,30 @@
 static inline void json_small_seal(uint64_t *special, size_t n) {
     special[n >> 6] |= ~0ULL << (n & 63);
     special[(n >> 6) + 1] = ~0ULL;
+}
+
+/* From this size on an input that ends in '}' or ']' is walked where it lies, without a copy
+   (below it the copy is a few vector stores, and the usual phone message keeps its path). */
+#define JSON_SMALL_IN_PLACE_MIN 256
+
+/* Whether the walk may read p[0..n) itself instead of a padded copy (no zeros after the input
+   to stop it). Each read of the walk past a position follows from the byte there being other
+   than a closing bracket: a literal, number, escape or UTF-8 sequence goes on, a ',', ':' or
+   opening bracket needs what comes next. When the last byte is '}' or ']' that leaves two ways
+   past it, both closed in place: the string search, which stops at the next mask bit (p[n-1]
+   is flagged, where a string still open is invalid: json_small_seal_in_place,
+   json_small_string), and what follows a closer that is p[n-1] itself (json_small_walk stops
+   there). Literals are compared byte by byte, each read after a byte that matched, never by a
+   wider load. */
+static inline bool json_small_in_place(const uint8_t *p, size_t n) {
+    return n >= JSON_SMALL_IN_PLACE_MIN && (p[n - 1] == '}' || p[n - 1] == ']');
+}
+
+/* json_small_seal for the in-place walk: p[n-1] (a closing bracket, no string-run end by
+   itself) is flagged too, so a search inside a string stops there, never at n. */
+static inline void json_small_seal_in_place(uint64_t *special, size_t n) {
+    json_small_seal(special, n);
+    special[(n - 1) >> 6] |= 1ULL << ((n - 1) & 63);
 }
 
 /* The portable level's copy and mask: 8 bytes per step in a word (SWAR), whose flags may
@@ -69,9 +97,10 @@ static inline bool json_small_hex(uint8_t c) {
 }
 
 /* The string whose content starts at b[i] (after the opening quote): the position after its
-   closing quote, or 0 when it is invalid (RFC 8259 §7: escapes, no raw control characters). */
+   closing quote, or 0 when it is invalid (RFC 8259 §7: escapes, no raw control characters).
+   `in_place`: b is the input itself, whose last byte is flagged (json_small_seal_in_place). */
 __attribute__((always_inline)) static inline size_t json_small_string(const uint8_t *b, size_t n, const uint64_t *special,
-                                                                     size_t i, bool utf8_validated) {
+                                                                     size_t i, bool utf8_validated, bool in_place) {
     for (;;) {
         i = json_small_next(special, i);
         uint8_t c = b[i];  /* at n: the zero after the input, a control character */
@@ -93,6 +122,9 @@ __attribute__((always_inline)) static inline size_t json_small_string(const uint
         } else if (c < 0x20) {
             return 0;
         } else if (c < 0x80 || utf8_validated) {
+            /* The input's last byte, flagged for the in-place walk: the string is still open
+               at the end of the input. */
+            if (in_place && i == n - 1) return 0;
             i++;  /* a plain byte the mask flagged, or text the caller validated */
         } else {
             size_t len = scalar_utf8_sequence(b + i, n - i);
@@ -108,9 +140,12 @@ __attribute__((always_inline)) static inline size_t json_small_string(const uint
 /* Validates the n input bytes in `b` (JSON_SMALL_COPY bytes: the input, then zeros) with
    `special` built for them (see CRelaySIMD.h, pyry_json_valid_small). `blanks` false says no
    input byte is <= 0x20, so there is no whitespace to skip: called with a constant, the compact
-   JSON most senders write gets a walk without those checks. */
+   JSON most senders write gets a walk without those checks. `in_place` (a constant too): `b` is
+   the input itself, ending in '}' or ']' (json_small_in_place), with the mask sealed by
+   json_small_seal_in_place. */
 __attribute__((always_inline)) static inline bool json_small_walk(const uint8_t *b, size_t n, const uint64_t *special,
-                                                                 size_t max_depth, bool utf8_validated, bool blanks) {
+                                                                 size_t max_depth, bool utf8_validated, bool blanks,
+                                                                 bool in_place) {
     size_t i = 0, depth = 0;
     /* One bit per open container, 1 = object; each costs a byte of input, so n bits suffice.
        The innermost one's kind is also in `in_object`. */
@@ -153,7 +188,7 @@ value:
         goto value;
     }
     if (c == '"') {
-        i = json_small_string(b, n, special, i + 1, utf8_validated);
+        i = json_small_string(b, n, special, i + 1, utf8_validated, in_place);
         if (i == 0) return false;
         goto after_value;
     }
@@ -181,8 +216,19 @@ value:
         }
         goto after_value;
     }
-    /* true, false, null: the padding makes 8 bytes readable, compared under a mask. */
-    {
+    /* true, false, null: the padding makes 8 bytes readable, compared under a mask; in place,
+       byte by byte (each read needs the byte before to match, so none passes the closer). */
+    if (in_place) {
+        if (c == 't' && b[i + 1] == 'r' && b[i + 2] == 'u' && b[i + 3] == 'e') {
+            i += 4;
+        } else if (c == 'n' && b[i + 1] == 'u' && b[i + 2] == 'l' && b[i + 3] == 'l') {
+            i += 4;
+        } else if (c == 'f' && b[i + 1] == 'a' && b[i + 2] == 'l' && b[i + 3] == 's' && b[i + 4] == 'e') {
+            i += 5;
+        } else {
+            return false;
+        }
+    } else {
         uint64_t word;
         memcpy(&word, b + i, 8);
         if (c == 't' && (word & 0xFFFFFFFF) == (uint64_t)('t' | 'r' << 8 | 'u' << 16 | (uint32_t)'e' << 24)) {
@@ -219,13 +265,16 @@ after_value:
     i++;
 close:
     depth--;
+    /* In place, a closer may be the input's last byte: nothing after it is read (valid only
+       when it closed the outermost value). */
+    if (in_place && i == n) return depth == 0;
     in_object = depth > 0 && ((stack[(depth - 1) >> 6] >> ((depth - 1) & 63)) & 1);
     goto after_value;
 
 member:
     /* "name" ws : ws, then the value. */
     if (b[i] != '"') return false;
-    i = json_small_string(b, n, special, i + 1, utf8_validated);
+    i = json_small_string(b, n, special, i + 1, utf8_validated, in_place);
     if (i == 0) return false;
     SKIP_WS;
     if (b[i] != ':') return false;
@@ -236,8 +285,11 @@ member:
 #undef DIGITS
 }
 
-/* The walk for `blanks` as a constant (see json_small_walk). */
+/* The walk for `blanks` and `in_place` as constants (see json_small_walk). */
 #define JSON_SMALL_WALK(b, n, special, max_depth, utf8_validated, blanks)                   \
-    ((blanks) ? json_small_walk(b, n, special, max_depth, utf8_validated, true)             \
-              : json_small_walk(b, n, special, max_depth, utf8_validated, false))
+    ((blanks) ? json_small_walk(b, n, special, max_depth, utf8_validated, true, false)      \
+              : json_small_walk(b, n, special, max_depth, utf8_validated, false, false))
+#define JSON_SMALL_WALK_IN_PLACE(p, n, special, max_depth, utf8_validated, blanks)          \
+    ((blanks) ? json_small_walk(p, n, special, max_depth, utf8_validated, true, true)       \
+              : json_small_walk(p, n, special, max_depth, utf8_validated, false, true))
 #endif

@@ -87,6 +87,33 @@ static bool sse2_utf8_valid(const uint8_t *p, size_t n) {
     return scalar_utf8_valid_from(p, 0, n, sse2_ascii_span);
 }
 
+/* 32 zero bytes, then 32 0xFF: the 32 bytes at tail_lanes + k (the 16 at tail_lanes + 16 + k)
+   are zeros but for their last k, the lanes of a vector ending at a buffer's last byte that hold
+   its last k bytes. */
+static const uint8_t tail_lanes[64] __attribute__((aligned(32))) = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+    0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+};
+
+/* `key` for a vector that starts at p[x] with x = 4m + phase (RFC 6455 §5.3: byte x takes key
+   byte x mod 4): its low byte is key byte `phase`. */
+static inline uint32_t key_at(uint32_t key, size_t phase) {
+    unsigned shift = (unsigned)(phase & 3) * 8;
+    return shift == 0 ? key : (key >> shift) | (key << (32 - shift));
+}
+
+/* Unmasks the last k (< 16) bytes of p[0..n) (n >= 16) with one vector ending at p[n-1]: the
+   lanes before them are already unmasked and XOR with zero. Returns the vector, for the ASCII
+   verdict (its other lanes are unmasked bytes too). */
+static inline __m128i sse2_unmask_tail(uint8_t *p, size_t n, size_t k, uint32_t key) {
+    __m128i *q = (__m128i *)(p + n - 16);
+    __m128i lanes = _mm_loadu_si128((const __m128i *)(tail_lanes + 16 + k));
+    __m128i v = _mm_xor_si128(_mm_loadu_si128(q), _mm_and_si128(_mm_set1_epi32((int)key_at(key, n)), lanes));
+    _mm_storeu_si128(q, v);
+    return v;
+}
+
 static bool sse2_unmask(uint8_t *p, size_t n, uint32_t key) {
     const __m128i k = _mm_set1_epi32((int)key);
     __m128i seen = _mm_setzero_si128();  /* OR of the unmasked bytes: their high bits say non-ASCII */
@@ -108,8 +135,9 @@ static bool sse2_unmask(uint8_t *p, size_t n, uint32_t key) {
         seen = _mm_or_si128(seen, a);
     }
     /* i is a multiple of 16, so the key phase is unchanged. */
-    bool tail_ascii = scalar_unmask(p + i, n - i, key);
-    return tail_ascii && _mm_movemask_epi8(seen) == 0;
+    if (i == n) return _mm_movemask_epi8(seen) == 0;  /* a multiple of 16 bytes: no tail */
+    if (n >= 16) return _mm_movemask_epi8(_mm_or_si128(seen, sse2_unmask_tail(p, n, n - i, key))) == 0;
+    return scalar_unmask(p, n, key);  /* under 16 bytes: nothing unmasked above */
 }
 
 static void sse2_copy_large(void *dst, const void *src, size_t n) {
@@ -137,8 +165,10 @@ static void sse2_copy_large(void *dst, const void *src, size_t n) {
 
 /* The copy and mask of json_small.h, 16 bytes per step: whole 64-byte words of the mask at
    once, then 16-byte steps, the last one a load ending at p[n-1] (stored over the zeros behind
-   the copy); an input under 16 bytes by memcpy. */
-static inline bool sse2_json_small_prepare(const uint8_t *p, size_t n, uint8_t *copy, uint64_t *special) {
+   the copy); an input under 16 bytes by memcpy. `copy` NULL (a constant): the mask alone, for
+   the in-place walk (n >= JSON_SMALL_IN_PLACE_MIN). */
+__attribute__((always_inline)) static inline bool sse2_json_small_prepare(const uint8_t *p, size_t n, uint8_t *copy,
+                                                                         uint64_t *special) {
     /* The smallest byte seen, per lane: one instruction per vector; whether any byte is <= 0x20
        is asked once, at the end. */
     __m128i least = _mm_set1_epi8((char)0xFF);
@@ -147,11 +177,13 @@ static inline bool sse2_json_small_prepare(const uint8_t *p, size_t n, uint8_t *
     for (; n - i >= 64; i += 64) {
         const __m128i *q = (const __m128i *)(p + i);
         __m128i a = _mm_loadu_si128(q), b = _mm_loadu_si128(q + 1), c = _mm_loadu_si128(q + 2), d = _mm_loadu_si128(q + 3);
-        __m128i *to = (__m128i *)(copy + i);
-        _mm_store_si128(to, a);
-        _mm_store_si128(to + 1, b);
-        _mm_store_si128(to + 2, c);
-        _mm_store_si128(to + 3, d);
+        if (copy) {
+            __m128i *to = (__m128i *)(copy + i);
+            _mm_store_si128(to, a);
+            _mm_store_si128(to + 1, b);
+            _mm_store_si128(to + 2, c);
+            _mm_store_si128(to + 3, d);
+        }
         SSE2_BLANKS(a);
         SSE2_BLANKS(b);
         SSE2_BLANKS(c);
@@ -165,19 +197,21 @@ static inline bool sse2_json_small_prepare(const uint8_t *p, size_t n, uint8_t *
 #define STEP                                                              \
     if (n - i >= 16) {                                                    \
         __m128i v = _mm_loadu_si128((const __m128i *)(p + i));            \
-        _mm_store_si128((__m128i *)(copy + i), v);                        \
+        if (copy) _mm_store_si128((__m128i *)(copy + i), v);              \
         SSE2_BLANKS(v);                                                   \
         last |= (uint64_t)(unsigned)SSE2_JSON_MASK(v) << (i & 63);        \
         i += 16;                                                          \
     }
     STEP STEP STEP
 #undef STEP
-    _mm_store_si128((__m128i *)(copy + i), _mm_setzero_si128());
-    _mm_store_si128((__m128i *)(copy + i + 16), _mm_setzero_si128());
+    if (copy) {
+        _mm_store_si128((__m128i *)(copy + i), _mm_setzero_si128());
+        _mm_store_si128((__m128i *)(copy + i + 16), _mm_setzero_si128());
+    }
     if (i < n) {
         if (n >= 16) {
             __m128i v = _mm_loadu_si128((const __m128i *)(p + n - 16));
-            _mm_storeu_si128((__m128i *)(copy + n - 16), v);
+            if (copy) _mm_storeu_si128((__m128i *)(copy + n - 16), v);
             SSE2_BLANKS(v);
             last |= (uint64_t)((unsigned)SSE2_JSON_MASK(v) >> (16 - (n - i))) << (i & 63);
         } else {
@@ -193,9 +227,14 @@ static inline bool sse2_json_small_prepare(const uint8_t *p, size_t n, uint8_t *
     return _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(least, _mm_set1_epi8(' ')), least)) != 0;
 }
 
-static bool sse2_json_valid_small(const uint8_t *p, size_t n, size_t max_depth, bool utf8_validated) {
-    uint8_t copy[JSON_SMALL_COPY] __attribute__((aligned(16)));
+NOINLINE static bool sse2_json_valid_small(const uint8_t *p, size_t n, size_t max_depth, bool utf8_validated) {
     uint64_t special[JSON_SMALL_WORDS];
+    if (json_small_in_place(p, n)) {
+        bool blanks = sse2_json_small_prepare(p, n, NULL, special);
+        json_small_seal_in_place(special, n);
+        return JSON_SMALL_WALK_IN_PLACE(p, n, special, max_depth, utf8_validated, blanks);
+    }
+    uint8_t copy[JSON_SMALL_COPY] __attribute__((aligned(16)));
     bool blanks = sse2_json_small_prepare(p, n, copy, special);
     return JSON_SMALL_WALK(copy, n, special, max_depth, utf8_validated, blanks);
 }
@@ -408,19 +447,31 @@ AVX2 static bool avx2_utf8_valid(const uint8_t *p, size_t n) {
     return _mm256_testz_si256(error, error);
 }
 
+/* Unmasks the 128 bytes at q, ORing them into *seen. */
+AVX2 static inline void avx2_unmask128(__m256i *q, __m256i k, __m256i *seen) {
+    __m256i a = _mm256_xor_si256(_mm256_loadu_si256(q), k), b = _mm256_xor_si256(_mm256_loadu_si256(q + 1), k);
+    __m256i c = _mm256_xor_si256(_mm256_loadu_si256(q + 2), k), d = _mm256_xor_si256(_mm256_loadu_si256(q + 3), k);
+    _mm256_storeu_si256(q, a);
+    _mm256_storeu_si256(q + 1, b);
+    _mm256_storeu_si256(q + 2, c);
+    _mm256_storeu_si256(q + 3, d);
+    *seen = _mm256_or_si256(*seen, _mm256_or_si256(_mm256_or_si256(a, b), _mm256_or_si256(c, d)));
+}
+
 AVX2 static bool avx2_unmask(uint8_t *p, size_t n, uint32_t key) {
     const __m256i k = _mm256_set1_epi32((int)key);
     __m256i seen = _mm256_setzero_si256();  /* OR of the unmasked bytes: their high bits say non-ASCII */
     size_t i = 0;
-    for (; n - i >= 128; i += 128) {
-        __m256i *q = (__m256i *)(p + i);
-        __m256i a = _mm256_xor_si256(_mm256_loadu_si256(q), k), b = _mm256_xor_si256(_mm256_loadu_si256(q + 1), k);
-        __m256i c = _mm256_xor_si256(_mm256_loadu_si256(q + 2), k), d = _mm256_xor_si256(_mm256_loadu_si256(q + 3), k);
-        _mm256_storeu_si256(q, a);
-        _mm256_storeu_si256(q + 1, b);
-        _mm256_storeu_si256(q + 2, c);
-        _mm256_storeu_si256(q + 3, d);
-        seen = _mm256_or_si256(seen, _mm256_or_si256(_mm256_or_si256(a, b), _mm256_or_si256(c, d)));
+    if (n >= 128) {
+        /* 256 bytes per turn (half the loop's own instructions per byte), then one 128. */
+        for (; n - i >= 256; i += 256) {
+            avx2_unmask128((__m256i *)(p + i), k, &seen);
+            avx2_unmask128((__m256i *)(p + i + 128), k, &seen);
+        }
+        if (n - i >= 128) {
+            avx2_unmask128((__m256i *)(p + i), k, &seen);
+            i += 128;
+        }
     }
     for (; n - i >= 32; i += 32) {
         __m256i *q = (__m256i *)(p + i);
@@ -435,47 +486,71 @@ AVX2 static bool avx2_unmask(uint8_t *p, size_t n, uint32_t key) {
         seen = _mm256_or_si256(seen, _mm256_zextsi128_si256(a));  /* upper half zero */
         i += 16;
     }
+    if (i == n) return _mm256_movemask_epi8(seen) == 0;  /* a multiple of 16 bytes: no tail */
+    if (n >= 32) {
+        /* The last n - i (< 16) bytes: one vector ending at p[n-1], whose lanes before them are
+           already unmasked and XOR with zero (sse2_unmask_tail, 32 bytes wide). */
+        __m256i *q = (__m256i *)(p + n - 32);
+        __m256i lanes = _mm256_loadu_si256((const __m256i *)(tail_lanes + (n - i)));
+        __m256i v = _mm256_xor_si256(_mm256_loadu_si256(q), _mm256_and_si256(_mm256_set1_epi32((int)key_at(key, n)), lanes));
+        _mm256_storeu_si256(q, v);
+        seen = _mm256_or_si256(seen, v);
+        return _mm256_movemask_epi8(seen) == 0;
+    }
     bool ascii = _mm256_movemask_epi8(seen) == 0;
-    if (i == n) return ascii;  /* a multiple of 16 bytes: no tail set-up */
+    if (n >= 16) return _mm_movemask_epi8(sse2_unmask_tail(p, n, n - i, key)) == 0 && ascii;
     /* i is a multiple of 16, so the key phase is unchanged. */
     return scalar_unmask(p + i, n - i, key) && ascii;
 }
 
-AVX2 static void avx2_copy_large(void *dst, const void *src, size_t n) {
-    const __m256i *s = src;
-    __m256i *d = dst;
-    size_t blocks = n / 128;
-    for (size_t b = 0; b < blocks; b++, s += 4, d += 4) {
-        __m256i x0 = _mm256_loadu_si256(s), x1 = _mm256_loadu_si256(s + 1);
-        __m256i x2 = _mm256_loadu_si256(s + 2), x3 = _mm256_loadu_si256(s + 3);
-        _mm256_storeu_si256(d, x0);
-        _mm256_storeu_si256(d + 1, x1);
-        _mm256_storeu_si256(d + 2, x2);
-        _mm256_storeu_si256(d + 3, x3);
-    }
-    if (n % 128 != 0) {  /* the last 128 bytes again, overlapping what is already copied */
-        s = (const __m256i *)((const uint8_t *)src + n - 128);
-        d = (__m256i *)((uint8_t *)dst + n - 128);
-        __m256i x0 = _mm256_loadu_si256(s), x1 = _mm256_loadu_si256(s + 1);
-        __m256i x2 = _mm256_loadu_si256(s + 2), x3 = _mm256_loadu_si256(s + 3);
-        _mm256_storeu_si256(d, x0);
-        _mm256_storeu_si256(d + 1, x1);
-        _mm256_storeu_si256(d + 2, x2);
-        _mm256_storeu_si256(d + 3, x3);
-    }
+/* Copies the 128 bytes at s to d. */
+AVX2 static inline void avx2_copy128(__m256i *d, const __m256i *s) {
+    __m256i x0 = _mm256_loadu_si256(s), x1 = _mm256_loadu_si256(s + 1);
+    __m256i x2 = _mm256_loadu_si256(s + 2), x3 = _mm256_loadu_si256(s + 3);
+    _mm256_storeu_si256(d, x0);
+    _mm256_storeu_si256(d + 1, x1);
+    _mm256_storeu_si256(d + 2, x2);
+    _mm256_storeu_si256(d + 3, x3);
 }
 
-/* One 64-byte word of avx2_json_small_prepare: its copy, its blanks, its mask word. */
-AVX2 static inline uint64_t avx2_json_small_word(const uint8_t *p, uint8_t *copy, __m256i *least) {
-    __m256i a = _mm256_loadu_si256((const __m256i *)p), b = _mm256_loadu_si256((const __m256i *)(p + 32));
-    _mm256_store_si256((__m256i *)copy, a);
-    _mm256_store_si256((__m256i *)(copy + 32), b);
+AVX2 static void avx2_copy_large(void *dst, const void *src, size_t n) {
+    const uint8_t *s = src;
+    uint8_t *d = dst;
+    /* 256 bytes per turn (half the loop's own instructions per byte), then one 128. */
+    size_t i = 0;
+    for (; n - i >= 256; i += 256) {
+        avx2_copy128((__m256i *)(d + i), (const __m256i *)(s + i));
+        avx2_copy128((__m256i *)(d + i + 128), (const __m256i *)(s + i + 128));
+    }
+    if (n - i >= 128) {
+        avx2_copy128((__m256i *)(d + i), (const __m256i *)(s + i));
+        i += 128;
+    }
+    /* The last 128 bytes again, overlapping what is already copied. */
+    if (i < n) avx2_copy128((__m256i *)(d + n - 128), (const __m256i *)(s + n - 128));
+}
+
+/* One 64-byte word of avx2_json_small_prepare from its two vectors: its copy (unless `copy`
+   is NULL), its blanks, its mask word. */
+AVX2 static inline uint64_t avx2_json_small_word_of(__m256i a, __m256i b, uint8_t *copy, __m256i *least) {
+    if (copy) {
+        _mm256_store_si256((__m256i *)copy, a);
+        _mm256_store_si256((__m256i *)(copy + 32), b);
+    }
     *least = _mm256_min_epu8(*least, _mm256_min_epu8(a, b));
     return (uint64_t)(uint32_t)AVX2_JSON_MASK(a) | (uint64_t)(uint32_t)AVX2_JSON_MASK(b) << 32;
 }
 
-/* sse2_json_small_prepare 32 bytes per step; inputs under 32 bytes go to it. */
-AVX2 static inline bool avx2_json_small_prepare(const uint8_t *p, size_t n, uint8_t *copy, uint64_t *special) {
+/* avx2_json_small_word_of the 64 bytes at p. */
+AVX2 static inline uint64_t avx2_json_small_word(const uint8_t *p, uint8_t *copy, __m256i *least) {
+    return avx2_json_small_word_of(_mm256_loadu_si256((const __m256i *)p), _mm256_loadu_si256((const __m256i *)(p + 32)),
+                                   copy, least);
+}
+
+/* sse2_json_small_prepare 32 bytes per step; inputs under 32 bytes go to it. `copy` NULL (a
+   constant): the mask alone, for the in-place walk. */
+AVX2 __attribute__((always_inline)) static inline bool avx2_json_small_prepare(const uint8_t *p, size_t n, uint8_t *copy,
+                                                                              uint64_t *special) {
     if (n < 32) return sse2_json_small_prepare(p, n, copy, special);
     __m256i least = _mm256_set1_epi8((char)0xFF);  /* as in sse2_json_small_prepare */
 #define AVX2_BLANKS(v) least = _mm256_min_epu8(least, (v))
@@ -484,34 +559,62 @@ AVX2 static inline bool avx2_json_small_prepare(const uint8_t *p, size_t n, uint
         /* Two words per turn while they hold special bytes (most words of most messages). */
         uint64_t word = 1;
         while (n - i >= 128) {
-            special[i >> 6] = avx2_json_small_word(p + i, copy + i, &least);
-            word = avx2_json_small_word(p + i + 64, copy + i + 64, &least);
+            special[i >> 6] = avx2_json_small_word(p + i, copy ? copy + i : NULL, &least);
+            word = avx2_json_small_word(p + i + 64, copy ? copy + i + 64 : NULL, &least);
             special[(i >> 6) + 1] = word;
             i += 128;
             if (word == 0) break;
         }
         if (word != 0) {  /* fewer than 128 bytes left */
             if (n - i >= 64) {
-                special[i >> 6] = avx2_json_small_word(p + i, copy + i, &least);
+                special[i >> 6] = avx2_json_small_word(p + i, copy ? copy + i : NULL, &least);
                 i += 64;
             }
             break;
         }
-        /* Inside a long plain run (a base64 blob, a long text): 128 bytes at a time, asking
-           only whether a special byte is among them (avx2_json_plain_block); the block that
-           has one goes word by word. With no special byte every byte is in 0x20..0x7F,
-           where the signed minimum is the unsigned one the blank test wants. */
+        /* Inside a long plain run (a base64 blob, a long text): 256 bytes at a time, asking
+           only whether a special byte is among them (avx2_json_plain_block, per half); a
+           plain first half alone is a 128-byte step, and the block that has one goes word by
+           word. With no special byte every byte is in 0x20..0x7F, where the signed minimum is
+           the unsigned one the blank test wants. */
         while (n - i >= 128) {
             const __m256i *q = (const __m256i *)(p + i);
             __m256i a = _mm256_loadu_si256(q), b = _mm256_loadu_si256(q + 1);
             __m256i c = _mm256_loadu_si256(q + 2), d = _mm256_loadu_si256(q + 3);
             __m256i low;
-            if (!avx2_json_plain_block(a, b, c, d, &low)) break;
-            __m256i *to = (__m256i *)(copy + i);
-            _mm256_store_si256(to, a);
-            _mm256_store_si256(to + 1, b);
-            _mm256_store_si256(to + 2, c);
-            _mm256_store_si256(to + 3, d);
+            if (!avx2_json_plain_block(a, b, c, d, &low)) {
+                /* The run ends in this block: its two words from the vectors at hand, then
+                   word by word again. */
+                special[i >> 6] = avx2_json_small_word_of(a, b, copy ? copy + i : NULL, &least);
+                special[(i >> 6) + 1] = avx2_json_small_word_of(c, d, copy ? copy + i + 64 : NULL, &least);
+                i += 128;
+                break;
+            }
+            if (copy) {
+                __m256i *to = (__m256i *)(copy + i);
+                _mm256_store_si256(to, a);
+                _mm256_store_si256(to + 1, b);
+                _mm256_store_si256(to + 2, c);
+                _mm256_store_si256(to + 3, d);
+            }
+            if (n - i >= 256) {
+                __m256i e = _mm256_loadu_si256(q + 4), f = _mm256_loadu_si256(q + 5);
+                __m256i g = _mm256_loadu_si256(q + 6), h = _mm256_loadu_si256(q + 7);
+                __m256i low2;
+                if (avx2_json_plain_block(e, f, g, h, &low2)) {
+                    if (copy) {
+                        __m256i *to = (__m256i *)(copy + i + 128);
+                        _mm256_store_si256(to, e);
+                        _mm256_store_si256(to + 1, f);
+                        _mm256_store_si256(to + 2, g);
+                        _mm256_store_si256(to + 3, h);
+                    }
+                    AVX2_BLANKS(_mm256_min_epi8(low, low2));
+                    _mm256_storeu_si256((__m256i *)(special + (i >> 6)), _mm256_setzero_si256());
+                    i += 256;
+                    continue;
+                }
+            }
             AVX2_BLANKS(low);
             _mm_storeu_si128((__m128i *)(special + (i >> 6)), _mm_setzero_si128());
             i += 128;
@@ -520,16 +623,18 @@ AVX2 static inline bool avx2_json_small_prepare(const uint8_t *p, size_t n, uint
     uint64_t last = 0;
     if (n - i >= 32) {  /* i is a multiple of 64: these are the word's low 32 bits */
         __m256i a = _mm256_loadu_si256((const __m256i *)(p + i));
-        _mm256_store_si256((__m256i *)(copy + i), a);
+        if (copy) _mm256_store_si256((__m256i *)(copy + i), a);
         AVX2_BLANKS(a);
         last = (uint32_t)AVX2_JSON_MASK(a);
         i += 32;
     }
-    _mm256_store_si256((__m256i *)(copy + i), _mm256_setzero_si256());
-    _mm256_store_si256((__m256i *)(copy + i + 32), _mm256_setzero_si256());
+    if (copy) {
+        _mm256_store_si256((__m256i *)(copy + i), _mm256_setzero_si256());
+        _mm256_store_si256((__m256i *)(copy + i + 32), _mm256_setzero_si256());
+    }
     if (i < n) {  /* the rest: a load ending at p[n-1] (n >= 32), stored over the zeros */
         __m256i v = _mm256_loadu_si256((const __m256i *)(p + n - 32));
-        _mm256_storeu_si256((__m256i *)(copy + n - 32), v);
+        if (copy) _mm256_storeu_si256((__m256i *)(copy + n - 32), v);
         AVX2_BLANKS(v);
         last |= (uint64_t)((uint32_t)AVX2_JSON_MASK(v) >> (32 - (n - i))) << (i & 63);
     }
@@ -540,8 +645,17 @@ AVX2 static inline bool avx2_json_small_prepare(const uint8_t *p, size_t n, uint
 }
 
 AVX2 static bool avx2_json_valid_small(const uint8_t *p, size_t n, size_t max_depth, bool utf8_validated) {
-    uint8_t copy[JSON_SMALL_COPY] __attribute__((aligned(32)));
     uint64_t special[JSON_SMALL_WORDS];
+    /* One test sends the usual message (32 to 255 bytes) to the copy below. */
+    if (n - 32 >= JSON_SMALL_IN_PLACE_MIN - 32) {
+        if (json_small_in_place(p, n)) {
+            bool blanks = avx2_json_small_prepare(p, n, NULL, special);
+            json_small_seal_in_place(special, n);
+            return JSON_SMALL_WALK_IN_PLACE(p, n, special, max_depth, utf8_validated, blanks);
+        }
+        if (n < 32) return sse2_json_valid_small(p, n, max_depth, utf8_validated);
+    }
+    uint8_t copy[JSON_SMALL_COPY] __attribute__((aligned(32)));
     bool blanks = avx2_json_small_prepare(p, n, copy, special);
     return JSON_SMALL_WALK(copy, n, special, max_depth, utf8_validated, blanks);
 }

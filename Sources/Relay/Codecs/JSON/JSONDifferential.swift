@@ -6,7 +6,9 @@ import CRelaySIMD
 /// `SIMDDifferential.check` runs it, so fuzz-frame and fuzz-envelope do on every input.
 public enum JSONDifferential {
     /// Inputs longer than the small path takes are checked by their first and last
-    /// `PYRY_JSON_SMALL_MAX` bytes.
+    /// `PYRY_JSON_SMALL_MAX` bytes. Each is also checked as the end of a document that the
+    /// kernels walk in place (json_small.h: 256 bytes or more, ending in `]`), in a buffer of
+    /// exactly its size.
     public static func check(_ bytes: UnsafeRawBufferPointer) {
         let small = Int(PYRY_JSON_SMALL_MAX)
         if bytes.count <= small {
@@ -15,6 +17,21 @@ public enum JSONDifferential {
             compare(UnsafeRawBufferPointer(rebasing: bytes.prefix(small)))
             compare(UnsafeRawBufferPointer(rebasing: bytes.suffix(small)))
         }
+        compareInPlace(UnsafeRawBufferPointer(rebasing: bytes.suffix(small - inPlaceHead.count - 1)))
+    }
+
+    /// `["x…x",` (255 bytes): with any input and a closing `]` after it, at least the in-place
+    /// walk's 256 bytes.
+    private static let inPlaceHead = Array("[\"".utf8) + [UInt8](repeating: UInt8(ascii: "x"), count: 251) + Array("\",".utf8)
+
+    private static func compareInPlace(_ bytes: UnsafeRawBufferPointer) {
+        let n = inPlaceHead.count + bytes.count + 1
+        let doc = UnsafeMutableRawBufferPointer.allocate(byteCount: n, alignment: 1)
+        defer { doc.deallocate() }
+        inPlaceHead.withUnsafeBytes { doc.copyMemory(from: $0) }
+        if let src = bytes.baseAddress { (doc.baseAddress! + inPlaceHead.count).copyMemory(from: src, byteCount: bytes.count) }
+        doc[n - 1] = UInt8(ascii: "]")
+        compare(UnsafeRawBufferPointer(doc))
     }
 
     /// The default limit, and 0...3: below, at and above the nesting of short inputs (all >= 0:
