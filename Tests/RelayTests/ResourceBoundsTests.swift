@@ -129,7 +129,7 @@ import Testing
         // in the next ones: the phone keeps up on average, as the test's claim needs.
         var maxQueued = 0
         var buf = [UInt8](repeating: 0, count: 16 * 1024)
-        var owed = 0
+        var owed = 0, phoneRead = 0
         var rounds = 0
         while rounds < 3_000 && server.relay.connectedPhones == 1 {
             var batch: [UInt8] = []
@@ -140,12 +140,17 @@ import Testing
                 let n = buf.withUnsafeMutableBytes { CEpoll.recv(phone.fd, $0.baseAddress, min(owed, $0.count), Int32(MSG_DONTWAIT)) }
                 if n <= 0 { break }
                 owed -= n
+                phoneRead += n
             }
             for _ in 0..<3 { server.reactor.runOnce(timeoutMs: 0) }
             binary.poll(); binary.received.removeAll()
             if server.relay.connectedPhones == 1 { maxQueued = max(maxQueued, pc.queuedBytes) }
             rounds += 1
         }
+        // The stream did flow: the relay kept reading the binary and the phone got about what
+        // was sent (16 frames of ~1 KB a round), so a pass cannot come from a stalled relay.
+        #expect(unsent.count < 1 << 20, "the relay stopped reading the binary: \(unsent.count) bytes unsent")
+        #expect(phoneRead >= rounds * 16 * 1_000 * 9 / 10, "the phone read \(phoneRead) bytes in \(rounds) rounds")
         #expect(server.relay.connectedPhones == 1,
                 "phone shed after \(rounds) rounds although its queue never exceeded \(maxQueued) of \(budget) bytes")
     }

@@ -19,7 +19,7 @@ extension RelayService {
 
     /// `remote`: the newcomer's address, named in the log line when room is made for it.
     package func makeHalfOpenRoom(for key: ClientKey, remote: SocketAddress) {
-        let atClientCap = halfOpen.count(of: key) >= settings.maxHalfOpenPerIP && key != .unattributed
+        let atClientCap = halfOpen.count(of: key) >= halfOpen.perKeyLimit && key != .unattributed
         evict(halfOpen.makeRoom(for: key), for: key, remote: remote, atClientCap: atClientCap)
     }
 
@@ -30,20 +30,20 @@ extension RelayService {
     }
 
     /// Closes what made room, counts it, and says so in a budgeted line (docs/operations.md, "Log
-    /// volume": a flood evicts again and again): whose arrival evicted, and which cap was full —
-    /// the client's own (`per-client cap`, the flooder named) or the relay's (`global cap`). A
-    /// client behind a trusted X-Forwarded-For proxy is not known yet: no address then.
+    /// volume": a flood evicts again and again), naming the cap that was full. The client's own
+    /// (`per-client cap`): its connections made room for its newest, so the flooder is named.
+    /// The relay's (`global cap`): the newcomer may be anyone and the closed connections belong
+    /// to the clients holding the most, so no address is named.
     private func evict(_ evicted: [Connection], for key: ClientKey, remote: SocketAddress, atClientCap: Bool) {
         guard !evicted.isEmpty else { return }
         for c in evicted {
             metrics.halfOpenEvictions += 1
             c.abort()
         }
-        let reason = atClientCap ? "per-client cap" : "global cap"
-        if key == .unattributed {
-            logRepeated(.halfOpenEvicted, ["reason": reason, "count": String(evicted.count)])
+        if atClientCap {
+            logRepeated(.halfOpenEvicted, ["remote": remote.ipString, "reason": "per-client cap", "count": String(evicted.count)])
         } else {
-            logRepeated(.halfOpenEvicted, ["remote": remote.ipString, "reason": reason, "count": String(evicted.count)])
+            logRepeated(.halfOpenEvicted, ["reason": "global cap", "count": String(evicted.count)])
         }
     }
 }
