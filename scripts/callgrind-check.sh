@@ -10,7 +10,10 @@
 #            unmask, JSON check, route, wrap, write) — user space only, syscalls excluded.
 #   path     the per-message user-space work alone: WebSocketParser.next on a masked 64 B frame,
 #            JSON.isValid, frame header + Envelope.wrap into an output buffer.
-# Fails when either figure grew by more than 10% (CALLGRIND_TOLERANCE, percent).
+#   connection  one plain binary connection — upgrade, claim, three log lines, close — with the
+#            relay itself under callgrind (scripts/callgrind-connections.sh, runs of 20 and 120
+#            connections; stable to ±0.1% from run to run).
+# Fails when any figure grew by more than 10% (CALLGRIND_TOLERANCE, percent).
 #
 # Usage: scripts/callgrind-check.sh            check against the baseline
 #        scripts/callgrind-check.sh --update   record the current figures as the new baseline
@@ -52,14 +55,20 @@ service=$(count service 'relay_bench_measured_step')
 path=$(count path '*relay_bench_forward_one*')
 echo "callgrind-check: Ir per 64 B message: service=$service path=$path"
 echo "  profiles: $OUT/callgrind.{service,path}.out (callgrind_annotate --auto=yes FILE)"
+swift build -c release --scratch-path "$SCRATCH" --product pyrycode-relay 2>&1 | tail -n 1
+connection=$(BIN="$SCRATCH/release/pyrycode-relay" FEW=20 MANY=120 bash scripts/callgrind-connections.sh \
+  | sed -n 's/^  this build: \([0-9]*\) Ir per connection$/\1/p')
+[[ -n "$connection" ]] || { echo "callgrind-check: no per-connection count (scripts/callgrind-connections.sh)" >&2; exit 1; }
+echo "callgrind-check: Ir per plain connection: $connection"
 
 if [[ "${1:-}" == "--update" ]]; then
   cat >"$BASELINE" <<JSON
 {
-  "comment": "Ir per forwarded 64 B message (scripts/callgrind-check.sh). Update with --update after an intended change, and say why in the commit.",
+  "comment": "Ir per forwarded 64 B message and per plain connection (scripts/callgrind-check.sh). Update with --update after an intended change, and say why in the commit.",
   "messages": $MESSAGES,
   "service_ir_per_msg": $service,
   "path_ir_per_msg": $path,
+  "connection_ir": $connection,
   "swift": "${swift_version//\"/\\\"}",
   "openssl": "${openssl_version//\"/\\\"}",
   "valgrind": "${valgrind_version//\"/\\\"}"
@@ -78,15 +87,17 @@ for tool in swift openssl valgrind; do
   fi
 done
 fail=0
-for key in service path; do
-  base=$(python3 -c "import json,sys; print(json.load(open('$BASELINE'))['${key}_ir_per_msg'])")
+# figure, its baseline field, its unit
+for entry in "service service_ir_per_msg msg" "path path_ir_per_msg msg" "connection connection_ir connection"; do
+  read -r key field unit <<<"$entry"
+  base=$(python3 -c "import json,sys; print(json.load(open('$BASELINE'))['$field'])")
   now=${!key}
   limit=$(( base + base * TOLERANCE / 100 ))
   if (( now > limit )); then
-    echo "callgrind-check: FAIL $key: $now Ir/msg > $base + ${TOLERANCE}% ($limit)"
+    echo "callgrind-check: FAIL $key: $now Ir/$unit > $base + ${TOLERANCE}% ($limit)"
     fail=1
   else
-    echo "callgrind-check: ok   $key: $now Ir/msg (baseline $base, limit $limit)"
+    echo "callgrind-check: ok   $key: $now Ir/$unit (baseline $base, limit $limit)"
   fi
 done
 exit $fail

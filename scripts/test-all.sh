@@ -4,7 +4,7 @@
 #   deps        scripts/ensure-deps.sh (Debian packages) and scripts/python-venv.sh (.venv-test)
 #   build       swift build                      (debug, all products)
 #   swift-test  swift test                       (Swift Testing + XCTest)
-#   callgrind   scripts/callgrind-check.sh       (instructions per forwarded 64 B message vs the baseline)
+#   callgrind   scripts/callgrind-check.sh       (instructions per forwarded 64 B message and per connection vs the baseline)
 #   interop     pytest tests/interop             (RELAY_BIN=.build/debug/pyrycode-relay)
 #   soak        scripts/soak.sh                  (60 s of churn and faults; SOAK_S to change)
 #   fuzz        scripts/fuzz.sh 15               (only if the script exists)

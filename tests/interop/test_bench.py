@@ -10,7 +10,6 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT as REPO, free_port
 from relaylib import start
 
 EXIT_USAGE = 64  # swift-argument-parser: a ValidationError
@@ -150,16 +149,3 @@ def test_l1_summary_voids_the_verdict_of_runs_on_a_busy_machine(tmp_path):
     rows = summarize(tmp_path, [l1_line("floor", 100, 200, 400), l1_line("relay", 150, 900, 900, busy=True)])
     assert all("1 runs on a BUSY machine: not comparable" in r and r.endswith("| n/a |") for r in rows)
 
-
-def test_callgrind_connections_prices_a_connection(relay_bin, tmp_path):
-    """scripts/callgrind-connections.sh (docs/benchmarks.md "What a connection costs") runs the
-    relay under callgrind for two counts of connections and prints the difference per connection;
-    a short run keeps it working (the figure of a debug build is only checked for its range)."""
-    port = free_port()
-    env = dict(os.environ, BIN=relay_bin, FEW="2", MANY="6", PORT=str(port))
-    r = subprocess.run(["bash", "scripts/callgrind-connections.sh"], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
-    line = next(l for l in r.stdout.splitlines() if l.strip().startswith("this build:"))
-    per_connection = int(line.split(":")[1].split()[0])
-    assert 20_000 < per_connection < 5_000_000, line
