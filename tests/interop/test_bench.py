@@ -148,4 +148,3 @@ def test_l1_summary_takes_the_median_of_every_run_beside_the_floor(tmp_path):
 def test_l1_summary_voids_the_verdict_of_runs_on_a_busy_machine(tmp_path):
     rows = summarize(tmp_path, [l1_line("floor", 100, 200, 400), l1_line("relay", 150, 900, 900, busy=True)])
     assert all("1 runs on a BUSY machine: not comparable" in r and r.endswith("| n/a |") for r in rows)
-
