@@ -57,10 +57,21 @@ package struct HalfOpenTable<Element: AnyObject> {
     /// Evicts what must go before one more connection of `key` is inserted, and returns it
     /// (already removed) for the caller to close. `.unattributed` has no per-client cap.
     package mutating func makeRoom(for key: ClientKey) -> [Element] {
+        makeRoomInClient(key) + makeRoomInAll()
+    }
+
+    /// `makeRoom`'s first step: `key`'s oldest, while it holds its cap.
+    package mutating func makeRoomInClient(_ key: ClientKey) -> [Element] {
         var evicted: [Element] = []
         if key != .unattributed, let g = groups[key] {
             while g.count >= perKeyLimit, let e = popOldest(of: g) { evicted.append(e) }
         }
+        return evicted
+    }
+
+    /// `makeRoom`'s second step: victims of the global cap (`popVictim`), while the table is full.
+    package mutating func makeRoomInAll() -> [Element] {
+        var evicted: [Element] = []
         while entries.count >= limit, let e = popVictim() { evicted.append(e) }
         return evicted
     }

@@ -17,16 +17,16 @@ extension RelayService {
         return ClientKey(remote) ?? .unattributed
     }
 
-    /// `remote`: the newcomer's address, named in the log line when room is made for it.
+    /// `remote`: the newcomer's address, named in the log line when its own cap made room.
     package func makeHalfOpenRoom(for key: ClientKey, remote: SocketAddress) {
-        let atClientCap = halfOpen.count(of: key) >= halfOpen.perKeyLimit && key != .unattributed
-        evict(halfOpen.makeRoom(for: key), for: key, remote: remote, atClientCap: atClientCap)
+        evict(halfOpen.makeRoomInClient(key), atClientCap: true, remote: remote)
+        evict(halfOpen.makeRoomInAll(), atClientCap: false, remote: remote)
     }
 
     /// The PROXY v2 header named the client of a connection not yet upgraded: it counts under that client now.
     package func connection(_ c: Connection, wasProxiedFrom source: SocketAddress) {
         guard let key = ClientKey(source) else { return }
-        evict(halfOpen.rekey(c, to: key), for: key, remote: source, atClientCap: true)
+        evict(halfOpen.rekey(c, to: key), atClientCap: true, remote: source)
     }
 
     /// Closes what made room, counts it, and says so in a budgeted line (docs/operations.md, "Log
@@ -34,7 +34,7 @@ extension RelayService {
     /// (`per-client cap`): its connections made room for its newest, so the flooder is named.
     /// The relay's (`global cap`): the newcomer may be anyone and the closed connections belong
     /// to the clients holding the most, so no address is named.
-    private func evict(_ evicted: [Connection], for key: ClientKey, remote: SocketAddress, atClientCap: Bool) {
+    private func evict(_ evicted: [Connection], atClientCap: Bool, remote: SocketAddress) {
         guard !evicted.isEmpty else { return }
         for c in evicted {
             metrics.halfOpenEvictions += 1
